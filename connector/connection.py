@@ -1,0 +1,125 @@
+"""Connections: a user's connection values, checked once and turned into what runs need.
+
+A :class:`Connection` holds the validated fields, the base URL, the precomputed auth
+headers and a :class:`Redactor` that knows every form in which the secrets could leak
+(raw, base64 of ``key:``, the whole header value). Secret values are kept out of the
+connection's ``public`` view, which is the only one module templates see, and out of
+``repr``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+from jinja2 import TemplateError
+
+from connector.auth import build_auth_headers
+from connector.errors import DataError, InvalidConfigurationError
+from connector.registry import LoadedApp
+from connector.templates import describe_error
+from connector.validation import Values, validate_parameters
+
+__all__ = ["REDACTED", "Connection", "Redactor"]
+
+REDACTED = "[REDACTED]"
+#: Secrets shorter than this are not searched for in text (too many false hits).
+_MIN_SECRET = 4
+
+
+class Redactor:
+    """Replaces every known secret form in text and in JSON-like data."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) < _MIN_SECRET:
+                continue
+            forms.add(secret)
+            for suffix in (":", ""):
+                raw = (secret + suffix).encode()
+                forms.add(base64.b64encode(raw).decode("ascii"))
+                forms.add(base64.urlsafe_b64encode(raw).decode("ascii"))
+                forms.add(base64.b64encode(raw).decode("ascii").rstrip("="))
+            forms.add(json.dumps(secret)[1:-1])
+        self._pattern = (
+            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+            if forms
+            else None
+        )
+
+    def __call__(self, text: str) -> str:
+        return text if self._pattern is None else self._pattern.sub(REDACTED, text)
+
+    def data(self, value: Any) -> Any:
+        """A copy of ``value`` with secrets replaced in every string, keys included."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {self(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(v) for v in value]
+        return value
+
+
+class Connection:
+    """A validated connection for one app."""
+
+    __slots__ = ("_values", "app", "auth_headers", "base_url", "public", "redact", "timeout")
+
+    def __init__(self, app: LoadedApp, values: Mapping[str, Any] | None) -> None:
+        self.app = app
+        spec = app.manifest.connection
+        secret_values = [
+            str(v)
+            for k, v in (values or {}).items()
+            if k in app.secret_fields and isinstance(v, str | int | float)
+        ]
+        self.redact = Redactor(secret_values)
+        try:
+            validated = validate_parameters(spec.fields, [], values or {})
+        except DataError as exc:
+            raise InvalidConfigurationError(
+                f"connection: {self.redact(exc.message)}", field=exc.field
+            ) from None
+        self._values = validated
+        self.public = Values((k, v) for k, v in validated.items() if k not in app.secret_fields)
+        try:
+            self.auth_headers = build_auth_headers(spec.auth, validated)
+            base = app.base_url.render({"connection": self.public})
+        except (TemplateError, OverflowError, TypeError, ValueError) as exc:
+            raise InvalidConfigurationError(
+                f"connection: {self.redact(describe_error(exc))}"
+            ) from None
+        self.redact = Redactor([*secret_values, *self.auth_headers.values()])
+        self.base_url = _check_base_url(str(base))
+        self.timeout = app.manifest.timeout
+
+    def __repr__(self) -> str:
+        return f"Connection(app={self.app.name!r}, base_url={self.base_url!r})"
+
+    @staticmethod
+    def cache_key(values: Mapping[str, Any] | None) -> str:
+        return json.dumps(values or {}, sort_keys=True, default=str)
+
+
+def _check_base_url(text: str) -> str:
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidConfigurationError(f"base URL {text!r} is invalid: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidConfigurationError(
+            f"base URL {text!r} must be an absolute http(s) URL", field="host"
+        )
+    if url.userinfo or url.query or url.fragment:
+        raise InvalidConfigurationError(
+            f"base URL {text!r} must not carry credentials, a query or a fragment", field="host"
+        )
+    return text.rstrip("/")

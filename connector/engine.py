@@ -1,0 +1,364 @@
+"""Running a module: check input, build the request, send it, shape the output.
+
+One run goes through four steps, each a method so hosts and tests can stop after any:
+
+1. :meth:`Engine.prepare`: render the builder's mappings over ``context``, coerce and
+   check every parameter, render the manifest's request templates and check the result
+   (URL stays on the base URL, headers are clean, size limits). Pure: nothing is sent,
+   and a DataError here means nothing ever will be.
+2. :meth:`Engine.dry_run`: the prepared request with auth redacted, for ``--dry-run``.
+3. sending, with the app's retry policy (:mod:`connector.transport`);
+4. rendering the output bundles from the request and response, secrets redacted.
+
+``run`` and ``arun`` share steps 1 and 4 exactly; only step 3 differs (a pooled
+``httpx.Client`` or ``httpx.AsyncClient``, one per engine, never one per run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from jinja2 import TemplateError
+
+from connector._version import __version__
+from connector.connection import REDACTED, Connection
+from connector.errors import DataError, InvalidConfigurationError
+from connector.registry import LoadedModule, Registry
+from connector.request import (
+    ALLOWED_METHODS,
+    check_headers,
+    encode_body,
+    join_url,
+    largest_fields,
+    normalize_query,
+)
+from connector.templates import TemplateTree, describe_error
+from connector.transport import PreparedRequest, Sender
+from connector.types import format_datetime
+from connector.validation import validate_parameters
+
+__all__ = ["ENGINE_INFO", "Engine", "Prepared"]
+
+ENGINE_INFO = {"name": "connector", "version": __version__}
+_CONNECTION_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked run, ready to send."""
+
+    module: LoadedModule
+    connection: Connection
+    request: PreparedRequest
+    parameters: Mapping[str, Any]
+    run: Mapping[str, Any]
+
+    def redacted(self) -> dict[str, Any]:
+        """The request as ``--dry-run`` shows it: auth headers replaced."""
+        auth = {name.lower() for name in self.connection.auth_headers}
+        headers = {
+            k: (REDACTED if k.lower() in auth else v) for k, v in self.request.headers.items()
+        }
+        url = str(httpx.URL(self.request.url, params=self.request.query or None))
+        body: Any = self.request.json_body
+        if body is None and self.request.content is not None:
+            body = self.request.content.decode("utf-8", "replace")
+        out = {"module": self.module.id, "method": self.request.method, "url": url,
+               "headers": headers, "body": body}
+        return dict(self.connection.redact.data(out))
+
+
+class Engine:
+    """Runs modules of a :class:`~connector.registry.Registry`.
+
+    Hold one engine per process and reuse it: it keeps pooled HTTP clients and the
+    checked connections. ``client``/``async_client`` let hosts bring their own
+    (proxies, custom transports); the engine then does not close them.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.registry = registry
+        self._client = client
+        self._owns_client = client is None
+        self._async_client = async_client
+        self._owns_async_client = async_client is None
+        self._connections: OrderedDict[tuple[str, str], Connection] = OrderedDict()
+        self._senders: dict[str, Sender] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._async_client is not None and self._owns_async_client:
+            await self._async_client.aclose()
+            self._async_client = None
+        self.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(follow_redirects=False)
+        return self._client
+
+    @property
+    def async_client(self) -> httpx.AsyncClient:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(follow_redirects=False)
+        return self._async_client
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def connection(self, module: LoadedModule, values: Mapping[str, Any] | None) -> Connection:
+        """The checked connection for these values (cached: auth is computed once)."""
+        key = (module.app.name, Connection.cache_key(values))
+        cached = self._connections.get(key)
+        if cached is not None:
+            self._connections.move_to_end(key)
+            return cached
+        connection = Connection(module.app, values)
+        self._connections[key] = connection
+        if len(self._connections) > _CONNECTION_CACHE_SIZE:
+            self._connections.popitem(last=False)
+        return connection
+
+    def prepare(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Prepared:
+        """Check everything and build the request; raises DataError before any send."""
+        module = self.registry.get(module_id)
+        conn = self.connection(module, connection)
+        try:
+            values = validate_parameters(
+                module.manifest.parameters, module.manifest.constraints, parameters, context
+            )
+        except DataError as exc:
+            # Mapped text may quote anything, the write key included: never echo it.
+            exc.message = conn.redact(exc.message)
+            exc.args = (exc.message,)
+            raise
+        run = {"id": str(uuid.uuid4()), "timestamp": format_datetime_now()}
+        scope = {
+            "parameters": values,
+            "connection": conn.public,
+            "run": run,
+            "engine": ENGINE_INFO,
+            "app": {"name": module.app.name, "version": module.app.manifest.version},
+        }
+        request = self._build_request(module, conn, scope)
+        return Prepared(module=module, connection=conn, request=request, parameters=values,
+                        run=run)
+
+    def _render(self, module: LoadedModule, part: str, tree: TemplateTree,
+                scope: Mapping[str, Any], conn: Connection) -> Any:
+        try:
+            return tree.render(scope)
+        except (TemplateError, OverflowError, TypeError, ValueError, ArithmeticError) as exc:
+            raise InvalidConfigurationError(
+                f"module {module.id}: the manifest's {part} template failed: "
+                f"{conn.redact(describe_error(exc))}",
+                field=module.part_fields.get(part),
+            ) from None
+
+    def _build_request(
+        self, module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
+    ) -> PreparedRequest:
+        """Render the request parts and check them; raises DataError on unsafe ones."""
+        fields = module.part_fields
+        method = str(self._render(module, "method", module.method, scope, conn) or "").upper()
+        if method not in ALLOWED_METHODS:
+            raise DataError(
+                f"unknown method {method!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",
+                field=fields.get("method"),
+            )
+        url = join_url(conn.base_url, self._render(module, "url", module.url, scope, conn),
+                       fields.get("url"))
+        rendered_headers = self._render(module, "headers", module.headers, scope, conn) or {}
+        if not isinstance(rendered_headers, Mapping):
+            raise DataError("headers must be an object of names and values",
+                            field=fields.get("headers"))
+        headers = check_headers(rendered_headers, conn.auth_headers, fields.get("headers"))
+        query = normalize_query(self._render(module, "query", module.query, scope, conn),
+                                fields.get("query"))
+        body = self._render(module, "body", module.body, scope, conn)
+        content, json_body = encode_body(body, headers, fields.get("body"))
+        limit = module.manifest.request.max_body_bytes
+        if limit is not None and content is not None and len(content) > limit:
+            biggest = largest_fields(json_body)
+            named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
+            raise DataError(
+                f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
+                + (f"; largest fields: {named}" if named else ""),
+                field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
+            )
+        headers.update(conn.auth_headers)
+        message_id = json_body.get("messageId") if isinstance(json_body, Mapping) else None
+        return PreparedRequest(
+            method=method,
+            url=url,
+            headers=headers,
+            query=query,
+            content=content,
+            json_body=json_body,
+            module_id=module.id,
+            message_id=message_id if isinstance(message_id, str) else None,
+            timeout=conn.timeout,
+        )
+
+    def dry_run(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What would be sent, auth redacted. Nothing is sent."""
+        return self.prepare(module_id, connection, parameters, context).redacted()
+
+    def _sender(self, prepared: Prepared) -> Sender:
+        key = f"{prepared.module.app.name}/{prepared.module.manifest.retry}"
+        sender = self._senders.get(key)
+        if sender is None:
+            app = prepared.module.app.manifest
+            sender = Sender(app.retry, app.errors, retry=prepared.module.manifest.retry)
+            self._senders[key] = sender
+        return sender
+
+    def finish(self, prepared: Prepared, response: httpx.Response) -> list[dict[str, Any]]:
+        """The output bundles for a response (secrets redacted)."""
+        request = prepared.request
+        auth = {name.lower() for name in prepared.connection.auth_headers}
+        scope = {
+            "parameters": prepared.parameters,
+            "connection": prepared.connection.public,
+            "run": prepared.run,
+            "engine": ENGINE_INFO,
+            "app": {"name": prepared.module.app.name,
+                    "version": prepared.module.app.manifest.version},
+            "request": {
+                "method": request.method,
+                "url": request.url,
+                "headers": {k: v for k, v in request.headers.items() if k.lower() not in auth},
+                "body": request.json_body,
+            },
+            "response": {
+                "status": response.status_code,
+                "headers": dict(response.headers),
+                "body": _parse_body(response),
+            },
+        }
+        output = self._render(prepared.module, "output", prepared.module.output, scope,
+                              prepared.connection)
+        bundles = output if isinstance(output, list) else [output if output is not None else {}]
+        return [prepared.connection.redact.data(b) for b in bundles]
+
+    # -- whole runs -----------------------------------------------------------------------
+
+    def run(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run a module and return its output bundles; raises a RunError subclass."""
+        prepared = self.prepare(module_id, connection, parameters, context)
+        response, _ = self._sender(prepared).send(
+            self.client, prepared.request, prepared.connection.redact
+        )
+        return self.finish(prepared, response)
+
+    async def arun(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`run`, over the engine's pooled ``httpx.AsyncClient``."""
+        prepared = self.prepare(module_id, connection, parameters, context)
+        response, _ = await self._sender(prepared).asend(
+            self.async_client, prepared.request, prepared.connection.redact
+        )
+        return self.finish(prepared, response)
+
+    async def arun_many(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        runs: list[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        *,
+        concurrency: int = 16,
+    ) -> list[list[dict[str, Any]] | Exception]:
+        """Run many parameter sets concurrently (bounded); one result or error each."""
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(parameters: Mapping[str, Any]) -> list[dict[str, Any]] | Exception:
+            async with semaphore:
+                try:
+                    return await self.arun(module_id, connection, parameters, context)
+                except Exception as exc:  # noqa: BLE001 - returned per run, not lost
+                    return exc
+
+        return list(await asyncio.gather(*(one(p) for p in runs)))
+
+
+def format_datetime_now() -> str:
+    from datetime import UTC, datetime
+
+    return format_datetime(datetime.now(UTC))
+
+
+def _parse_body(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return response.text
+
+
+def _parameter_for(biggest: list[tuple[str, int]], values: Mapping[str, Any]) -> str | None:
+    """The parameter behind the biggest field of a body, when it can be told."""
+    if not biggest:
+        return None
+    head, _, sub = biggest[0][0].partition(".")
+    if head in values:
+        return head
+    for name, value in values.items():
+        if sub and isinstance(value, Mapping) and sub in value:
+            return name
+    return None

@@ -1,0 +1,158 @@
+"""The exceptions the engine raises, in one place.
+
+The hierarchy::
+
+    ConnectorError                  base of everything the engine raises on purpose
+    ├── ManifestError               a manifest breaks the format; raised at load time,
+    │                               names the file and the JSON path of the fault
+    ├── UnknownModuleError          a module id that no loaded app declares
+    └── RunError                    a module run failed; ``type`` is Make's error name
+        ├── DataError               bad input: a field broke a rule. Nothing was sent.
+        ├── InvalidConfigurationError
+        │                           the connection or a manifest template is unusable
+        │                           (bad base URL, a template that fails at run time)
+        ├── InvalidAccessTokenError the remote refused the credentials (401/403)
+        ├── RateLimitError          the remote said 429 and retries ran out
+        ├── RemoteConnectionError   network failure or timeout ("ConnectionError")
+        └── RemoteRuntimeError      any other remote failure, e.g. 5xx ("RuntimeError")
+
+Why a separate ``type`` string: hosts and the CLI report errors with Make's names
+(``DataError``, ``ConnectionError``, ...). Two of those shadow Python builtins, so the
+classes carry a prefix and the Make name lives in ``type``.
+
+Every message is built by the engine from field names, rules and (redacted) remote
+answers; no error ever carries a connection secret. ``RunError.to_dict`` is the exact
+shape the CLI prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ConnectorError",
+    "DataError",
+    "InvalidAccessTokenError",
+    "InvalidConfigurationError",
+    "ManifestError",
+    "RateLimitError",
+    "RemoteConnectionError",
+    "RemoteRuntimeError",
+    "RunError",
+    "UnknownModuleError",
+]
+
+
+class ConnectorError(Exception):
+    """Base class of every error the engine raises deliberately."""
+
+
+class ManifestError(ConnectorError):
+    """A manifest is malformed or refers to something that does not exist.
+
+    ``source`` is the file (or ``<dict>``), ``path`` the JSON path of the fault such as
+    ``$.parameters[2].type``.
+    """
+
+    def __init__(self, source: str, path: str, message: str) -> None:
+        self.source = source
+        self.path = path
+        self.message = message
+        super().__init__(f"{source}: {path}: {message}")
+
+
+class UnknownModuleError(ConnectorError, LookupError):
+    """No loaded app declares this module id."""
+
+    def __init__(self, module_id: str, known: list[str]) -> None:
+        self.module_id = module_id
+        self.known = known
+        expected = ", ".join(known) if known else "(no modules loaded)"
+        super().__init__(f"unknown module {module_id!r}, expected one of: {expected}")
+
+
+class RunError(ConnectorError):
+    """A module run failed. ``field`` names the parameter at fault, when there is one."""
+
+    type: ClassVar[str] = "RuntimeError"
+    #: Whether sending the same request again later may succeed.
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status: int | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        self.message = message
+        self.field = field
+        self.status = status
+        self.attempts = attempts
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"type", "message", "field"}`` object hosts and the CLI report."""
+        out: dict[str, Any] = {"type": self.type, "message": self.message, "field": self.field}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.attempts is not None:
+            out["attempts"] = self.attempts
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, field={self.field!r})"
+
+
+class DataError(RunError):
+    """Bad input. Raised before anything is sent (or for a remote 400/413/422)."""
+
+    type = "DataError"
+
+
+class InvalidConfigurationError(RunError):
+    """The connection or the module's configuration cannot work."""
+
+    type = "InvalidConfigurationError"
+
+
+class InvalidAccessTokenError(RunError):
+    """The remote refused the credentials."""
+
+    type = "InvalidAccessTokenError"
+
+
+class RateLimitError(RunError):
+    """The remote kept answering 429."""
+
+    type = "RateLimitError"
+    retryable = True
+
+
+class RemoteConnectionError(RunError):
+    """The remote could not be reached, or did not answer in time."""
+
+    type = "ConnectionError"
+    retryable = True
+
+
+class RemoteRuntimeError(RunError):
+    """Any other remote failure, such as a 5xx."""
+
+    type = "RuntimeError"
+    retryable = True
+
+
+#: Make's error names, for hosts that map them back to classes.
+ERROR_TYPES: dict[str, type[RunError]] = {
+    cls.type: cls
+    for cls in (
+        DataError,
+        InvalidConfigurationError,
+        InvalidAccessTokenError,
+        RateLimitError,
+        RemoteConnectionError,
+        RemoteRuntimeError,
+    )
+}

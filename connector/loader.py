@@ -1,0 +1,309 @@
+"""Loading manifests: read, validate, compile, and check every reference.
+
+A manifest that breaks the format, or refers to something that does not exist (an
+unknown parameter, connection field, filter, format or auth type, bad template syntax),
+fails here with a :class:`~connector.errors.ManifestError` naming the file and the JSON
+path of the fault, never at run time in front of a builder. Manifests are untrusted
+input too: any failure while reading one becomes a ManifestError, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+from pydantic import ValidationError
+
+from connector.auth import AUTH_REQUIRED, AUTH_TYPES
+from connector.errors import ERROR_TYPES, ManifestError
+from connector.manifest import AppManifest, ModuleManifest, Parameter
+from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
+from connector.templates import CompiledTemplate, TemplateTree, referenced_names
+from connector.types import FORMATS
+
+__all__ = ["load", "load_app", "packaged_manifests_dir"]
+
+#: The largest manifest file read, so a hostile one cannot exhaust memory.
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024
+APP_FILE = "app.json"
+#: Names templates may use besides the scope ones: Jinja's loop and the engine globals.
+_GLOBALS = frozenset({"loop", "range", "dict", "now", "true", "false", "none"})
+_REQUEST_SCOPE = frozenset({"parameters", "connection", "run", "engine", "app"})
+_OUTPUT_SCOPE = _REQUEST_SCOPE | {"request", "response"}
+
+
+def packaged_manifests_dir() -> Path:
+    """Where the apps shipped with the package live (installed or in a checkout)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "_manifests"
+    return installed if installed.is_dir() else here.parent / "manifests"
+
+
+def load(*paths: str | os.PathLike[str], packaged: bool | None = None) -> Registry:
+    """Load apps from ``paths`` (app folders, app.json files, or folders of apps).
+
+    With no paths, or ``packaged=True``, the apps shipped with the package are loaded.
+    """
+    if packaged is None:
+        packaged = not paths
+    registry = Registry()
+    roots = [Path(p) for p in paths]
+    if packaged:
+        roots.insert(0, packaged_manifests_dir())
+    for app_file in _find_app_files(roots):
+        app, modules = load_app(app_file)
+        if app.name in registry.apps:
+            raise ManifestError(str(app_file), "$.name", f"app {app.name!r} is loaded twice")
+        registry.add(app, modules)
+    return registry
+
+
+def _find_app_files(roots: Iterable[Path]) -> list[Path]:
+    found: list[Path] = []
+    for root in roots:
+        if root.is_file():
+            found.append(root)
+        elif (root / APP_FILE).is_file():
+            found.append(root / APP_FILE)
+        elif root.is_dir():
+            found.extend(sorted(p / APP_FILE for p in root.iterdir() if (p / APP_FILE).is_file()))
+        else:
+            raise ManifestError(str(root), "$", "no such file or folder")
+    return found
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(str(path), "$", f"file is larger than {MAX_MANIFEST_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(str(path), "$", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ManifestError(str(path), "$", "not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            str(path), "$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise ManifestError(str(path), "$", "JSON nested too deeply") from None
+
+
+def _json_path(loc: Sequence[int | str]) -> str:
+    out = "$"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _validation_error(source: str, exc: ValidationError) -> ManifestError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    message = first["msg"]
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error(s))"
+    return ManifestError(source, _json_path(first["loc"]), message)
+
+
+def load_app(app_file: str | os.PathLike[str]) -> tuple[LoadedApp, list[LoadedModule]]:
+    """Load one app.json and its modules; raises ManifestError."""
+    path = Path(app_file)
+    source = str(path)
+    data = _read_json(path)
+    try:
+        manifest = AppManifest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(source, exc) from None
+    except RecursionError:
+        raise ManifestError(source, "$", "manifest nested too deeply") from None
+    app = _compile_app(manifest, source)
+    modules: list[LoadedModule] = []
+    seen: set[str] = set()
+    for i, relative in enumerate(manifest.modules):
+        module_path = (path.parent / relative).resolve()
+        if not module_path.is_relative_to(path.parent.resolve()):
+            raise ManifestError(source, f"$.modules[{i}]", "module files must be inside the app")
+        module = _load_module(module_path, app)
+        if module.id in seen:
+            raise ManifestError(str(module_path), "$.id", f"duplicate module id {module.id!r}")
+        seen.add(module.id)
+        modules.append(module)
+    return app, modules
+
+
+def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
+    fields = {f.name for f in manifest.connection.fields}
+    auth = manifest.connection.auth
+    if auth.type not in AUTH_TYPES:
+        raise ManifestError(
+            source,
+            "$.connection.auth.type",
+            f"unknown auth type {auth.type!r}, expected one of: {', '.join(AUTH_TYPES)}",
+        )
+    for key in AUTH_REQUIRED[auth.type]:
+        if getattr(auth, key) is None:
+            raise ManifestError(
+                source, f"$.connection.auth.{key}", f"auth type {auth.type!r} needs {key!r}"
+            )
+    for key in ("username", "password", "value"):
+        text = getattr(auth, key)
+        if text is not None:
+            template = _compile(source, f"$.connection.auth.{key}", text)
+            _check_refs(source, f"$.connection.auth.{key}", template, {"connection"}, fields)
+    for status, error_type in manifest.errors.items():
+        if not status.isdigit() or not 100 <= int(status) <= 599:
+            raise ManifestError(source, f"$.errors.{status}", "keys must be HTTP statuses")
+        if error_type not in ERROR_TYPES:
+            raise ManifestError(
+                source,
+                f"$.errors.{status}",
+                f"unknown error type {error_type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+            )
+    for i, field in enumerate(manifest.connection.fields):
+        _check_parameter(source, f"$.connection.fields[{i}]", field)
+    secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
+    base_url = _compile(source, "$.baseUrl", manifest.base_url)
+    # The base URL is shown in dry runs and errors: it must not be built from secrets.
+    _check_refs(source, "$.baseUrl", base_url, {"connection"}, fields - secret)
+    return LoadedApp(manifest=manifest, source=source, base_url=base_url, secret_fields=secret)
+
+
+def _compile(source: str, path: str, text: str) -> CompiledTemplate:
+    try:
+        return CompiledTemplate(text)
+    except TemplateError as exc:
+        raise ManifestError(source, path, f"bad template: {exc.message or exc}") from None
+
+
+def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
+    source = str(path)
+    data = _read_json(path)
+    try:
+        manifest = ModuleManifest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(source, exc) from None
+    except RecursionError:
+        raise ManifestError(source, "$", "manifest nested too deeply") from None
+    if not manifest.id.startswith(app.name + "."):
+        raise ManifestError(source, "$.id", f"module ids of app {app.name!r} start with "
+                            f"'{app.name}.', got {manifest.id!r}")
+    for i, param in enumerate(manifest.parameters):
+        _check_parameter(source, f"$.parameters[{i}]", param)
+    names = {p.name for p in walk_parameters(manifest.parameters)}
+    for i, constraint in enumerate(manifest.constraints):
+        for name in constraint.one_of_required:
+            if name not in names:
+                raise ManifestError(
+                    source,
+                    f"$.constraints[{i}].oneOfRequired",
+                    f"unknown parameter {name!r}, expected one of: {', '.join(sorted(names))}",
+                )
+    trees: list[tuple[str, Any, frozenset[str]]] = [
+        ("$.request.method", manifest.request.method, _REQUEST_SCOPE),
+        ("$.request.url", manifest.request.url, _REQUEST_SCOPE),
+        ("$.request.headers", manifest.request.headers, _REQUEST_SCOPE),
+        ("$.request.query", manifest.request.query, _REQUEST_SCOPE),
+        ("$.request.body", manifest.request.body, _REQUEST_SCOPE),
+        ("$.output.bundle", manifest.output.bundle, _OUTPUT_SCOPE),
+    ]
+    public_fields = {f.name for f in app.manifest.connection.fields} - app.secret_fields
+    for base, value, scope in trees:
+        try:
+            tree = TemplateTree(value)
+        except TemplateError as exc:
+            where = _find_bad_template(value, base)
+            raise ManifestError(source, where, f"bad template: {exc.message or exc}") from None
+        for rel, template in tree.templates():
+            _check_refs(source, base + rel, template, scope, public_fields, manifest.parameters,
+                        app.secret_fields)
+    return LoadedModule.compile(manifest, app, source)
+
+
+def _find_bad_template(value: Any, path: str) -> str:
+    """The JSON path of the first string in ``value`` that does not compile."""
+    if isinstance(value, str):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value or [])
+    for key, child in items:
+        sub = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+        try:
+            TemplateTree(child)
+        except TemplateError:
+            return _find_bad_template(child, sub)
+    return path
+
+
+def _check_parameter(source: str, path: str, param: Parameter) -> None:
+    if param.format is not None and param.format not in FORMATS:
+        raise ManifestError(
+            source,
+            f"{path}.format",
+            f"unknown format {param.format!r}, expected one of: {', '.join(FORMATS)}",
+        )
+    for i, child in enumerate(param.fields or ()):
+        _check_parameter(source, f"{path}.fields[{i}]", child)
+    if param.items is not None:
+        _check_parameter(source, f"{path}.items", param.items)
+    for i, option in enumerate(param.options or ()):
+        for j, nested in enumerate(option.nested):
+            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested)
+
+
+def _check_refs(
+    source: str,
+    path: str,
+    template: CompiledTemplate,
+    scope: Iterable[str],
+    connection_fields: set[str] | frozenset[str],
+    parameters: list[Parameter] | None = None,
+    secret_fields: frozenset[str] = frozenset(),
+) -> None:
+    allowed = set(scope) | _GLOBALS
+    for chain in referenced_names(template):
+        root = chain[0]
+        if root not in allowed:
+            raise ManifestError(
+                source,
+                path,
+                f"unknown name {root!r} in template, expected one of: "
+                f"{', '.join(sorted(set(scope)))}",
+            )
+        if root == "connection" and len(chain) > 1 and chain[1] not in connection_fields:
+            if chain[1] in secret_fields:
+                raise ManifestError(
+                    source,
+                    path,
+                    f"connection field {chain[1]!r} is secret: only the app's auth section "
+                    "may use it",
+                )
+            raise ManifestError(
+                source,
+                path,
+                f"unknown connection field {chain[1]!r}, expected one of: "
+                f"{', '.join(sorted(connection_fields)) or '(none)'}",
+            )
+        if root == "parameters" and parameters is not None and len(chain) > 1:
+            _check_parameter_chain(source, path, chain[1:], parameters)
+
+
+def _check_parameter_chain(
+    source: str, path: str, chain: tuple[str, ...], parameters: list[Parameter]
+) -> None:
+    level = list(walk_parameters(parameters))
+    for depth, name in enumerate(chain):
+        match = next((p for p in level if p.name == name), None)
+        if match is None:
+            dotted = ".".join(("parameters", *chain[: depth + 1]))
+            expected = ", ".join(sorted(p.name for p in level)) or "(none)"
+            raise ManifestError(
+                source, path, f"unknown parameter {dotted!r}, expected one of: {expected}"
+            )
+        if match.type != "collection":
+            return  # Deeper attributes are values' own (dict methods, keyvalue keys).
+        level = list(walk_parameters(match.fields or []))

@@ -1,0 +1,141 @@
+"""Loaded apps and modules: manifests with every template compiled.
+
+Everything that can be done once per manifest happens when a :class:`LoadedModule` is
+built (compiled templates, the field each request part comes from), so a run only
+renders and checks. The :class:`Registry` is what hosts hold: it lists modules and
+describes them for form drawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.errors import UnknownModuleError
+from connector.manifest import AppManifest, ModuleManifest, Parameter
+from connector.templates import CompiledTemplate, TemplateTree, referenced_names
+
+__all__ = ["LoadedApp", "LoadedModule", "Registry"]
+
+
+@dataclass(frozen=True)
+class LoadedApp:
+    """An app manifest, compiled."""
+
+    manifest: AppManifest
+    source: str
+    base_url: CompiledTemplate
+    secret_fields: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+@dataclass(frozen=True)
+class LoadedModule:
+    """A module manifest, compiled, with the app it belongs to."""
+
+    manifest: ModuleManifest
+    app: LoadedApp
+    source: str
+    method: TemplateTree
+    url: TemplateTree
+    headers: TemplateTree
+    query: TemplateTree
+    body: TemplateTree
+    output: TemplateTree
+    #: For each request part, the first parameter it is built from (names errors).
+    part_fields: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @classmethod
+    def compile(cls, manifest: ModuleManifest, app: LoadedApp, source: str) -> LoadedModule:
+        """Compile every template; raises jinja2.TemplateError with the failing part."""
+        request = manifest.request
+        parts = {
+            "method": TemplateTree(request.method),
+            "url": TemplateTree(request.url),
+            "headers": TemplateTree(request.headers),
+            "query": TemplateTree(request.query),
+            "body": TemplateTree(request.body),
+        }
+        part_fields = {name: _first_parameter(tree) for name, tree in parts.items()}
+        return cls(
+            manifest=manifest,
+            app=app,
+            source=source,
+            output=TemplateTree(manifest.output.bundle),
+            part_fields=part_fields,
+            **parts,
+        )
+
+
+def _first_parameter(tree: TemplateTree) -> str | None:
+    for _, template in tree.templates():
+        for chain in referenced_names(template):
+            if len(chain) >= 2 and chain[0] == "parameters":
+                return chain[1]
+    return None
+
+
+class Registry:
+    """The loaded apps and their modules, by id."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, LoadedApp] = {}
+        self._modules: dict[str, LoadedModule] = {}
+
+    def add(self, app: LoadedApp, modules: list[LoadedModule]) -> None:
+        self.apps[app.name] = app
+        for module in modules:
+            self._modules[module.id] = module
+
+    def __contains__(self, module_id: object) -> bool:
+        return module_id in self._modules
+
+    def __iter__(self) -> Iterator[LoadedModule]:
+        return iter(self._modules.values())
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def module_ids(self) -> list[str]:
+        return sorted(self._modules)
+
+    def get(self, module_id: str) -> LoadedModule:
+        try:
+            return self._modules[module_id]
+        except KeyError:
+            raise UnknownModuleError(module_id, self.module_ids()) from None
+
+    def describe(self, module_id: str) -> dict[str, Any]:
+        """The module for form drawing: see :func:`connector.describe.describe_module`."""
+        from connector.describe import describe_module
+
+        return describe_module(self.get(module_id))
+
+    def list(self) -> list[dict[str, Any]]:
+        """One summary per module: id, label, kind, app, description."""
+        return [
+            {
+                "id": m.id,
+                "label": m.manifest.label,
+                "kind": m.manifest.kind,
+                "app": m.app.name,
+                "description": m.manifest.description,
+            }
+            for m in sorted(self._modules.values(), key=lambda m: m.id)
+        ]
+
+
+def walk_parameters(params: list[Parameter]) -> Iterator[Parameter]:
+    """Every parameter at one level, including select options' nested ones."""
+    for param in params:
+        yield param
+        for option in param.options or ():
+            yield from walk_parameters(option.nested)

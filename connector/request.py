@@ -1,0 +1,178 @@
+"""Building the HTTP request from rendered parts, and refusing unsafe ones.
+
+The URL a module renders is a *path* under the app's base URL. It can never change
+the scheme, host or port: absolute URLs, ``//host``, ``@host``, backslashes, control
+characters and dot segments are all refused. Header names must be HTTP tokens and values
+must not carry CR/LF, so a mapped value cannot smuggle a header. The auth header belongs
+to the engine: a module or builder that sets it gets a DataError, never a silent
+override. All of this happens before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+from connector.errors import DataError
+
+__all__ = [
+    "ALLOWED_METHODS",
+    "check_headers",
+    "encode_body",
+    "join_url",
+    "largest_fields",
+    "normalize_query",
+]
+
+ALLOWED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_CONTROL = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+def join_url(base: str, path: Any, field: str | None) -> str:
+    """``base`` + ``path``, where ``path`` may not leave the base URL."""
+    if not isinstance(path, str) or not path.strip():
+        raise DataError("the URL path must be non-empty text", field=field)
+    path = path.strip()
+    reason = _unsafe_path_reason(path)
+    if reason:
+        raise DataError(
+            f"URL {path!r} is not allowed: {reason}; give a path relative to the base URL, "
+            "such as /v1/track",
+            field=field,
+        )
+    if not path.startswith("/"):
+        path = "/" + path
+    url = base + path
+    base_url, full = httpx.URL(base), httpx.URL(url)
+    if (full.scheme, full.host, full.port) != (base_url.scheme, base_url.host, base_url.port):
+        raise DataError(f"URL {path!r} would leave the base URL", field=field)
+    return url
+
+
+def _unsafe_path_reason(path: str) -> str | None:
+    decoded = unquote(unquote(path))
+    if "://" in path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
+        return "absolute URLs are refused"
+    if path.startswith("//") or decoded.startswith("//"):
+        return "'//host' would change the host"
+    if _CONTROL.search(path) or _CONTROL.search(decoded):
+        return "spaces, control characters and backslashes are refused"
+    before_query = decoded.split("?", 1)[0].split("#", 1)[0]
+    if "@" in before_query.split("/", 2)[1 if before_query.startswith("/") else 0]:
+        return "'@' in the first segment would read as credentials"
+    if any(seg in (".", "..") for seg in before_query.split("/")):
+        return "'.' and '..' segments are refused"
+    if "#" in path:
+        return "fragments are refused"
+    return None
+
+
+def check_headers(headers: Mapping[str, Any], reserved: Mapping[str, str], field: str | None) -> dict[str, str]:
+    """Stringify and check header names/values; refuse the auth headers."""
+    out: dict[str, str] = {}
+    folded_reserved = {name.lower() for name in reserved}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise DataError(f"header name {name!r} is not a valid HTTP token", field=field)
+        if name.lower() in folded_reserved:
+            raise DataError(
+                f"header {name!r} is set by the connection; remove it (auth is added for you)",
+                field=field,
+            )
+        text = value if isinstance(value, str) else json.dumps(value) if value is not None else ""
+        if _BAD_VALUE.search(text):
+            raise DataError(
+                f"header {name!r} has a value with CR, LF or NUL characters", field=field
+            )
+        out[name] = text
+    return out
+
+
+def normalize_query(query: Any, field: str | None) -> dict[str, Any]:
+    if query is None:
+        return {}
+    if not isinstance(query, Mapping):
+        raise DataError("the query string must be an object of names and values", field=field)
+    out: dict[str, Any] = {}
+    for key, value in query.items():
+        if isinstance(value, list):
+            out[str(key)] = [_query_value(v) for v in value]
+        else:
+            out[str(key)] = _query_value(value)
+    return out
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _content_type(headers: Mapping[str, str]) -> str | None:
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            return value
+    return None
+
+
+def encode_body(
+    body: Any, headers: dict[str, str], field: str | None
+) -> tuple[bytes | None, Any]:
+    """The body as bytes, plus its parsed JSON form (for output bundles), if any.
+
+    Objects and lists go out as JSON; text goes out as-is, but must be valid JSON when
+    the content type says JSON.
+    """
+    if body is None:
+        return None, None
+    content_type = _content_type(headers)
+    if isinstance(body, str | bytes):
+        raw = body.encode() if isinstance(body, str) else body
+        parsed: Any = None
+        if content_type is None or "json" in content_type.lower():
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                if content_type is not None:
+                    raise DataError(
+                        f"the body is not valid JSON but the content type is {content_type!r}",
+                        field=field,
+                    ) from None
+            if content_type is None and parsed is not None:
+                headers["Content-Type"] = "application/json"
+        return raw, parsed
+    try:
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except ValueError as exc:
+        raise DataError(f"the body cannot be sent as JSON: {exc}", field=field) from None
+    if content_type is None:
+        headers["Content-Type"] = "application/json"
+    return raw, body
+
+
+def largest_fields(body: Any, top: int = 3) -> list[tuple[str, int]]:
+    """The biggest fields of a JSON object, in bytes; nested objects are looked into once,
+    so the culprit named is ``properties.blob``, not just ``properties``."""
+    sizes: list[tuple[str, int]] = []
+    if isinstance(body, Mapping):
+        for key, value in body.items():
+            if isinstance(value, Mapping) and value:
+                for sub, sub_value in value.items():
+                    sizes.append((f"{key}.{sub}", _json_size(sub_value)))
+            else:
+                sizes.append((str(key), _json_size(value)))
+    sizes.sort(key=lambda item: item[1], reverse=True)
+    return sizes[:top]
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())

@@ -1,0 +1,365 @@
+"""Templates: Jinja2 in the sandbox, compiled once, rendered many times.
+
+Builders' mappings and integrators' manifests are untrusted, so every template runs in
+an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` with ``StrictUndefined`` and a
+whitelist of filters. On top of Jinja's sandbox the engine bounds what one template
+can produce: a cap on string/list sizes made by ``*`` and ``**`` and on ``range``, and
+a cap on rendered output size, so ``{{ 'a' * 10**9 }}`` is an error, not an outage.
+
+A template that is exactly one expression (``"{{ parameters.traits }}"``) keeps the
+native type of its value: an object stays an object, a number a number. Anything else
+renders to a string. Strings without ``{{`` or ``{%`` are literals and skip Jinja.
+
+A :class:`TemplateTree` is a JSON value whose string leaves are templates; rendering it
+drops keys whose value came out ``None`` (an unmapped optional field is *absent*, not
+``null``), and drops objects that became empty only because of that.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "MAX_OUTPUT",
+    "CompiledTemplate",
+    "TemplateTree",
+    "compile_template",
+    "compile_tree",
+    "environment",
+    "is_template",
+    "referenced_names",
+]
+
+#: Largest string or collection one template may build, in characters/items.
+MAX_OUTPUT = 1_000_000
+#: Largest ``range()`` a template may iterate over.
+MAX_RANGE = 10_000
+
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+
+
+class _Sentinel:
+    """Marks a key that rendered to nothing and must be dropped."""
+
+
+_DROP = _Sentinel()
+
+
+def _base64(value: Any) -> str:
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return base64.b64encode(data).decode("ascii")
+
+
+def _merge(*objects: Any) -> dict[str, Any]:
+    """Shallow-merge mappings left to right; ``None`` arguments are skipped."""
+    out: dict[str, Any] = {}
+    for obj in objects:
+        if obj is None:
+            continue
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"merge expects objects, got {type(obj).__name__}")
+        out.update(obj)
+    return out
+
+
+def _compact(value: Any) -> Any:
+    """Drop ``None``, empty text and empty objects/lists, recursively."""
+    if isinstance(value, Mapping):
+        pairs = ((k, _compact(v)) for k, v in value.items())
+        return {k: v for k, v in pairs if not _is_blank(v)}
+    if isinstance(value, list):
+        return [v for v in (_compact(v) for v in value) if not _is_blank(v)]
+    return value
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, dict | list) and not value)
+
+
+def _tojson(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _fromjson(value: Any) -> Any:
+    return json.loads(str(value))
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(str(value).encode()).hexdigest()
+
+
+def _iso(value: Any) -> str:
+    from connector.types import format_datetime, parse_datetime
+
+    return format_datetime(parse_datetime(value))
+
+
+#: Filters added to Jinja's built-ins. Each is pure and cheap.
+EXTRA_FILTERS: dict[str, Callable[..., Any]] = {
+    "base64": _base64,
+    "merge": _merge,
+    "compact": _compact,
+    "tojson": _tojson,
+    "fromjson": _fromjson,
+    "sha256": _sha256,
+    "iso8601": _iso,
+}
+#: Jinja's own filters that stay available; the rest (e.g. ``attr``, ``xmlattr``,
+#: ``indent``-style formatting with huge widths) are removed.
+ALLOWED_BUILTIN_FILTERS = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "default",
+        "d",
+        "dictsort",
+        "escape",
+        "e",
+        "first",
+        "float",
+        "int",
+        "join",
+        "last",
+        "length",
+        "count",
+        "list",
+        "lower",
+        "map",
+        "max",
+        "min",
+        "reject",
+        "rejectattr",
+        "replace",
+        "reverse",
+        "round",
+        "select",
+        "selectattr",
+        "sort",
+        "string",
+        "sum",
+        "title",
+        "trim",
+        "truncate",
+        "unique",
+        "upper",
+        "urlencode",
+        "items",
+    }
+)
+
+
+def _bounded_range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise OverflowError(f"range of {len(r)} items exceeds the limit of {MAX_RANGE}")
+    return r
+
+
+def _utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox with bounded ``*`` and ``**``."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 100:
+                raise OverflowError("exponent too large")
+            return left**right
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int):
+                    if len(seq) * n > MAX_OUTPUT:
+                        raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+            return left * right
+        return super().call_binop(context, operator, left, right)
+
+
+def _build_environment() -> _Environment:
+    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
+    env.filters.update(EXTRA_FILTERS)
+    env.tests.pop("sameas", None)
+    env.globals = {"range": _bounded_range, "dict": dict, "now": _utcnow}
+    return env
+
+
+_ENV = _build_environment()
+
+
+def environment() -> _Environment:
+    """The shared sandboxed environment (exposed for tests and docs)."""
+    return _ENV
+
+
+def is_template(text: str) -> bool:
+    """Whether a string needs Jinja at all."""
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+class CompiledTemplate:
+    """A template compiled once; :meth:`render` evaluates it against a scope."""
+
+    __slots__ = ("_expr", "_template", "ast", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._expr: Any = None
+        self._template: Any = None
+        # Raises jinja2.TemplateSyntaxError / TemplateAssertionError (unknown filter).
+        self.ast: nodes.Template = _ENV.parse(source)
+        match = _SINGLE_EXPRESSION.match(source)
+        if match and _is_single_output(self.ast):
+            self._expr = _ENV.compile_expression(match.group("expr"), undefined_to_none=False)
+        else:
+            self._template = _ENV.from_string(source)
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        """Evaluate against ``scope``; raises ``jinja2.TemplateError`` or ``OverflowError``."""
+        if self._expr is not None:
+            value = self._expr(**scope)
+            if isinstance(value, StrictUndefined):
+                # Touching it raises UndefinedError with Jinja's message.
+                str(value)
+            return value
+        text: str = self._template.render(**scope)
+        if len(text) > MAX_OUTPUT:
+            raise OverflowError(f"rendered text exceeds {MAX_OUTPUT} characters")
+        return text
+
+
+def _is_single_output(ast: nodes.Template) -> bool:
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return False
+    parts = ast.body[0].nodes
+    return len(parts) == 1 and not isinstance(parts[0], nodes.TemplateData)
+
+
+class TemplateTree:
+    """A JSON value whose string leaves are compiled templates."""
+
+    __slots__ = ("_node", "literal")
+
+    def __init__(self, value: Any) -> None:
+        self._node = _compile_node(value)
+        #: True when nothing in the tree needs Jinja: render returns a copy at once.
+        self.literal = not _has_template(self._node)
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        value = _render_node(self._node, scope)
+        return None if value is _DROP else value
+
+    def templates(self) -> list[tuple[str, CompiledTemplate]]:
+        """Every template with its JSON path (relative, e.g. ``.traits.email``)."""
+        out: list[tuple[str, CompiledTemplate]] = []
+        _collect(self._node, "", out)
+        return out
+
+
+def compile_template(source: str) -> CompiledTemplate:
+    return CompiledTemplate(source)
+
+
+def compile_tree(value: Any) -> TemplateTree:
+    return TemplateTree(value)
+
+
+def _compile_node(value: Any) -> Any:
+    if isinstance(value, str):
+        return CompiledTemplate(value) if is_template(value) else value
+    if isinstance(value, dict):
+        return {str(k): _compile_node(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compile_node(v) for v in value]
+    return value
+
+
+def _has_template(node: Any) -> bool:
+    if isinstance(node, CompiledTemplate):
+        return True
+    if isinstance(node, dict):
+        return any(_has_template(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_template(v) for v in node)
+    return False
+
+
+def _render_node(node: Any, scope: Mapping[str, Any]) -> Any:
+    if isinstance(node, CompiledTemplate):
+        value = node.render(scope)
+        return _DROP if value is None else value
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, child in node.items():
+            value = _render_node(child, scope)
+            if value is not _DROP:
+                out[key] = value
+        return _DROP if node and not out else out
+    if isinstance(node, list):
+        return [v for v in (_render_node(c, scope) for c in node) if v is not _DROP]
+    return node
+
+
+def _collect(node: Any, path: str, out: list[tuple[str, CompiledTemplate]]) -> None:
+    if isinstance(node, CompiledTemplate):
+        out.append((path, node))
+    elif isinstance(node, dict):
+        for key, child in node.items():
+            _collect(child, f"{path}.{key}", out)
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            _collect(child, f"{path}[{i}]", out)
+
+
+def referenced_names(template: CompiledTemplate) -> list[tuple[str, ...]]:
+    """Attribute chains rooted at free names, e.g. ``("parameters", "traits", "email")``.
+
+    Only static chains (``a.b`` and ``a['b']``) are followed; the loader uses them to
+    report references to parameters that do not exist.
+    """
+    chains: list[tuple[str, ...]] = []
+    bound = {n.name for n in template.ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for node in template.ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        chain = _chain(node)
+        if chain and chain[0] not in bound:
+            chains.append(chain)
+    return chains
+
+
+def _chain(node: nodes.Node) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    while True:
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+            node = node.node
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            parts.append(node.arg.value)
+            node = node.node
+        elif isinstance(node, nodes.Name) and node.ctx == "load":
+            parts.append(node.name)
+            return tuple(reversed(parts))
+        else:
+            return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free message for a template failure."""
+    if isinstance(exc, TemplateError):
+        return exc.message or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,292 @@
+"""Input checking: render the builder's mappings, coerce, and enforce every rule.
+
+This is the only guard users get: Segment answers 200 even to events it later drops,
+so anything wrong must be caught here, before a request exists. The first fault found
+raises a :class:`~connector.errors.DataError` whose ``field`` is the dotted path of the
+parameter (``traits.address.city``, ``customTraits``) and whose message names the rule.
+
+The input mapping is never mutated; the result is a fresh structure of
+:class:`Values` dicts in which an absent parameter reads as ``None``, so manifest
+templates can write ``parameters.traits.email`` without guarding every level.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jinja2 import TemplateError
+
+from connector.errors import DataError
+from connector.manifest import Constraint, Option, Parameter, ReservedNames
+from connector.templates import CompiledTemplate, describe_error, is_template
+from connector.types import FORMATS, coerce_scalar
+
+__all__ = ["Values", "normalize_name", "render_mapping", "validate_parameters"]
+
+
+class Values(dict[str, Any]):
+    """A dict in which a missing key reads as ``None`` (for templates)."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+_NAME_FOLD = re.compile(r"[\s_\-]+")
+
+
+def normalize_name(name: str) -> str:
+    """Fold case and ``_``/``-``/spaces, so ``First Name`` == ``firstName`` == ``first_name``."""
+    return _NAME_FOLD.sub("", name).lower()
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(source: str) -> CompiledTemplate:
+    return CompiledTemplate(source)
+
+
+def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
+    """Render a builder's mapped value (templates over earlier bundles) into plain data."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        try:
+            return _compiled(value).render(context)
+        except (TemplateError, OverflowError, TypeError, ValueError, ArithmeticError) as exc:
+            raise DataError(
+                f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
+                field=field,
+            ) from None
+    if isinstance(value, Mapping):
+        return {str(k): render_mapping(v, context, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_mapping(v, context, f"{field}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, list) and not value)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def validate_parameters(
+    specs: Sequence[Parameter],
+    constraints: Sequence[Constraint],
+    raw: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None = None,
+) -> Values:
+    """Render, coerce and check ``raw`` against ``specs``; return fresh values."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise DataError(f"parameters must be an object, got {type(raw).__name__}")
+    values = _validate_level(specs, raw, context or {}, prefix="")
+    for constraint in constraints:
+        _check_constraint(constraint, values)
+    return values
+
+
+def _validate_level(
+    specs: Sequence[Parameter], raw: Mapping[str, Any], context: Mapping[str, Any], prefix: str
+) -> Values:
+    known = _known_names(specs)
+    for key in raw:
+        if key not in known:
+            expected = ", ".join(sorted(known)) or "(none)"
+            field = _join(prefix, str(key))
+            raise DataError(
+                f"unknown field {field!r}, expected one of: {expected}", field=field
+            )
+    out = Values()
+    pending = list(specs)
+    while pending:
+        spec = pending.pop(0)
+        field = _join(prefix, spec.name)
+        value = _validate_value(spec, raw.get(spec.name), context, field)
+        if value is not None:
+            out[spec.name] = value
+        elif spec.type == "collection":
+            out[spec.name] = Values()
+        if spec.type == "select" and value is not None:
+            chosen = _chosen_option(spec, value)
+            pending[0:0] = chosen.nested
+    return out
+
+
+def _known_names(specs: Sequence[Parameter]) -> set[str]:
+    names: set[str] = set()
+    for spec in specs:
+        names.add(spec.name)
+        for option in spec.options or ():
+            names |= _known_names(option.nested)
+    return names
+
+
+def _validate_value(
+    spec: Parameter, value: Any, context: Mapping[str, Any], field: str
+) -> Any:
+    value = render_mapping(value, context, field)
+    if _is_empty(value):
+        if spec.default is not None:
+            value = spec.default
+        elif spec.required:
+            label = f" ({spec.label})" if spec.label else ""
+            raise DataError(f"field {field!r}{label} is required", field=field)
+        else:
+            return None
+    if spec.type == "collection":
+        return _collection(spec, value, context, field)
+    if spec.type == "array":
+        return _array(spec, value, context, field)
+    if spec.type == "keyvalue":
+        return _keyvalue(spec, value, field)
+    if spec.type == "select":
+        return _chosen_option(spec, value, field).value
+    coerced = coerce_scalar(spec.type, value, field)
+    return _check_rules(spec, coerced, field)
+
+
+def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Values:
+    value = _maybe_json(value, (dict,))
+    if not isinstance(value, Mapping):
+        raise DataError(
+            f"field {field!r} must be an object, got {type(value).__name__}", field=field
+        )
+    return _validate_level(spec.fields or [], value, context, field)
+
+
+def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> list[Any]:
+    value = _maybe_json(value, (list,))
+    if not isinstance(value, list | tuple):
+        raise DataError(
+            f"field {field!r} must be a list, got {type(value).__name__}", field=field
+        )
+    if spec.min_items is not None and len(value) < spec.min_items:
+        raise DataError(f"field {field!r} needs at least {spec.min_items} items", field=field)
+    if spec.max_items is not None and len(value) > spec.max_items:
+        raise DataError(f"field {field!r} allows at most {spec.max_items} items", field=field)
+    if spec.items is None:
+        return list(value)
+    out = []
+    for i, item in enumerate(value):
+        coerced = _validate_value(spec.items, item, context, f"{field}[{i}]")
+        if coerced is not None:
+            out.append(coerced)
+    return out
+
+
+def _keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
+    value = _maybe_json(value, (dict, list))
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple):
+        pairs = []
+        for i, item in enumerate(value):
+            if not isinstance(item, Mapping) or "key" not in item:
+                raise DataError(
+                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
+                    field=field,
+                )
+            pairs.append((item["key"], item.get("value")))
+    else:
+        raise DataError(
+            f"field {field!r} must be a list of {{key, value}} or an object, "
+            f"got {type(value).__name__}",
+            field=field,
+        )
+    out: dict[str, Any] = {}
+    for key, item_value in pairs:
+        if not isinstance(key, str) or not key.strip():
+            raise DataError(f"field {field!r} has an empty or non-text key", field=field)
+        if key in out:
+            raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
+        if spec.reserved is not None:
+            _check_reserved(spec.reserved, key, field)
+        out[key] = item_value
+    return out
+
+
+def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
+    folded = normalize_name(key)
+    for name in reserved.names:
+        if normalize_name(name) == folded:
+            hint = ""
+            if reserved.use:
+                hint = f"; use the field {reserved.use.format(name=name)!r} instead"
+            raise DataError(
+                f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} "
+                f"{name!r}{hint}",
+                field=field,
+            )
+
+
+def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Option:
+    for option in spec.options or ():
+        if value == option.value or (
+            not isinstance(option.value, bool) and str(value) == str(option.value)
+        ):
+            return option
+    expected = ", ".join(repr(o.value) for o in spec.options or ())
+    name = field or spec.name
+    raise DataError(
+        f"field {name!r} has unknown value {value!r}, expected one of: {expected}", field=name
+    )
+
+
+def _maybe_json(value: Any, kinds: tuple[type, ...]) -> Any:
+    """A mapped JSON text of an object/list is read as that object/list."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(parsed, kinds):
+            return parsed
+    return value
+
+
+def _check_rules(spec: Parameter, value: Any, field: str) -> Any:
+    """Enforce length, pattern, range and format rules; return the normalised value."""
+    if isinstance(value, str):
+        if spec.min_length is not None and len(value) < spec.min_length:
+            raise DataError(
+                f"field {field!r} must be at least {spec.min_length} characters", field=field
+            )
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise DataError(
+                f"field {field!r} must be at most {spec.max_length} characters", field=field
+            )
+        if spec.pattern is not None and not re.search(spec.pattern, value):
+            raise DataError(
+                f"field {field!r} does not match the pattern {spec.pattern!r}", field=field
+            )
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec.minimum is not None and value < spec.minimum:
+            raise DataError(f"field {field!r} must be at least {spec.minimum:g}", field=field)
+        if spec.maximum is not None and value > spec.maximum:
+            raise DataError(f"field {field!r} must be at most {spec.maximum:g}", field=field)
+    if spec.format is not None:
+        check, expected = FORMATS[spec.format]
+        normalised = check(value)
+        if normalised is None:
+            raise DataError(f"field {field!r} must be {expected}, got {value!r}", field=field)
+        return normalised
+    return value
+
+
+def _check_constraint(constraint: Constraint, values: Mapping[str, Any]) -> None:
+    names = constraint.one_of_required
+    if any(not _is_empty(values.get(name)) for name in names):
+        return
+    listed = " or ".join(repr(n) for n in names)
+    message = f"one of {listed} is required"
+    if constraint.message:
+        message = f"{message}: {constraint.message}"
+    raise DataError(message, field=names[0])

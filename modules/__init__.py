@@ -1,0 +1,1 @@
+"""Segment-specific code (none needed yet)."""
