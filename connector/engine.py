@@ -30,6 +30,7 @@ from jinja2 import TemplateError
 from connector._version import __version__
 from connector.connection import REDACTED, Connection
 from connector.errors import DataError, InvalidConfigurationError
+from connector.manifest import RetrySpec
 from connector.registry import LoadedModule, Registry
 from connector.request import (
     ALLOWED_METHODS,
@@ -80,7 +81,8 @@ class Engine:
 
     Hold one engine per process and reuse it: it keeps pooled HTTP clients and the
     checked connections. ``client``/``async_client`` let hosts bring their own
-    (proxies, custom transports); the engine then does not close them.
+    (proxies, custom transports); the engine then does not close them. ``retry``
+    overrides every app's retry policy (e.g. fewer attempts for an interactive host).
     """
 
     def __init__(
@@ -89,8 +91,10 @@ class Engine:
         *,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
+        retry: RetrySpec | None = None,
     ) -> None:
         self.registry = registry
+        self._retry = retry
         self._client = client
         self._owns_client = client is None
         self._async_client = async_client
@@ -252,7 +256,8 @@ class Engine:
         sender = self._senders.get(key)
         if sender is None:
             app = prepared.module.app.manifest
-            sender = Sender(app.retry, app.errors, retry=prepared.module.manifest.retry)
+            policy = self._retry or app.retry
+            sender = Sender(policy, app.errors, retry=prepared.module.manifest.retry)
             self._senders[key] = sender
         return sender
 

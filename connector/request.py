@@ -152,7 +152,7 @@ def encode_body(
         return raw, parsed
     try:
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise DataError(f"the body cannot be sent as JSON: {exc}", field=field) from None
     if content_type is None:
         headers["Content-Type"] = "application/json"

@@ -169,9 +169,15 @@ def _utcnow() -> str:
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox with bounded ``*`` and ``**``."""
+    """The sandbox with bounded ``*`` and ``**``, and JSON-first attribute lookup."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Bundles are JSON: ``order.items`` must be the "items" key, not dict.items.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":

@@ -1,0 +1,253 @@
+"""The ``connector`` command: list, describe, validate and run modules; serve a sink.
+
+Output contract (hosts script against it):
+
+* ``run`` prints the output bundles as a JSON array on stdout and exits 0;
+  ``run --dry-run`` prints the request that would be sent (auth redacted).
+* On failure a command prints ``{"error": {"type", "message", "field"}}`` on stderr
+  and exits non-zero: 1 for a failed run (the type is Make's: DataError,
+  InvalidConfigurationError, InvalidAccessTokenError, RateLimitError, ConnectionError,
+  RuntimeError), 2 for bad command-line input, 3 for a broken manifest.
+* ``--connection``, ``--parameters`` and ``--context`` each take inline JSON or the
+  path of a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from connector._version import __version__
+from connector.errors import ConnectorError, ManifestError, RunError, UnknownModuleError
+from connector.loader import load
+from connector.registry import Registry
+
+__all__ = ["main"]
+
+EXIT_RUN_ERROR = 1
+EXIT_USAGE = 2
+EXIT_MANIFEST = 3
+
+
+class UsageError(ConnectorError):
+    """Bad command-line input (not a module failure)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(message)
+
+
+def _print_json(value: Any, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    stream.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    stream.flush()
+
+
+def _error(kind: str, message: str, field: str | None = None, **extra: Any) -> None:
+    _print_json({"error": {"type": kind, "message": message, "field": field, **extra}}, sys.stderr)
+
+
+def read_json_arg(value: str | None, option: str) -> Any:
+    """Inline JSON, or the path of a JSON file."""
+    if value is None:
+        return None
+    text = value
+    stripped = value.lstrip()
+    if not stripped.startswith(("{", "[")):
+        path = Path(value)
+        if not path.is_file():
+            raise UsageError(f"{option}: {value!r} is neither JSON nor a file", field=option)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{option}: cannot read {value!r}: {exc}", field=option) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{option}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            field=option,
+        ) from None
+
+
+def _object_arg(value: str | None, option: str) -> dict[str, Any] | None:
+    data = read_json_arg(value, option)
+    if data is not None and not isinstance(data, dict):
+        raise UsageError(f"{option} must be a JSON object", field=option)
+    return data
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    paths = args.manifests or []
+    return load(*paths, packaged=not args.no_packaged or not paths)
+
+
+def cmd_modules(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.json:
+        _print_json(registry.list())
+    else:
+        for item in registry.list():
+            print(f"{item['id']:<28} {item['kind']:<10} {item['label']}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    _print_json(_registry(args).describe(args.module))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = args.paths or []
+    registry = load(*paths, packaged=not paths)
+    apps = ", ".join(sorted(registry.apps))
+    print(f"ok: {len(registry.apps)} app(s) ({apps}), {len(registry)} module(s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from connector.engine import Engine
+
+    registry = _registry(args)
+    connection = _object_arg(args.connection, "--connection")
+    parameters = _object_arg(args.parameters, "--parameters")
+    context = _object_arg(args.context, "--context")
+    with Engine(registry) as engine:
+        if args.dry_run:
+            _print_json(engine.dry_run(args.module, connection, parameters, context))
+        else:
+            _print_json(engine.run(args.module, connection, parameters, context))
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from connector import sink
+
+    if args.show:
+        sink.show_cli(args.store or args.show)
+        return 0
+    sink.serve_forever_cli(args.host, args.port, args.store)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from connector.manifest import app_schema, module_schema
+
+    schemas = {"app.schema.json": app_schema(), "module.schema.json": module_schema()}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            (out / name).write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+            print(out / name)
+    else:
+        _print_json(schemas)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from connector.docs import write_docs
+
+    stale = write_docs(_registry(args), Path(args.out), check=args.check)
+    if args.check and stale:
+        _error("InvalidConfigurationError", "docs are stale: " + ", ".join(stale) +
+               "; run `connector docs`")
+        return EXIT_MANIFEST
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connector", description="Run declarative, Make-style connector modules."
+    )
+    parser.add_argument("--version", action="version", version=f"connector {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries to stderr")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--manifests",
+        action="append",
+        metavar="PATH",
+        help="an app folder, app.json or folder of apps to load (repeatable)",
+    )
+    common.add_argument(
+        "--no-packaged", action="store_true", help="with --manifests, skip the shipped apps"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("modules", parents=[common], help="list the loaded modules")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_modules)
+
+    p = sub.add_parser("describe", parents=[common], help="describe a module as JSON")
+    p.add_argument("module")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("validate", help="load and check manifests")
+    p.add_argument("paths", nargs="*", help="app folders (default: the shipped apps)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", parents=[common], help="run a module")
+    p.add_argument("module")
+    p.add_argument("--connection", "-c", help="JSON or a JSON file")
+    p.add_argument("--parameters", "-p", help="JSON or a JSON file")
+    p.add_argument("--context", "-x", help="earlier bundles by name: JSON or a JSON file")
+    p.add_argument("--dry-run", action="store_true", help="print the request; send nothing")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sink", help="a local Segment-compatible receiver")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--store", help="append what arrives to this JSONL file")
+    p.add_argument("--show", metavar="STORE", help="print what a sink stored, then exit")
+    p.set_defaults(func=cmd_sink)
+
+    p = sub.add_parser("schema", help="print or write the manifest JSON Schemas")
+    p.add_argument("--out", help="write app.schema.json and module.schema.json here")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("docs", parents=[common], help="generate docs/modules/*.md")
+    p.add_argument("--out", default="docs/modules")
+    p.add_argument("--check", action="store_true", help="fail when the docs are stale")
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+        return code
+    except RunError as exc:
+        _print_json({"error": exc.to_dict()}, sys.stderr)
+        return EXIT_RUN_ERROR
+    except ManifestError as exc:
+        _error("InvalidConfigurationError", str(exc), None, source=exc.source, path=exc.path)
+        return EXIT_MANIFEST
+    except UnknownModuleError as exc:
+        _error("InvalidConfigurationError", str(exc), "module")
+        return EXIT_USAGE
+    except UsageError as exc:
+        _error("DataError", exc.message, exc.field)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the contract is JSON on stderr, always
+        if args.verbose:
+            logging.getLogger("connector").exception("unexpected error")
+        # The message of an unexpected exception is not known to be secret-free.
+        _error("RuntimeError", f"unexpected {type(exc).__name__}; run with -v for details")
+        return EXIT_RUN_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

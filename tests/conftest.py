@@ -1,0 +1,40 @@
+"""Shared fixtures: the packaged registry, an engine, and a real loopback sink."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import connector
+from connector.manifest import RetrySpec
+from connector.sink import Sink
+
+WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
+
+
+@pytest.fixture(scope="session")
+def registry() -> connector.Registry:
+    return connector.load()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    with Sink() as running:
+        yield running
+
+
+@pytest.fixture
+def connection(sink: Sink) -> dict[str, str]:
+    """A Segment connection pointed at the loopback sink."""
+    return {"writeKey": WRITE_KEY, "host": sink.url}
+
+
+#: Fast retries for tests: same attempts and statuses as Segment's policy, tiny waits.
+FAST_RETRY = RetrySpec(attempts=4, backoff=0.01, maxBackoff=0.05)
+
+
+@pytest.fixture
+def engine(registry: connector.Registry) -> Iterator[connector.Engine]:
+    with connector.Engine(registry, retry=FAST_RETRY) as running:
+        yield running
