@@ -156,8 +156,10 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
     stale = write_docs(_registry(args), Path(args.out), check=args.check)
     if args.check and stale:
-        _error("InvalidConfigurationError", "docs are stale: " + ", ".join(stale) +
-               "; run `connector docs`")
+        _error(
+            "InvalidConfigurationError",
+            "docs are stale: " + ", ".join(stale) + "; run `connector docs`",
+        )
         return EXIT_MANIFEST
     return 0
 
@@ -222,8 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
     try:
         code: int = args.func(args)
         return code
@@ -241,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - the contract is JSON on stderr, always
+    except Exception as exc:
         if args.verbose:
             logging.getLogger("connector").exception("unexpected error")
         # The message of an unexpected exception is not known to be secret-free.

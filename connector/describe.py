@@ -50,7 +50,9 @@ def parameter_schema(param: Parameter) -> dict[str, Any]:
     elif param.type == "select":
         options = param.options or []
         schema = {"enum": [o.value for o in options]}
-        schema["x-options"] = [{"value": o.value, "label": o.label or str(o.value)} for o in options]
+        schema["x-options"] = [
+            {"value": o.value, "label": o.label or str(o.value)} for o in options
+        ]
     elif param.type == "keyvalue":
         schema = {
             "oneOf": [
@@ -111,7 +113,11 @@ def parameters_schema(params: list[Parameter]) -> dict[str, Any]:
 
 
 def _output_field(field: OutputField) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": field.name, "type": field.type, "label": field.label or field.name}
+    out: dict[str, Any] = {
+        "name": field.name,
+        "type": field.type,
+        "label": field.label or field.name,
+    }
     if field.help:
         out["help"] = field.help
     if field.fields:
@@ -127,8 +133,7 @@ def describe_module(module: LoadedModule) -> dict[str, Any]:
     schema["title"] = manifest.label
     if manifest.constraints:
         schema["allOf"] = [
-            {"anyOf": [{"required": [n]} for n in c.one_of_required]}
-            for c in manifest.constraints
+            {"anyOf": [{"required": [n]} for n in c.one_of_required]} for c in manifest.constraints
         ]
     app = module.app.manifest
     connection = parameters_schema(list(app.connection.fields))

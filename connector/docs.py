@@ -38,7 +38,9 @@ def _rules(param: Parameter) -> str:
         ("format", param.format),
     ):
         if value is not None:
-            rules.append(f"{label} `{value:g}`" if isinstance(value, float) else f"{label} `{value}`")
+            rules.append(
+                f"{label} `{value:g}`" if isinstance(value, float) else f"{label} `{value}`"
+            )
     if param.options:
         rules.append("one of " + ", ".join(f"`{o.value}`" for o in param.options))
     if param.reserved:
@@ -90,13 +92,19 @@ def module_page(module: LoadedModule) -> str:
         lines += ["## Rules across fields", ""]
         for c in m.constraints:
             names = " or ".join(f"`{n}`" for n in c.one_of_required)
-            lines.append(f"- One of {names} is required" + (f": {c.message}." if c.message else "."))
+            lines.append(
+                f"- One of {names} is required" + (f": {c.message}." if c.message else ".")
+            )
         lines.append("")
-    lines += ["## Output bundle", "", "| Field | Type | Label | Help |", "| --- | --- | --- | --- |"]
+    lines += [
+        "## Output bundle",
+        "",
+        "| Field | Type | Label | Help |",
+        "| --- | --- | --- | --- |",
+    ]
     for field in m.output.fields:
-        lines.append(
-            f"| `{field.name}` | {field.type} | {_cell(field.label or '')} | {_cell(field.help or '')} |"
-        )
+        label, help_text = _cell(field.label or ""), _cell(field.help or "")
+        lines.append(f"| `{field.name}` | {field.type} | {label} | {help_text} |")
     lines.append("")
     if m.output.sample is not None:
         lines += ["Sample:", "", "```json", json.dumps(m.output.sample, indent=2), "```", ""]
@@ -106,8 +114,7 @@ def module_page(module: LoadedModule) -> str:
         "",
         "```sh",
         f"connector describe {m.id}",
-        f"connector run {m.id} --connection connection.json --parameters parameters.json "
-        "--dry-run",
+        f"connector run {m.id} --connection connection.json --parameters parameters.json --dry-run",
         "```",
         "",
     ]
@@ -130,7 +137,7 @@ def _schema_rows(schema: dict[str, Any], defs: dict[str, Any], title: str) -> li
 
 def _type_of(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "enum" in prop:
         return " / ".join(json.dumps(v) for v in prop["enum"])
     if "const" in prop:
@@ -153,8 +160,10 @@ def manifest_reference() -> str:
         "pydantic models in `connector/manifest.py`. See docs/manifests.md for a guide.",
         "",
     ]
-    for name, schema in (("App manifest (app.json)", app_schema()),
-                         ("Module manifest", module_schema())):
+    for name, schema in (
+        ("App manifest (app.json)", app_schema()),
+        ("Module manifest", module_schema()),
+    ):
         defs = schema.get("$defs", {})
         lines += [f"## {name}", ""]
         lines += _schema_rows(schema, defs, schema.get("title", name))

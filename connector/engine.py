@@ -71,8 +71,13 @@ class Prepared:
         body: Any = self.request.json_body
         if body is None and self.request.content is not None:
             body = self.request.content.decode("utf-8", "replace")
-        out = {"module": self.module.id, "method": self.request.method, "url": url,
-               "headers": headers, "body": body}
+        out = {
+            "module": self.module.id,
+            "method": self.request.method,
+            "url": url,
+            "headers": headers,
+            "body": body,
+        }
         return dict(self.connection.redact.data(out))
 
 
@@ -182,11 +187,16 @@ class Engine:
             "app": {"name": module.app.name, "version": module.app.manifest.version},
         }
         request = self._build_request(module, conn, scope)
-        return Prepared(module=module, connection=conn, request=request, parameters=values,
-                        run=run)
+        return Prepared(module=module, connection=conn, request=request, parameters=values, run=run)
 
-    def _render(self, module: LoadedModule, part: str, tree: TemplateTree,
-                scope: Mapping[str, Any], conn: Connection) -> Any:
+    def _render(
+        self,
+        module: LoadedModule,
+        part: str,
+        tree: TemplateTree,
+        scope: Mapping[str, Any],
+        conn: Connection,
+    ) -> Any:
         try:
             return tree.render(scope)
         except (TemplateError, OverflowError, TypeError, ValueError, ArithmeticError) as exc:
@@ -207,15 +217,18 @@ class Engine:
                 f"unknown method {method!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",
                 field=fields.get("method"),
             )
-        url = join_url(conn.base_url, self._render(module, "url", module.url, scope, conn),
-                       fields.get("url"))
+        url = join_url(
+            conn.base_url, self._render(module, "url", module.url, scope, conn), fields.get("url")
+        )
         rendered_headers = self._render(module, "headers", module.headers, scope, conn) or {}
         if not isinstance(rendered_headers, Mapping):
-            raise DataError("headers must be an object of names and values",
-                            field=fields.get("headers"))
+            raise DataError(
+                "headers must be an object of names and values", field=fields.get("headers")
+            )
         headers = check_headers(rendered_headers, conn.auth_headers, fields.get("headers"))
-        query = normalize_query(self._render(module, "query", module.query, scope, conn),
-                                fields.get("query"))
+        query = normalize_query(
+            self._render(module, "query", module.query, scope, conn), fields.get("query")
+        )
         body = self._render(module, "body", module.body, scope, conn)
         content, json_body = encode_body(body, headers, fields.get("body"))
         limit = module.manifest.request.max_body_bytes
@@ -270,8 +283,10 @@ class Engine:
             "connection": prepared.connection.public,
             "run": prepared.run,
             "engine": ENGINE_INFO,
-            "app": {"name": prepared.module.app.name,
-                    "version": prepared.module.app.manifest.version},
+            "app": {
+                "name": prepared.module.app.name,
+                "version": prepared.module.app.manifest.version,
+            },
             "request": {
                 "method": request.method,
                 "url": request.url,
@@ -284,8 +299,9 @@ class Engine:
                 "body": _parse_body(response),
             },
         }
-        output = self._render(prepared.module, "output", prepared.module.output, scope,
-                              prepared.connection)
+        output = self._render(
+            prepared.module, "output", prepared.module.output, scope, prepared.connection
+        )
         bundles = output if isinstance(output, list) else [output if output is not None else {}]
         return [prepared.connection.redact.data(b) for b in bundles]
 
@@ -335,7 +351,7 @@ class Engine:
             async with semaphore:
                 try:
                     return await self.arun(module_id, connection, parameters, context)
-                except Exception as exc:  # noqa: BLE001 - returned per run, not lost
+                except Exception as exc:
                     return exc
 
         return list(await asyncio.gather(*(one(p) for p in runs)))

@@ -191,8 +191,11 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
     except RecursionError:
         raise ManifestError(source, "$", "manifest nested too deeply") from None
     if not manifest.id.startswith(app.name + "."):
-        raise ManifestError(source, "$.id", f"module ids of app {app.name!r} start with "
-                            f"'{app.name}.', got {manifest.id!r}")
+        raise ManifestError(
+            source,
+            "$.id",
+            f"module ids of app {app.name!r} start with '{app.name}.', got {manifest.id!r}",
+        )
     for i, param in enumerate(manifest.parameters):
         _check_parameter(source, f"$.parameters[{i}]", param)
     names = {p.name for p in walk_parameters(manifest.parameters)}
@@ -220,8 +223,15 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
             where = _find_bad_template(value, base)
             raise ManifestError(source, where, f"bad template: {exc.message or exc}") from None
         for rel, template in tree.templates():
-            _check_refs(source, base + rel, template, scope, public_fields, manifest.parameters,
-                        app.secret_fields)
+            _check_refs(
+                source,
+                base + rel,
+                template,
+                scope,
+                public_fields,
+                manifest.parameters,
+                app.secret_fields,
+            )
     return LoadedModule.compile(manifest, app, source)
 
 

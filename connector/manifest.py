@@ -25,8 +25,8 @@ __all__ = [
     "PARAMETER_TYPES",
     "AppManifest",
     "AuthSpec",
-    "Constraint",
     "ConnectionSpec",
+    "Constraint",
     "ModuleManifest",
     "Option",
     "OutputField",
@@ -323,5 +323,7 @@ def module_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://connector.invalid/schema/module.schema.json"
     return schema
+
+
 Option.model_rebuild()
 Parameter.model_rebuild()

@@ -53,7 +53,7 @@ def join_url(base: str, path: Any, field: str | None) -> str:
     base_url, full = httpx.URL(base), httpx.URL(url)
     if (full.scheme, full.host, full.port) != (base_url.scheme, base_url.host, base_url.port):
         raise DataError(f"URL {path!r} would leave the base URL", field=field)
-    return url
+    return str(url)
 
 
 def _unsafe_path_reason(path: str) -> str | None:
@@ -74,7 +74,9 @@ def _unsafe_path_reason(path: str) -> str | None:
     return None
 
 
-def check_headers(headers: Mapping[str, Any], reserved: Mapping[str, str], field: str | None) -> dict[str, str]:
+def check_headers(
+    headers: Mapping[str, Any], reserved: Mapping[str, str], field: str | None
+) -> dict[str, str]:
     """Stringify and check header names/values; refuse the auth headers."""
     out: dict[str, str] = {}
     folded_reserved = {name.lower() for name in reserved}
@@ -124,9 +126,7 @@ def _content_type(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def encode_body(
-    body: Any, headers: dict[str, str], field: str | None
-) -> tuple[bytes | None, Any]:
+def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[bytes | None, Any]:
     """The body as bytes, plus its parsed JSON form (for output bundles), if any.
 
     Objects and lists go out as JSON; text goes out as-is, but must be valid JSON when

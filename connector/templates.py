@@ -186,9 +186,9 @@ class _Environment(ImmutableSandboxedEnvironment):
             return left**right
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int):
-                    if len(seq) * n > MAX_OUTPUT:
-                        raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+                sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
+                if sized and len(seq) * n > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
             return left * right
         return super().call_binop(context, operator, left, right)
 

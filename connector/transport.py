@@ -122,7 +122,7 @@ def retry_delay(
     if hinted is not None:
         return min(hinted, policy.max_backoff)
     ceiling = min(policy.max_backoff, policy.backoff * (2 ** (attempt - 1)))
-    return rng() * ceiling
+    return float(rng() * ceiling)
 
 
 def _excerpt(response: httpx.Response, redact: Callable[[str], str]) -> str:
@@ -179,7 +179,9 @@ class Sender:
         self._sleep = sleep
         self._asleep = asleep
 
-    def _build(self, client: httpx.Client | httpx.AsyncClient, req: PreparedRequest) -> httpx.Request:
+    def _build(
+        self, client: httpx.Client | httpx.AsyncClient, req: PreparedRequest
+    ) -> httpx.Request:
         return client.build_request(
             req.method,
             req.url,

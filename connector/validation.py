@@ -100,9 +100,7 @@ def _validate_level(
         if key not in known:
             expected = ", ".join(sorted(known)) or "(none)"
             field = _join(prefix, str(key))
-            raise DataError(
-                f"unknown field {field!r}, expected one of: {expected}", field=field
-            )
+            raise DataError(f"unknown field {field!r}, expected one of: {expected}", field=field)
     out = Values()
     pending = list(specs)
     while pending:
@@ -128,9 +126,7 @@ def _known_names(specs: Sequence[Parameter]) -> set[str]:
     return names
 
 
-def _validate_value(
-    spec: Parameter, value: Any, context: Mapping[str, Any], field: str
-) -> Any:
+def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Any:
     value = render_mapping(value, context, field)
     if _is_empty(value):
         if spec.default is not None:
@@ -164,9 +160,7 @@ def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: 
 def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> list[Any]:
     value = _maybe_json(value, (list,))
     if not isinstance(value, list | tuple):
-        raise DataError(
-            f"field {field!r} must be a list, got {type(value).__name__}", field=field
-        )
+        raise DataError(f"field {field!r} must be a list, got {type(value).__name__}", field=field)
     if spec.min_items is not None and len(value) < spec.min_items:
         raise DataError(f"field {field!r} needs at least {spec.min_items} items", field=field)
     if spec.max_items is not None and len(value) > spec.max_items:

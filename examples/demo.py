@@ -32,8 +32,17 @@ def start_sink(store: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def run(module: str, connection: Path, parameters: str) -> list[dict[str, object]]:
-    cmd = [*CLI, "run", module, "--connection", str(connection),
-           "--parameters", str(HERE / parameters), "--context", str(HERE / "context.json")]
+    cmd = [
+        *CLI,
+        "run",
+        module,
+        "--connection",
+        str(connection),
+        "--parameters",
+        str(HERE / parameters),
+        "--context",
+        str(HERE / "context.json"),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{module} failed:\n{done.stderr}")
@@ -60,8 +69,9 @@ def main() -> None:
                 print(f"== {module} ({params}) -> output bundles")
                 print(json.dumps(bundles, indent=2))
                 print()
-            shown = subprocess.run([*CLI, "sink", "--show", str(store)],
-                                   capture_output=True, text=True, check=True)
+            shown = subprocess.run(
+                [*CLI, "sink", "--show", str(store)], capture_output=True, text=True, check=True
+            )
             received = json.loads(shown.stdout)
             print(f"== the sink received {len(received)} request(s)")
             for record in received:

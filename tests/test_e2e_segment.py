@@ -132,8 +132,9 @@ def test_authorization_header_reaches_server(
     thread.start()
     try:
         host = f"http://127.0.0.1:{server.server_address[1]}"
-        engine.run("segment.track", {"writeKey": WRITE_KEY, "host": host},
-                   {"event": "E", "userId": "u"})
+        engine.run(
+            "segment.track", {"writeKey": WRITE_KEY, "host": host}, {"event": "E", "userId": "u"}
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -251,7 +252,11 @@ def test_arun_many_is_concurrent_and_ordered(
     ],
 )
 def test_invalid_input_is_refused_and_nothing_is_sent(
-    engine: connector.Engine, sink: Sink, connection: dict, module: str, parameters: dict,
+    engine: connector.Engine,
+    sink: Sink,
+    connection: dict,
+    module: str,
+    parameters: dict,
     field: str,
 ) -> None:
     with pytest.raises(connector.DataError) as info:
@@ -264,7 +269,9 @@ def test_invalid_input_is_refused_and_nothing_is_sent(
 def test_wrong_write_key_maps_to_invalid_access_token(engine: connector.Engine, sink: Sink) -> None:
     """The sink refuses requests without credentials; an empty key is caught earlier."""
     with pytest.raises(connector.InvalidConfigurationError) as info:
-        engine.run("segment.track", {"writeKey": "", "host": sink.url}, {"event": "E", "userId": "u"})
+        engine.run(
+            "segment.track", {"writeKey": "", "host": sink.url}, {"event": "E", "userId": "u"}
+        )
     assert info.value.field == "writeKey"
     assert sink.requests_count == 0
 
@@ -346,6 +353,9 @@ def test_region_base_urls(engine: connector.Engine, region: str | None, expected
 
 def test_unknown_region_is_a_configuration_error(engine: connector.Engine) -> None:
     with pytest.raises(connector.InvalidConfigurationError) as info:
-        engine.dry_run("segment.track", {"writeKey": WRITE_KEY, "region": "mars"},
-                       {"event": "E", "userId": "u"})
+        engine.dry_run(
+            "segment.track",
+            {"writeKey": WRITE_KEY, "region": "mars"},
+            {"event": "E", "userId": "u"},
+        )
     assert info.value.field == "region"

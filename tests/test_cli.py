@@ -1,0 +1,233 @@
+"""The ``connector`` command as a host scripts it: real processes, a real sink."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.sink import Sink
+from tests.conftest import WRITE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def error_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    payload = json.loads(done.stderr)
+    assert set(payload) == {"error"}
+    error: dict[str, Any] = payload["error"]
+    return error
+
+
+def test_run_prints_bundles_and_exits_zero(sink: Sink, tmp_path: Path) -> None:
+    conn = tmp_path / "conn.json"
+    conn.write_text(json.dumps({"writeKey": WRITE_KEY, "host": sink.url}))
+    done = cli(
+        "run",
+        "segment.track",
+        "--connection",
+        str(conn),
+        "--parameters",
+        str(EXAMPLES / "track.json"),
+        "--context",
+        str(EXAMPLES / "context.json"),
+    )
+    assert done.returncode == 0, done.stderr
+    bundles = json.loads(done.stdout)
+    assert isinstance(bundles, list) and len(bundles) == 1
+    assert bundles[0]["event"] == "Order Completed"
+    assert bundles[0]["properties"]["revenue"] == 19.99
+    [record] = sink.received()
+    assert record["path"] == "/v1/track"
+    assert record["body"]["messageId"] == bundles[0]["messageId"]
+    assert WRITE_KEY not in done.stdout + done.stderr
+
+
+def test_run_with_inline_json_and_context_mapping(sink: Sink) -> None:
+    done = cli(
+        "run",
+        "segment.identify",
+        "-c",
+        json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+        "-p",
+        json.dumps({"userId": "{{ webhook.email }}"}),
+        "-x",
+        json.dumps({"webhook": {"email": "ada@example.com"}}),
+    )
+    assert done.returncode == 0, done.stderr
+    assert sink.received()[0]["body"]["userId"] == "ada@example.com"
+
+
+def test_dry_run_sends_nothing_and_redacts(sink: Sink) -> None:
+    done = cli(
+        "run",
+        "segment.track",
+        "--dry-run",
+        "-c",
+        json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+        "-p",
+        json.dumps({"event": "E", "userId": "u"}),
+    )
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    assert request["method"] == "POST"
+    assert request["url"] == f"{sink.url}/v1/track"
+    assert request["headers"]["Authorization"] == "[REDACTED]"
+    assert request["body"]["event"] == "E"
+    assert WRITE_KEY not in done.stdout
+    assert sink.requests_count == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "kind", "field"),
+    [
+        (["-p", '{"event": "E"}'], 1, "DataError", "userId"),
+        (["-p", '{"event": "E", "userId": "u", "revenue": "abc"}'], 1, "DataError", "revenue"),
+        (["-p", "{not json"], 2, "DataError", "--parameters"),
+        (["-p", "no-such-file.json"], 2, "DataError", "--parameters"),
+        (["-p", "[1, 2]"], 2, "DataError", "--parameters"),
+    ],
+)
+def test_run_errors_are_json_on_stderr(
+    sink: Sink, args: list[str], code: int, kind: str, field: str
+) -> None:
+    done = cli(
+        "run", "segment.track", "-c", json.dumps({"writeKey": WRITE_KEY, "host": sink.url}), *args
+    )
+    assert done.returncode == code
+    assert done.stdout == ""
+    error = error_of(done)
+    assert error["type"] == kind
+    assert error["field"] == field
+    assert sink.requests_count == 0
+
+
+def test_remote_failure_exit_code_and_type(sink: Sink) -> None:
+    from connector.sink import Fault
+
+    sink.inject(Fault(status=403))
+    done = cli(
+        "run",
+        "segment.track",
+        "-c",
+        json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+        "-p",
+        '{"event": "E", "userId": "u"}',
+    )
+    assert done.returncode == 1
+    error = error_of(done)
+    assert error["type"] == "InvalidAccessTokenError"
+    assert error["status"] == 403
+    assert WRITE_KEY not in done.stderr
+
+
+def test_unknown_module() -> None:
+    done = cli("run", "segment.nope", "-p", "{}")
+    assert done.returncode == 2
+    error = error_of(done)
+    assert "unknown module 'segment.nope'" in error["message"]
+    assert "segment.track" in error["message"]
+
+
+def test_modules_and_validate() -> None:
+    done = cli("modules")
+    assert done.returncode == 0
+    assert [line.split()[0] for line in done.stdout.splitlines()] == [
+        "segment.api_call",
+        "segment.identify",
+        "segment.track",
+    ]
+    done = cli("validate")
+    assert done.returncode == 0
+    assert "3 module(s)" in done.stdout
+
+
+def test_validate_reports_file_and_path(tmp_path: Path) -> None:
+    app = json.loads((ROOT / "manifests/segment/app.json").read_text())
+    app["modules"] = ["bad.json"]
+    (tmp_path / "app.json").write_text(json.dumps(app))
+    module = json.loads((ROOT / "manifests/segment/track.json").read_text())
+    module["parameters"][0]["type"] = "txt"
+    (tmp_path / "bad.json").write_text(json.dumps(module))
+    done = cli("validate", str(tmp_path))
+    assert done.returncode == 3
+    error = error_of(done)
+    assert error["source"].endswith("bad.json")
+    assert error["path"] == "$.parameters[0].type"
+
+
+def test_external_manifests_are_loaded_beside_the_packaged_ones(tmp_path: Path) -> None:
+    app = {
+        "name": "echo",
+        "label": "Echo",
+        "baseUrl": "http://127.0.0.1:1",
+        "connection": {"auth": {"type": "none"}},
+        "modules": ["ping.json"],
+    }
+    module = {"id": "echo.ping", "label": "Ping", "description": "d", "request": {"url": "/p"}}
+    (tmp_path / "app.json").write_text(json.dumps(app))
+    (tmp_path / "ping.json").write_text(json.dumps(module))
+    done = cli("modules", "--manifests", str(tmp_path))
+    assert "echo.ping" in done.stdout and "segment.track" in done.stdout
+    done = cli("modules", "--manifests", str(tmp_path), "--no-packaged")
+    assert done.stdout.split()[0] == "echo.ping" and "segment" not in done.stdout
+
+
+def test_sink_command_serves_and_shows(tmp_path: Path) -> None:
+    store = tmp_path / "sink.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "sink", "--port", "0", "--store", str(store)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("connector sink listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[-1]
+        done = cli(
+            "run",
+            "segment.track",
+            "-c",
+            json.dumps({"writeKey": WRITE_KEY, "host": url}),
+            "-p",
+            '{"event": "Shown", "userId": "u"}',
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    shown = cli("sink", "--show", str(store))
+    records = json.loads(shown.stdout)
+    assert [r["body"]["event"] for r in records] == ["Shown"]
+    assert WRITE_KEY not in store.read_text()
+
+
+def test_demo_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "the sink received 3 request(s)" in done.stdout
+    for path in ("POST /v1/identify", "POST /v1/track", "POST /v1/group"):
+        assert path in done.stdout

@@ -1,0 +1,129 @@
+"""The write key (and its base64 forms) never appears in anything the engine emits."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+import connector
+from connector.sink import Fault, Sink
+from tests.conftest import FAST_RETRY, WRITE_KEY
+
+FORMS = [
+    WRITE_KEY,
+    base64.b64encode(f"{WRITE_KEY}:".encode()).decode(),
+    base64.b64encode(WRITE_KEY.encode()).decode().rstrip("="),
+]
+
+
+def assert_clean(text: str) -> None:
+    for form in FORMS:
+        assert form not in text, f"secret form {form[:6]}... leaked"
+
+
+def test_bundles_dry_run_and_logs_are_clean(
+    engine: connector.Engine, sink: Sink, connection: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sink.inject(Fault(status=503))  # makes the transport log a retry
+    outputs: list[Any] = []
+    outputs.append(engine.run("segment.track", connection, {"event": "E", "userId": "u"}))
+    outputs.append(engine.run("segment.identify", connection, {"userId": "u"}))
+    outputs.append(
+        engine.run(
+            "segment.api_call",
+            connection,
+            {"url": "/v1/page", "method": "POST", "body": {"userId": "u"}},
+        )
+    )
+    outputs.append(engine.dry_run("segment.track", connection, {"event": "E", "userId": "u"}))
+    outputs.append(repr(engine.connection(engine.registry.get("segment.track"), connection)))
+    assert_clean(repr(outputs))
+    assert_clean(caplog.text)
+    assert_clean(repr(sink.received()))
+
+
+def test_remote_echo_of_the_key_is_redacted(registry: connector.Registry) -> None:
+    """A server that echoes the Authorization header back must not leak it into bundles."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        auth = request.headers["Authorization"]
+        return httpx.Response(200, json={"echo": auth, "key": WRITE_KEY}, headers={"X-Echo": auth})
+
+    client = httpx.Client(transport=httpx.MockTransport(echo))
+    with connector.Engine(registry, client=client) as engine:
+        bundles = engine.run(
+            "segment.api_call", {"writeKey": WRITE_KEY}, {"url": "/v1/whatever", "method": "GET"}
+        )
+    assert_clean(repr(bundles))
+    assert "[REDACTED]" in repr(bundles)
+
+
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_error_messages_are_clean(registry: connector.Registry, status: int) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status, text=f"bad key {WRITE_KEY} / {request.headers['Authorization']}"
+        )
+
+    client = httpx.Client(transport=httpx.MockTransport(echo))
+    with (
+        connector.Engine(registry, client=client, retry=FAST_RETRY) as engine,
+        pytest.raises(connector.RunError) as info,
+    ):
+        engine.run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    assert_clean(str(info.value) + repr(info.value) + repr(info.value.to_dict()))
+    assert "[REDACTED]" in info.value.message
+
+
+def test_mapped_value_quoting_the_key_is_redacted_in_errors(engine: connector.Engine) -> None:
+    with pytest.raises(connector.DataError) as info:
+        engine.dry_run(
+            "segment.track",
+            {"writeKey": WRITE_KEY},
+            {"event": "E", "userId": "u", "revenue": WRITE_KEY},
+        )
+    assert_clean(str(info.value))
+    assert info.value.field == "revenue"
+
+
+def test_module_templates_cannot_read_the_key(engine: connector.Engine) -> None:
+    """Builders' mappings render over the context only: the connection is not in scope."""
+    with pytest.raises(connector.DataError) as info:
+        engine.dry_run(
+            "segment.track",
+            {"writeKey": WRITE_KEY},
+            {"event": "{{ connection.writeKey }}", "userId": "u"},
+        )
+    assert "connection" in info.value.message
+    assert_clean(str(info.value))
+
+
+def test_invalid_connection_error_is_clean(engine: connector.Engine) -> None:
+    with pytest.raises(connector.InvalidConfigurationError) as info:
+        engine.dry_run(
+            "segment.track",
+            {"writeKey": WRITE_KEY, "host": f"ftp://{WRITE_KEY}"},
+            {"event": "E", "userId": "u"},
+        )
+    assert_clean(str(info.value))
+
+
+def test_inputs_are_never_mutated(engine: connector.Engine, sink: Sink, connection: dict) -> None:
+    parameters = {
+        "userId": "{{ hook.id }}",
+        "traits": {"firstName": "Ada", "lastName": "L", "address": {"city": "X"}},
+        "customTraits": [{"key": "plan", "value": "pro"}],
+        "context": {"ip": "203.0.113.1"},
+    }
+    context = {"hook": {"id": "u-1", "nested": {"list": [1, 2, {"a": None}]}}}
+    before = copy.deepcopy((connection, parameters, context))
+    engine.run("segment.identify", connection, parameters, context)
+    with pytest.raises(connector.DataError):
+        engine.run("segment.identify", connection, {**parameters, "userId": ""}, context)
+    assert (connection, parameters, context) == before
