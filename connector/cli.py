@@ -24,7 +24,7 @@ from typing import Any
 
 from connector._version import __version__
 from connector.errors import ConnectorError, ManifestError, RunError, UnknownModuleError
-from connector.loader import load
+from connector.loader import check_json_schema, load
 from connector.registry import Registry
 
 __all__ = ["main"]
@@ -106,6 +106,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     registry = load(*paths, packaged=not paths)
+    check_json_schema(registry)
     apps = ", ".join(sorted(registry.apps))
     print(f"ok: {len(registry.apps)} app(s) ({apps}), {len(registry)} module(s)")
     return 0

@@ -25,7 +25,7 @@ from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameter
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
 from connector.types import FORMATS
 
-__all__ = ["load", "load_app", "packaged_manifests_dir"]
+__all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir"]
 
 #: The largest manifest file read, so a hostile one cannot exhaust memory.
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
@@ -317,3 +317,27 @@ def _check_parameter_chain(
         if match.type != "collection":
             return  # Deeper attributes are values' own (dict methods, keyvalue keys).
         level = list(walk_parameters(match.fields or []))
+
+
+def check_json_schema(registry: Registry) -> None:
+    """Check every loaded manifest file against the shipped JSON Schemas, too.
+
+    The engine validates with the pydantic models; editors validate with the JSON Schema
+    generated from them. ``connector validate`` runs both so that a manifest an editor
+    accepts is one the engine accepts, and a drift between the two is caught.
+    """
+    import jsonschema
+
+    from connector.manifest import app_schema, module_schema
+
+    app_validator = jsonschema.Draft202012Validator(app_schema())
+    module_validator = jsonschema.Draft202012Validator(module_schema())
+    files: list[tuple[str, jsonschema.Draft202012Validator]] = []
+    for app in registry.apps.values():
+        files.append((app.source, app_validator))
+    for module in registry:
+        files.append((module.source, module_validator))
+    for source, validator in files:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(_read_json(Path(source))))
+        if error is not None:
+            raise ManifestError(source, error.json_path, f"JSON Schema: {error.message}")
