@@ -18,14 +18,18 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector._version import __version__
 from connector.errors import ConnectorError, ManifestError, RunError, UnknownModuleError
 from connector.loader import check_json_schema, load
 from connector.registry import Registry
+
+if TYPE_CHECKING:
+    from connector.engine import Engine
+    from connector.incomplete import IncompleteExecution, IncompleteStore
 
 __all__ = ["main"]
 
@@ -119,12 +123,104 @@ def cmd_run(args: argparse.Namespace) -> int:
     connection = _object_arg(args.connection, "--connection")
     parameters = _object_arg(args.parameters, "--parameters")
     context = _object_arg(args.context, "--context")
-    with Engine(registry) as engine:
-        if args.dry_run:
-            _print_json(engine.dry_run(args.module, connection, parameters, context))
-        else:
-            _print_json(engine.run(args.module, connection, parameters, context))
+    store = None if args.no_store or args.dry_run else _store(args)
+    try:
+        with Engine(registry, incomplete=store) as engine:
+            if args.batch:
+                return _run_batch(engine, args.module, connection, args.batch, context)
+            if args.dry_run:
+                _print_json(engine.dry_run(args.module, connection, parameters, context))
+            else:
+                _print_json(engine.run(args.module, connection, parameters, context))
+    finally:
+        if store is not None:
+            store.close()
     return 0
+
+
+def _store(args: argparse.Namespace) -> IncompleteStore:
+    from connector.incomplete import IncompleteStore
+
+    return IncompleteStore(args.store)
+
+
+def _read_batch(path: str) -> Iterator[dict[str, Any]]:
+    """Parameters, one JSON object a line, read lazily (the file may be huge)."""
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    try:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(
+                    f"--batch: line {number}: invalid JSON: {exc.msg}", field="--batch"
+                ) from None
+            if not isinstance(item, dict):
+                raise UsageError(f"--batch: line {number} must be a JSON object", field="--batch")
+            yield item
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _run_batch(
+    engine: Engine,
+    module: str,
+    connection: dict[str, Any] | None,
+    path: str,
+    context: dict[str, Any] | None,
+) -> int:
+    """One JSON line per input on stdout, in order: {"bundles": [...]} or {"error": ...}."""
+    if path != "-" and not Path(path).is_file():
+        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    failed = 0
+    for result in engine.run_batch(module, connection, _read_batch(path), context):
+        if isinstance(result, RunError):
+            failed += 1
+            line = {"error": result.to_dict()}
+        else:
+            line = {"bundles": result}
+        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+    return EXIT_RUN_ERROR if failed else 0
+
+
+def cmd_incomplete(args: argparse.Namespace) -> int:
+    from connector.engine import Engine
+
+    store = _store(args)
+    try:
+        if args.action == "list":
+            _print_json([e.summary() for e in store.list()])
+        elif args.action == "show":
+            _print_json(_get_execution(store, args.id).to_dict())
+        elif args.action == "discard":
+            _get_execution(store, args.id)
+            store.discard(args.id)
+            _print_json({"discarded": args.id})
+        else:  # retry
+            connection = _object_arg(args.connection, "--connection")
+            with Engine(_registry(args)) as engine:
+                if args.all:
+                    outcomes = store.retry_all(engine, connection)
+                    _print_json(outcomes)
+                    return EXIT_RUN_ERROR if any(not o["delivered"] for o in outcomes) else 0
+                if not args.id:
+                    raise UsageError("retry takes an ID or --all", field="id")
+                _get_execution(store, args.id)
+                _print_json(store.retry(engine, args.id, connection))
+    finally:
+        store.close()
+    return 0
+
+
+def _get_execution(store: IncompleteStore, execution_id: str | None) -> IncompleteExecution:
+    try:
+        return store.get(execution_id or "")
+    except KeyError:
+        raise UsageError(f"no incomplete execution {execution_id!r}", field="id") from None
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
@@ -201,7 +297,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parameters", "-p", help="JSON or a JSON file")
     p.add_argument("--context", "-x", help="earlier bundles by name: JSON or a JSON file")
     p.add_argument("--dry-run", action="store_true", help="print the request; send nothing")
+    p.add_argument(
+        "--batch",
+        metavar="FILE.jsonl",
+        help="run one parameters object a line (- for stdin) through the app's batch "
+        "endpoint; prints one JSON line per input",
+    )
+    p.add_argument(
+        "--store",
+        help="incomplete executions database (default: "
+        "$CONNECTOR_HOME/incomplete.sqlite, CONNECTOR_HOME=~/.connector)",
+    )
+    p.add_argument(
+        "--no-store", action="store_true", help="do not keep failed runs as incomplete executions"
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "incomplete", parents=[common], help="list, show, retry or discard incomplete executions"
+    )
+    p.add_argument("action", choices=["list", "show", "retry", "discard"])
+    p.add_argument("id", nargs="?", help="an incomplete execution id")
+    p.add_argument("--all", action="store_true", help="with retry: every stored run")
+    p.add_argument(
+        "--connection", "-c", help="the connection (JSON or file): secrets are never stored"
+    )
+    p.add_argument("--store", help="the database (default as for run)")
+    p.set_defaults(func=cmd_incomplete)
 
     p = sub.add_parser("sink", help="a local Segment-compatible receiver")
     p.add_argument("--host", default="127.0.0.1")

@@ -59,12 +59,21 @@ class Redactor:
         """A copy of ``value`` with secrets replaced in every string, keys included."""
         if self._pattern is None:
             return value
+        try:
+            # One C-speed scan of the whole value; the walk below only runs on a hit.
+            if not self._pattern.search(json.dumps(value, ensure_ascii=False, default=str)):
+                return value
+        except (TypeError, ValueError, RecursionError):
+            pass
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
             return self(value)
         if isinstance(value, Mapping):
-            return {self(str(k)): self.data(v) for k, v in value.items()}
+            return {self(str(k)): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.data(v) for v in value]
+            return [self._walk(v) for v in value]
         return value
 
 
@@ -105,8 +114,16 @@ class Connection:
         return f"Connection(app={self.app.name!r}, base_url={self.base_url!r})"
 
     @staticmethod
-    def cache_key(values: Mapping[str, Any] | None) -> str:
-        return json.dumps(values or {}, sort_keys=True, default=str)
+    def cache_key(values: Mapping[str, Any] | None) -> Any:
+        """A hashable key for these values (cheap for the usual flat connection)."""
+        if not values:
+            return ()
+        try:
+            key = tuple(sorted(values.items()))
+            hash(key)
+            return key
+        except TypeError:
+            return json.dumps(values, sort_keys=True, default=str)
 
 
 def _check_base_url(text: str) -> str:

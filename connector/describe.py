@@ -3,7 +3,8 @@
 ``describe_module`` returns the module's parameters as a JSON Schema (draft 2020-12)
 with ``title``/``description`` from each field's label/help, plus ``x-`` keys for what
 JSON Schema cannot say (advanced fields, fields shown only under one select option,
-reserved key names). A form renderer can use the schema alone; a validator can check
+reserved key names). ``x-shown-when`` is ``{select: value}``, or ``{select: [values]}``
+for a field several options share. A form renderer can use the schema alone; a validator can check
 a filled form against it. The output interface and a sample bundle let builders map
 the module's output before its first run.
 """
@@ -15,7 +16,7 @@ from typing import Any
 from connector.manifest import OutputField, Parameter
 from connector.registry import LoadedModule
 
-__all__ = ["describe_module", "parameter_schema", "parameters_schema"]
+__all__ = ["describe_module", "parameter_schema", "parameters_schema", "webhook_summary"]
 
 _SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
     "text": {"type": "string"},
@@ -99,6 +100,13 @@ def parameters_schema(params: list[Parameter]) -> dict[str, Any]:
             required.append(param.name)
         for option in param.options or ():
             for nested in option.nested:
+                shown = properties.get(nested.name, {}).get("x-shown-when", {}).get(param.name)
+                if shown is not None:
+                    # The same field under several options (one definition, checked at
+                    # load time): shown when any of them is chosen.
+                    values = shown if isinstance(shown, list) else [shown]
+                    properties[nested.name]["x-shown-when"] = {param.name: [*values, option.value]}
+                    continue
                 sub = parameter_schema(nested)
                 sub["x-shown-when"] = {param.name: option.value}
                 properties[nested.name] = sub
@@ -139,7 +147,7 @@ def describe_module(module: LoadedModule) -> dict[str, Any]:
     connection = parameters_schema(list(app.connection.fields))
     for name in module.app.secret_fields:
         connection["properties"][name].update({"writeOnly": True, "x-secret": True})
-    return {
+    described: dict[str, Any] = {
         "id": manifest.id,
         "app": app.name,
         "label": manifest.label,
@@ -155,4 +163,31 @@ def describe_module(module: LoadedModule) -> dict[str, Any]:
             "fields": [_output_field(f) for f in manifest.output.fields],
             "sample": manifest.output.sample,
         },
+    }
+    if manifest.webhook is not None:
+        described["webhook"] = webhook_summary(module)
+    return described
+
+
+def webhook_summary(module: LoadedModule) -> dict[str, Any]:
+    """What a host must know to accept a trigger's deliveries (the secret's field, not it)."""
+    webhook = module.manifest.webhook
+    assert webhook is not None
+    signature = webhook.signature
+    return {
+        "method": "POST",
+        "signature": (
+            None
+            if signature is None
+            else {
+                "header": signature.header,
+                "algorithm": signature.algorithm,
+                "encoding": signature.encoding,
+                "prefix": signature.prefix,
+                "secretField": signature.secret,
+            }
+        ),
+        "itemsKey": webhook.items_key,
+        "requiredKeys": list(webhook.required_keys),
+        "maxBodyBytes": webhook.max_body_bytes,
     }

@@ -78,8 +78,7 @@ def module_page(module: LoadedModule) -> str:
         "",
         m.description,
         "",
-        f"Kind: {m.kind}. Request: `{m.request.method} {m.request.url}`"
-        + (f", at most {m.request.max_body_bytes:,} bytes." if m.request.max_body_bytes else "."),
+        _kind_line(module),
         "",
         "## Parameters",
         "",
@@ -109,18 +108,54 @@ def module_page(module: LoadedModule) -> str:
     if m.output.sample is not None:
         lines += ["Sample:", "", "```json", json.dumps(m.output.sample, indent=2), "```", ""]
     example = {p.name: p.example for p in m.parameters if p.example is not None}
+    run = (
+        f"connector webhook {m.id} --connection connection.json --parameters parameters.json "
+        "--body delivery.json --sign"
+        if m.kind == "trigger"
+        else f"connector run {m.id} --connection connection.json --parameters parameters.json "
+        "--dry-run"
+    )
     lines += [
         "## Run it",
         "",
         "```sh",
         f"connector describe {m.id}",
-        f"connector run {m.id} --connection connection.json --parameters parameters.json --dry-run",
+        run,
+        f"connector test {module.app.name}",
         "```",
         "",
     ]
     if example:
         lines += ["Example parameters:", "", "```json", json.dumps(example, indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _kind_line(module: LoadedModule) -> str:
+    """What the module does on the wire: its request, or the deliveries it accepts."""
+    m = module.manifest
+    if m.request is not None:
+        limit = m.request.max_body_bytes
+        return f"Kind: {m.kind}. Request: `{m.request.method} {m.request.url}`" + (
+            f", at most {limit:,} bytes." if limit else "."
+        )
+    webhook = m.webhook
+    assert webhook is not None
+    shapes = "a JSON event, a JSON array of events"
+    if webhook.items_key:
+        shapes += f", or an object whose `{webhook.items_key}` lists them"
+    line = f"Kind: trigger (instant). Receives webhook deliveries (`POST`): {shapes}"
+    if webhook.required_keys:
+        line += "; each event needs " + ", ".join(f"`{k}`" for k in webhook.required_keys)
+    line += f"; at most {webhook.max_body_bytes:,} bytes."
+    signature = webhook.signature
+    if signature is not None:
+        line += (
+            f" Signed: the `{signature.header}` header is "
+            f"{'`' + signature.prefix + '` and ' if signature.prefix else ''}the "
+            f"{signature.algorithm.upper()} ({signature.encoding}) of the raw body under the "
+            f"connection's `{signature.secret}`; a delivery that does not match is refused."
+        )
+    return line + " One output bundle per event the filters keep."
 
 
 def _schema_rows(schema: dict[str, Any], defs: dict[str, Any], title: str) -> list[str]:

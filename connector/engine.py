@@ -20,16 +20,18 @@ import asyncio
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from jinja2 import TemplateError
 
 from connector._version import __version__
 from connector.connection import REDACTED, Connection
-from connector.errors import DataError, InvalidConfigurationError
+from connector.errors import DataError, InvalidConfigurationError, RunError
+from connector.incomplete import IncompleteStore
 from connector.manifest import RetrySpec
 from connector.registry import LoadedModule, Registry
 from connector.request import (
@@ -42,8 +44,11 @@ from connector.request import (
 )
 from connector.templates import TemplateTree, describe_error
 from connector.transport import PreparedRequest, Sender
-from connector.types import format_datetime
 from connector.validation import validate_parameters
+
+if TYPE_CHECKING:
+    from connector.batch import BatchResult
+    from connector.trigger import Headers
 
 __all__ = ["ENGINE_INFO", "Engine", "Prepared"]
 
@@ -88,6 +93,9 @@ class Engine:
     checked connections. ``client``/``async_client`` let hosts bring their own
     (proxies, custom transports); the engine then does not close them. ``retry``
     overrides every app's retry policy (e.g. fewer attempts for an interactive host).
+    ``incomplete`` stores runs that still fail after their retries, write-ahead, to be
+    replayed later (:mod:`connector.incomplete`); without it such a failure is only
+    raised.
     """
 
     def __init__(
@@ -97,14 +105,17 @@ class Engine:
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
         retry: RetrySpec | None = None,
+        incomplete: IncompleteStore | None = None,
     ) -> None:
         self.registry = registry
         self._retry = retry
+        #: Where runs that fail with a retryable error are kept (None: not kept).
+        self.incomplete = incomplete
         self._client = client
         self._owns_client = client is None
         self._async_client = async_client
         self._owns_async_client = async_client is None
-        self._connections: OrderedDict[tuple[str, str], Connection] = OrderedDict()
+        self._connections: OrderedDict[tuple[str, Any], Connection] = OrderedDict()
         self._senders: dict[str, Sender] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -165,10 +176,17 @@ class Engine:
         connection: Mapping[str, Any] | None,
         parameters: Mapping[str, Any] | None,
         context: Mapping[str, Any] | None = None,
+        *,
+        _connection: Connection | None = None,
     ) -> Prepared:
         """Check everything and build the request; raises DataError before any send."""
         module = self.registry.get(module_id)
-        conn = self.connection(module, connection)
+        if module.is_trigger:
+            raise InvalidConfigurationError(
+                f"module {module_id} is a trigger: hand it webhook deliveries with "
+                "handle_webhook (or `connector webhook`), it sends nothing"
+            )
+        conn = _connection or self.connection(module, connection)
         try:
             values = validate_parameters(
                 module.manifest.parameters, module.manifest.constraints, parameters, context
@@ -254,6 +272,25 @@ class Engine:
             timeout=conn.timeout,
         )
 
+    def handle_webhook(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+        headers: Headers,
+        body: bytes,
+    ) -> list[dict[str, Any]]:
+        """One webhook delivery to a trigger: its output bundles, one per kept event.
+
+        Raises InvalidAccessTokenError for a bad signature and DataError for a malformed
+        body, with no bundle. See :mod:`connector.trigger`.
+        """
+        from connector.trigger import receive
+
+        module = self.registry.get(module_id)
+        checked = self.connection(module, connection)
+        return receive(module, connection, parameters, headers, body, checked=checked)
+
     def dry_run(
         self,
         module_id: str,
@@ -264,18 +301,45 @@ class Engine:
         """What would be sent, auth redacted. Nothing is sent."""
         return self.prepare(module_id, connection, parameters, context).redacted()
 
-    def _sender(self, prepared: Prepared) -> Sender:
-        key = f"{prepared.module.app.name}/{prepared.module.manifest.retry}"
+    def _sender(self, module: LoadedModule) -> Sender:
+        key = f"{module.app.name}/{module.manifest.retry}"
         sender = self._senders.get(key)
         if sender is None:
-            app = prepared.module.app.manifest
+            app = module.app.manifest
             policy = self._retry or app.retry
-            sender = Sender(policy, app.errors, retry=prepared.module.manifest.retry)
+            sender = Sender(policy, app.errors, retry=module.manifest.retry)
             self._senders[key] = sender
         return sender
 
-    def finish(self, prepared: Prepared, response: httpx.Response) -> list[dict[str, Any]]:
-        """The output bundles for a response (secrets redacted)."""
+    def send(
+        self, module: LoadedModule, request: PreparedRequest, connection: Connection
+    ) -> tuple[httpx.Response, int]:
+        """Send with the app's retry policy; returns the response and the attempts."""
+        return self._sender(module).send(self.client, request, connection.redact)
+
+    async def asend(
+        self, module: LoadedModule, request: PreparedRequest, connection: Connection
+    ) -> tuple[httpx.Response, int]:
+        """:meth:`send` over the pooled async client."""
+        return await self._sender(module).asend(self.async_client, request, connection.redact)
+
+    @staticmethod
+    def response_view(response: httpx.Response) -> dict[str, Any]:
+        """What output templates see of a response: status, headers, parsed body."""
+        return {
+            "status": response.status_code,
+            "headers": dict(response.headers),
+            "body": _parse_body(response),
+        }
+
+    def finish(
+        self,
+        prepared: Prepared,
+        response: httpx.Response,
+        view: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The output bundles for a response (secrets redacted). ``view`` lets a batch
+        parse one shared response once (see :meth:`response_view`)."""
         request = prepared.request
         auth = {name.lower() for name in prepared.connection.auth_headers}
         scope = {
@@ -293,11 +357,7 @@ class Engine:
                 "headers": {k: v for k, v in request.headers.items() if k.lower() not in auth},
                 "body": request.json_body,
             },
-            "response": {
-                "status": response.status_code,
-                "headers": dict(response.headers),
-                "body": _parse_body(response),
-            },
+            "response": view if view is not None else self.response_view(response),
         }
         output = self._render(
             prepared.module, "output", prepared.module.output, scope, prepared.connection
@@ -316,9 +376,13 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """Run a module and return its output bundles; raises a RunError subclass."""
         prepared = self.prepare(module_id, connection, parameters, context)
-        response, _ = self._sender(prepared).send(
-            self.client, prepared.request, prepared.connection.redact
-        )
+        execution_id = self._begin(prepared)
+        try:
+            response, _ = self.send(prepared.module, prepared.request, prepared.connection)
+        except RunError as exc:
+            self._failed(execution_id, exc)
+            raise
+        self._succeeded(execution_id)
         return self.finish(prepared, response)
 
     async def arun(
@@ -330,10 +394,36 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """:meth:`run`, over the engine's pooled ``httpx.AsyncClient``."""
         prepared = self.prepare(module_id, connection, parameters, context)
-        response, _ = await self._sender(prepared).asend(
-            self.async_client, prepared.request, prepared.connection.redact
-        )
+        execution_id = self._begin(prepared)
+        try:
+            response, _ = await self.asend(prepared.module, prepared.request, prepared.connection)
+        except RunError as exc:
+            self._failed(execution_id, exc)
+            raise
+        self._succeeded(execution_id)
         return self.finish(prepared, response)
+
+    # -- incomplete executions (write-ahead) --------------------------------------------
+
+    def _begin(self, prepared: Prepared) -> str | None:
+        if self.incomplete is None or not prepared.module.manifest.retry:
+            return None  # a module that must never be repeated is never replayed either
+        return self.incomplete.begin(prepared)
+
+    def _succeeded(self, execution_id: str | None) -> None:
+        if execution_id is not None and self.incomplete is not None:
+            self.incomplete.succeeded(execution_id)
+
+    def _failed(self, execution_id: str | None, exc: RunError) -> None:
+        if execution_id is None or self.incomplete is None:
+            return
+        if exc.retryable:
+            self.incomplete.failed(execution_id, exc)
+            exc.incomplete_id = execution_id
+            exc.message += f" (stored as incomplete execution {execution_id})"
+            exc.args = (exc.message,)
+        else:
+            self.incomplete.succeeded(execution_id)  # retrying cannot fix it: just raise
 
     async def arun_many(
         self,
@@ -356,11 +446,38 @@ class Engine:
 
         return list(await asyncio.gather(*(one(p) for p in runs)))
 
+    def run_batch(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        inputs: Iterable[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+    ) -> Iterator[BatchResult]:
+        """Run many parameter sets through a batchable module via the app's batch
+        endpoint; yields one result (bundles or error) per input, in order, streaming.
+        See :mod:`connector.batch`."""
+        from connector.batch import batch
+
+        return batch(self, module_id, connection, inputs, context)
+
+    def arun_batch(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        inputs: Iterable[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+        *,
+        concurrency: int = 4,
+    ) -> AsyncIterator[BatchResult]:
+        """:meth:`run_batch` in async, with up to ``concurrency`` batches in flight."""
+        from connector.batch import abatch
+
+        return abatch(self, module_id, connection, inputs, context, concurrency=concurrency)
+
 
 def format_datetime_now() -> str:
-    from datetime import UTC, datetime
-
-    return format_datetime(datetime.now(UTC))
+    """Now, as ISO 8601 UTC with milliseconds (isoformat is ~4x faster than strftime)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _parse_body(response: httpx.Response) -> Any:

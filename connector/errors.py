@@ -90,6 +90,8 @@ class RunError(ConnectorError):
         self.field = field
         self.status = status
         self.attempts = attempts
+        #: Set when the run was stored as an incomplete execution to retry later.
+        self.incomplete_id: str | None = None
         super().__init__(message)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +101,8 @@ class RunError(ConnectorError):
             out["status"] = self.status
         if self.attempts is not None:
             out["attempts"] = self.attempts
+        if self.incomplete_id is not None:
+            out["incompleteId"] = self.incomplete_id
         return out
 
     def __repr__(self) -> str:

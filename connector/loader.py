@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.errors import ERROR_TYPES, ManifestError
-from connector.manifest import AppManifest, ModuleManifest, Parameter
+from connector.manifest import AppManifest, ModuleManifest, Parameter, WebhookSpec
 from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
 from connector.types import FORMATS
@@ -34,6 +34,8 @@ APP_FILE = "app.json"
 _GLOBALS = frozenset({"loop", "range", "dict", "now", "true", "false", "none"})
 _REQUEST_SCOPE = frozenset({"parameters", "connection", "run", "engine", "app"})
 _OUTPUT_SCOPE = _REQUEST_SCOPE | {"request", "response"}
+#: A trigger's filter and output see one event of the delivery (and no run: nothing is sent).
+_TRIGGER_SCOPE = frozenset({"parameters", "connection", "engine", "app", "event"})
 
 
 def packaged_manifests_dir() -> Path:
@@ -168,6 +170,16 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
     for i, field in enumerate(manifest.connection.fields):
         _check_parameter(source, f"$.connection.fields[{i}]", field)
     secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
+    if manifest.batch is not None:
+        batch_scope = {"connection", "run", "engine", "app"}
+        url = _compile(source, "$.batch.url", manifest.batch.url)
+        _check_refs(source, "$.batch.url", url, batch_scope, fields - secret)
+        try:
+            extra = TemplateTree(manifest.batch.extra)
+        except TemplateError as exc:
+            raise ManifestError(source, "$.batch.extra", f"bad template: {exc.message or exc}")
+        for rel, template in extra.templates():
+            _check_refs(source, "$.batch.extra" + rel, template, batch_scope, fields - secret)
     base_url = _compile(source, "$.baseUrl", manifest.base_url)
     # The base URL is shown in dry runs and errors: it must not be built from secrets.
     _check_refs(source, "$.baseUrl", base_url, {"connection"}, fields - secret)
@@ -196,6 +208,8 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
             "$.id",
             f"module ids of app {app.name!r} start with '{app.name}.', got {manifest.id!r}",
         )
+    if manifest.batchable and app.manifest.batch is None:
+        raise ManifestError(source, "$.batchable", f"app {app.name!r} declares no 'batch' endpoint")
     for i, param in enumerate(manifest.parameters):
         _check_parameter(source, f"$.parameters[{i}]", param)
     names = {p.name for p in walk_parameters(manifest.parameters)}
@@ -207,14 +221,22 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
                     f"$.constraints[{i}].oneOfRequired",
                     f"unknown parameter {name!r}, expected one of: {', '.join(sorted(names))}",
                 )
-    trees: list[tuple[str, Any, frozenset[str]]] = [
-        ("$.request.method", manifest.request.method, _REQUEST_SCOPE),
-        ("$.request.url", manifest.request.url, _REQUEST_SCOPE),
-        ("$.request.headers", manifest.request.headers, _REQUEST_SCOPE),
-        ("$.request.query", manifest.request.query, _REQUEST_SCOPE),
-        ("$.request.body", manifest.request.body, _REQUEST_SCOPE),
-        ("$.output.bundle", manifest.output.bundle, _OUTPUT_SCOPE),
-    ]
+    trees: list[tuple[str, Any, frozenset[str]]] = []
+    if manifest.request is not None:
+        trees += [
+            ("$.request.method", manifest.request.method, _REQUEST_SCOPE),
+            ("$.request.url", manifest.request.url, _REQUEST_SCOPE),
+            ("$.request.headers", manifest.request.headers, _REQUEST_SCOPE),
+            ("$.request.query", manifest.request.query, _REQUEST_SCOPE),
+            ("$.request.body", manifest.request.body, _REQUEST_SCOPE),
+            ("$.output.bundle", manifest.output_bundle, _OUTPUT_SCOPE),
+        ]
+    if manifest.webhook is not None:
+        _check_webhook(source, manifest.webhook, app)
+        trees += [
+            ("$.webhook.filter", manifest.webhook.filter, _TRIGGER_SCOPE),
+            ("$.output.bundle", manifest.output_bundle, _TRIGGER_SCOPE),
+        ]
     public_fields = {f.name for f in app.manifest.connection.fields} - app.secret_fields
     for base, value, scope in trees:
         try:
@@ -233,6 +255,32 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
                 app.secret_fields,
             )
     return LoadedModule.compile(manifest, app, source)
+
+
+def _check_webhook(source: str, webhook: WebhookSpec, app: LoadedApp) -> None:
+    """The signature secret must be a *secret* connection field of the app.
+
+    A secret field is redacted from bundles, errors and logs and hidden from templates;
+    a shared secret kept in a plain field would be neither.
+    """
+    if webhook.signature is None:
+        return
+    name = webhook.signature.secret
+    fields = [f.name for f in app.manifest.connection.fields]
+    if name not in fields:
+        raise ManifestError(
+            source,
+            "$.webhook.signature.secret",
+            f"unknown connection field {name!r}, expected one of: "
+            f"{', '.join(sorted(app.secret_fields)) or '(no secret fields)'}",
+        )
+    if name not in app.secret_fields:
+        raise ManifestError(
+            source,
+            "$.webhook.signature.secret",
+            f"connection field {name!r} is not secret: a shared secret must be a field with "
+            '"secret": true, so it is redacted and no template can read it',
+        )
 
 
 def _find_bad_template(value: Any, path: str) -> str:

@@ -3,15 +3,17 @@
 An *app manifest* (``app.json``) declares the connection (its fields, which are
 secret, and how auth is applied), the base URL, retry and error policy, and lists its
 module manifests. A *module manifest* declares the parameters a builder maps, how those
-parameters become an HTTP request, and the output bundle.
+parameters become an HTTP request, and the output bundle. A *trigger* module has no
+request: its ``webhook`` section says how a delivery the host received is checked
+(signature) and split into events, one output bundle each.
 
 The JSON Schema shipped in ``connector/schema/`` is generated from these models
 (``connector schema``), and a test fails when the shipped copy drifts. Nothing else
 describes the format: the loader validates with these models, the docs are generated
 from them.
 
-Every string in ``request``, ``output`` and ``baseUrl`` is a template (see
-:mod:`connector.templates`); the loader compiles them all at load time.
+Every string in ``request``, ``output``, ``webhook.filter`` and ``baseUrl`` is a
+template (see :mod:`connector.templates`); the loader compiles them all at load time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "PARAMETER_TYPES",
     "AppManifest",
     "AuthSpec",
+    "BatchSpec",
     "ConnectionSpec",
     "Constraint",
     "ModuleManifest",
@@ -35,6 +38,8 @@ __all__ = [
     "RequestSpec",
     "ReservedNames",
     "RetrySpec",
+    "SignatureSpec",
+    "WebhookSpec",
     "app_schema",
     "module_schema",
 ]
@@ -157,7 +162,7 @@ class Parameter(_Model):
             except re.error as exc:
                 raise ValueError(f"'pattern' is not a valid regular expression: {exc}") from exc
         if self.fields is not None:
-            _check_unique([f.name for f in self.fields], "field")
+            check_parameter_names(self.fields, "field")
         return self
 
 
@@ -212,26 +217,139 @@ class OutputSpec(_Model):
     sample: Any = Field(default=None, description="An example bundle, for mapping before a run.")
 
 
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+#: What a trigger's output bundle is when the manifest does not say: the event itself.
+TRIGGER_BUNDLE = "{{ event }}"
+
+
+class SignatureSpec(_Model):
+    """How a webhook delivery proves it comes from the app: an HMAC of the raw body.
+
+    The sender signs the exact bytes it posts with a secret both sides know; the engine
+    recomputes the HMAC over the bytes it received and compares in constant time. The
+    secret lives in a *secret* connection field, so it is redacted like a write key and
+    no template can read it.
+    """
+
+    header: str = Field(
+        pattern=HEADER_NAME_PATTERN, description="The request header carrying the signature."
+    )
+    algorithm: Literal["hmac-sha1", "hmac-sha256", "hmac-sha512"] = "hmac-sha256"
+    encoding: Literal["hex", "base64"] = Field(
+        default="hex", description="How the digest is written in the header."
+    )
+    prefix: str = Field(
+        default="", description="Text before the digest in the header, e.g. 'sha256='."
+    )
+    secret: str = Field(
+        pattern=NAME_PATTERN,
+        description="The name of the secret connection field that holds the shared secret.",
+    )
+
+
+class WebhookSpec(_Model):
+    """How a trigger turns one webhook delivery (raw headers and body) into bundles.
+
+    The body must be JSON. A JSON array is a batch, and so is an object whose
+    ``itemsKey`` holds a list; any other object is one event. Each event must be an
+    object with the ``requiredKeys``; ``filter`` (a template over ``event`` and
+    ``parameters``) drops the events the builder did not ask for.
+    """
+
+    signature: SignatureSpec | None = Field(
+        default=None, description="Refuse deliveries whose signature does not match."
+    )
+    items_key: str | None = Field(
+        default=None,
+        alias="itemsKey",
+        description="The key of an object body that holds a batch of events.",
+    )
+    required_keys: list[str] = Field(
+        default_factory=list,
+        alias="requiredKeys",
+        description="Keys every event must have, or the delivery is malformed.",
+    )
+    filter: Template | None = Field(
+        default=None,
+        description="Keeps an event when it renders truthy; 'event' and 'parameters' in scope.",
+    )
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        alias="maxBodyBytes",
+        gt=0,
+        description="Refuse bigger deliveries (DataError) before reading them as JSON.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# A trigger has a webhook and no request; every other kind has a request and no webhook.
+# Said in JSON Schema too, so editors flag a module that misses its half.
+_KIND_RULES: dict[str, Any] = {
+    "if": {"properties": {"kind": {"const": "trigger"}}, "required": ["kind"]},
+    "then": {"required": ["webhook"], "not": {"required": ["request"]}},
+    "else": {"required": ["request"], "not": {"required": ["webhook"]}},
+}
+
+
 class ModuleManifest(_Model):
-    """One module: its form, its request and its output."""
+    """One module: its form, its request (or, for a trigger, its webhook) and its output."""
 
     schema_: str | None = Field(default=None, alias="$schema")
     id: str = Field(pattern=MODULE_ID_PATTERN, description="'app.module', e.g. segment.track.")
     label: str
     description: str
-    kind: Literal["action", "universal"] = "action"
+    kind: Literal["action", "universal", "trigger"] = Field(
+        default="action",
+        description="'action' and 'universal' send a request; a 'trigger' receives webhooks.",
+    )
     parameters: list[Parameter] = Field(default_factory=list)
     constraints: list[Constraint] = Field(default_factory=list)
-    request: RequestSpec
+    request: RequestSpec | None = Field(
+        default=None, description="The request an action sends; required unless a trigger."
+    )
+    webhook: WebhookSpec | None = Field(
+        default=None, description="How a trigger reads webhook deliveries; triggers only."
+    )
     output: OutputSpec = Field(default_factory=OutputSpec)
     retry: bool = Field(default=True, description="Whether failed sends may be retried.")
+    batchable: bool = Field(
+        default=False,
+        description="Whether batch runs may pack this module's request bodies into the "
+        "app's batch endpoint.",
+    )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_KIND_RULES
+    )
 
     @model_validator(mode="after")
     def _check_names(self) -> ModuleManifest:
-        _check_unique([p.name for p in self.parameters], "parameter")
+        check_parameter_names(self.parameters, "parameter")
         return self
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ModuleManifest:
+        if self.kind == "trigger":
+            if self.webhook is None:
+                raise ValueError("a trigger needs 'webhook': how it reads deliveries")
+            if self.request is not None:
+                raise ValueError("a trigger receives webhooks: it has no 'request'")
+            if self.batchable:
+                raise ValueError("a trigger sends nothing, so it cannot be 'batchable'")
+        else:
+            if self.request is None:
+                raise ValueError(f"a module of kind {self.kind!r} needs 'request'")
+            if self.webhook is not None:
+                raise ValueError(f"'webhook' is for triggers only, not {self.kind} modules")
+        return self
+
+    @property
+    def output_bundle(self) -> Any:
+        """The output template in effect: a trigger's default bundle is its event."""
+        if self.kind == "trigger" and "bundle" not in self.output.model_fields_set:
+            return TRIGGER_BUNDLE
+        return self.output.bundle
 
 
 class AuthSpec(_Model):
@@ -275,6 +393,28 @@ class RetrySpec(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class BatchSpec(_Model):
+    """How many messages of a ``batchable`` module travel in one request.
+
+    The engine packs prepared message bodies into ``{itemsKey: [...], **extra}`` up to
+    the limits, so a batch run sends few large requests instead of one per bundle.
+    A message over ``maxItemBytes`` is a DataError for that bundle alone.
+    """
+
+    url: Template = Field(description="The batch endpoint, relative to the base URL.")
+    method: str = "POST"
+    items_key: str = Field(default="batch", alias="itemsKey")
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More top-level keys of each batch body (templates; 'run' in scope).",
+    )
+    max_items: int = Field(default=2500, alias="maxItems", ge=1)
+    max_bytes: int = Field(default=512_000, alias="maxBytes", ge=1024)
+    max_item_bytes: int = Field(default=32_768, alias="maxItemBytes", ge=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class AppManifest(_Model):
     """An app: one connection and the modules that use it."""
 
@@ -291,6 +431,9 @@ class AppManifest(_Model):
         default_factory=dict,
         description="HTTP status -> Make error type, overriding the engine's defaults.",
     )
+    batch: BatchSpec | None = Field(
+        default=None, description="The app's batch endpoint, used by batchable modules."
+    )
     modules: list[str] = Field(description="Module manifest files, relative to app.json.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -299,6 +442,52 @@ class AppManifest(_Model):
     def _check_fields(self) -> AppManifest:
         _check_unique([f.name for f in self.connection.fields], "connection field")
         return self
+
+
+def check_parameter_names(params: list[Parameter], what: str) -> None:
+    """One level of names is one namespace, select options' nested parameters included.
+
+    Templates read every one of them as ``parameters.<name>``, so a nested name may not
+    repeat a name of its level. The one exception: options of the same select are never
+    shown together, so each may list the same parameter (the same definition, say the
+    ``quest_id`` of several LiveLike events). Different definitions under one name
+    would make the form and the docs ambiguous, so they are refused.
+    """
+    seen: dict[str, tuple[Parameter, tuple[tuple[int, int], ...]]] = {}
+    for param, chain in _with_option_chains(params, ()):
+        earlier = seen.get(param.name)
+        if earlier is None:
+            seen[param.name] = (param, chain)
+            continue
+        if not _exclusive(earlier[1], chain):
+            raise ValueError(f"duplicate {what} name {param.name!r}")
+        if earlier[0] != param:
+            raise ValueError(
+                f"{what} {param.name!r} appears under several options with different "
+                "definitions: give it one definition, or another name"
+            )
+
+
+def _with_option_chains(
+    params: list[Parameter], chain: tuple[tuple[int, int], ...]
+) -> list[tuple[Parameter, tuple[tuple[int, int], ...]]]:
+    """Each parameter with the (select, option) positions it is nested under."""
+    out: list[tuple[Parameter, tuple[tuple[int, int], ...]]] = []
+    for i, param in enumerate(params):
+        out.append((param, chain))
+        for j, option in enumerate(param.options or ()):
+            out.extend(_with_option_chains(option.nested, (*chain, (i, j))))
+    return out
+
+
+def _exclusive(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    """Whether two chains part at different options of one select (never both shown)."""
+    for (select_a, option_a), (select_b, option_b) in zip(a, b, strict=False):
+        if select_a != select_b:
+            return False
+        if option_a != option_b:
+            return True
+    return False
 
 
 def _check_unique(names: list[str], what: str) -> None:

@@ -48,6 +48,12 @@ class LoadedModule:
     output: TemplateTree
     #: For each request part, the first parameter it is built from (names errors).
     part_fields: dict[str, str | None] = field(default_factory=dict)
+    #: A trigger's event filter (``webhook.filter``); None keeps every event.
+    webhook_filter: TemplateTree | None = None
+
+    @property
+    def is_trigger(self) -> bool:
+        return self.manifest.kind == "trigger"
 
     @property
     def id(self) -> str:
@@ -55,22 +61,30 @@ class LoadedModule:
 
     @classmethod
     def compile(cls, manifest: ModuleManifest, app: LoadedApp, source: str) -> LoadedModule:
-        """Compile every template; raises jinja2.TemplateError with the failing part."""
+        """Compile every template; raises jinja2.TemplateError with the failing part.
+
+        A trigger has no request: its request parts are empty trees that are never
+        rendered (the engine refuses to run a trigger), and its filter is compiled.
+        """
         request = manifest.request
         parts = {
-            "method": TemplateTree(request.method),
-            "url": TemplateTree(request.url),
-            "headers": TemplateTree(request.headers),
-            "query": TemplateTree(request.query),
-            "body": TemplateTree(request.body),
+            "method": TemplateTree(request.method if request else None),
+            "url": TemplateTree(request.url if request else None),
+            "headers": TemplateTree(request.headers if request else None),
+            "query": TemplateTree(request.query if request else None),
+            "body": TemplateTree(request.body if request else None),
         }
         part_fields = {name: _first_parameter(tree) for name, tree in parts.items()}
+        webhook = manifest.webhook
         return cls(
             manifest=manifest,
             app=app,
             source=source,
-            output=TemplateTree(manifest.output.bundle),
+            output=TemplateTree(manifest.output_bundle),
             part_fields=part_fields,
+            webhook_filter=(
+                TemplateTree(webhook.filter) if webhook and webhook.filter is not None else None
+            ),
             **parts,
         )
 

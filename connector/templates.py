@@ -21,12 +21,14 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from connector.fastpath import Evaluator, Fallback, compile_expression
 
 __all__ = [
     "MAX_OUTPUT",
@@ -193,8 +195,40 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+class _StrictUndefined(StrictUndefined):
+    """Also fails when printed inside a container (``{{ [nope] }}``), not only alone."""
+
+    __slots__ = ()
+    __repr__ = StrictUndefined._fail_with_undefined_error  # type: ignore[assignment]
+
+
+def _materialise(value: Any) -> Any:
+    """A native result as plain data: iterators become lists, undefined values fail."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, StrictUndefined):
+        str(value)  # raises UndefinedError with Jinja's message
+    if isinstance(value, dict):
+        return {k: _materialise(v) for k, v in value.items()} if _needs_walk(value) else value
+    if isinstance(value, list | tuple):
+        return [_materialise(v) for v in value] if _needs_walk(value) else value
+    if isinstance(value, Iterator):
+        items = []
+        for item in value:
+            items.append(_materialise(item))
+            if len(items) > MAX_OUTPUT:
+                raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+        return items
+    return value
+
+
+def _needs_walk(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return any(not (isinstance(v, str | int | float | bool) or v is None) for v in items)
+
+
 def _build_environment() -> _Environment:
-    env = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _Environment(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
     env.filters.update(EXTRA_FILTERS)
     env.tests.pop("sameas", None)
@@ -218,28 +252,41 @@ def is_template(text: str) -> bool:
 class CompiledTemplate:
     """A template compiled once; :meth:`render` evaluates it against a scope."""
 
-    __slots__ = ("_expr", "_template", "ast", "source")
+    __slots__ = ("_expr", "_fast", "_template", "ast", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self._expr: Any = None
         self._template: Any = None
+        self._fast: Evaluator | None = None
         # Raises jinja2.TemplateSyntaxError / TemplateAssertionError (unknown filter).
         self.ast: nodes.Template = _ENV.parse(source)
         match = _SINGLE_EXPRESSION.match(source)
         if match and _is_single_output(self.ast):
             self._expr = _ENV.compile_expression(match.group("expr"), undefined_to_none=False)
+            output = self.ast.body[0]
+            assert isinstance(output, nodes.Output)
+            try:
+                self._fast = compile_expression(output.nodes[0], EXTRA_FILTERS)
+            except Fallback:
+                self._fast = None
         else:
             self._template = _ENV.from_string(source)
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         """Evaluate against ``scope``; raises ``jinja2.TemplateError`` or ``OverflowError``."""
+        if self._fast is not None:
+            try:
+                return self._fast(scope)
+            except Fallback:
+                pass  # Jinja gives the exact semantics (and error) for this case.
+        return self.render_jinja(scope)
+
+    def render_jinja(self, scope: Mapping[str, Any]) -> Any:
+        """Evaluate with the full sandboxed Jinja, skipping the fast path."""
         if self._expr is not None:
             value = self._expr(**scope)
-            if isinstance(value, StrictUndefined):
-                # Touching it raises UndefinedError with Jinja's message.
-                str(value)
-            return value
+            return _materialise(value)
         text: str = self._template.render(**scope)
         if len(text) > MAX_OUTPUT:
             raise OverflowError(f"rendered text exceeds {MAX_OUTPUT} characters")
@@ -264,6 +311,9 @@ class TemplateTree:
         self.literal = not _has_template(self._node)
 
     def render(self, scope: Mapping[str, Any]) -> Any:
+        """The rendered value. A literal tree is returned as is: callers never mutate it."""
+        if self.literal:
+            return self._node
         value = _render_node(self._node, scope)
         return None if value is _DROP else value
 

@@ -38,6 +38,7 @@ class Values(dict[str, Any]):
 _NAME_FOLD = re.compile(r"[\s_\-]+")
 
 
+@functools.lru_cache(maxsize=8192)
 def normalize_name(name: str) -> str:
     """Fold case and ``_``/``-``/spaces, so ``First Name`` == ``firstName`` == ``first_name``."""
     return _NAME_FOLD.sub("", name).lower()
@@ -50,8 +51,9 @@ def _compiled(source: str) -> CompiledTemplate:
 
 def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
     """Render a builder's mapped value (templates over earlier bundles) into plain data."""
-    if isinstance(value, str):
-        if not is_template(value):
+    kind = type(value)
+    if kind is str:
+        if "{" not in value or not is_template(value):
             return value
         try:
             return _compiled(value).render(context)
@@ -60,6 +62,8 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
                 field=field,
             ) from None
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
     if isinstance(value, Mapping):
         return {str(k): render_mapping(v, context, f"{field}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -92,10 +96,27 @@ def validate_parameters(
     return values
 
 
+# Per-spec facts computed once (manifests are immutable after loading). Keyed by id()
+# with the object kept alive in the value, so an id is never reused while cached.
+_CACHE: dict[int, tuple[object, Any]] = {}
+_CACHE_LIMIT = 4096
+
+
+def _cached(obj: object, build: Any) -> Any:
+    hit = _CACHE.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    if len(_CACHE) >= _CACHE_LIMIT:
+        _CACHE.clear()
+    value = build(obj)
+    _CACHE[id(obj)] = (obj, value)
+    return value
+
+
 def _validate_level(
     specs: Sequence[Parameter], raw: Mapping[str, Any], context: Mapping[str, Any], prefix: str
 ) -> Values:
-    known = _known_names(specs)
+    known: frozenset[str] = _cached(specs, _known_names)
     for key in raw:
         if key not in known:
             expected = ", ".join(sorted(known)) or "(none)"
@@ -105,8 +126,13 @@ def _validate_level(
     pending = list(specs)
     while pending:
         spec = pending.pop(0)
-        field = _join(prefix, spec.name)
-        value = _validate_value(spec, raw.get(spec.name), context, field)
+        raw_value = raw.get(spec.name)
+        if raw_value is None and spec.default is None and not spec.required:
+            if spec.type == "collection":
+                out[spec.name] = Values()
+            continue  # the common case: an optional field left empty
+        field = f"{prefix}.{spec.name}" if prefix else spec.name
+        value = _validate_value(spec, raw_value, context, field)
         if value is not None:
             out[spec.name] = value
         elif spec.type == "collection":
@@ -117,13 +143,13 @@ def _validate_level(
     return out
 
 
-def _known_names(specs: Sequence[Parameter]) -> set[str]:
+def _known_names(specs: Sequence[Parameter]) -> frozenset[str]:
     names: set[str] = set()
     for spec in specs:
         names.add(spec.name)
         for option in spec.options or ():
             names |= _known_names(option.nested)
-    return names
+    return frozenset(names)
 
 
 def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Any:
@@ -207,18 +233,22 @@ def _keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
     return out
 
 
+def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
+    return {normalize_name(name): name for name in reserved.names}
+
+
 def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
-    folded = normalize_name(key)
-    for name in reserved.names:
-        if normalize_name(name) == folded:
-            hint = ""
-            if reserved.use:
-                hint = f"; use the field {reserved.use.format(name=name)!r} instead"
-            raise DataError(
-                f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} "
-                f"{name!r}{hint}",
-                field=field,
-            )
+    folded: dict[str, str] = _cached(reserved, _folded_reserved)
+    name = folded.get(normalize_name(key))
+    if name is None:
+        return
+    hint = ""
+    if reserved.use:
+        hint = f"; use the field {reserved.use.format(name=name)!r} instead"
+    raise DataError(
+        f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}",
+        field=field,
+    )
 
 
 def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Option:

@@ -1,0 +1,586 @@
+"""The benchmark cases. Each returns :class:`Row` objects: ours, the peer, the ratio.
+
+Method, and why:
+
+* Throughput cases interleave ours and the peer repeat by repeat and keep the best
+  repeat of each: on a shared 2-core machine noise only ever slows a repeat down, so
+  the best is the closest to the true cost, and interleaving makes a noisy stretch hit
+  both sides instead of one.
+* Delivered events are counted by the receiver (another process), not by the client:
+  a client that drops or fails events cannot look fast. A repeat that delivered fewer
+  events than it sent is reported in the row's note.
+* Cold start and memory run in fresh subprocesses, since an already warm interpreter
+  (modules imported, manifests cached, heap grown) would hide exactly what they measure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+import connector
+from benchmarks import workload
+from benchmarks.receiver import ROOT, Receiver
+from connector.manifest import RetrySpec
+
+__all__ = ["CASES", "ROW_LABELS", "Bench", "Config", "Row", "official_available"]
+
+#: Bounded retries: a broken receiver must end the benchmark quickly, not in minutes.
+BENCH_RETRY = RetrySpec(attempts=2, backoff=0.05, maxBackoff=0.1)
+#: The raw /v1/batch peer fills batches up to this (the issue's ~450 KB; Segment: 500 KB).
+RAW_BATCH_BYTES = 450_000
+#: Memory is "flat" when 10x the bundles grow peak RSS by less than this.
+FLAT_MEMORY_BYTES = 10 * 1024 * 1024
+COLD_START_TARGET_MS = 150.0
+
+# The row labels: stable, whatever is available (the smoke test looks for each).
+PREPARE = "prepare (vs official track(), send=False)"
+PREPARE_MAPPED = "prepare, 3 mapped values (info)"
+SINGLE = "single runs (vs raw httpx POST)"
+BULK_OFFICIAL = "bulk (vs segment-analytics-python)"
+BULK_RAW = "bulk (vs raw httpx /v1/batch)"
+COLD_START = "cold start (import + load)"
+MEMORY = "peak memory, batch mode"
+ROW_LABELS = (PREPARE, PREPARE_MAPPED, SINGLE, BULK_OFFICIAL, BULK_RAW, COLD_START, MEMORY)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Counts for one mode: ``full`` (about 2 minutes) or ``smoke`` (seconds, for CI)."""
+
+    mode: str
+    prepare_seconds: float  # wall time of one timed repeat of the prepare loops
+    repeats: int  # repeats of the throughput cases (best kept)
+    single_runs: int  # sequential runs per repeat
+    bulk_events: int  # events per bulk repeat (a multiple of 100, see bulk_official)
+    bulk_repeats: int
+    cold_repeats: int
+    memory_bundles: tuple[int, int]  # (small, large): the large one is what counts
+    memory_warmup: int
+
+    @classmethod
+    def full(cls) -> Config:
+        return cls("full", 0.5, 5, 1500, 20_000, 3, 5, (10_000, 100_000), 2_000)
+
+    @classmethod
+    def smoke(cls) -> Config:
+        return cls("smoke", 0.02, 1, 20, 500, 1, 1, (200, 1_000), 100)
+
+
+@dataclass
+class Row:
+    """One line of the results table; ``met`` is None for information-only rows."""
+
+    case: str
+    ours: str
+    peer: str = "-"
+    ratio: float | None = None
+    target: str = "-"
+    met: bool | None = None
+    note: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def unavailable(cls, case: str, reason: str, target: str = "-") -> Row:
+        return cls(case, f"n/a ({reason})", target=target, data={"available": False})
+
+    @classmethod
+    def failed(cls, case: str, exc: BaseException) -> Row:
+        message = f"{type(exc).__name__}: {exc}"
+        return cls(case, "error", note=message, data={"error": message})
+
+
+@dataclass
+class Bench:
+    """What the cases share: the config, the receiver, and one engine."""
+
+    config: Config
+    receiver: Receiver
+    engine: connector.Engine
+
+    @property
+    def connection(self) -> dict[str, str]:
+        return workload.connection(self.receiver.url)
+
+
+def official_available() -> bool:
+    """Whether segment-analytics-python is installed (the ``bench`` extra)."""
+    try:
+        import segment.analytics  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- timing helpers ---------------------------------------------------------------------
+
+
+def _calibrate(op: Callable[[], object], seconds: float) -> int:
+    """Iterations of ``op`` that take about ``seconds``; doubles as the warm-up."""
+    count = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(count):
+            op()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds / 5 or count >= 1 << 22:
+            return max(1, math.ceil(count * seconds / max(elapsed, 1e-9)))
+        count *= 2
+
+
+def _time_loop(op: Callable[[], object], iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        op()
+    return time.perf_counter() - start
+
+
+def _best_rates(
+    ops: dict[str, Callable[[], object]], seconds: float, repeats: int
+) -> dict[str, tuple[float, int]]:
+    """Calls/s of each op, best of ``repeats`` interleaved repeats; and the iterations."""
+    counts = {name: _calibrate(op, seconds) for name, op in ops.items()}
+    best = dict.fromkeys(ops, math.inf)
+    for _ in range(repeats):
+        for name, op in ops.items():
+            best[name] = min(best[name], _time_loop(op, counts[name]))
+    return {name: (counts[name] / best[name], counts[name]) for name in ops}
+
+
+def _ratio_row(
+    case: str,
+    ours: float,
+    peer: float,
+    target: float,
+    fmt: Callable[[float], str],
+    note: str = "",
+    data: dict[str, Any] | None = None,
+    peer_fmt: Callable[[float], str] | None = None,
+) -> Row:
+    ratio = ours / peer if peer > 0 else math.inf
+    return Row(
+        case,
+        fmt(ours),
+        (peer_fmt or fmt)(peer),
+        ratio,
+        f">= {target:g}x",
+        ratio >= target,
+        note,
+        {"ours": ours, "peer": peer, "ratio": ratio, "target": target, **(data or {})},
+    )
+
+
+def _per_second(unit: str) -> Callable[[float], str]:
+    return lambda rate: f"{rate:,.0f} {unit}/s"
+
+
+def _with_cost(rate: float) -> str:
+    return f"{rate:,.0f}/s ({1e6 / rate:.1f} us)"
+
+
+# -- 1. prepare -------------------------------------------------------------------------
+
+
+def prepare(bench: Bench) -> list[Row]:
+    """Render + validate + build one track message, against the official ``track()``.
+
+    The official client is created with ``send=False``: in segment-analytics-python
+    2.x ``Client._enqueue`` then builds and checks the message (clean, JSON size check,
+    messageId, timestamp, context.library) and returns before ``queue.put``, and the
+    consumer thread is never started; so its ``track()`` is the library's whole
+    per-event cost without I/O, which is what ``Engine.prepare`` is. We check after the
+    loop that its queue stayed empty.
+    """
+    engine, conn, cfg = bench.engine, bench.connection, bench.config
+    prepared = engine.prepare("segment.track", conn, workload.PARAMETERS)
+    body = json.loads(prepared.request.content or b"{}")
+    if len(body.get("properties", {})) != 12:  # revenue, currency and the 10 custom ones
+        raise AssertionError(f"unexpected prepared body: {body}")
+
+    ops: dict[str, Callable[[], object]] = {
+        "ours": lambda: engine.prepare("segment.track", conn, workload.PARAMETERS),
+        "mapped": lambda: engine.prepare(
+            "segment.track", conn, workload.MAPPED_PARAMETERS, workload.MAPPED_CONTEXT
+        ),
+    }
+    client = None
+    if official_available():
+        from segment.analytics.client import Client
+
+        client = Client(workload.WRITE_KEY, host=bench.receiver.url, send=False)
+        props = workload.OFFICIAL_PROPERTIES
+        ops["official"] = lambda: client.track(
+            user_id="user-1", event=workload.EVENT, properties=props
+        )
+    rates = _best_rates(ops, cfg.prepare_seconds, cfg.repeats)
+    ours, _ = rates["ours"]
+    mapped, _ = rates["mapped"]
+    if client is None:
+        return [
+            Row.unavailable(PREPARE, "segment-analytics-python not installed", ">= 1x"),
+            Row(PREPARE_MAPPED, _with_cost(mapped), data={"ours": mapped}),
+        ]
+    if client.queue.qsize() != 0:
+        raise AssertionError("the official client enqueued messages with send=False")
+    official, _ = rates["official"]
+    return [
+        _ratio_row(
+            PREPARE,
+            ours,
+            official,
+            1.0,
+            _with_cost,
+            data={"iterations": rates["ours"][1]},
+        ),
+        Row(
+            PREPARE_MAPPED,
+            _with_cost(mapped),
+            _with_cost(official),
+            mapped / official,
+            note="builder expressions rendered over a context",
+            data={"ours": mapped, "peer": official},
+        ),
+    ]
+
+
+# -- 2. single runs ---------------------------------------------------------------------
+
+
+def single(bench: Bench) -> list[Row]:
+    """Sequential ``engine.run`` against sequential raw httpx POSTs of a prebuilt body.
+
+    Both over one pooled keep-alive connection to the receiver; the raw peer does no
+    per-event work at all, so the ratio is the engine's whole overhead per run.
+    """
+    engine, conn, cfg, receiver = bench.engine, bench.connection, bench.config, bench.receiver
+    url = receiver.url + "/v1/track"
+    body, headers = workload.raw_body(), workload.auth_headers()
+    runs = cfg.single_runs
+    best = {"ours": math.inf, "raw": math.inf}
+    short: list[str] = []
+    with httpx.Client() as client:
+
+        def ours() -> None:
+            for _ in range(runs):
+                engine.run("segment.track", conn, workload.PARAMETERS)
+
+        def raw() -> None:
+            for _ in range(runs):
+                client.post(url, content=body, headers=headers).raise_for_status()
+
+        for _ in range(min(50, runs)):  # warm-up: connections, caches
+            engine.run("segment.track", conn, workload.PARAMETERS)
+            client.post(url, content=body, headers=headers)
+        for _ in range(cfg.repeats):
+            for name, loop in (("ours", ours), ("raw", raw)):
+                receiver.reset()
+                elapsed = _time_loop(loop, 1)
+                delivered = int(receiver.count()["events"])
+                if delivered != runs:
+                    short.append(f"{name}: {delivered}/{runs} delivered")
+                best[name] = min(best[name], elapsed)
+    return [
+        _ratio_row(
+            SINGLE,
+            runs / best["ours"],
+            runs / best["raw"],
+            0.8,
+            _per_second("runs"),
+            "; ".join(short),
+            {"runs": runs},
+            _per_second("POSTs"),
+        )
+    ]
+
+
+# -- 3. bulk ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Delivery:
+    seconds: float
+    delivered: int
+    receiver_cpu: float
+    failed: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else 0.0
+
+
+def _delivered(receiver: Receiver, send: Callable[[], int]) -> _Delivery:
+    """Time ``send`` (returns how many events it saw fail) and count what arrived."""
+    before = receiver.reset()
+    start = time.perf_counter()
+    failed = send()
+    elapsed = time.perf_counter() - start
+    after = receiver.count()
+    return _Delivery(elapsed, int(after["events"]), after["cpu"] - before["cpu"], failed)
+
+
+def _bulk_ours(bench: Bench, events: int) -> int:
+    failed = 0
+    for result in bench.engine.run_batch(
+        "segment.track", bench.connection, workload.parameter_stream(events)
+    ):
+        if not isinstance(result, list):
+            failed += 1
+    return failed
+
+
+def _bulk_official(bench: Bench, events: int, timeout: float) -> int:
+    """Track N then flush, with the library's defaults (batches of 100, one consumer).
+
+    ``max_queue_size`` is raised to N so that ``track()`` never drops (its default queue
+    of 10,000 would silently drop the rest of a fast burst). N is a multiple of 100, so
+    the last batch is full and flush() does not wait out the 0.5 s upload interval.
+    ``flush()`` runs in a thread joined with a timeout: it would block forever if the
+    receiver went away.
+    """
+    from segment.analytics.client import Client
+
+    errors: list[int] = []
+    client = Client(
+        workload.WRITE_KEY,
+        host=bench.receiver.url,
+        max_queue_size=events + 1,
+        max_retries=1,
+        on_error=lambda exc, batch: errors.append(len(batch)),
+    )
+    props = workload.OFFICIAL_PROPERTIES
+    try:
+        dropped = 0
+        for index in range(events):
+            ok, _ = client.track(user_id=f"user-{index}", event=workload.EVENT, properties=props)
+            dropped += not ok
+        flusher = threading.Thread(target=client.flush, daemon=True)
+        flusher.start()
+        flusher.join(timeout)
+        if flusher.is_alive():
+            raise TimeoutError(f"the official client's flush() took over {timeout:.0f} s")
+    finally:
+        for consumer in client.consumers or []:
+            consumer.pause()  # its thread ends after its current 0.5 s poll; not joined
+    return dropped + sum(errors)
+
+
+def _bulk_raw(bench: Bench, events: int) -> int:
+    """One httpx.Client posting /v1/batch bodies of ~450 KB, built per event as a minimal
+    client must: a message with a fresh messageId and timestamp, serialised once, joined."""
+    url = bench.receiver.url + "/v1/batch"
+    headers = workload.auth_headers()
+    with httpx.Client(timeout=30) as client:
+
+        def post(parts: list[bytes]) -> None:
+            sent_at = datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+            body = b'{"batch":[' + b",".join(parts) + b'],"sentAt":"' + sent_at.encode() + b'"}'
+            client.post(url, content=body, headers=headers).raise_for_status()
+
+        parts: list[bytes] = []
+        size = 0
+        for index in range(events):
+            part = json.dumps(workload.raw_message(index), separators=(",", ":")).encode()
+            if parts and size + len(part) + len(parts) > RAW_BATCH_BYTES:
+                post(parts)
+                parts, size = [], 0
+            parts.append(part)
+            size += len(part)
+        if parts:
+            post(parts)
+    return 0
+
+
+def bulk(bench: Bench) -> list[Row]:
+    """Events/s delivered in batch mode, against the official library and raw /v1/batch."""
+    cfg, events = bench.config, bench.config.bulk_events
+    timeout = max(60.0, events / 500)
+    sides: dict[str, Callable[[], int]] = {"raw": lambda: _bulk_raw(bench, events)}
+    has_batch = hasattr(bench.engine, "run_batch")
+    has_official = official_available()
+    if has_batch:
+        sides["ours"] = lambda: _bulk_ours(bench, events)
+    if has_official:
+        sides["official"] = lambda: _bulk_official(bench, events, timeout)
+    best: dict[str, _Delivery] = {}
+    notes: dict[str, list[str]] = {name: [] for name in sides}
+    # Warm-up outside the timings: connections, imports, the engine's compiled plan.
+    bench.receiver.reset()
+    warm = min(events, 200)
+    if has_batch:
+        _bulk_ours(bench, warm)
+    if has_official:
+        _bulk_official(bench, warm, timeout)
+    _bulk_raw(bench, warm)
+    for _ in range(cfg.bulk_repeats):
+        for name, send in sides.items():
+            result = _delivered(bench.receiver, send)
+            if result.delivered != events or result.failed:
+                notes[name].append(f"{name}: {result.delivered}/{events} delivered")
+            if name not in best or result.rate > best[name].rate:
+                best[name] = result
+
+    def data(name: str) -> dict[str, Any]:
+        got = best[name]
+        return {
+            f"{name}_seconds": got.seconds,
+            f"{name}_delivered": got.delivered,
+            f"{name}_receiver_cpu_share": got.receiver_cpu / got.seconds if got.seconds else 0,
+        }
+
+    def note(name: str) -> str:
+        share = best[name].receiver_cpu / best[name].seconds if best[name].seconds else 0
+        return "; ".join([*notes["ours"], *notes[name], f"receiver busy {share:.0%} ({name})"])
+
+    rows: list[Row] = []
+    rate = _per_second("ev")
+    case_official, case_raw = BULK_OFFICIAL, BULK_RAW
+    if not has_batch:
+        rows.append(Row.unavailable(case_official, "batch mode not available", ">= 3x"))
+        rows.append(Row.unavailable(case_raw, "batch mode not available", ">= 0.6x"))
+        rows[-1].peer = rate(best["raw"].rate)
+        if has_official:
+            rows[0].peer = rate(best["official"].rate)
+        return rows
+    ours = best["ours"].rate
+    extra = {"events": events, **data("ours")}
+    if has_official:
+        rows.append(
+            _ratio_row(
+                case_official,
+                ours,
+                best["official"].rate,
+                3.0,
+                rate,
+                note("official"),
+                {**extra, **data("official")},
+            )
+        )
+    else:
+        rows.append(Row.unavailable(case_official, "segment-analytics-python not installed"))
+    rows.append(
+        _ratio_row(case_raw, ours, best["raw"].rate, 0.6, rate, note("raw"), {**extra, **data("raw")})
+    )
+    return rows
+
+
+# -- 4. cold start ----------------------------------------------------------------------
+
+_COLD_START = """\
+import time
+start = time.perf_counter()
+import connector
+registry = connector.load()
+elapsed = time.perf_counter() - start
+print(f"{elapsed * 1000:.3f} {len(registry.module_ids())}")
+"""
+
+
+def cold_start(bench: Bench) -> list[Row]:
+    """``import connector; connector.load()`` in a fresh interpreter: the time a CLI call
+    or a new worker pays before its first run. Timed from inside (import + load) and as
+    the subprocess's wall time (interpreter start-up and exit included); best of N.
+    Bytecode caches are warm (the package has been imported before), as in production.
+    """
+    inside, wall, modules = math.inf, math.inf, 0
+    for _ in range(bench.config.cold_repeats):
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _COLD_START],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        wall = min(wall, (time.perf_counter() - start) * 1000)
+        ms, count = done.stdout.split()
+        inside, modules = min(inside, float(ms)), int(count)
+    return [
+        Row(
+            COLD_START,
+            f"{inside:.0f} ms ({wall:.0f} ms process)",
+            target=f"< {COLD_START_TARGET_MS:.0f} ms",
+            met=inside < COLD_START_TARGET_MS,
+            note=f"{modules} modules loaded",
+            data={"ms": inside, "process_ms": wall, "modules": modules},
+        )
+    ]
+
+
+# -- 5. peak memory ---------------------------------------------------------------------
+
+
+def _memory_run(bench: Bench, bundles: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.memory",
+            "--url",
+            bench.receiver.url,
+            "--bundles",
+            str(bundles),
+            "--warmup",
+            str(bench.config.memory_warmup),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=max(60.0, bundles / 200),
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"memory subprocess failed: {done.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory(bench: Bench) -> list[Row]:
+    """Peak RSS growth of ``run_batch`` over a generator of N bundles, for a small and a
+    large N, each in a fresh process: streaming keeps it flat, holding bundles makes it
+    grow ~linearly (a retained track bundle costs kilobytes). See benchmarks.memory."""
+    case, target = MEMORY, "flat"
+    small_n, large_n = bench.config.memory_bundles
+    if not hasattr(bench.engine, "run_batch"):
+        return [Row.unavailable(case, "batch mode not available", target)]
+    small = _memory_run(bench, small_n)
+    if not small.get("available"):
+        return [Row.unavailable(case, "batch mode not available", target)]
+    large = _memory_run(bench, large_n)
+    growth = large["delta_bytes"] - small["delta_bytes"]
+    failed = small["failed"] + large["failed"]
+    mb = 1024 * 1024
+    return [
+        Row(
+            case,
+            f"+{large['delta_bytes'] / mb:.1f} MB @{large_n:,} "
+            f"(+{small['delta_bytes'] / mb:.1f} MB @{small_n:,})",
+            target=f"{target} (+< {FLAT_MEMORY_BYTES // mb} MB for 10x)",
+            met=growth < FLAT_MEMORY_BYTES,
+            note=(
+                f"peak RSS {large['peak_bytes'] / mb:.0f} MB; "
+                f"{growth / (large_n - small_n):+.0f} B per extra bundle"
+                + (f"; {failed} failed" if failed else "")
+            ),
+            data={"small": small, "large": large, "growth_bytes": growth},
+        )
+    ]
+
+
+#: Every case, in the order of the issue, with the rows it prints (in table order).
+CASES: list[tuple[str, Callable[[Bench], list[Row]], tuple[str, ...]]] = [
+    ("prepare", prepare, (PREPARE, PREPARE_MAPPED)),
+    ("single runs", single, (SINGLE,)),
+    ("bulk", bulk, (BULK_OFFICIAL, BULK_RAW)),
+    ("cold start", cold_start, (COLD_START,)),
+    ("peak memory", memory, (MEMORY,)),
+]

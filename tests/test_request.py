@@ -1,0 +1,522 @@
+"""Unit tests for connector.request: URL joining, header checks, query and body encoding."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import httpx
+import pytest
+
+from connector.errors import DataError
+from connector.request import (
+    ALLOWED_METHODS,
+    check_headers,
+    encode_body,
+    join_url,
+    largest_fields,
+    normalize_query,
+)
+
+BASE = "https://api.example"
+AUTH = {"Authorization": "Basic c2VjcmV0LXdyaXRlLWtleTo="}
+
+# -- join_url ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "expected"),
+    [
+        pytest.param(BASE, "/v1/track", "https://api.example/v1/track", id="absolute-path"),
+        pytest.param(BASE, "v1/track", "https://api.example/v1/track", id="relative-gets-slash"),
+        pytest.param(BASE, "/v1/x?y=1", "https://api.example/v1/x?y=1", id="query"),
+        pytest.param(
+            BASE,
+            "/v1/x?y=a%2Bb&z=%C3%A9",
+            "https://api.example/v1/x?y=a%2Bb&z=%C3%A9",
+            id="encoded-query",
+        ),
+        pytest.param(BASE, "  /v1/track  ", "https://api.example/v1/track", id="stripped"),
+        pytest.param(BASE, "/", "https://api.example/", id="root"),
+        pytest.param(
+            BASE,
+            "/v1/search?q=Ada%20Lovelace&n=%0A",
+            "https://api.example/v1/search?q=Ada%20Lovelace&n=%0A",
+            id="encoded-space-and-newline-in-query",
+        ),
+        pytest.param(
+            BASE,
+            "/v1/users/a%40b.example",
+            "https://api.example/v1/users/a%40b.example",
+            id="encoded-at-later-segment",
+        ),
+        pytest.param(
+            BASE, "/v1/a.b/..c/x.", "https://api.example/v1/a.b/..c/x.", id="dots-inside-segments"
+        ),
+        pytest.param(
+            "https://api.example/proxy/segment",
+            "/v1/track",
+            "https://api.example/proxy/segment/v1/track",
+            id="base-path-prefix-kept",
+        ),
+        pytest.param(
+            "http://127.0.0.1:8080",
+            "v1/batch",
+            "http://127.0.0.1:8080/v1/batch",
+            id="base-with-port",
+        ),
+    ],
+)
+def test_join_url_allowed(base: str, path: str, expected: str) -> None:
+    url = join_url(base, path, "url")
+    assert url == expected
+    assert isinstance(url, str)
+    parsed, origin = httpx.URL(url), httpx.URL(base)
+    assert (parsed.scheme, parsed.host, parsed.port) == (origin.scheme, origin.host, origin.port)
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        pytest.param("https://evil.example/x", "absolute URLs are refused", id="absolute"),
+        pytest.param("HTTP://evil.example/x", "absolute URLs are refused", id="absolute-upper"),
+        pytest.param("javascript:x", "absolute URLs are refused", id="javascript-scheme"),
+        pytest.param("mailto:a@b.example", "absolute URLs are refused", id="mailto-scheme"),
+        pytest.param("//evil.example/x", "'//host' would change the host", id="scheme-relative"),
+        pytest.param("/%2f%2fevil", "'//host' would change the host", id="encoded-slashes"),
+        pytest.param("/%2F%2Fevil", "'//host' would change the host", id="encoded-upper"),
+        pytest.param(
+            "/%252f%252fevil", "'//host' would change the host", id="double-encoded-slashes"
+        ),
+        pytest.param(
+            "@evil.example/x", "'@' in the first segment would read as credentials", id="at-host"
+        ),
+        pytest.param("/@evil.example/x", "'@' in the first segment", id="slash-at-host"),
+        pytest.param("%40evil.example/x", "'@' in the first segment", id="encoded-at"),
+        pytest.param(
+            "\\\\evil", "spaces, control characters and backslashes are refused", id="backslashes"
+        ),
+        pytest.param("/v1\\..\\x", "backslashes", id="backslash-traversal"),
+        pytest.param("/v1 /x", "spaces, control characters and backslashes", id="space"),
+        pytest.param("/v1\r\nX: y", "spaces, control characters", id="crlf"),
+        pytest.param("/v1\tx", "spaces, control characters", id="tab"),
+        pytest.param("/v1/%0d%0aX:%20y", "spaces, control characters", id="encoded-crlf"),
+        pytest.param("/v1/users/Ada%20L", "spaces, control characters", id="encoded-space-path"),
+        pytest.param("/v1/%5c%5cx", "backslashes", id="encoded-backslash-path"),
+        pytest.param("/v1/x\x00", "spaces, control characters", id="nul"),
+        pytest.param("/v1/x\x7f", "spaces, control characters", id="del"),
+        pytest.param("/v1/../x", "'.' and '..' segments are refused", id="dot-dot"),
+        pytest.param("/v1/./x", "'.' and '..' segments are refused", id="dot"),
+        pytest.param("/v1/..", "'.' and '..' segments are refused", id="trailing-dot-dot"),
+        pytest.param("../x", "'.' and '..' segments are refused", id="leading-dot-dot"),
+        pytest.param("/v1/%2e%2e/x", "'.' and '..' segments are refused", id="encoded-dot-dot"),
+        pytest.param("/v1/%2E%2E/x", "'.' and '..' segments", id="encoded-dot-dot-upper"),
+        pytest.param("/v1/%252e%252e/x", "'.' and '..' segments", id="double-encoded-dot-dot"),
+        pytest.param("/v1/x#frag", "fragments are refused", id="fragment"),
+    ],
+)
+def test_join_url_refused(path: str, reason: str) -> None:
+    with pytest.raises(DataError) as info:
+        join_url(BASE, path, "url")
+    exc = info.value
+    assert exc.field == "url"
+    assert exc.message.startswith(f"URL {path.strip()!r} is not allowed: ")
+    assert reason in exc.message
+    assert exc.message.endswith("give a path relative to the base URL, such as /v1/track")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("   ", id="blank"),
+        pytest.param("\n", id="newline-only"),
+        pytest.param(None, id="none"),
+        pytest.param(42, id="int"),
+        pytest.param(["/v1/track"], id="list"),
+        pytest.param({"path": "/v1"}, id="dict"),
+        pytest.param(b"/v1/track", id="bytes"),
+    ],
+)
+def test_join_url_needs_non_empty_text(path: Any) -> None:
+    with pytest.raises(DataError) as info:
+        join_url(BASE, path, "parameters.url")
+    assert info.value.field == "parameters.url"
+    assert info.value.message == "the URL path must be non-empty text"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: join_url refuses any path containing '://', even in the query string, so "
+    "a URL passed as a query value ('/v1/x?next=https://...') is refused as absolute",
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/v1/x?next=https://app.example/done", id="url-in-query-value"),
+        pytest.param("/v1/x?next=ftp://files.example/", id="other-url-in-query-value"),
+    ],
+)
+def test_join_url_allows_a_url_in_the_query(path: str) -> None:
+    assert join_url(BASE, path, "url") == BASE + path
+
+
+def test_join_url_field_may_be_none() -> None:
+    with pytest.raises(DataError) as info:
+        join_url(BASE, "https://evil.example/", None)
+    assert info.value.field is None
+
+
+def test_join_url_is_stable_across_calls() -> None:
+    assert join_url(BASE, "/v1/track", "a") == join_url(BASE, "/v1/track", "b")
+    for field in ("first", "second"):
+        with pytest.raises(DataError) as info:
+            join_url(BASE, "//evil.example", field)
+        assert info.value.field == field
+
+
+# -- check_headers -------------------------------------------------------------------------------
+
+
+def test_check_headers_stringifies_values() -> None:
+    out = check_headers(
+        {
+            "X-Text": "a b",
+            "X-Int": 5,
+            "X-Float": 1.5,
+            "X-True": True,
+            "X-None": None,
+            "X-Obj": {"a": 1},
+            "X-List": [1, "b"],
+            "Content-Type": "application/json",
+        },
+        AUTH,
+        "headers",
+    )
+    assert out == {
+        "X-Text": "a b",
+        "X-Int": "5",
+        "X-Float": "1.5",
+        "X-True": "true",
+        "X-None": "",
+        "X-Obj": '{"a": 1}',
+        "X-List": '[1, "b"]',
+        "Content-Type": "application/json",
+    }
+    assert all(isinstance(v, str) for v in out.values())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["X-Request-Id", "x_custom", "Accept", "X-A.B", "!#$%&'*+-.^_`|~09AZaz"],
+)
+def test_check_headers_accepts_token_names(name: str) -> None:
+    assert check_headers({name: "v"}, AUTH, "headers") == {name: "v"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("Bad Header", id="space"),
+        pytest.param("X:Y", id="colon"),
+        pytest.param("", id="empty"),
+        pytest.param("X-A\r\nX-B", id="crlf"),
+        pytest.param("X(A)", id="parens"),
+        pytest.param("X/A", id="slash"),
+        pytest.param("Ünïcode", id="non-ascii"),
+        pytest.param(5, id="non-str"),
+    ],
+)
+def test_check_headers_refuses_non_token_names(name: Any) -> None:
+    with pytest.raises(DataError) as info:
+        check_headers({name: "v"}, AUTH, "headers")
+    assert info.value.field == "headers"
+    assert info.value.message == f"header name {name!r} is not a valid HTTP token"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the header-name check uses re.match with '$', which also matches before a "
+    "trailing newline, so 'X-A\\n' passes; h11 then refuses it at send time and the "
+    "transport retries it as a network error",
+)
+def test_check_headers_refuses_a_name_with_a_trailing_newline() -> None:
+    with pytest.raises(DataError) as info:
+        check_headers({"X-A\n": "v"}, AUTH, "headers")
+    assert info.value.field == "headers"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("a\r\nX-Evil: 1", id="crlf-injection"),
+        pytest.param("a\nb", id="lf"),
+        pytest.param("a\rb", id="cr"),
+        pytest.param("a\x00b", id="nul"),
+        pytest.param(["a\nb"], id="lf-inside-json-is-escaped-so-ok"),
+    ],
+)
+def test_check_headers_refuses_cr_lf_nul_values(value: Any) -> None:
+    if isinstance(value, list):
+        # json.dumps escapes the newline, so a structured value cannot smuggle one.
+        assert check_headers({"X-A": value}, AUTH, "headers") == {"X-A": '["a\\nb"]'}
+        return
+    with pytest.raises(DataError) as info:
+        check_headers({"X-A": value}, AUTH, "headers")
+    assert info.value.field == "headers"
+    assert info.value.message == "header 'X-A' has a value with CR, LF or NUL characters"
+
+
+@pytest.mark.parametrize(
+    "name", ["Authorization", "authorization", "AUTHORIZATION", "aUtHoRiZaTiOn"]
+)
+def test_check_headers_refuses_the_auth_header(name: str) -> None:
+    with pytest.raises(DataError) as info:
+        check_headers({"X-Ok": "1", name: "Bearer mine"}, AUTH, "headers")
+    exc = info.value
+    assert exc.field == "headers"
+    assert exc.message == (
+        f"header {name!r} is set by the connection; remove it (auth is added for you)"
+    )
+    assert AUTH["Authorization"] not in exc.message
+    assert "Bearer mine" not in exc.message
+
+
+def test_check_headers_reserved_names_come_from_the_connection() -> None:
+    assert check_headers({"Authorization": "x"}, {}, None) == {"Authorization": "x"}
+    with pytest.raises(DataError):
+        check_headers({"x-api-key": "mine"}, {"X-API-Key": "secret"}, None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: check_headers lets through values httpx cannot encode (non-ASCII), so "
+    "sending raises a bare UnicodeEncodeError instead of a DataError before the send",
+)
+def test_check_headers_values_are_sendable() -> None:
+    try:
+        out = check_headers({"X-Name": "José"}, AUTH, "headers")
+    except DataError as exc:
+        assert exc.field == "headers"
+        return
+    httpx.Request("POST", "https://api.example/v1/track", headers=out)
+
+
+# -- normalize_query ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param(None, {}, id="none"),
+        pytest.param({}, {}, id="empty"),
+        pytest.param({"a": "x"}, {"a": "x"}, id="text"),
+        pytest.param({"a": 1, "b": 1.5}, {"a": "1", "b": "1.5"}, id="numbers"),
+        pytest.param({"t": True, "f": False}, {"t": "true", "f": "false"}, id="booleans"),
+        pytest.param({"o": {"x": 1}}, {"o": '{"x": 1}'}, id="object-as-json"),
+        pytest.param(
+            {"l": [1, True, "a", {"b": 2}]},
+            {"l": ["1", "true", "a", '{"b": 2}']},
+            id="list-repeats",
+        ),
+        pytest.param({"n": [["a"]]}, {"n": ['["a"]']}, id="nested-list"),
+        pytest.param({1: "a"}, {"1": "a"}, id="non-text-key"),
+    ],
+)
+def test_normalize_query(query: Any, expected: dict[str, Any]) -> None:
+    assert normalize_query(query, "qs") == expected
+
+
+@pytest.mark.parametrize("query", ["a=1", ["a", "1"], 5])
+def test_normalize_query_needs_an_object(query: Any) -> None:
+    with pytest.raises(DataError) as info:
+        normalize_query(query, "qs")
+    assert info.value.field == "qs"
+    assert info.value.message == "the query string must be an object of names and values"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: normalize_query turns None into the Python text 'None' (?a=None); "
+    "check_headers maps None to '' and templates drop None keys",
+)
+@pytest.mark.parametrize(
+    "query",
+    [pytest.param({"a": None}, id="value"), pytest.param({"a": [1, None]}, id="list-item")],
+)
+def test_normalize_query_does_not_send_python_none(query: dict[str, Any]) -> None:
+    out = normalize_query(query, "qs")
+    flat = [v for value in out.values() for v in (value if isinstance(value, list) else [value])]
+    assert "None" not in flat
+
+
+# -- encode_body ---------------------------------------------------------------------------------
+
+
+def test_encode_body_none_is_no_body() -> None:
+    headers: dict[str, str] = {}
+    assert encode_body(None, headers, "body") == (None, None)
+    assert headers == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "raw"),
+    [
+        pytest.param({"a": 1, "b": [1, 2], "c": None}, b'{"a":1,"b":[1,2],"c":null}', id="object"),
+        pytest.param([1, "é"], '[1,"é"]'.encode(), id="list-utf8"),
+        pytest.param({"nested": {"x": True}}, b'{"nested":{"x":true}}', id="nested"),
+        pytest.param(0, b"0", id="number"),
+    ],
+)
+def test_encode_body_structured_is_compact_json(body: Any, raw: bytes) -> None:
+    headers: dict[str, str] = {}
+    content, parsed = encode_body(body, headers, "body")
+    assert content == raw
+    assert parsed is body
+    assert headers == {"Content-Type": "application/json"}
+
+
+def test_encode_body_keeps_an_existing_content_type() -> None:
+    headers = {"content-type": "application/vnd.api+json"}
+    content, _ = encode_body({"a": 1}, headers, "body")
+    assert content == b'{"a":1}'
+    assert headers == {"content-type": "application/vnd.api+json"}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers_in", "parsed", "headers_out"),
+    [
+        pytest.param(
+            '{"a": 1}', {}, {"a": 1}, {"Content-Type": "application/json"}, id="json-text-no-type"
+        ),
+        pytest.param(
+            '{"a": 1}',
+            {"Content-Type": "application/json"},
+            {"a": 1},
+            {"Content-Type": "application/json"},
+            id="json-text-json-type",
+        ),
+        pytest.param(b"[1, 2]", {}, [1, 2], {"Content-Type": "application/json"}, id="json-bytes"),
+        pytest.param("hello", {}, None, {}, id="plain-text-no-type"),
+        pytest.param(
+            "not json {",
+            {"Content-Type": "text/plain"},
+            None,
+            {"Content-Type": "text/plain"},
+            id="text-plain-passes-raw",
+        ),
+        pytest.param(
+            "a=1&b=2",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            None,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            id="form",
+        ),
+    ],
+)
+def test_encode_body_text_passes_as_is(
+    body: str | bytes, headers_in: dict[str, str], parsed: Any, headers_out: dict[str, str]
+) -> None:
+    headers = dict(headers_in)
+    content, parsed_out = encode_body(body, headers, "body")
+    assert content == (body.encode() if isinstance(body, str) else body)
+    assert parsed_out == parsed
+    assert headers == headers_out
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param("not json {", "application/json", id="json-type"),
+        pytest.param("{'single': 'quotes'}", "application/json; charset=utf-8", id="charset"),
+        pytest.param("", "application/vnd.segment+json", id="empty-vendor-json"),
+        pytest.param(b"\xff\xfe{", "application/json", id="bad-bytes"),
+    ],
+)
+def test_encode_body_invalid_json_text_with_json_type(body: str | bytes, content_type: str) -> None:
+    with pytest.raises(DataError) as info:
+        encode_body(body, {"Content-Type": content_type}, "body")
+    assert info.value.field == "body"
+    assert info.value.message == (
+        f"the body is not valid JSON but the content type is {content_type!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        pytest.param(
+            {"price": math.nan}, "Out of range float values are not JSON compliant", id="nan"
+        ),
+        pytest.param({"n": [math.inf]}, "Out of range float values", id="inf-in-list"),
+        pytest.param({"s": {1, 2}}, "not JSON serializable", id="set"),
+        pytest.param({"g": iter([1])}, "not JSON serializable", id="iterator"),
+    ],
+)
+def test_encode_body_refuses_non_json(body: Any, detail: str) -> None:
+    headers: dict[str, str] = {}
+    with pytest.raises(DataError) as info:
+        encode_body(body, headers, "body")
+    assert info.value.field == "body"
+    assert info.value.message.startswith("the body cannot be sent as JSON: ")
+    assert detail in info.value.message
+    assert headers == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: JSON text is checked with json.loads, which accepts NaN/Infinity, so a text "
+    "body such as '{\"a\": NaN}' is sent as JSON although a dict with NaN is refused",
+)
+@pytest.mark.parametrize(
+    "body",
+    [pytest.param('{"a": NaN}', id="nan"), pytest.param("[Infinity]", id="infinity")],
+)
+def test_encode_body_text_with_nan_is_not_json(body: str) -> None:
+    with pytest.raises(DataError):
+        encode_body(body, {"Content-Type": "application/json"}, "body")
+
+
+# -- largest_fields --------------------------------------------------------------------------------
+
+
+def test_largest_fields_names_nested_culprits_first() -> None:
+    body = {
+        "type": "track",
+        "event": "Order Completed",
+        "properties": {"blob": "x" * 1000, "small": 1},
+        "context": {},
+    }
+    assert largest_fields(body) == [
+        ("properties.blob", 1002),
+        ("event", len(json.dumps("Order Completed"))),
+        ("type", 7),
+    ]
+
+
+def test_largest_fields_top_and_sizes_in_utf8_bytes() -> None:
+    body = {"a": "é" * 10, "b": {"c": [1, 2, 3]}, "d": None, "e": {}}
+    assert largest_fields(body, top=5) == [
+        ("a", 22),
+        ("b.c", 7),
+        ("d", 4),
+        ("e", 2),
+    ]
+    assert largest_fields(body, top=1) == [("a", 22)]
+
+
+def test_largest_fields_looks_only_one_level_down() -> None:
+    body = {"properties": {"deep": {"blob": "x" * 100}}}
+    assert largest_fields(body) == [("properties.deep", len('{"blob":""}') + 100)]
+
+
+@pytest.mark.parametrize("body", [None, "text", [1, 2], 5])
+def test_largest_fields_of_a_non_object_is_empty(body: Any) -> None:
+    assert largest_fields(body) == []
+
+
+def test_allowed_methods() -> None:
+    assert frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}) == (
+        ALLOWED_METHODS
+    )
