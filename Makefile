@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint venv docs clean
+.PHONY: demo test lint venv docs clean bench
 
 $(BIN)/connector: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: venv
 	$(BIN)/ruff check connector modules tests examples
 	$(BIN)/ruff format --check connector modules tests examples
 	$(BIN)/mypy
+
+# The benchmark (python -m benchmarks): needs the bench extra (segment-analytics-python).
+bench: venv
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks
 
 docs: venv
 	$(BIN)/connector docs

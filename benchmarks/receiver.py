@@ -65,10 +65,7 @@ Counts = dict[str, float]
 
 
 def _answer(status: str, body: bytes, close: bool = False) -> bytes:
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-    )
+    head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     if close:
         head += "Connection: close\r\n"
     return head.encode("ascii") + b"\r\n" + body
@@ -111,8 +108,9 @@ class _Reject(Exception):
 class _HTTP(asyncio.Protocol):
     """One keep-alive connection: parse requests as bytes arrive, answer in order."""
 
-    def __init__(self, stats: _Stats) -> None:
+    def __init__(self, stats: _Stats, ack_early: bool) -> None:
         self.stats = stats
+        self.ack_early = ack_early
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         # The request whose body is still arriving: (method, path, headers, length).
@@ -158,7 +156,8 @@ class _HTTP(asyncio.Protocol):
             reject.close = reject.close or close
             self._reply(reject)
             return not reject.close
-        self.transport.write(answer)
+        if answer is not None:
+            self.transport.write(answer)
         if close:  # The client asked for it; it reads to the close, no header needed.
             self.transport.close()
             return False
@@ -186,7 +185,8 @@ class _HTTP(asyncio.Protocol):
             raise _Reject("413 Content Too Large", "body too large", True)
         return parts[0], parts[1].partition("?")[0], headers, length
 
-    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes | None:
+        """The answer to send, or None when it was already sent (early acknowledgement)."""
         stats = self.stats
         single = path in SINGLE_ENDPOINTS
         if single or path in BATCH_ENDPOINTS:
@@ -194,29 +194,17 @@ class _HTTP(asyncio.Protocol):
                 raise _Reject("405 Method Not Allowed", "use POST")
             stats.requests += 1
             stats.bytes += len(body)
-            if headers.get("content-encoding", "").lower() == "gzip":
-                try:
-                    body = zlib.decompress(body, wbits=31)
-                except zlib.error:
-                    raise _Reject("400 Bad Request", "invalid gzip body") from None
+            early = self.ack_early and headers.get("authorization", "").startswith("Basic ")
+            if early:
+                assert self.transport is not None
+                self.transport.write(_OK)
             try:
-                data = json.loads(body)
-            except ValueError:
-                raise _Reject("400 Bad Request", "body is not valid JSON") from None
-            if not isinstance(data, dict):
-                raise _Reject("400 Bad Request", "body must be a JSON object")
-            auth = headers.get("authorization", "")
-            if not auth.startswith("Basic ") and not data.get("writeKey"):
-                raise _Reject("401 Unauthorized", "missing write key")
-            if single:
-                stats.events += 1
-            else:
-                items = data.get("batch")
-                if not isinstance(items, list):
-                    raise _Reject("400 Bad Request", 'a batch needs a "batch" list')
-                stats.events += len(items)
-                stats.batches += 1
-            return _OK
+                self._count(single, headers, body)
+            except _Reject:
+                if not early:
+                    raise
+                stats.errors += 1  # Too late to answer it: the benchmark reports errors.
+            return None if early else _OK
         if path == "/count" and method == "GET":
             return _answer("200 OK", json.dumps(stats.snapshot()).encode())
         if path == "/reset" and method == "POST":
@@ -227,6 +215,30 @@ class _HTTP(asyncio.Protocol):
             return _answer("200 OK", b'{"ok":true}')
         raise _Reject("404 Not Found", f"no such endpoint: {path}")
 
+    def _count(self, single: bool, headers: dict[str, str], body: bytes) -> None:
+        """Parse the body and count its events; raises _Reject for a bad one."""
+        if headers.get("content-encoding", "").lower() == "gzip":
+            try:
+                body = zlib.decompress(body, wbits=31)
+            except zlib.error:
+                raise _Reject("400 Bad Request", "invalid gzip body") from None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _Reject("400 Bad Request", "body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _Reject("400 Bad Request", "body must be a JSON object")
+        if not headers.get("authorization", "").startswith("Basic ") and not data.get("writeKey"):
+            raise _Reject("401 Unauthorized", "missing write key")
+        if single:
+            self.stats.events += 1
+            return
+        items = data.get("batch")
+        if not isinstance(items, list):
+            raise _Reject("400 Bad Request", 'a batch needs a "batch" list')
+        self.stats.events += len(items)
+        self.stats.batches += 1
+
     def _reply(self, reject: _Reject) -> None:
         if self.transport is None or self.transport.is_closing():
             return
@@ -236,12 +248,12 @@ class _HTTP(asyncio.Protocol):
             self.transport.close()
 
 
-async def _serve(port: int, max_seconds: float) -> None:
+async def _serve(port: int, max_seconds: float, ack_early: bool) -> None:
     loop = asyncio.get_running_loop()
     stats = _Stats()
     stopped = asyncio.Event()
     server = await loop.create_server(
-        lambda: _HTTP(stats), HOST, port, reuse_address=True, backlog=256
+        lambda: _HTTP(stats, ack_early), HOST, port, reuse_address=True, backlog=256
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
@@ -269,8 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-seconds", type=float, default=600.0, help="exit after this long, whatever happens"
     )
+    parser.add_argument(
+        "--ack-after-parse",
+        action="store_true",
+        help="answer only after parsing the body (slower: the parse is on the client's clock)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_serve(args.port, args.max_seconds))
+    asyncio.run(_serve(args.port, args.max_seconds, not args.ack_after_parse))
 
 
 class Receiver:
@@ -281,17 +298,23 @@ class Receiver:
     The counters are read over a separate httpx client, never over a measured one.
     """
 
-    def __init__(self, max_seconds: float = 600.0, start_timeout: float = 15.0) -> None:
+    def __init__(
+        self, max_seconds: float = 600.0, start_timeout: float = 15.0, ack_after_parse: bool = False
+    ) -> None:
         self.max_seconds = max_seconds
+        self.ack_after_parse = ack_after_parse
         self.start_timeout = start_timeout
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
 
     def start(self) -> Receiver:
-        command = [sys.executable, "-m", "benchmarks.receiver", "--max-seconds"]
+        command = [sys.executable, "-m", "benchmarks.receiver"]
+        command += ["--max-seconds", str(self.max_seconds)]
+        if self.ack_after_parse:
+            command.append("--ack-after-parse")
         self._proc = subprocess.Popen(
-            [*command, str(self.max_seconds)],
+            command,
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

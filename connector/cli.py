@@ -177,6 +177,7 @@ def _run_batch(
         raise UsageError(f"--batch: no such file {path!r}", field="--batch")
     failed = 0
     for result in engine.run_batch(module, connection, _read_batch(path), context):
+        line: dict[str, Any]
         if isinstance(result, RunError):
             failed += 1
             line = {"error": result.to_dict()}
@@ -193,7 +194,7 @@ def cmd_incomplete(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if args.action == "list":
-            _print_json([e.summary() for e in store.list()])
+            _print_json([e.summary() for e in store.executions()])
         elif args.action == "show":
             _print_json(_get_execution(store, args.id).to_dict())
         elif args.action == "discard":
@@ -234,9 +235,14 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from connector.fixtures import fixture_schema
     from connector.manifest import app_schema, module_schema
 
-    schemas = {"app.schema.json": app_schema(), "module.schema.json": module_schema()}
+    schemas = {
+        "app.schema.json": app_schema(),
+        "module.schema.json": module_schema(),
+        "fixture.schema.json": fixture_schema(),
+    }
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -258,6 +264,90 @@ def cmd_docs(args: argparse.Namespace) -> int:
             "docs are stale: " + ", ".join(stale) + "; run `connector docs`",
         )
         return EXIT_MANIFEST
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from connector.scaffold import ScaffoldError, new_app, new_module
+
+    root = Path(args.dir)
+    try:
+        if args.module:
+            done = new_module(root, args.app, args.module, Path(args.docs))
+        else:
+            done = new_app(root, args.app)
+    except ScaffoldError as exc:
+        raise UsageError(exc.message, field=exc.field) from None
+    for path in done.created:
+        print(f"created {path}")
+    for path in done.updated:
+        print(f"updated {path}")
+    folder = root / args.app
+    if args.module:
+        print(
+            f"next: edit {folder / (args.module + '.json')} and its cases in "
+            f"{folder / 'tests' / (args.module + '.json')}, then run\n"
+            f"  connector validate {folder}\n"
+            f"  connector test {args.app} --manifests {root}"
+        )
+    else:
+        print(f"next: connector new {args.app} MODULE --dir {root}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from connector.fixtures import run_fixtures
+
+    try:
+        results = run_fixtures(_registry(args), args.target)
+    except LookupError as exc:
+        raise UsageError(str(exc.args[0]), field="target") from None
+    failed = [r for r in results if not r.ok]
+    for result in results:
+        if result.ok and args.quiet:
+            continue
+        print(f"{'ok  ' if result.ok else 'FAIL'}  {result.module}: {result.case}")
+        for problem in result.problems:
+            print(f"        {problem}")
+    modules = len({r.module for r in results})
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({modules} module(s))")
+    return EXIT_RUN_ERROR if failed else 0
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from connector.engine import Engine
+    from connector.trigger import sign
+
+    registry = _registry(args)
+    connection = _object_arg(args.connection, "--connection") or {}
+    parameters = _object_arg(args.parameters, "--parameters")
+    if args.body == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            body = Path(args.body).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--body: cannot read {args.body!r}: {exc.strerror}", "--body")
+    headers: list[tuple[str, str]] = []
+    for item in args.header or []:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {item!r} must be 'Name: value'", field="--header")
+        headers.append((name.strip(), value.strip()))
+    if args.sign:
+        module = registry.get(args.module)
+        webhook = module.manifest.webhook
+        if webhook is None or webhook.signature is None:
+            raise UsageError(f"--sign: {args.module} checks no signature", field="--sign")
+        secret = connection.get(webhook.signature.secret)
+        if not isinstance(secret, str) or not secret:
+            raise UsageError(
+                f"--sign needs the connection field {webhook.signature.secret!r}",
+                field="--connection",
+            )
+        headers.append((webhook.signature.header, sign(webhook.signature, secret, body)))
+    with Engine(registry) as engine:
+        _print_json(engine.handle_webhook(args.module, connection, parameters, headers, body))
     return 0
 
 
@@ -340,6 +430,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/modules")
     p.add_argument("--check", action="store_true", help="fail when the docs are stale")
     p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("new", help="scaffold an app, or a module with fixtures and a doc page")
+    p.add_argument("app", help="the app name, e.g. acme")
+    p.add_argument("module", nargs="?", help="a module name, e.g. send_event")
+    p.add_argument("--dir", default="manifests", help="the folder of apps (default: manifests)")
+    p.add_argument("--docs", default="docs/modules", help="where the module's doc page goes")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("test", parents=[common], help="run the modules' fixture cases")
+    p.add_argument("target", nargs="?", help="an app or module id (default: all)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("webhook", parents=[common], help="hand a delivery to a trigger")
+    p.add_argument("module")
+    p.add_argument("--connection", "-c", help="JSON or a JSON file")
+    p.add_argument("--parameters", "-p", help="JSON or a JSON file")
+    p.add_argument("--body", required=True, help="the raw body: a file, or - for stdin")
+    p.add_argument("--header", "-H", action="append", help="'Name: value' (repeatable)")
+    p.add_argument(
+        "--sign", action="store_true", help="sign the body with the connection's shared secret"
+    )
+    p.set_defaults(func=cmd_webhook)
     return parser
 
 

@@ -217,7 +217,9 @@ class Engine:
     ) -> Any:
         try:
             return tree.render(scope)
-        except (TemplateError, OverflowError, TypeError, ValueError, ArithmeticError) as exc:
+        except (
+            TemplateError, OverflowError, TypeError, ValueError, ArithmeticError, RecursionError
+        ) as exc:
             raise InvalidConfigurationError(
                 f"module {module.id}: the manifest's {part} template failed: "
                 f"{conn.redact(describe_error(exc))}",
@@ -249,7 +251,8 @@ class Engine:
         )
         body = self._render(module, "body", module.body, scope, conn)
         content, json_body = encode_body(body, headers, fields.get("body"))
-        limit = module.manifest.request.max_body_bytes
+        spec = module.manifest.request
+        limit = spec.max_body_bytes if spec is not None else None
         if limit is not None and content is not None and len(content) > limit:
             biggest = largest_fields(json_body)
             named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)

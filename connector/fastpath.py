@@ -17,6 +17,7 @@ Jinja's behaviour. Results are the same either way; the tests run both paths.
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -59,7 +60,7 @@ _TESTS: dict[str, Callable[[Any], bool]] = {
     "mapping": lambda v: isinstance(v, Mapping),
     "none": lambda v: v is None,
     "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, numbers.Number),
     "sequence": lambda v: isinstance(v, list | tuple | str | Mapping),
 }
 

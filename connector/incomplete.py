@@ -200,13 +200,13 @@ class IncompleteStore:
 
     # -- reading ------------------------------------------------------------------------
 
-    def list(self) -> list[IncompleteExecution]:
+    def executions(self) -> list[IncompleteExecution]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM executions ORDER BY created, id").fetchall()
         return [_execution(row) for row in rows]
 
     def __iter__(self) -> Iterator[IncompleteExecution]:
-        return iter(self.list())
+        return iter(self.executions())
 
     def __len__(self) -> int:
         with self._lock:
@@ -263,7 +263,7 @@ class IncompleteStore:
     ) -> list[dict[str, Any]]:
         """Retry every stored run; one outcome per run (delivered or its error)."""
         outcomes: list[dict[str, Any]] = []
-        for execution in self.list():
+        for execution in self.executions():
             try:
                 self.retry(engine, execution.id, connection)
             except RunError as exc:

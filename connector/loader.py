@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir"]
 #: The largest manifest file read, so a hostile one cannot exhaust memory.
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 APP_FILE = "app.json"
+#: Deepest nesting a manifest may have; real ones stay under 15.
+MAX_DEPTH = 64
 #: Names templates may use besides the scope ones: Jinja's loop and the engine globals.
 _GLOBALS = frozenset({"loop", "range", "dict", "now", "true", "false", "none"})
 _REQUEST_SCOPE = frozenset({"parameters", "connection", "run", "engine", "app"})
@@ -88,13 +91,31 @@ def _read_json(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ManifestError(str(path), "$", "not UTF-8 text") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(
             str(path), "$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except RecursionError:
         raise ManifestError(str(path), "$", "JSON nested too deeply") from None
+    if _too_deep(data):
+        raise ManifestError(str(path), "$", f"JSON nested too deeply (over {MAX_DEPTH} levels)")
+    return data
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether ``data`` nests deeper than MAX_DEPTH (checked without recursion, so the
+    compiler and renderer, which do recurse, never meet a hostile depth)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
 
 
 def _json_path(loc: Sequence[int | str]) -> str:
@@ -119,7 +140,7 @@ def load_app(app_file: str | os.PathLike[str]) -> tuple[LoadedApp, list[LoadedMo
     source = str(path)
     data = _read_json(path)
     try:
-        manifest = AppManifest.model_validate(data)
+        manifest = AppManifest.model_validate(data, strict=True, by_name=False)
     except ValidationError as exc:
         raise _validation_error(source, exc) from None
     except RecursionError:
@@ -159,7 +180,7 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
             template = _compile(source, f"$.connection.auth.{key}", text)
             _check_refs(source, f"$.connection.auth.{key}", template, {"connection"}, fields)
     for status, error_type in manifest.errors.items():
-        if not status.isdigit() or not 100 <= int(status) <= 599:
+        if not re.fullmatch(r"[1-5][0-9]{2}", status):
             raise ManifestError(source, f"$.errors.{status}", "keys must be HTTP statuses")
         if error_type not in ERROR_TYPES:
             raise ManifestError(
@@ -173,16 +194,21 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
     if manifest.batch is not None:
         batch_scope = {"connection", "run", "engine", "app"}
         url = _compile(source, "$.batch.url", manifest.batch.url)
-        _check_refs(source, "$.batch.url", url, batch_scope, fields - secret)
+        _check_refs(source, "$.batch.url", url, batch_scope, fields - secret,
+                    secret_fields=secret)
         try:
             extra = TemplateTree(manifest.batch.extra)
         except TemplateError as exc:
-            raise ManifestError(source, "$.batch.extra", f"bad template: {exc.message or exc}")
+            raise ManifestError(
+                source, "$.batch.extra", f"bad template: {exc.message or exc}"
+            ) from None
         for rel, template in extra.templates():
-            _check_refs(source, "$.batch.extra" + rel, template, batch_scope, fields - secret)
+            _check_refs(source, "$.batch.extra" + rel, template, batch_scope,
+                        fields - secret, secret_fields=secret)
     base_url = _compile(source, "$.baseUrl", manifest.base_url)
     # The base URL is shown in dry runs and errors: it must not be built from secrets.
-    _check_refs(source, "$.baseUrl", base_url, {"connection"}, fields - secret)
+    _check_refs(source, "$.baseUrl", base_url, {"connection"}, fields - secret,
+                secret_fields=secret)
     return LoadedApp(manifest=manifest, source=source, base_url=base_url, secret_fields=secret)
 
 
@@ -197,7 +223,7 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
     source = str(path)
     data = _read_json(path)
     try:
-        manifest = ModuleManifest.model_validate(data)
+        manifest = ModuleManifest.model_validate(data, strict=True, by_name=False)
     except ValidationError as exc:
         raise _validation_error(source, exc) from None
     except RecursionError:

@@ -66,7 +66,8 @@ def _join_url(base: str, path: str, field: str | None) -> str:
 
 def _unsafe_path_reason(path: str) -> str | None:
     decoded = unquote(unquote(path))
-    if "://" in path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
+    raw_path = path.split("?", 1)[0]
+    if "://" in raw_path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
         return "absolute URLs are refused"
     if path.startswith("//") or decoded.startswith("//"):
         return "'//host' would change the host"
@@ -91,7 +92,7 @@ def check_headers(
     out: dict[str, str] = {}
     folded_reserved = {name.lower() for name in reserved}
     for name, value in headers.items():
-        if not isinstance(name, str) or not _TOKEN.match(name):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise DataError(f"header name {name!r} is not a valid HTTP token", field=field)
         if name.lower() in folded_reserved:
             raise DataError(
@@ -102,6 +103,12 @@ def check_headers(
         if _BAD_VALUE.search(text):
             raise DataError(
                 f"header {name!r} has a value with CR, LF or NUL characters", field=field
+            )
+        if not text.isascii():
+            raise DataError(
+                f"header {name!r} has non-ASCII characters; encode the value first "
+                "(for example as base64 or percent-encoding)",
+                field=field,
             )
         out[name] = text
     return out
@@ -114,8 +121,10 @@ def normalize_query(query: Any, field: str | None) -> dict[str, Any]:
         raise DataError("the query string must be an object of names and values", field=field)
     out: dict[str, Any] = {}
     for key, value in query.items():
+        if value is None:
+            continue  # an unmapped value is absent, never the text "None"
         if isinstance(value, list):
-            out[str(key)] = [_query_value(v) for v in value]
+            out[str(key)] = [_query_value(v) for v in value if v is not None]
         else:
             out[str(key)] = _query_value(value)
     return out
@@ -127,6 +136,10 @@ def _query_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _content_type(headers: Mapping[str, str]) -> str | None:
@@ -150,8 +163,8 @@ def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[
         parsed: Any = None
         if content_type is None or "json" in content_type.lower():
             try:
-                parsed = json.loads(raw)
-            except ValueError:
+                parsed = json.loads(raw, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
                 if content_type is not None:
                     raise DataError(
                         f"the body is not valid JSON but the content type is {content_type!r}",

@@ -91,8 +91,34 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _fromjson(value: Any) -> Any:
-    return json.loads(str(value))
+    try:
+        return json.loads(str(value), parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
+    text, old_s, new_s = str(value), str(old), str(new)
+    hits = text.count(old_s) if old_s else len(text) + 1
+    if count is not None:
+        hits = min(hits, max(count, 0))
+    if len(text) + hits * (len(new_s) - len(old_s)) > MAX_OUTPUT:
+        raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+    return text.replace(old_s, new_s, -1 if count is None else count)
+
+
+#: Largest integer a template may build, in bits (a 30,000-digit number).
+MAX_INT_BITS = 100_000
+
+
+def _check_bits(bits: int) -> None:
+    if bits > MAX_INT_BITS:
+        raise OverflowError("number too large")
 
 
 def _sha256(value: Any) -> str:
@@ -114,6 +140,7 @@ EXTRA_FILTERS: dict[str, Callable[..., Any]] = {
     "fromjson": _fromjson,
     "sha256": _sha256,
     "iso8601": _iso,
+    "replace": _replace,
 }
 #: Jinja's own filters that stay available; the rest (e.g. ``attr``, ``xmlattr``,
 #: ``indent``-style formatting with huge widths) are removed.
@@ -173,7 +200,7 @@ def _utcnow() -> str:
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox with bounded ``*`` and ``**``, and JSON-first attribute lookup."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Bundles are JSON: ``order.items`` must be the "items" key, not dict.items.
@@ -185,13 +212,25 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > 100:
                 raise OverflowError("exponent too large")
+            if isinstance(left, int) and isinstance(right, int):
+                _check_bits(abs(left).bit_length() * max(right, 0))
             return left**right
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
                 if sized and len(seq) * n > MAX_OUTPUT:
                     raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+            if isinstance(left, int) and isinstance(right, int):
+                _check_bits(abs(left).bit_length() + abs(right).bit_length())
             return left * right
+        if operator == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                if len(left) + len(right) > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+            return left + right
+        if operator == "%" and isinstance(left, str):
+            # printf-style widths ('%2000000s') allocate before any check could run.
+            raise OverflowError("string % formatting is not available in templates")
         return super().call_binop(context, operator, left, right)
 
 
@@ -199,12 +238,16 @@ class _StrictUndefined(StrictUndefined):
     """Also fails when printed inside a container (``{{ [nope] }}``), not only alone."""
 
     __slots__ = ()
-    __repr__ = StrictUndefined._fail_with_undefined_error  # type: ignore[assignment]
+    __repr__ = StrictUndefined._fail_with_undefined_error
 
 
 def _materialise(value: Any) -> Any:
     """A native result as plain data: iterators become lists, undefined values fail."""
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, str):
+        if len(value) > MAX_OUTPUT:
+            raise OverflowError(f"result exceeds {MAX_OUTPUT} characters")
+        return value
+    if isinstance(value, int | float | bool) or value is None:
         return value
     if isinstance(value, StrictUndefined):
         str(value)  # raises UndefinedError with Jinja's message
@@ -287,10 +330,15 @@ class CompiledTemplate:
         if self._expr is not None:
             value = self._expr(**scope)
             return _materialise(value)
-        text: str = self._template.render(**scope)
-        if len(text) > MAX_OUTPUT:
-            raise OverflowError(f"rendered text exceeds {MAX_OUTPUT} characters")
-        return text
+        # Piece by piece, so a runaway loop stops at the cap instead of after it.
+        pieces: list[str] = []
+        size = 0
+        for piece in self._template.generate(**scope):
+            size += len(piece)
+            if size > MAX_OUTPUT:
+                raise OverflowError(f"rendered text exceeds {MAX_OUTPUT} characters")
+            pieces.append(piece)
+        return "".join(pieces)
 
 
 def _is_single_output(ast: nodes.Template) -> bool:

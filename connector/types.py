@@ -35,6 +35,7 @@ __all__ = [
 Coercer = Callable[[Any, str], Any]
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
+_INTEGER = re.compile(r"^[-+]?\d+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -67,9 +68,13 @@ def _number(value: Any, field: str) -> float | int:
             raise DataError(f"field {field!r} must be a finite number", field=field)
         return value
     if isinstance(value, str) and _NUMBER.match(value):
-        number = float(value)
+        text = value.strip()
+        if _INTEGER.match(text):
+            return int(text)  # every digit kept: float() would round past 2**53
+        number = float(text)
         if math.isfinite(number):
-            return int(number) if number.is_integer() and "." not in value else number
+            # "1e3" is a whole number written with an exponent: keep it an int.
+            return int(number) if number.is_integer() and "." not in text else number
     raise DataError(f"field {field!r} must be a number, got {_describe(value)}", field=field)
 
 
@@ -124,8 +129,11 @@ def parse_datetime(value: Any) -> datetime:
 
 def format_datetime(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a ``Z``."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    u = moment.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}."
+        f"{u.microsecond // 1000:03d}Z"
+    )
 
 
 def _date(value: Any, field: str) -> str:

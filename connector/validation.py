@@ -57,7 +57,9 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
             return value
         try:
             return _compiled(value).render(context)
-        except (TemplateError, OverflowError, TypeError, ValueError, ArithmeticError) as exc:
+        except (
+            TemplateError, OverflowError, TypeError, ValueError, ArithmeticError, RecursionError
+        ) as exc:
             raise DataError(
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
                 field=field,
@@ -124,22 +126,75 @@ def _validate_level(
             raise DataError(f"unknown field {field!r}, expected one of: {expected}", field=field)
     out = Values()
     pending = list(specs)
+    shown: set[str] = set()
     while pending:
         spec = pending.pop(0)
+        shown.add(spec.name)
         raw_value = raw.get(spec.name)
         if raw_value is None and spec.default is None and not spec.required:
             if spec.type == "collection":
-                out[spec.name] = Values()
+                out[spec.name] = _empty_collection(spec)
             continue  # the common case: an optional field left empty
         field = f"{prefix}.{spec.name}" if prefix else spec.name
         value = _validate_value(spec, raw_value, context, field)
         if value is not None:
             out[spec.name] = value
         elif spec.type == "collection":
-            out[spec.name] = Values()
+            out[spec.name] = _empty_collection(spec)
         if spec.type == "select" and value is not None:
             chosen = _chosen_option(spec, value)
             pending[0:0] = chosen.nested
+    if len(shown) < len(known):
+        _refuse_hidden(specs, raw, shown, out, prefix)
+    return out
+
+
+def _refuse_hidden(
+    specs: Sequence[Parameter],
+    raw: Mapping[str, Any],
+    shown: set[str],
+    values: Mapping[str, Any],
+    prefix: str,
+) -> None:
+    """A value for a field of an option that is not chosen would be dropped unseen.
+
+    Such a field is not part of the form (Make hides it), so the value is a mapping
+    mistake, e.g. a quest ID mapped into a LiveLike "Badge Rewarded" event: refused,
+    naming the option that shows the field.
+    """
+    for key, value in raw.items():
+        if key in shown or _is_empty(value):
+            continue
+        field = _join(prefix, str(key))
+        for select, options in _options_showing(specs, str(key)):
+            listed = ", ".join(repr(v) for v in options)
+            chosen = values.get(select.name)
+            current = f"it is {chosen!r}" if chosen is not None else "it is empty"
+            raise DataError(
+                f"field {field!r} only applies when {_join(prefix, select.name)!r} is "
+                f"{listed}; {current}",
+                field=field,
+            )
+
+
+def _options_showing(specs: Sequence[Parameter], name: str) -> list[tuple[Parameter, list[Any]]]:
+    """The selects (at any depth of options) with the option values that show ``name``."""
+    found: list[tuple[Parameter, list[Any]]] = []
+    for spec in specs:
+        values = [o.value for o in spec.options or () if name in _known_names(o.nested)]
+        if values:
+            found.append((spec, values))
+    return found
+
+
+def _empty_collection(spec: Parameter) -> Values:
+    """An absent collection reads like an empty one: nested collections and defaults."""
+    out = Values()
+    for child in spec.fields or ():
+        if child.type == "collection":
+            out[child.name] = _empty_collection(child)
+        elif child.default is not None:
+            out[child.name] = child.default
     return out
 
 
@@ -244,7 +299,7 @@ def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
         return
     hint = ""
     if reserved.use:
-        hint = f"; use the field {reserved.use.format(name=name)!r} instead"
+        hint = f"; use the field {reserved.use.replace('{name}', name)!r} instead"
     raise DataError(
         f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}",
         field=field,
@@ -253,9 +308,12 @@ def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
 
 def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Option:
     for option in spec.options or ():
-        if value == option.value or (
-            not isinstance(option.value, bool) and str(value) == str(option.value)
-        ):
+        if isinstance(value, bool) or isinstance(option.value, bool):
+            # True == 1 in Python: a boolean only ever picks (and is) a boolean option.
+            if value is option.value:
+                return option
+            continue
+        if value == option.value or str(value) == str(option.value):
             return option
     expected = ", ".join(repr(o.value) for o in spec.options or ())
     name = field or spec.name

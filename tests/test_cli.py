@@ -148,14 +148,12 @@ def test_unknown_module() -> None:
 def test_modules_and_validate() -> None:
     done = cli("modules")
     assert done.returncode == 0
-    assert [line.split()[0] for line in done.stdout.splitlines()] == [
-        "segment.api_call",
-        "segment.identify",
-        "segment.track",
-    ]
+    listed = [line.split()[0] for line in done.stdout.splitlines()]
+    assert listed == sorted(listed)
+    assert {"segment.api_call", "segment.identify", "segment.track"} <= set(listed)
     done = cli("validate")
     assert done.returncode == 0
-    assert "3 module(s)" in done.stdout
+    assert f"{len(listed)} module(s)" in done.stdout
 
 
 def test_validate_reports_file_and_path(tmp_path: Path) -> None:

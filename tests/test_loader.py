@@ -534,13 +534,6 @@ BUG_CASES = [
         "$",
         "nested too deeply",
         id="deep-request-body-600",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=RecursionError,
-            reason="BUG: loader._load_module only catches RecursionError around "
-            "model_validate; compiling a request body nested ~450-990 deep (valid for "
-            "json.loads) crashes in templates._compile_node with RecursionError",
-        ),
     ),
     pytest.param(
         "secret-in-base-url-message",
@@ -549,11 +542,6 @@ BUG_CASES = [
         "$.baseUrl",
         "is secret",
         id="secret-in-base-url-says-secret",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: loader._compile_app calls _check_refs for $.baseUrl without "
-            "secret_fields, so a secret field is reported as 'unknown connection field'",
-        ),
     ),
     pytest.param(
         "duplicate-nested-option-parameter",
@@ -568,13 +556,6 @@ BUG_CASES = [
         "$",
         "duplicate parameter name 'message'",
         id="duplicate-nested-option-parameter",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: ModuleManifest._check_names only checks top-level names, but "
-            "select options' nested parameters share the parameters.* namespace "
-            "(walk_parameters): a nested 'message' loads and describe() silently replaces "
-            "the top-level 'message' with it",
-        ),
     ),
     pytest.param(
         "errors-key-leading-zero",
@@ -583,11 +564,6 @@ BUG_CASES = [
         "$.errors.0404",
         "keys must be HTTP statuses",
         id="errors-key-leading-zero",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: loader accepts errors key '0404' (isdigit + int range) but "
-            "transport.error_for_status looks up str(status) == '404': never applied",
-        ),
     ),
     pytest.param(
         "errors-key-non-ascii-digits",
@@ -596,11 +572,6 @@ BUG_CASES = [
         "$.errors.\u0664\u0660\u0664",
         "keys must be HTTP statuses",
         id="errors-key-non-ascii-digits",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: str.isdigit accepts Arabic-Indic digits; int('\u0664\u0660\u0664') "
-            "== 404, so a key that never matches a status loads",
-        ),
     ),
 ]
 

@@ -18,8 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         timeout=300,
     )
@@ -43,18 +53,35 @@ def test_wheel_contains_manifests_schemas_and_entry_point(wheel: Path) -> None:
 def test_installed_package_runs_from_anywhere(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-         str(target), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         timeout=300,
     )
     assert (target / "bin" / "connector").exists()
     env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run(
-        [sys.executable, "-c",
-         "import connector, json; r = connector.load(); "
-         "print(json.dumps([connector.__file__, r.module_ids()]))"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, check=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import connector, json; r = connector.load(); "
+            "print(json.dumps([connector.__file__, r.module_ids()]))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=60,
     )
     where, modules = json.loads(done.stdout)
     assert where.startswith(str(target))

@@ -193,12 +193,6 @@ def test_lax_case_is_rejected_by_schema(tmp_path: Path, kind: str, mutate: Mutat
     _lax_case(tmp_path, kind, mutate)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the models validate in lax mode with populate_by_name, so the engine "
-    "loads manifests the shipped JSON Schema rejects (snake_case names, '\"yes\"' for "
-    "true, numbers as strings); validate with strict=True, by_name=False",
-)
 @pytest.mark.parametrize(("kind", "mutate"), LAX_PARAMS)
 def test_schema_rejects_implies_loader_rejects(tmp_path: Path, kind: str, mutate: Mutation) -> None:
     folder = _lax_case(tmp_path, kind, mutate)

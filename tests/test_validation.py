@@ -228,15 +228,16 @@ def test_collection_values_are_coerced() -> None:
 
 def test_absent_collection_reads_as_empty_values() -> None:
     values = validate([TRAITS], {})
-    assert values == {"traits": {}}
+    assert values == {"traits": {"address": {}}}
     assert isinstance(values["traits"], Values)
     assert values["traits"]["email"] is None
+    assert values["traits"]["address"]["city"] is None
 
 
 @pytest.mark.parametrize("empty", [None, ""])
 def test_empty_collection_reads_as_empty_values(empty: Any) -> None:
     values = validate([TRAITS], {"traits": empty})
-    assert values["traits"] == {}
+    assert values["traits"] == {"address": {}}
     assert values["traits"]["email"] is None
 
 
@@ -246,12 +247,6 @@ def test_present_collection_fills_nested_collections() -> None:
     assert values["traits"]["address"]["city"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an absent collection becomes a bare Values(), so its nested collections "
-    "read None (parameters.traits.address.city fails in a template) and nested defaults "
-    "are not applied, unlike an empty {} given for the same collection",
-)
 def test_absent_collection_reads_like_an_empty_one() -> None:
     specs = [
         P(
@@ -491,11 +486,6 @@ def test_reserved_without_use_has_no_hint() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ReservedNames.use is expanded with str.format, so a manifest typo such as "
-    "'{Name}' raises KeyError (not DataError) and '{name.__class__}' is evaluated",
-)
 @pytest.mark.parametrize("use", ["traits.{Name}", "{name.__class__}"])
 def test_reserved_use_is_plain_substitution(use: str) -> None:
     spec = P(name="kv", type="keyvalue", reserved={"names": ["email"], "use": use})
@@ -612,11 +602,6 @@ def test_select_boolean_option_does_not_match_its_text() -> None:
     assert data_error([spec], {"flag": "True"}).field == "flag"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _chosen_option compares with ==, so the boolean True selects the option 1 "
-    "(and 1 would select an option True)",
-)
 def test_select_boolean_does_not_match_a_number_option() -> None:
     exc = data_error([MODE], {"mode": True, "a": 1})
     assert exc.field == "mode"
@@ -783,11 +768,6 @@ def test_mapping_render_failures(raw: dict[str, Any], field: str, detail: str) -
     assert detail in exc.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: render_mapping does not catch RecursionError, so a mapping such as "
-    "\"{{ ('[' * 100000) | fromjson }}\" escapes as RecursionError instead of DataError",
-)
 def test_deeply_nested_fromjson_is_a_data_error() -> None:
     exc = data_error([P(name="body", type="any")], {"body": "{{ ('[' * 100000) | fromjson }}"})
     assert exc.field == "body"
