@@ -327,7 +327,8 @@ def cmd_webhook(args: argparse.Namespace) -> int:
         try:
             body = Path(args.body).read_bytes()
         except OSError as exc:
-            raise UsageError(f"--body: cannot read {args.body!r}: {exc.strerror}", "--body")
+            message = f"--body: cannot read {args.body!r}: {exc.strerror}"
+            raise UsageError(message, field="--body") from None
     headers: list[tuple[str, str]] = []
     for item in args.header or []:
         name, sep, value = item.partition(":")

@@ -20,6 +20,7 @@ from jinja2 import TemplateError
 
 from connector.auth import build_auth_headers
 from connector.errors import DataError, InvalidConfigurationError
+from connector.logs import register_redactor
 from connector.registry import LoadedApp
 from connector.templates import describe_error
 from connector.validation import Values, validate_parameters
@@ -51,6 +52,8 @@ class Redactor:
             if forms
             else None
         )
+        if self._pattern is not None:
+            register_redactor(self)
 
     def __call__(self, text: str) -> str:
         return text if self._pattern is None else self._pattern.sub(REDACTED, text)

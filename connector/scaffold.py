@@ -249,7 +249,7 @@ def new_module(root: Path, app: str, module: str, docs: Path | None = None) -> S
     if app_file not in done.created:
         done.updated.append(app_file)
     done.created += [module_file, fixture]
-    loaded_app, modules = load_app(app_file)  # the scaffold must load, or it is our bug
+    _, modules = load_app(app_file)  # the scaffold must load, or it is our bug
     if docs is not None:
         from connector.docs import module_page
 

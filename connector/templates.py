@@ -224,9 +224,9 @@ class _Environment(ImmutableSandboxedEnvironment):
                 _check_bits(abs(left).bit_length() + abs(right).bit_length())
             return left * right
         if operator == "+":
-            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-                if len(left) + len(right) > MAX_OUTPUT:
-                    raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+            sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+            if sized and len(left) + len(right) > MAX_OUTPUT:
+                raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
             return left + right
         if operator == "%" and isinstance(left, str):
             # printf-style widths ('%2000000s') allocate before any check could run.

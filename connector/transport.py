@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -36,11 +35,12 @@ from connector.errors import (
     RemoteRuntimeError,
     RunError,
 )
+from connector.logs import get_logger
 from connector.manifest import RetrySpec
 
 __all__ = ["DEFAULT_STATUS_ERRORS", "PreparedRequest", "Sender", "error_for_status", "retry_delay"]
 
-logger = logging.getLogger("connector.transport")
+logger = get_logger("connector.transport")
 
 #: Status -> error class, when the app does not say otherwise.
 DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {

@@ -127,3 +127,14 @@ def test_inputs_are_never_mutated(engine: connector.Engine, sink: Sink, connecti
     with pytest.raises(connector.DataError):
         engine.run("segment.identify", connection, {**parameters, "userId": ""}, context)
     assert (connection, parameters, context) == before
+
+
+def test_log_records_are_redacted(
+    engine: connector.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even a log line that quotes the key (say, remote text) reaches handlers redacted."""
+    engine.dry_run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    caplog.set_level(logging.DEBUG, logger="connector")
+    logging.getLogger("connector.transport").warning("remote said: %s", WRITE_KEY)
+    assert_clean(caplog.text)
+    assert "[REDACTED]" in caplog.text

@@ -1,0 +1,240 @@
+"""Incomplete executions: failed runs are kept (write-ahead) and replayed unchanged."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import connector
+from connector.incomplete import IncompleteStore
+from connector.sink import Fault, Sink
+from tests.conftest import FAST_RETRY, WRITE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACK = {"event": "Order Completed", "userId": "u-1", "revenue": "9.5"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> IncompleteStore:
+    with IncompleteStore(tmp_path / "incomplete.sqlite") as opened:
+        yield opened
+
+
+@pytest.fixture
+def stored_engine(registry: connector.Registry, store: IncompleteStore) -> connector.Engine:
+    with connector.Engine(registry, retry=FAST_RETRY, incomplete=store) as engine:
+        yield engine
+
+
+def test_success_leaves_nothing(stored_engine: connector.Engine, store: IncompleteStore,
+                                sink: Sink, connection: dict) -> None:
+    stored_engine.run("segment.track", connection, TRACK)
+    assert len(store) == 0
+
+
+def test_retryable_failure_is_stored_and_replayed_unchanged(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts)
+    with pytest.raises(connector.RemoteRuntimeError) as info:
+        stored_engine.run("segment.track", connection, TRACK)
+    execution_id = info.value.incomplete_id
+    assert execution_id is not None
+    assert info.value.to_dict()["incompleteId"] == execution_id
+    [execution] = store.executions()
+    assert execution.id == execution_id
+    assert execution.state == "failed"
+    assert execution.attempts == FAST_RETRY.attempts
+    assert execution.error is not None and execution.error["status"] == 503
+    assert execution.request["path"] == "/v1/track"
+    sent_body = json.loads(execution.request["body"]["text"])
+    assert execution.message_id == sent_body["messageId"]
+    assert sink.received() == []
+
+    store.retry(stored_engine, execution_id, {"writeKey": WRITE_KEY})
+    [record] = sink.received()
+    assert record["body"]["messageId"] == sent_body["messageId"]
+    assert record["body"]["timestamp"] == sent_body["timestamp"]
+    assert record["auth"] == "basic"
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+def test_permanent_failures_are_raised_not_stored(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict,
+    status: int,
+) -> None:
+    sink.inject(Fault(status=status))
+    with pytest.raises(connector.RunError) as info:
+        stored_engine.run("segment.track", connection, TRACK)
+    assert info.value.status == status
+    assert info.value.incomplete_id is None
+    assert len(store) == 0
+
+
+def test_invalid_input_is_never_stored(stored_engine: connector.Engine, store: IncompleteStore,
+                                       sink: Sink, connection: dict) -> None:
+    with pytest.raises(connector.DataError):
+        stored_engine.run("segment.track", connection, {"event": "E"})
+    assert len(store) == 0
+
+
+def test_failed_retry_updates_the_record(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=500)] * (2 * FAST_RETRY.attempts))
+    with pytest.raises(connector.RemoteRuntimeError) as info:
+        stored_engine.run("segment.track", connection, TRACK)
+    with pytest.raises(connector.RemoteRuntimeError):
+        store.retry(stored_engine, str(info.value.incomplete_id), connection)
+    [execution] = store.executions()
+    assert execution.attempts == 2 * FAST_RETRY.attempts
+
+
+def test_no_secret_is_stored(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=502)] * FAST_RETRY.attempts)
+    with pytest.raises(connector.RemoteRuntimeError):
+        stored_engine.run(
+            "segment.track", connection, {**TRACK, "customProperties": {"note": WRITE_KEY}}
+        )
+    store.close()
+    raw = b"".join(p.read_bytes() for p in store.path.parent.iterdir() if p.is_file())
+    for form in (WRITE_KEY, base64.b64encode(f"{WRITE_KEY}:".encode()).decode()):
+        assert form.encode() not in raw
+    with IncompleteStore(store.path) as reopened:
+        [execution] = reopened.executions()
+        assert "[REDACTED]" in json.dumps(execution.to_dict())
+        assert "Authorization" not in execution.request["headers"]
+
+
+def test_batch_failure_stores_each_item(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts)
+    inputs = [{"event": f"E{i}", "userId": f"u{i}"} for i in range(5)]
+    results = list(stored_engine.run_batch("segment.track", connection, inputs))
+    ids = [r.incomplete_id for r in results if isinstance(r, connector.RunError)]
+    assert len(ids) == 5 and len(set(ids)) == 5
+    assert len(store) == 5
+    outcomes = store.retry_all(stored_engine, connection)
+    assert all(o["delivered"] for o in outcomes)
+    assert sorted(m["event"] for m in sink.messages()) == [f"E{i}" for i in range(5)]
+
+
+def test_fault_injection_nothing_lost(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    """1,000 runs; a random third of requests fail (500, 429, dropped connection).
+    Every run is delivered exactly once or stored; after retrying, all are delivered."""
+    rng = random.Random(20261125)
+    faults = []
+    for _ in range(1000 * FAST_RETRY.attempts):
+        roll = rng.random()
+        if roll < 1 / 9:
+            faults.append(Fault(status=500))
+        elif roll < 2 / 9:
+            faults.append(Fault(status=429, retry_after="0"))
+        elif roll < 3 / 9:
+            faults.append(Fault(drop=True))
+        else:
+            faults.append(Fault(status=None))  # answered normally
+    sink.inject(*faults)
+
+    delivered: set[str] = set()
+    stored: set[str] = set()
+    for i in range(1000):
+        try:
+            [bundle] = stored_engine.run("segment.track", connection,
+                                         {"event": "Fault", "userId": f"u{i}"})
+            delivered.add(bundle["messageId"])
+        except connector.RunError as exc:
+            assert exc.retryable and exc.incomplete_id is not None
+            stored.add(store.get(exc.incomplete_id).message_id or "")
+    assert len(delivered) + len(stored) == 1000
+    seen = [m["messageId"] for m in sink.messages()]
+    assert sorted(seen) == sorted(delivered)  # exactly once each, none of the stored ones
+    assert len(store) == len(stored)
+
+    sink.clear()  # healthy again
+    outcomes = store.retry_all(stored_engine, connection)
+    assert all(o["delivered"] for o in outcomes)
+    seen = [m["messageId"] for m in sink.messages()]
+    assert sorted(seen) == sorted(stored)
+    assert len(delivered | set(seen)) == 1000
+    assert len(store) == 0
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=ROOT, env=env)
+
+
+def test_cli_list_show_retry_discard(sink: Sink, tmp_path: Path) -> None:
+    db = str(tmp_path / "cli.sqlite")
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    sink.inject(*[Fault(status=503, retry_after="0")] * 8)
+    for event in ("First", "Second"):
+        done = cli("run", "segment.track", "-c", conn, "-p",
+                   json.dumps({"event": event, "userId": "u"}), "--store", db)
+        assert done.returncode == 1
+        assert json.loads(done.stderr)["error"]["incompleteId"]
+    listed = json.loads(cli("incomplete", "list", "--store", db).stdout)
+    assert [e["state"] for e in listed] == ["failed", "failed"]
+    first, second = listed[0]["id"], listed[1]["id"]
+
+    shown = cli("incomplete", "show", first, "--store", db)
+    assert json.loads(shown.stdout)["request"]["path"] == "/v1/track"
+    assert WRITE_KEY not in shown.stdout
+
+    done = cli("incomplete", "retry", first, "--store", db, "-c", conn)
+    assert done.returncode == 0, done.stderr
+    assert [m["event"] for m in sink.messages()] == ["First"]
+
+    done = cli("incomplete", "discard", second, "--store", db)
+    assert done.returncode == 0
+    assert json.loads(cli("incomplete", "list", "--store", db).stdout) == []
+
+    missing = cli("incomplete", "show", "nope", "--store", db)
+    assert missing.returncode == 2
+    assert "no incomplete execution" in json.loads(missing.stderr)["error"]["message"]
+
+
+def test_sigkill_mid_retry_leaves_the_run_on_disk(sink: Sink, tmp_path: Path) -> None:
+    db = str(tmp_path / "kill.sqlite")
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    # Every attempt fails and asks to wait 30 s: the process sits in its retry sleep.
+    sink.inject(*[Fault(status=503, retry_after="30")] * 20)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", "segment.track", "-c", conn, "-p",
+         json.dumps({"event": "Killed", "userId": "u-k"}), "--store", db],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while sink.requests_count < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sink.requests_count >= 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    with IncompleteStore(db) as store:
+        [execution] = store.executions()
+        assert execution.state == "pending"  # stored before the send, never settled
+        message_id = execution.message_id
+    sink.clear()
+    done = cli("incomplete", "retry", "--all", "--store", db, "-c", conn)
+    assert done.returncode == 0, done.stderr
+    [message] = sink.messages()
+    assert message["messageId"] == message_id
+    assert message["event"] == "Killed"
+    assert json.loads(cli("incomplete", "list", "--store", db).stdout) == []
