@@ -70,7 +70,7 @@ class Config:
 
     @classmethod
     def full(cls) -> Config:
-        return cls("full", 0.5, 5, 1500, 30_000, 3, 5, (10_000, 100_000), 200)
+        return cls("full", 0.5, 5, 2000, 50_000, 3, 5, (10_000, 100_000), 200)
 
     @classmethod
     def smoke(cls) -> Config:
@@ -483,8 +483,11 @@ def bulk(bench: Bench) -> list[Row]:
         )
         extra = [f"receiver busy: {busy}"]
         if peer == "raw":
-            ceiling = rate(best["prebuilt"].rate)
-            extra.append(f"raw with prebuilt bodies (transport ceiling): {ceiling}")
+            ceiling, busy_then = rate(best["prebuilt"].rate), best["prebuilt"].receiver_share
+            extra.append(
+                f"raw with prebuilt bodies (transport ceiling): {ceiling}, "
+                f"receiver busy {busy_then:.0%}"
+            )
         return "; ".join([*problems, *extra])
 
     data = {"events": events, **{k: v for name in best for k, v in summary(name).items()}}

@@ -95,7 +95,8 @@ class Engine:
     overrides every app's retry policy (e.g. fewer attempts for an interactive host).
     ``incomplete`` stores runs that still fail after their retries, write-ahead, to be
     replayed later (:mod:`connector.incomplete`); without it such a failure is only
-    raised.
+    raised. ``timeouts`` sets the per-request timeout in seconds by host name (e.g.
+    ``{"api.segment.io": 5}``), over the app's ``timeout``.
     """
 
     def __init__(
@@ -106,9 +107,11 @@ class Engine:
         async_client: httpx.AsyncClient | None = None,
         retry: RetrySpec | None = None,
         incomplete: IncompleteStore | None = None,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.registry = registry
         self._retry = retry
+        self._timeouts = dict(timeouts or {})
         #: Where runs that fail with a retryable error are kept (None: not kept).
         self.incomplete = incomplete
         self._client = client
@@ -165,6 +168,9 @@ class Engine:
             self._connections.move_to_end(key)
             return cached
         connection = Connection(module.app, values)
+        if self._timeouts:
+            host = httpx.URL(connection.base_url).host
+            connection.timeout = self._timeouts.get(host, connection.timeout)
         self._connections[key] = connection
         if len(self._connections) > _CONNECTION_CACHE_SIZE:
             self._connections.popitem(last=False)
@@ -218,7 +224,12 @@ class Engine:
         try:
             return tree.render(scope)
         except (
-            TemplateError, OverflowError, TypeError, ValueError, ArithmeticError, RecursionError
+            TemplateError,
+            OverflowError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            RecursionError,
         ) as exc:
             raise InvalidConfigurationError(
                 f"module {module.id}: the manifest's {part} template failed: "

@@ -194,8 +194,7 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
     if manifest.batch is not None:
         batch_scope = {"connection", "run", "engine", "app"}
         url = _compile(source, "$.batch.url", manifest.batch.url)
-        _check_refs(source, "$.batch.url", url, batch_scope, fields - secret,
-                    secret_fields=secret)
+        _check_refs(source, "$.batch.url", url, batch_scope, fields - secret, secret_fields=secret)
         try:
             extra = TemplateTree(manifest.batch.extra)
         except TemplateError as exc:
@@ -203,12 +202,19 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
                 source, "$.batch.extra", f"bad template: {exc.message or exc}"
             ) from None
         for rel, template in extra.templates():
-            _check_refs(source, "$.batch.extra" + rel, template, batch_scope,
-                        fields - secret, secret_fields=secret)
+            _check_refs(
+                source,
+                "$.batch.extra" + rel,
+                template,
+                batch_scope,
+                fields - secret,
+                secret_fields=secret,
+            )
     base_url = _compile(source, "$.baseUrl", manifest.base_url)
     # The base URL is shown in dry runs and errors: it must not be built from secrets.
-    _check_refs(source, "$.baseUrl", base_url, {"connection"}, fields - secret,
-                secret_fields=secret)
+    _check_refs(
+        source, "$.baseUrl", base_url, {"connection"}, fields - secret, secret_fields=secret
+    )
     return LoadedApp(manifest=manifest, source=source, base_url=base_url, secret_fields=secret)
 
 

@@ -58,7 +58,12 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
         try:
             return _compiled(value).render(context)
         except (
-            TemplateError, OverflowError, TypeError, ValueError, ArithmeticError, RecursionError
+            TemplateError,
+            OverflowError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            RecursionError,
         ) as exc:
             raise DataError(
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",

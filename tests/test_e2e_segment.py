@@ -359,3 +359,30 @@ def test_unknown_region_is_a_configuration_error(engine: connector.Engine) -> No
             {"event": "E", "userId": "u"},
         )
     assert info.value.field == "region"
+
+
+def test_slow_reply_times_out_per_host_and_is_retried(
+    registry: connector.Registry, sink: Sink, connection: dict
+) -> None:
+    from connector.sink import Fault
+
+    sink.inject(Fault(status=None, delay=1.0))  # the first answer comes too late
+    with connector.Engine(registry, retry=FAST_RETRY, timeouts={"127.0.0.1": 0.2}) as engine:
+        bundles = engine.run("segment.track", connection, {"event": "Slow", "userId": "u"})
+    assert bundles[0]["success"] is True
+    assert sink.requests_count == 2  # the timed-out attempt, then the retry
+
+
+def test_slow_replies_exhaust_retries_as_a_connection_error(
+    registry: connector.Registry, sink: Sink, connection: dict
+) -> None:
+    from connector.sink import Fault
+
+    sink.inject(*[Fault(status=None, delay=0.5)] * FAST_RETRY.attempts)
+    with (
+        connector.Engine(registry, retry=FAST_RETRY, timeouts={"127.0.0.1": 0.1}) as engine,
+        pytest.raises(connector.RemoteConnectionError) as info,
+    ):
+        engine.run("segment.track", connection, {"event": "Slow", "userId": "u"})
+    assert "timed out" in info.value.message
+    assert info.value.attempts == FAST_RETRY.attempts

@@ -35,8 +35,9 @@ def stored_engine(registry: connector.Registry, store: IncompleteStore) -> conne
         yield engine
 
 
-def test_success_leaves_nothing(stored_engine: connector.Engine, store: IncompleteStore,
-                                sink: Sink, connection: dict) -> None:
+def test_success_leaves_nothing(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
     stored_engine.run("segment.track", connection, TRACK)
     assert len(store) == 0
 
@@ -70,7 +71,10 @@ def test_retryable_failure_is_stored_and_replayed_unchanged(
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
 def test_permanent_failures_are_raised_not_stored(
-    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict,
+    stored_engine: connector.Engine,
+    store: IncompleteStore,
+    sink: Sink,
+    connection: dict,
     status: int,
 ) -> None:
     sink.inject(Fault(status=status))
@@ -81,8 +85,9 @@ def test_permanent_failures_are_raised_not_stored(
     assert len(store) == 0
 
 
-def test_invalid_input_is_never_stored(stored_engine: connector.Engine, store: IncompleteStore,
-                                       sink: Sink, connection: dict) -> None:
+def test_invalid_input_is_never_stored(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
     with pytest.raises(connector.DataError):
         stored_engine.run("segment.track", connection, {"event": "E"})
     assert len(store) == 0
@@ -155,8 +160,9 @@ def test_fault_injection_nothing_lost(
     stored: set[str] = set()
     for i in range(1000):
         try:
-            [bundle] = stored_engine.run("segment.track", connection,
-                                         {"event": "Fault", "userId": f"u{i}"})
+            [bundle] = stored_engine.run(
+                "segment.track", connection, {"event": "Fault", "userId": f"u{i}"}
+            )
             delivered.add(bundle["messageId"])
         except connector.RunError as exc:
             assert exc.retryable and exc.incomplete_id is not None
@@ -176,8 +182,15 @@ def test_fault_injection_nothing_lost(
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True,
-                          text=True, timeout=60, check=False, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def test_cli_list_show_retry_discard(sink: Sink, tmp_path: Path) -> None:
@@ -185,8 +198,16 @@ def test_cli_list_show_retry_discard(sink: Sink, tmp_path: Path) -> None:
     conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
     sink.inject(*[Fault(status=503, retry_after="0")] * 8)
     for event in ("First", "Second"):
-        done = cli("run", "segment.track", "-c", conn, "-p",
-                   json.dumps({"event": event, "userId": "u"}), "--store", db)
+        done = cli(
+            "run",
+            "segment.track",
+            "-c",
+            conn,
+            "-p",
+            json.dumps({"event": event, "userId": "u"}),
+            "--store",
+            db,
+        )
         assert done.returncode == 1
         assert json.loads(done.stderr)["error"]["incompleteId"]
     listed = json.loads(cli("incomplete", "list", "--store", db).stdout)
@@ -216,9 +237,22 @@ def test_sigkill_mid_retry_leaves_the_run_on_disk(sink: Sink, tmp_path: Path) ->
     # Every attempt fails and asks to wait 30 s: the process sits in its retry sleep.
     sink.inject(*[Fault(status=503, retry_after="30")] * 20)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", "segment.track", "-c", conn, "-p",
-         json.dumps({"event": "Killed", "userId": "u-k"}), "--store", db],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            "segment.track",
+            "-c",
+            conn,
+            "-p",
+            json.dumps({"event": "Killed", "userId": "u-k"}),
+            "--store",
+            db,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while sink.requests_count < 1 and time.monotonic() < deadline:

@@ -47,17 +47,39 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8) | st.sampled_from(["key", "value"]), children,
-                      max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=8) | st.sampled_from(["key", "value"]), children, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 
 PARAMETER_NAMES = {
-    "segment.track": ["event", "userId", "anonymousId", "timestamp", "currency", "revenue",
-                      "value", "customProperties", "messageId", "context", "integrations"],
-    "segment.identify": ["userId", "anonymousId", "timestamp", "traits", "customTraits",
-                         "messageId", "context", "integrations"],
+    "segment.track": [
+        "event",
+        "userId",
+        "anonymousId",
+        "timestamp",
+        "currency",
+        "revenue",
+        "value",
+        "customProperties",
+        "messageId",
+        "context",
+        "integrations",
+    ],
+    "segment.identify": [
+        "userId",
+        "anonymousId",
+        "timestamp",
+        "traits",
+        "customTraits",
+        "messageId",
+        "context",
+        "integrations",
+    ],
     "segment.api_call": ["url", "method", "headers", "qs", "body"],
 }
 
@@ -85,8 +107,9 @@ def counting_engine() -> Any:
 
 
 @pytest.mark.parametrize("module", sorted(PARAMETER_NAMES))
-@settings(max_examples=250, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_valid_message_or_data_error(counting_engine: Any, module: str, data: Any) -> None:
     engine, sent = counting_engine
