@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+import orjson
 from jinja2 import TemplateError
 
 from connector.auth import build_auth_headers
@@ -52,6 +53,9 @@ class Redactor:
             if forms
             else None
         )
+        self._bytes_pattern = (
+            re.compile(b"|".join(re.escape(f.encode()) for f in forms)) if forms else None
+        )
         if self._pattern is not None:
             register_redactor(self)
 
@@ -64,9 +68,10 @@ class Redactor:
             return value
         try:
             # One C-speed scan of the whole value; the walk below only runs on a hit.
-            if not self._pattern.search(json.dumps(value, ensure_ascii=False, default=str)):
+            assert self._bytes_pattern is not None
+            if not self._bytes_pattern.search(orjson.dumps(value, default=str)):
                 return value
-        except (TypeError, ValueError, RecursionError):
+        except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
             pass
         return self._walk(value)
 
