@@ -22,7 +22,6 @@ packing costs no second serialisation.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from collections import deque
@@ -30,15 +29,17 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from jinja2 import TemplateError
 
 from connector.errors import DataError, InvalidConfigurationError, RunError
-from connector.request import join_url
+from connector.request import PreparedRequest, join_url
 from connector.templates import CompiledTemplate, TemplateTree, describe_error
-from connector.transport import PreparedRequest
 
 if TYPE_CHECKING:
+    import asyncio
+
+    import httpx
+
     from connector.engine import Engine, Prepared
 
 __all__ = ["BatchResult", "abatch", "batch"]
@@ -269,6 +270,8 @@ async def abatch(
 ) -> AsyncIterator[BatchResult]:
     """:func:`batch` over the pooled async client, with up to ``concurrency`` batch
     requests in flight; results still come in input order."""
+    import asyncio
+
     plan = _BatchPlan(engine, module_id, connection)
     packer = plan.packer()
     slots: deque[_Slot] = deque()

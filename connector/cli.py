@@ -257,11 +257,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_docs(args: argparse.Namespace) -> int:
     from connector.docs import write_docs
 
-    stale = write_docs(_registry(args), Path(args.out), check=args.check)
+    # The format reference documents the engine: written with the shipped apps only.
+    reference = not (args.no_packaged and args.manifests)
+    stale = write_docs(_registry(args), Path(args.out), check=args.check, reference=reference)
     if args.check and stale:
         _error(
             "InvalidConfigurationError",
-            "docs are stale: " + ", ".join(stale) + "; run `connector docs`",
+            "docs are stale: " + ", ".join(stale) + "; run the same command without --check",
         )
         return EXIT_MANIFEST
     return 0

@@ -14,8 +14,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from jinja2 import TemplateError
 
@@ -136,14 +136,15 @@ class Connection:
 
 def _check_base_url(text: str) -> str:
     try:
-        url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
         raise InvalidConfigurationError(f"base URL {text!r} is invalid: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not url.hostname:
         raise InvalidConfigurationError(
             f"base URL {text!r} must be an absolute http(s) URL", field="host"
         )
-    if url.userinfo or url.query or url.fragment:
+    if url.username is not None or url.query or url.fragment:
         raise InvalidConfigurationError(
             f"base URL {text!r} must not carry credentials, a query or a fragment", field="host"
         )

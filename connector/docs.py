@@ -208,10 +208,17 @@ def manifest_reference() -> str:
     return "\n".join(lines)
 
 
-def write_docs(registry: Registry, out: Path, *, check: bool = False) -> list[str]:
-    """Write (or with ``check``, compare) the generated pages; returns the stale ones."""
+def write_docs(
+    registry: Registry, out: Path, *, check: bool = False, reference: bool = True
+) -> list[str]:
+    """Write (or with ``check``, compare) the generated pages; returns the stale ones.
+
+    ``reference`` adds the format reference beside ``out``; it documents the engine, so
+    an integrator documenting only their own apps leaves it out.
+    """
     pages = {out / f"{m.id}.md": module_page(m) for m in registry}
-    pages[out.parent / "manifest-reference.md"] = manifest_reference()
+    if reference:
+        pages[out.parent / "manifest-reference.md"] = manifest_reference()
     stale: list[str] = []
     for path, text in sorted(pages.items()):
         current = path.read_text(encoding="utf-8") if path.exists() else None

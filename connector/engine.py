@@ -16,7 +16,6 @@ One run goes through four steps, each a method so hosts and tests can stop after
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections import OrderedDict
@@ -24,18 +23,18 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
-import httpx
 from jinja2 import TemplateError
 
 from connector._version import __version__
 from connector.connection import REDACTED, Connection
 from connector.errors import DataError, InvalidConfigurationError, RunError
-from connector.incomplete import IncompleteStore
 from connector.manifest import RetrySpec
 from connector.registry import LoadedModule, Registry
 from connector.request import (
     ALLOWED_METHODS,
+    PreparedRequest,
     check_headers,
     encode_body,
     join_url,
@@ -43,11 +42,16 @@ from connector.request import (
     normalize_query,
 )
 from connector.templates import TemplateTree, describe_error
-from connector.transport import PreparedRequest, Sender
 from connector.validation import validate_parameters
 
 if TYPE_CHECKING:
+    # Imported lazily at run time: httpx, asyncio and sqlite3 cost ~70 ms of cold start
+    # that a host which only loads and describes modules should not pay.
+    import httpx
+
     from connector.batch import BatchResult
+    from connector.incomplete import IncompleteStore
+    from connector.transport import Sender
     from connector.trigger import Headers
 
 __all__ = ["ENGINE_INFO", "Engine", "Prepared"]
@@ -72,7 +76,9 @@ class Prepared:
         headers = {
             k: (REDACTED if k.lower() in auth else v) for k, v in self.request.headers.items()
         }
-        url = str(httpx.URL(self.request.url, params=self.request.query or None))
+        url = self.request.url
+        if self.request.query:
+            url += ("&" if "?" in url else "?") + urlencode(self.request.query, doseq=True)
         body: Any = self.request.json_body
         if body is None and self.request.content is not None:
             body = self.request.content.decode("utf-8", "replace")
@@ -149,12 +155,16 @@ class Engine:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
+            import httpx
+
             self._client = httpx.Client(follow_redirects=False)
         return self._client
 
     @property
     def async_client(self) -> httpx.AsyncClient:
         if self._async_client is None:
+            import httpx
+
             self._async_client = httpx.AsyncClient(follow_redirects=False)
         return self._async_client
 
@@ -169,7 +179,7 @@ class Engine:
             return cached
         connection = Connection(module.app, values)
         if self._timeouts:
-            host = httpx.URL(connection.base_url).host
+            host = urlsplit(connection.base_url).hostname or ""
             connection.timeout = self._timeouts.get(host, connection.timeout)
         self._connections[key] = connection
         if len(self._connections) > _CONNECTION_CACHE_SIZE:
@@ -319,6 +329,8 @@ class Engine:
         key = f"{module.app.name}/{module.manifest.retry}"
         sender = self._senders.get(key)
         if sender is None:
+            from connector.transport import Sender
+
             app = module.app.manifest
             policy = self._retry or app.retry
             sender = Sender(policy, app.errors, retry=module.manifest.retry)
@@ -449,6 +461,8 @@ class Engine:
         concurrency: int = 16,
     ) -> list[list[dict[str, Any]] | Exception]:
         """Run many parameter sets concurrently (bounded); one result or error each."""
+        import asyncio
+
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one(parameters: Mapping[str, Any]) -> list[dict[str, Any]] | Exception:

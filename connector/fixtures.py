@@ -281,7 +281,7 @@ def _run_action(
     except RunError as exc:
         _check_error(case, exc, result, stage="for the response")
         return
-    _check_output(case, bundles, scope, result)
+    _check_output(module, case, bundles, scope, result)
 
 
 def _run_trigger(
@@ -316,7 +316,7 @@ def _run_trigger(
     except RunError as exc:
         _check_error(case, exc, result, stage="for the delivery")
         return
-    _check_output(case, bundles, _expectation_scope(module, {}), result)
+    _check_output(module, case, bundles, _expectation_scope(module, {}), result)
 
 
 def _expectation_scope(module: LoadedModule, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -336,7 +336,11 @@ def _expected(value: Any, scope: Mapping[str, Any], what: str, result: CaseResul
 
 
 def _check_output(
-    case: FixtureCase, bundles: list[Any], scope: Mapping[str, Any], result: CaseResult
+    module: LoadedModule,
+    case: FixtureCase,
+    bundles: list[Any],
+    scope: Mapping[str, Any],
+    result: CaseResult,
 ) -> None:
     if case.error is not None:
         result.problems.append(
@@ -347,6 +351,23 @@ def _check_output(
     if case.output is not None:
         expected = _expected(case.output, scope, "output", result)
         _diff(expected, bundles, "output", result.problems)
+        _check_declared(module, bundles, result)
+
+
+def _check_declared(module: LoadedModule, bundles: list[Any], result: CaseResult) -> None:
+    """Builders map output fields before the first run: every key must be declared."""
+    declared = {f.name for f in module.manifest.output.fields}
+    if not declared:
+        return
+    for i, bundle in enumerate(bundles):
+        if not isinstance(bundle, dict):
+            continue
+        for key in bundle:
+            if key not in declared:
+                result.problems.append(
+                    f"output[{i}].{key}: not declared in the module's output.fields, so "
+                    "builders cannot map it before the first run"
+                )
 
 
 def _check_error(case: FixtureCase, exc: RunError, result: CaseResult, stage: str) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import ERROR_TYPES, RemoteRuntimeError, RunError, UnknownModuleError
-from connector.transport import PreparedRequest
+from connector.request import PreparedRequest
 
 if TYPE_CHECKING:
     from connector.connection import Connection

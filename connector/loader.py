@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.errors import ERROR_TYPES, ManifestError
-from connector.manifest import AppManifest, ModuleManifest, Parameter, WebhookSpec
+from connector.manifest import AppManifest, ModuleManifest, Parameter, RuleError, WebhookSpec
 from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
 from connector.types import FORMATS
@@ -131,7 +131,9 @@ def _validation_error(source: str, exc: ValidationError) -> ManifestError:
     message = first["msg"]
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more error(s))"
-    return ManifestError(source, _json_path(first["loc"]), message)
+    cause = first.get("ctx", {}).get("error")
+    at = cause.at if isinstance(cause, RuleError) else ()
+    return ManifestError(source, _json_path((*first["loc"], *at)), message)
 
 
 def load_app(app_file: str | os.PathLike[str]) -> tuple[LoadedApp, list[LoadedModule]]:

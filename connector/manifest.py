@@ -38,6 +38,7 @@ __all__ = [
     "RequestSpec",
     "ReservedNames",
     "RetrySpec",
+    "RuleError",
     "SignatureSpec",
     "WebhookSpec",
     "app_schema",
@@ -81,6 +82,18 @@ Template = Annotated[str, Field(description="A Jinja2 template, rendered in the 
 # A value that is either one template (whose single expression may yield an object)
 # or a JSON structure whose string leaves are templates.
 TemplateTree = Any
+
+
+class RuleError(ValueError):
+    """A rule across a model's keys that one key breaks; ``at`` is that key's path.
+
+    Pydantic reports a model validator's error at the model itself; the loader appends
+    ``at`` so the message points at the key to fix (``$.request``), as for a field rule.
+    """
+
+    def __init__(self, message: str, *at: str | int) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 class _Model(BaseModel):
@@ -332,16 +345,20 @@ class ModuleManifest(_Model):
     def _check_kind(self) -> ModuleManifest:
         if self.kind == "trigger":
             if self.webhook is None:
-                raise ValueError("a trigger needs 'webhook': how it reads deliveries")
+                raise RuleError("Field required: a trigger needs 'webhook'", "webhook")
             if self.request is not None:
-                raise ValueError("a trigger receives webhooks: it has no 'request'")
+                raise RuleError("a trigger receives webhooks: it has no 'request'", "request")
             if self.batchable:
-                raise ValueError("a trigger sends nothing, so it cannot be 'batchable'")
+                raise RuleError("a trigger sends nothing, so it cannot be batchable", "batchable")
         else:
             if self.request is None:
-                raise ValueError(f"a module of kind {self.kind!r} needs 'request'")
+                raise RuleError(
+                    f"Field required: a module of kind {self.kind!r} needs 'request'", "request"
+                )
             if self.webhook is not None:
-                raise ValueError(f"'webhook' is for triggers only, not {self.kind} modules")
+                raise RuleError(
+                    f"'webhook' is for triggers only, not {self.kind} modules", "webhook"
+                )
         return self
 
     @property

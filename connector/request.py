@@ -14,16 +14,17 @@ import functools
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
-import httpx
 import orjson
 
 from connector.errors import DataError
 
 __all__ = [
     "ALLOWED_METHODS",
+    "PreparedRequest",
     "check_headers",
     "dumps",
     "encode_body",
@@ -36,6 +37,21 @@ ALLOWED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "O
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _CONTROL = re.compile(r"[\x00-\x20\x7f\\]")
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request ready to send. ``headers`` include auth: never print it unredacted."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, Any]
+    content: bytes | None
+    json_body: Any
+    module_id: str
+    message_id: str | None = None
+    timeout: float | None = None
 
 
 def join_url(base: str, path: Any, field: str | None) -> str:
@@ -60,8 +76,14 @@ def _join_url(base: str, path: str, field: str | None) -> str:
     if not path.startswith("/"):
         path = "/" + path
     url = base + path
-    base_url, full = httpx.URL(base), httpx.URL(url)
-    if (full.scheme, full.host, full.port) != (base_url.scheme, base_url.host, base_url.port):
+    base_url, full = urlsplit(base), urlsplit(url)
+    try:
+        same = (full.scheme, full.hostname, full.port) == (
+            base_url.scheme, base_url.hostname, base_url.port
+        )
+    except ValueError:  # a port that is not a number
+        same = False
+    if not same:
         raise DataError(f"URL {path!r} would leave the base URL", field=field)
     return str(url)
 
@@ -154,8 +176,8 @@ def dumps(value: Any) -> bytes:
     except TypeError:
         out = None
     if out is None or b"null" in out:
-        out = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return out.encode()
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode()
     return out
 
 

@@ -63,7 +63,38 @@ def _schema_ref(folder: Path, name: str) -> str:
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(format_json(data) + "\n", encoding="utf-8")
+
+
+def format_json(value: Any, indent: int = 0, width: int = 100) -> str:
+    """JSON as people write manifests: one line per field, nested structures opened up.
+
+    An object or list without nested containers stays on one line when it fits in
+    ``width``; everything else is indented by two spaces a level.
+    """
+    flat = json.dumps(value, ensure_ascii=False)
+    nested = isinstance(value, dict | list) and any(
+        isinstance(v, dict | list) for v in (value.values() if isinstance(value, dict) else value)
+    )
+    if not isinstance(value, dict | list) or (not nested and len(flat) + 2 * indent <= width):
+        return flat
+    pad = "  " * (indent + 1)
+    if isinstance(value, dict):
+        items = [
+            f"{pad}{json.dumps(k)}: {format_json(v, indent + 1, width)}" for k, v in value.items()
+        ]
+    else:
+        items = [f"{pad}{format_json(v, indent + 1, width)}" for v in value]
+    if not items:
+        return flat
+    return (
+        ("{" if isinstance(value, dict) else "[")
+        + "\n"
+        + ",\n".join(items)
+        + "\n"
+        + "  " * indent
+        + ("}" if isinstance(value, dict) else "]")
+    )
 
 
 def _check_name(value: str, pattern: str, what: str) -> None:
@@ -268,7 +299,7 @@ def _list_module(app_file: Path, name: str) -> None:
     if name in data.get("modules", []):
         return
     match = re.search(r'"modules"\s*:\s*\[(?P<items>[^\]]*)\]', text)
-    if match is not None and json.loads("[" + match["items"] + "]") == data["modules"]:
+    if match is not None and _same_list(match["items"], data["modules"]):
         items = match["items"]
         head, tail = items.rstrip(), items[len(items.rstrip()) :]
         joined = f"{head}, {json.dumps(name)}{tail}" if head.strip() else json.dumps(name)
@@ -277,3 +308,12 @@ def _list_module(app_file: Path, name: str) -> None:
         return
     data["modules"] = [*data.get("modules", []), name]
     _write_json(app_file, data)
+
+
+def _same_list(items: str, modules: list[str]) -> bool:
+    """Whether the text found between the brackets is exactly the modules list."""
+    try:
+        found: list[str] = json.loads("[" + items + "]")
+    except ValueError:
+        return False
+    return found == modules

@@ -19,7 +19,6 @@ import email.utils
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +36,7 @@ from connector.errors import (
 )
 from connector.logs import get_logger
 from connector.manifest import RetrySpec
+from connector.request import PreparedRequest
 
 __all__ = ["DEFAULT_STATUS_ERRORS", "PreparedRequest", "Sender", "error_for_status", "retry_delay"]
 
@@ -54,21 +54,6 @@ DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {
     422: DataError,
     429: RateLimitError,
 }
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A request ready to send. ``headers`` include auth: never print it unredacted."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    query: dict[str, Any]
-    content: bytes | None
-    json_body: Any
-    module_id: str
-    message_id: str | None = None
-    timeout: float | None = None
 
 
 def error_for_status(status: int, overrides: Mapping[str, str]) -> type[RunError]:

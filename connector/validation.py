@@ -131,10 +131,8 @@ def _validate_level(
             raise DataError(f"unknown field {field!r}, expected one of: {expected}", field=field)
     out = Values()
     pending = list(specs)
-    shown: set[str] = set()
     while pending:
         spec = pending.pop(0)
-        shown.add(spec.name)
         raw_value = raw.get(spec.name)
         if raw_value is None and spec.default is None and not spec.required:
             if spec.type == "collection":
@@ -149,47 +147,7 @@ def _validate_level(
         if spec.type == "select" and value is not None:
             chosen = _chosen_option(spec, value)
             pending[0:0] = chosen.nested
-    if len(shown) < len(known):
-        _refuse_hidden(specs, raw, shown, out, prefix)
     return out
-
-
-def _refuse_hidden(
-    specs: Sequence[Parameter],
-    raw: Mapping[str, Any],
-    shown: set[str],
-    values: Mapping[str, Any],
-    prefix: str,
-) -> None:
-    """A value for a field of an option that is not chosen would be dropped unseen.
-
-    Such a field is not part of the form (Make hides it), so the value is a mapping
-    mistake, e.g. a quest ID mapped into a LiveLike "Badge Rewarded" event: refused,
-    naming the option that shows the field.
-    """
-    for key, value in raw.items():
-        if key in shown or _is_empty(value):
-            continue
-        field = _join(prefix, str(key))
-        for select, options in _options_showing(specs, str(key)):
-            listed = ", ".join(repr(v) for v in options)
-            chosen = values.get(select.name)
-            current = f"it is {chosen!r}" if chosen is not None else "it is empty"
-            raise DataError(
-                f"field {field!r} only applies when {_join(prefix, select.name)!r} is "
-                f"{listed}; {current}",
-                field=field,
-            )
-
-
-def _options_showing(specs: Sequence[Parameter], name: str) -> list[tuple[Parameter, list[Any]]]:
-    """The selects (at any depth of options) with the option values that show ``name``."""
-    found: list[tuple[Parameter, list[Any]]] = []
-    for spec in specs:
-        values = [o.value for o in spec.options or () if name in _known_names(o.nested)]
-        if values:
-            found.append((spec, values))
-    return found
 
 
 def _empty_collection(spec: Parameter) -> Values:
