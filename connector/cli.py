@@ -266,6 +266,10 @@ def cmd_docs(args: argparse.Namespace) -> int:
             "docs are stale: " + ", ".join(stale) + "; run the same command without --check",
         )
         return EXIT_MANIFEST
+    for path in stale:
+        print(f"wrote {path}")
+    if not stale:
+        print("docs are up to date")
     return 0
 
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from jinja2 import TemplateError
@@ -60,9 +59,8 @@ ENGINE_INFO = {"name": "connector", "version": __version__}
 _CONNECTION_CACHE_SIZE = 256
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A checked run, ready to send."""
+class Prepared(NamedTuple):
+    """A checked run, ready to send (a NamedTuple: immutable and cheap to build)."""
 
     module: LoadedModule
     connection: Connection
@@ -509,9 +507,20 @@ def _uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+_SECOND: tuple[int, str] = (-1, "")
+
+
 def format_datetime_now() -> str:
-    """Now, as ISO 8601 UTC with milliseconds (isoformat is ~4x faster than strftime)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """Now, as ISO 8601 UTC with milliseconds; the seconds part is formatted once a
+    second (this runs for every message). One tuple, so threads never see a half
+    update."""
+    global _SECOND
+    now = time.time()
+    second = int(now)
+    cached = _SECOND
+    if cached[0] != second:
+        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def _parse_body(response: httpx.Response) -> Any:

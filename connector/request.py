@@ -14,8 +14,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -39,9 +38,11 @@ _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _CONTROL = re.compile(r"[\x00-\x20\x7f\\]")
 
 
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A request ready to send. ``headers`` include auth: never print it unredacted."""
+class PreparedRequest(NamedTuple):
+    """A request ready to send. ``headers`` include auth: never print it unredacted.
+
+    A NamedTuple: immutable, and built for every message, ~1 µs cheaper than a frozen
+    dataclass."""
 
     method: str
     url: str

@@ -67,17 +67,25 @@ def _merge(*objects: Any) -> dict[str, Any]:
     for obj in objects:
         if obj is None:
             continue
-        if not isinstance(obj, Mapping):
+        if type(obj) is not dict and not isinstance(obj, Mapping):
             raise TypeError(f"merge expects objects, got {type(obj).__name__}")
         out.update(obj)
     return out
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def _compact(value: Any) -> Any:
     """Drop ``None``, empty text and empty objects/lists, recursively."""
-    if isinstance(value, Mapping):
-        pairs = ((k, _compact(v)) for k, v in value.items())
-        return {k: v for k, v in pairs if not _is_blank(v)}
+    if type(value) is dict or isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if type(v) not in _SCALARS:
+                v = _compact(v)
+            if not (v is None or v == "" or (type(v) in (dict, list) and not v)):
+                out[k] = v
+        return out
     if isinstance(value, list):
         return [v for v in (_compact(v) for v in value) if not _is_blank(v)]
     return value
@@ -474,17 +482,23 @@ def _has_template(node: Any) -> bool:
 
 
 def _render_node(node: Any, scope: Mapping[str, Any]) -> Any:
-    if isinstance(node, CompiledTemplate):
+    kind = type(node)  # exact types: compiled trees hold only these (and JSON scalars)
+    if kind is CompiledTemplate:
         value = node.render(scope)
         return _DROP if value is None else value
-    if isinstance(node, dict):
+    if kind is dict:
         out: dict[str, Any] = {}
         for key, child in node.items():
+            if type(child) is CompiledTemplate:
+                value = child.render(scope)
+                if value is not None:
+                    out[key] = value
+                continue
             value = _render_node(child, scope)
             if value is not _DROP:
                 out[key] = value
         return _DROP if node and not out else out
-    if isinstance(node, list):
+    if kind is list:
         return [v for v in (_render_node(c, scope) for c in node) if v is not _DROP]
     return node
 

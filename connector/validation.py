@@ -50,7 +50,11 @@ def _compiled(source: str) -> CompiledTemplate:
 
 
 def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
-    """Render a builder's mapped value (templates over earlier bundles) into plain data."""
+    """Render a builder's mapped value (templates over earlier bundles) into plain data.
+
+    Containers are always copied (bundles never alias the caller's input); the dotted
+    path of a nested value is only built when that value needs rendering.
+    """
     kind = type(value)
     if kind is str:
         if "{" not in value or not is_template(value):
@@ -58,12 +62,7 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
         try:
             return _compiled(value).render(context)
         except (
-            TemplateError,
-            OverflowError,
-            TypeError,
-            ValueError,
-            ArithmeticError,
-            RecursionError,
+            TemplateError, OverflowError, TypeError, ValueError, ArithmeticError, RecursionError
         ) as exc:
             raise DataError(
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
@@ -71,11 +70,22 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
             ) from None
     if kind is int or kind is float or kind is bool or value is None:
         return value
-    if isinstance(value, Mapping):
-        return {str(k): render_mapping(v, context, f"{field}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [render_mapping(v, context, f"{field}[{i}]") for i, v in enumerate(value)]
+    if kind is dict or isinstance(value, Mapping):
+        return {
+            str(k): v if type(v) in _PLAIN and not (type(v) is str and "{" in v)
+            else render_mapping(v, context, f"{field}.{k}")
+            for k, v in value.items()
+        }
+    if kind is list or isinstance(value, tuple):
+        return [
+            v if type(v) in _PLAIN and not (type(v) is str and "{" in v)
+            else render_mapping(v, context, f"{field}[{i}]")
+            for i, v in enumerate(value)
+        ]
     return value
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_empty(value: Any) -> bool:
@@ -120,10 +130,30 @@ def _cached(obj: object, build: Any) -> Any:
     return value
 
 
+class _LevelPlan:
+    """What one level of parameters needs at run time, computed once per level."""
+
+    __slots__ = ("has_options", "known", "skippable")
+
+    def __init__(self, specs: Sequence[Parameter]) -> None:
+        self.known = _known_names(specs)
+        self.has_options = any(
+            option.nested for spec in specs for option in spec.options or ()
+        )
+        #: Optional fields without default that are not collections: absent is a no-op.
+        self.skippable = frozenset(
+            s.name for s in specs
+            if not s.required and s.default is None and s.type != "collection"
+        )
+
+
 def _validate_level(
     specs: Sequence[Parameter], raw: Mapping[str, Any], context: Mapping[str, Any], prefix: str
 ) -> Values:
-    known: frozenset[str] = _cached(specs, _known_names)
+    plan: _LevelPlan = _cached(specs, _LevelPlan)
+    known = plan.known
+    if not plan.has_options:
+        return _validate_flat_level(specs, plan, raw, context, prefix)
     for key in raw:
         if key not in known:
             expected = ", ".join(sorted(known)) or "(none)"
@@ -150,6 +180,39 @@ def _validate_level(
     return out
 
 
+def _validate_flat_level(
+    specs: Sequence[Parameter],
+    plan: _LevelPlan,
+    raw: Mapping[str, Any],
+    context: Mapping[str, Any],
+    prefix: str,
+) -> Values:
+    """The common case, a level without option-dependent fields: one pass, no queue."""
+    known = plan.known
+    for key in raw:
+        if key not in known:
+            expected = ", ".join(sorted(known)) or "(none)"
+            field = _join(prefix, str(key))
+            raise DataError(f"unknown field {field!r}, expected one of: {expected}", field=field)
+    skippable = plan.skippable
+    out = Values()
+    for spec in specs:
+        name = spec.name
+        raw_value = raw.get(name)
+        if raw_value is None:
+            if name in skippable:
+                continue
+            if spec.type == "collection" and not spec.required and spec.default is None:
+                out[name] = _empty_collection(spec)
+                continue
+        value = _validate_value(spec, raw_value, context, f"{prefix}.{name}" if prefix else name)
+        if value is not None:
+            out[name] = value
+        elif spec.type == "collection":
+            out[name] = _empty_collection(spec)
+    return out
+
+
 def _empty_collection(spec: Parameter) -> Values:
     """An absent collection reads like an empty one: nested collections and defaults."""
     out = Values()
@@ -171,7 +234,13 @@ def _known_names(specs: Sequence[Parameter]) -> frozenset[str]:
 
 
 def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Any:
+    kind = spec.type
+    if kind == "keyvalue" and type(value) is list and value:
+        # Key/value lists are rendered item by item inside _keyvalue: no extra copy.
+        return _keyvalue_list(spec, value, context, field)
     value = render_mapping(value, context, field)
+    if kind == "text" and type(value) is str and value and not _has_rules(spec):
+        return value  # the commonest field, already text: nothing to coerce or check
     if _is_empty(value):
         if spec.default is not None:
             value = spec.default
@@ -221,13 +290,23 @@ def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) 
 
 def _keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
     value = _maybe_json(value, (dict, list))
+    if type(value) is dict:
+        # The common shape, an object: keys are unique by construction.
+        folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+        for key in value:
+            if type(key) is not str or not key.strip():
+                raise DataError(f"field {field!r} has an empty or non-text key", field=field)
+            if folded is not None and normalize_name(key) in folded:
+                assert spec.reserved is not None
+                _check_reserved(spec.reserved, key, field)
+        return dict(value)
     pairs: list[tuple[Any, Any]]
     if isinstance(value, Mapping):
         pairs = list(value.items())
     elif isinstance(value, list | tuple):
         pairs = []
         for i, item in enumerate(value):
-            if not isinstance(item, Mapping) or "key" not in item:
+            if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
                 raise DataError(
                     f"field {field!r} item {i} must be an object with 'key' and 'value'",
                     field=field,
@@ -240,15 +319,60 @@ def _keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
             field=field,
         )
     out: dict[str, Any] = {}
+    folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
     for key, item_value in pairs:
-        if not isinstance(key, str) or not key.strip():
+        if type(key) is not str or not key.strip():
             raise DataError(f"field {field!r} has an empty or non-text key", field=field)
         if key in out:
             raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
-        if spec.reserved is not None:
+        if folded is not None and normalize_name(key) in folded:
+            assert spec.reserved is not None
             _check_reserved(spec.reserved, key, field)
         out[key] = item_value
     return out
+
+
+def _keyvalue_list(
+    spec: Parameter, items: list[Any], context: Mapping[str, Any], field: str
+) -> dict[str, Any]:
+    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read."""
+    out: dict[str, Any] = {}
+    folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+    for i, item in enumerate(items):
+        if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
+            item = render_mapping(item, context, f"{field}[{i}]")
+            if not isinstance(item, Mapping) or "key" not in item:
+                raise DataError(
+                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
+                    field=field,
+                )
+        key, item_value = item["key"], item.get("value")
+        if type(key) is str and "{" in key:
+            key = render_mapping(key, context, f"{field}[{i}].key")
+        if type(item_value) not in _PLAIN or (type(item_value) is str and "{" in item_value):
+            item_value = render_mapping(item_value, context, f"{field}[{i}].value")
+        if type(key) is not str or not key.strip():
+            raise DataError(f"field {field!r} has an empty or non-text key", field=field)
+        if key in out:
+            raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
+        if folded is not None and normalize_name(key) in folded:
+            assert spec.reserved is not None
+            _check_reserved(spec.reserved, key, field)
+        out[key] = item_value
+    return out
+
+
+def _rules_of(spec: Parameter) -> bool:
+    return any(
+        rule is not None
+        for rule in (spec.min_length, spec.max_length, spec.pattern, spec.minimum,
+                     spec.maximum, spec.format)
+    )
+
+
+def _has_rules(spec: Parameter) -> bool:
+    result: bool = _cached(spec, _rules_of)
+    return result
 
 
 def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
