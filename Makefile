@@ -21,13 +21,12 @@ test: venv
 	$(BIN)/python -m pytest
 
 lint: venv
-	$(BIN)/ruff check connector modules tests examples
-	$(BIN)/ruff format --check connector modules tests examples
+	$(BIN)/ruff check connector modules tests examples benchmarks
+	$(BIN)/ruff format --check connector modules tests examples benchmarks
 	$(BIN)/mypy
 
-# The benchmark (python -m benchmarks): needs the bench extra (segment-analytics-python).
+# The benchmark (python -m benchmarks); the dev extra includes its peer, segment-analytics-python.
 bench: venv
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 docs: venv

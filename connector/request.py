@@ -80,7 +80,9 @@ def _join_url(base: str, path: str, field: str | None) -> str:
     base_url, full = urlsplit(base), urlsplit(url)
     try:
         same = (full.scheme, full.hostname, full.port) == (
-            base_url.scheme, base_url.hostname, base_url.port
+            base_url.scheme,
+            base_url.hostname,
+            base_url.port,
         )
     except ValueError:  # a port that is not a number
         same = False

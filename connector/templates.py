@@ -368,8 +368,9 @@ class CompiledTemplate:
 
 _PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _SIMPLE = re.compile(rf"\{{\{{\s*({_PATH}(?:\s+or\s+{_PATH})*)\s*\}}\}}")
-_JINJA_WORDS = frozenset({"or", "and", "not", "in", "is", "if", "else", "true", "false",
-                          "none", "True", "False", "None"})
+_JINJA_WORDS = frozenset(
+    {"or", "and", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
+)
 
 
 def _parse(source: str) -> nodes.Template:
@@ -403,9 +404,7 @@ def _check_known(ast: nodes.Template) -> None:
         known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
         if node.name not in known:
             kind = "filter" if isinstance(node, nodes.Filter) else "test"
-            raise TemplateAssertionError(
-                f"No {kind} named {node.name!r}.", node.lineno, None, None
-            )
+            raise TemplateAssertionError(f"No {kind} named {node.name!r}.", node.lineno, None, None)
 
 
 def _is_single_output(ast: nodes.Template) -> bool:

@@ -62,7 +62,12 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
         try:
             return _compiled(value).render(context)
         except (
-            TemplateError, OverflowError, TypeError, ValueError, ArithmeticError, RecursionError
+            TemplateError,
+            OverflowError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            RecursionError,
         ) as exc:
             raise DataError(
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
@@ -72,13 +77,15 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
         return value
     if kind is dict or isinstance(value, Mapping):
         return {
-            str(k): v if type(v) in _PLAIN and not (type(v) is str and "{" in v)
+            str(k): v
+            if type(v) in _PLAIN and not (type(v) is str and "{" in v)
             else render_mapping(v, context, f"{field}.{k}")
             for k, v in value.items()
         }
     if kind is list or isinstance(value, tuple):
         return [
-            v if type(v) in _PLAIN and not (type(v) is str and "{" in v)
+            v
+            if type(v) in _PLAIN and not (type(v) is str and "{" in v)
             else render_mapping(v, context, f"{field}[{i}]")
             for i, v in enumerate(value)
         ]
@@ -137,13 +144,10 @@ class _LevelPlan:
 
     def __init__(self, specs: Sequence[Parameter]) -> None:
         self.known = _known_names(specs)
-        self.has_options = any(
-            option.nested for spec in specs for option in spec.options or ()
-        )
+        self.has_options = any(option.nested for spec in specs for option in spec.options or ())
         #: Optional fields without default that are not collections: absent is a no-op.
         self.skippable = frozenset(
-            s.name for s in specs
-            if not s.required and s.default is None and s.type != "collection"
+            s.name for s in specs if not s.required and s.default is None and s.type != "collection"
         )
 
 
@@ -365,8 +369,14 @@ def _keyvalue_list(
 def _rules_of(spec: Parameter) -> bool:
     return any(
         rule is not None
-        for rule in (spec.min_length, spec.max_length, spec.pattern, spec.minimum,
-                     spec.maximum, spec.format)
+        for rule in (
+            spec.min_length,
+            spec.max_length,
+            spec.pattern,
+            spec.minimum,
+            spec.maximum,
+            spec.format,
+        )
     )
 
 

@@ -11,6 +11,18 @@ from connector.manifest import RetrySpec
 from connector.sink import Sink
 
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
+#: Every module the package ships, sorted (the registry's order).
+SHIPPED_MODULES = [
+    "livelike.track_event",
+    "segment.alias",
+    "segment.api_call",
+    "segment.group",
+    "segment.identify",
+    "segment.page",
+    "segment.screen",
+    "segment.track",
+    "segment.watch_events",
+]
 
 
 @pytest.fixture(scope="session")

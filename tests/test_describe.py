@@ -12,10 +12,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import connector
-from connector.registry import Registry
+from connector.registry import Registry, walk_parameters
+from tests.conftest import SHIPPED_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULE_IDS = ["segment.api_call", "segment.identify", "segment.track"]
+MODULE_IDS = SHIPPED_MODULES
 
 #: Output field types -> the JSON Schema their sample values must match.
 OUTPUT_TYPES: dict[str, dict[str, Any]] = {
@@ -56,8 +57,10 @@ def test_registry_lists_shipped_modules(registry: Registry) -> None:
     assert registry.module_ids() == MODULE_IDS
     listed = registry.list()
     assert [m["id"] for m in listed] == MODULE_IDS
-    assert {m["app"] for m in listed} == {"segment"}
-    assert {m["id"]: m["kind"] for m in listed}["segment.api_call"] == "universal"
+    assert {m["app"] for m in listed} == {"livelike", "segment"}
+    kinds = {m["id"]: m["kind"] for m in listed}
+    assert kinds["segment.api_call"] == "universal"
+    assert kinds["segment.watch_events"] == "trigger"
 
 
 @pytest.mark.parametrize("module_id", MODULE_IDS)
@@ -65,7 +68,7 @@ def test_describe_top_level(registry: Registry, module_id: str) -> None:
     described = _describe(registry, module_id)
     module = registry.get(module_id)
     assert described["id"] == module_id
-    assert described["app"] == "segment"
+    assert described["app"] == module_id.split(".")[0]
     assert described["label"] == module.manifest.label
     assert described["kind"] == module.manifest.kind
     assert described["description"]
@@ -86,7 +89,9 @@ def test_every_parameter_has_title_and_type(registry: Registry, module_id: str) 
     described = _describe(registry, module_id)
     manifest = registry.get(module_id).manifest
     props = _properties(described)
-    assert list(props) == [p.name for p in manifest.parameters]
+    # Select options' nested fields are listed too, once each (see x-shown-when).
+    names = list(dict.fromkeys(p.name for p in walk_parameters(manifest.parameters)))
+    assert list(props) == names
     for param in manifest.parameters:
         assert props[param.name]["title"] == (param.label or param.name)
         assert props[param.name]["x-type"] == param.type

@@ -9,10 +9,11 @@ import pytest
 from connector.docs import manifest_reference, module_page, write_docs
 from connector.manifest import Parameter
 from connector.registry import Registry
+from tests.conftest import SHIPPED_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "modules"
-MODULE_IDS = ["segment.api_call", "segment.identify", "segment.track"]
+MODULE_IDS = SHIPPED_MODULES
 
 
 def _all_parameters(params: tuple[Parameter, ...] | list[Parameter]) -> list[Parameter]:

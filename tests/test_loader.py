@@ -19,6 +19,7 @@ import pytest
 import connector
 from connector.errors import ManifestError
 from connector.loader import MAX_MANIFEST_BYTES
+from tests.conftest import SHIPPED_MODULES
 
 APP: dict[str, Any] = {
     "name": "demo",
@@ -617,9 +618,10 @@ def test_load_app_returns_app_and_modules(tmp_path: Path) -> None:
 
 def test_packaged_apps() -> None:
     registry = connector.load()
-    assert registry.module_ids() == ["segment.api_call", "segment.identify", "segment.track"]
-    assert set(registry.apps) == {"segment"}
-    assert registry.apps["segment"].secret_fields == frozenset({"writeKey"})
+    assert registry.module_ids() == SHIPPED_MODULES
+    assert set(registry.apps) == {"livelike", "segment"}
+    assert registry.apps["segment"].secret_fields == frozenset({"writeKey", "sharedSecret"})
+    assert registry.apps["livelike"].secret_fields == frozenset({"writeKey"})
 
 
 def test_packaged_plus_extra_app(tmp_path: Path) -> None:

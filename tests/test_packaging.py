@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHIPPED_MODULES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,6 +46,8 @@ def test_wheel_contains_manifests_schemas_and_entry_point(wheel: Path) -> None:
         assert f"connector/_manifests/{relative}" in names
     assert "connector/schema/app.schema.json" in names
     assert "connector/schema/module.schema.json" in names
+    assert "connector/schema/fixture.schema.json" in names
+    assert "connector/_manifests/segment/tests/track.json" in names  # the modules' examples
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "connector = connector.cli:main" in text
@@ -85,4 +89,4 @@ def test_installed_package_runs_from_anywhere(wheel: Path, tmp_path: Path) -> No
     )
     where, modules = json.loads(done.stdout)
     assert where.startswith(str(target))
-    assert modules == ["segment.api_call", "segment.identify", "segment.track"]
+    assert modules == SHIPPED_MODULES
