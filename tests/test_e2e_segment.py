@@ -386,3 +386,17 @@ def test_slow_replies_exhaust_retries_as_a_connection_error(
         engine.run("segment.track", connection, {"event": "Slow", "userId": "u"})
     assert "timed out" in info.value.message
     assert info.value.attempts == FAST_RETRY.attempts
+
+
+def test_api_call_bundle_always_has_the_three_keys(registry: connector.Registry) -> None:
+    """An empty answer (204) still gives {statusCode, headers, body: null}."""
+    import httpx
+
+    client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(204)))
+    with connector.Engine(registry, client=client) as engine:
+        [bundle] = engine.run(
+            "segment.api_call", {"writeKey": WRITE_KEY}, {"url": "/v1/x", "method": "DELETE"}
+        )
+    assert bundle["statusCode"] == 204
+    assert bundle["body"] is None
+    assert set(bundle) == {"statusCode", "headers", "body"}
