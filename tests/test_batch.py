@@ -1,0 +1,220 @@
+"""Batch mode: many bundles through one module, packed into /v1/batch (real sink)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import connector
+from connector.sink import Fault, Sink
+from tests.conftest import WRITE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def track(i: int, **extra: Any) -> dict[str, Any]:
+    return {"event": f"E{i}", "userId": f"u{i}", **extra}
+
+
+def test_results_in_input_order_with_per_item_errors(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    inputs = [track(i) for i in range(10)]
+    inputs[3] = {"event": "no identity"}
+    inputs[6] = track(6, customProperties={"blob": "x" * 40_000})  # over 32 KB
+    results = list(engine.run_batch("segment.track", connection, inputs))
+    assert len(results) == 10
+    assert isinstance(results[3], connector.DataError) and results[3].field == "userId"
+    assert isinstance(results[6], connector.DataError) and "32,768" in results[6].message
+    for i, result in enumerate(results):
+        if i not in (3, 6):
+            assert isinstance(result, list)
+            assert result[0]["event"] == f"E{i}" and result[0]["success"] is True
+    [record] = sink.received()
+    assert record["path"] == "/v1/batch"
+    assert record["auth"] == "basic"
+    assert [m["event"] for m in record["body"]["batch"]] == [
+        f"E{i}" for i in range(10) if i not in (3, 6)
+    ]
+    assert record["body"]["sentAt"].endswith("Z")
+    # Each item is the very message a single run would send, messageId included.
+    ids = {r[0]["messageId"] for r in results if isinstance(r, list)}
+    assert ids == {m["messageId"] for m in record["body"]["batch"]}
+
+
+def test_packing_respects_both_limits_at_volume(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    results = list(engine.run_batch("segment.track", connection, (track(i) for i in range(5001))))
+    assert all(isinstance(r, list) for r in results)
+    records = sink.received()
+    assert len(records) >= 3
+    for record in records:
+        assert len(record["body"]["batch"]) <= 2500
+        assert len(json.dumps(record["body"], separators=(",", ":")).encode()) <= 500 * 1024
+    assert sum(len(r["body"]["batch"]) for r in records) == 5001
+
+
+def test_packer_message_count_limit() -> None:
+    from connector.batch import _Packer, _Slot
+
+    packer = _Packer(max_items=3, max_bytes=10_000, overhead=100)
+    taken = []
+    for _ in range(7):
+        if not packer.fits(b"x" * 10):
+            taken.append(len(packer.take()))
+        packer.add(_Slot(), None, b"x" * 10)  # type: ignore[arg-type]
+    taken.append(len(packer.take()))
+    assert taken == [3, 3, 1]
+
+
+def test_packing_respects_the_byte_limit(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    padding = "p" * 20_000  # ~20 KB messages: 500 KB fits about 24
+    results = list(
+        engine.run_batch(
+            "segment.track",
+            connection,
+            (track(i, customProperties={"pad": padding}) for i in range(60)),
+        )
+    )
+    assert all(isinstance(r, list) for r in results)
+    records = sink.received()
+    assert len(records) >= 3
+    for record in records:
+        size = len(json.dumps(record["body"], separators=(",", ":")).encode())
+        assert size <= 500 * 1024
+    assert sum(len(r["body"]["batch"]) for r in records) == 60
+
+
+def test_streaming_yields_before_the_input_ends(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    consumed = 0
+
+    def inputs() -> Iterator[dict[str, Any]]:
+        nonlocal consumed
+        for i in range(6000):
+            consumed += 1
+            yield track(i)
+
+    results = engine.run_batch("segment.track", connection, inputs())
+    first = next(results)
+    assert isinstance(first, list)
+    assert consumed < 6000  # the first batch went out while input was still unread
+    assert sum(1 for _ in results) == 5999
+
+
+def test_invalid_items_only_send_nothing(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    results = list(engine.run_batch("segment.track", connection, [{"event": "x"}] * 3))
+    assert all(isinstance(r, connector.DataError) for r in results)
+    assert sink.requests_count == 0
+
+
+def test_a_failed_batch_gives_every_item_the_error(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    sink.inject(Fault(status=401))
+    results = list(engine.run_batch("segment.track", connection, [track(i) for i in range(4)]))
+    assert all(isinstance(r, connector.InvalidAccessTokenError) for r in results)
+    assert sink.received() == []
+
+
+def test_non_batchable_module_is_refused(engine: connector.Engine, connection: dict) -> None:
+    with pytest.raises(connector.InvalidConfigurationError) as info:
+        list(engine.run_batch("segment.api_call", connection, [{"url": "/v1/x"}]))
+    assert "batch" in info.value.message
+
+
+def test_arun_batch_matches_run_batch(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    inputs = [track(i) for i in range(3000)]
+    inputs[10] = {"event": "bad"}
+
+    async def go() -> list[Any]:
+        try:
+            return [
+                r
+                async for r in engine.arun_batch("segment.track", connection, inputs, concurrency=2)
+            ]
+        finally:
+            await engine.aclose()
+
+    results = asyncio.run(go())
+    assert len(results) == 3000
+    assert isinstance(results[10], connector.DataError)
+    events = [r[0]["event"] for i, r in enumerate(results) if i != 10]
+    assert events == [f"E{i}" for i in range(3000) if i != 10]
+    assert len(sink.messages()) == 2999
+
+
+def test_cli_batch_prints_one_line_per_input(sink: Sink, tmp_path: Path) -> None:
+    lines = [json.dumps(track(i)) for i in range(5)]
+    lines.insert(2, json.dumps({"event": "no identity"}))
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            "segment.track",
+            "--no-store",
+            "-c",
+            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+            "--batch",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1  # one input failed
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(out) == 6
+    assert out[2]["error"]["type"] == "DataError"
+    assert [o["bundles"][0]["event"] for i, o in enumerate(out) if i != 2] == [
+        f"E{i}" for i in range(5)
+    ]
+    assert len(sink.messages()) == 5
+    assert WRITE_KEY not in done.stdout + done.stderr
+
+
+def test_cli_batch_bad_line_is_a_usage_error(sink: Sink, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"event": "E", "userId": "u"}\nnot json\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            "segment.track",
+            "--no-store",
+            "-c",
+            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+            "--batch",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert "line 2" in json.loads(done.stderr)["error"]["message"]
