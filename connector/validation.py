@@ -112,7 +112,7 @@ def validate_parameters(
     """Render, coerce and check ``raw`` against ``specs``; return fresh values."""
     if raw is None:
         raw = {}
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise DataError(f"parameters must be an object, got {type(raw).__name__}")
     values = _validate_level(specs, raw, context or {}, prefix="")
     for constraint in constraints:
@@ -243,8 +243,11 @@ def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], fie
         # Key/value lists are rendered item by item inside _keyvalue: no extra copy.
         return _keyvalue_list(spec, value, context, field)
     value = render_mapping(value, context, field)
-    if kind == "text" and type(value) is str and value and not _has_rules(spec):
-        return value  # the commonest field, already text: nothing to coerce or check
+    if kind == "text" and type(value) is str and value:
+        # The commonest field, already text: only its length rules, if any, apply.
+        lengths: tuple[int, int] | None = _cached(spec, _text_lengths)
+        if lengths is not None and lengths[0] <= len(value) <= lengths[1]:
+            return value
     if _is_empty(value):
         if spec.default is not None:
             value = spec.default
@@ -366,23 +369,14 @@ def _keyvalue_list(
     return out
 
 
-def _rules_of(spec: Parameter) -> bool:
-    return any(
-        rule is not None
-        for rule in (
-            spec.min_length,
-            spec.max_length,
-            spec.pattern,
-            spec.minimum,
-            spec.maximum,
-            spec.format,
-        )
-    )
-
-
-def _has_rules(spec: Parameter) -> bool:
-    result: bool = _cached(spec, _rules_of)
-    return result
+def _text_lengths(spec: Parameter) -> tuple[int, int] | None:
+    """(min, max) length of a text field whose only rules are lengths, else None."""
+    if spec.pattern is not None or spec.format is not None:
+        return None
+    if spec.minimum is not None or spec.maximum is not None:
+        return None
+    low = spec.min_length if spec.min_length is not None else 0
+    return (max(low, 1), spec.max_length if spec.max_length is not None else 2**62)
 
 
 def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
@@ -462,8 +456,9 @@ def _check_rules(spec: Parameter, value: Any, field: str) -> Any:
 
 def _check_constraint(constraint: Constraint, values: Mapping[str, Any]) -> None:
     names = constraint.one_of_required
-    if any(not _is_empty(values.get(name)) for name in names):
-        return
+    for name in names:
+        if not _is_empty(values.get(name)):
+            return
     listed = " or ".join(repr(n) for n in names)
     message = f"one of {listed} is required"
     if constraint.message:
