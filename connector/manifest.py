@@ -19,7 +19,7 @@ template (see :mod:`connector.templates`); the loader compiles them all at load 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,21 +45,6 @@ __all__ = [
     "module_schema",
 ]
 
-#: The parameter types a manifest may use; :mod:`connector.types` has one coercer each.
-PARAMETER_TYPES = (
-    "text",
-    "number",
-    "integer",
-    "boolean",
-    "date",
-    "email",
-    "url",
-    "select",
-    "collection",
-    "array",
-    "keyvalue",
-    "any",
-)
 ParameterType = Literal[
     "text",
     "number",
@@ -74,6 +59,9 @@ ParameterType = Literal[
     "keyvalue",
     "any",
 ]
+
+#: The parameter types a manifest may use; :mod:`connector.types` has one coercer each.
+PARAMETER_TYPES: tuple[str, ...] = get_args(ParameterType)
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MODULE_ID_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"

@@ -328,15 +328,27 @@ def _keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
     for key, item_value in pairs:
-        if type(key) is not str or not key.strip():
-            raise DataError(f"field {field!r} has an empty or non-text key", field=field)
-        if key in out:
-            raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
-        if folded is not None and normalize_name(key) in folded:
-            assert spec.reserved is not None
-            _check_reserved(spec.reserved, key, field)
-        out[key] = item_value
+        _add_pair(out, spec, folded, key, item_value, field)
     return out
+
+
+def _add_pair(
+    out: dict[str, Any],
+    spec: Parameter,
+    folded: dict[str, str] | None,
+    key: Any,
+    value: Any,
+    field: str,
+) -> None:
+    """Add one key/value pair: text keys, each once, none of them reserved."""
+    if type(key) is not str or not key.strip():
+        raise DataError(f"field {field!r} has an empty or non-text key", field=field)
+    if key in out:
+        raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
+    if folded is not None and normalize_name(key) in folded:
+        assert spec.reserved is not None
+        _check_reserved(spec.reserved, key, field)
+    out[key] = value
 
 
 def _keyvalue_list(
@@ -358,14 +370,7 @@ def _keyvalue_list(
             key = render_mapping(key, context, f"{field}[{i}].key")
         if type(item_value) not in _PLAIN or (type(item_value) is str and "{" in item_value):
             item_value = render_mapping(item_value, context, f"{field}[{i}].value")
-        if type(key) is not str or not key.strip():
-            raise DataError(f"field {field!r} has an empty or non-text key", field=field)
-        if key in out:
-            raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
-        if folded is not None and normalize_name(key) in folded:
-            assert spec.reserved is not None
-            _check_reserved(spec.reserved, key, field)
-        out[key] = item_value
+        _add_pair(out, spec, folded, key, item_value, field)
     return out
 
 
