@@ -122,9 +122,19 @@ class _BatchPlan:
         return _Packer(self.spec.max_items, self.spec.max_bytes, self.overhead)
 
     def admit(
-        self, slot: _Slot, parameters: Mapping[str, Any], context: Mapping[str, Any] | None
+        self,
+        slot: _Slot,
+        parameters: Mapping[str, Any] | RunError,
+        context: Mapping[str, Any] | None,
     ) -> bytes | None:
-        """Prepare one input; on failure record its error in the slot and return None."""
+        """Prepare one input; on failure record its error in the slot and return None.
+
+        An input that is itself a RunError (say, a line of a file that could not be
+        read) is passed through as that input's result, so it keeps its place.
+        """
+        if isinstance(parameters, RunError):
+            slot.result = parameters
+            return None
         try:
             prepared = self.engine.prepare(
                 self.module_id, None, parameters, context, _connection=self.connection
@@ -223,7 +233,7 @@ def batch(
     engine: Engine,
     module_id: str,
     connection: Mapping[str, Any] | None,
-    inputs: Iterable[Mapping[str, Any]],
+    inputs: Iterable[Mapping[str, Any] | RunError],
     context: Mapping[str, Any] | None = None,
 ) -> Iterator[BatchResult]:
     """Run ``inputs`` through a batchable module; yields one result per input, in order."""
@@ -263,7 +273,7 @@ async def abatch(
     engine: Engine,
     module_id: str,
     connection: Mapping[str, Any] | None,
-    inputs: Iterable[Mapping[str, Any]],
+    inputs: Iterable[Mapping[str, Any] | RunError],
     context: Mapping[str, Any] | None = None,
     *,
     concurrency: int = 4,
@@ -287,13 +297,22 @@ async def abatch(
         else:
             plan.settle(items, response, None, execution_ids)
 
+    FIRST, ALL = asyncio.FIRST_COMPLETED, asyncio.ALL_COMPLETED
+
+    async def settled(when: str) -> None:
+        """Wait for sends; an exception in one (say, the store failing) is raised here,
+        as the sync path raises it, never dropped with its task."""
+        done, _ = await asyncio.wait(in_flight, return_when=when)
+        in_flight.difference_update(done)
+        for task in done:
+            task.result()
+
     async def flush() -> None:
         items = packer.take()
         if not items:
             return
         if len(in_flight) >= concurrency:
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            in_flight.difference_update(done)
+            await settled(FIRST)
         task = asyncio.ensure_future(send(items))
         in_flight.add(task)
 
@@ -307,14 +326,12 @@ async def abatch(
             packer.add(slot, slot.prepared, content)  # type: ignore[arg-type]
         if len(slots) > _MAX_PENDING:
             await flush()
-            await asyncio.gather(*in_flight)
-            in_flight.clear()
+            await settled(ALL)
         for result in _ready(slots):
             yield result
     await flush()
     while in_flight:
-        done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-        in_flight.difference_update(done)
+        await settled(FIRST)
         for result in _ready(slots):
             yield result
     for result in _ready(slots):

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector._version import __version__
-from connector.errors import ConnectorError, ManifestError, RunError, UnknownModuleError
+from connector.errors import (
+    ConnectorError,
+    DataError,
+    ManifestError,
+    RunError,
+    UnknownModuleError,
+)
 from connector.loader import check_json_schema, load
 from connector.registry import Registry
 
@@ -78,6 +84,8 @@ def read_json_arg(value: str | None, option: str) -> Any:
             f"{option}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
             field=option,
         ) from None
+    except RecursionError:
+        raise UsageError(f"{option}: JSON nested too deeply", field=option) from None
 
 
 def _object_arg(value: str | None, option: str) -> dict[str, Any] | None:
@@ -123,6 +131,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     connection = _object_arg(args.connection, "--connection")
     parameters = _object_arg(args.parameters, "--parameters")
     context = _object_arg(args.context, "--context")
+    if args.batch and args.dry_run:
+        raise UsageError("--dry-run cannot be combined with --batch", field="--dry-run")
+    if args.batch and args.parameters:
+        raise UsageError("--batch reads the parameters from its file", field="--parameters")
     store = None if args.no_store or args.dry_run else _store(args)
     try:
         with Engine(registry, incomplete=store) as engine:
@@ -139,13 +151,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> IncompleteStore:
-    from connector.incomplete import IncompleteStore
+    import sqlite3
 
-    return IncompleteStore(args.store)
+    from connector.incomplete import IncompleteStore, default_store_path
+
+    try:
+        return IncompleteStore(args.store)
+    except (OSError, sqlite3.Error) as exc:
+        where = args.store or str(default_store_path())
+        raise UsageError(
+            f"--store: cannot open the incomplete executions database {where!r}: {exc}; "
+            "give another --store, set CONNECTOR_HOME, or use --no-store",
+            field="--store",
+        ) from None
 
 
-def _read_batch(path: str) -> Iterator[dict[str, Any]]:
-    """Parameters, one JSON object a line, read lazily (the file may be huge)."""
+def _read_batch(path: str) -> Iterator[dict[str, Any] | RunError]:
+    """Parameters, one JSON object a line, read lazily (the file may be huge).
+
+    A line that is not a JSON object becomes that input's DataError, in its place: the
+    lines around it still run, and the output keeps one line per input line.
+    """
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     try:
         for number, line in enumerate(stream, start=1):
@@ -154,12 +180,17 @@ def _read_batch(path: str) -> Iterator[dict[str, Any]]:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UsageError(
-                    f"--batch: line {number}: invalid JSON: {exc.msg}", field="--batch"
-                ) from None
+                yield DataError(f"line {number}: invalid JSON: {exc.msg}", field="--batch")
+                continue
+            except RecursionError:
+                yield DataError(f"line {number}: JSON nested too deeply", field="--batch")
+                continue
             if not isinstance(item, dict):
-                raise UsageError(f"--batch: line {number} must be a JSON object", field="--batch")
+                yield DataError(f"line {number} must be a JSON object", field="--batch")
+                continue
             yield item
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--batch: the file is not UTF-8 text: {exc}", field="--batch") from None
     finally:
         if stream is not sys.stdin:
             stream.close()

@@ -29,8 +29,9 @@ from connector.validation import Values, validate_parameters
 __all__ = ["REDACTED", "Connection", "Redactor"]
 
 REDACTED = "[REDACTED]"
-#: Secrets shorter than this are not searched for in text (too many false hits).
-_MIN_SECRET = 4
+#: Secrets shorter than this are not searched for in text: a short one ("test") would
+#: match ordinary words in the data ("Contest") and change what builders receive.
+_MIN_SECRET = 8
 
 
 class Redactor:
@@ -63,23 +64,26 @@ class Redactor:
         return text if self._pattern is None else self._pattern.sub(REDACTED, text)
 
     def data(self, value: Any) -> Any:
-        """A copy of ``value`` with secrets replaced in every string, keys included."""
-        if self._pattern is None:
-            return value
+        """A fresh copy of ``value`` with secrets replaced in every string, keys included.
+
+        Always a copy: bundles handed to hosts never share objects with the engine (its
+        templates' scope) or with the caller's input, so editing one changes nothing else.
+        """
         try:
-            # One C-speed scan of the whole value; the walk below only runs on a hit.
-            assert self._bytes_pattern is not None
-            if not self._bytes_pattern.search(orjson.dumps(value, default=str)):
-                return value
+            # One C-speed pass: serialise, scan, and (when clean) parse back as the copy.
+            dumped = orjson.dumps(value, default=str)
+            clean = self._bytes_pattern is None or not self._bytes_pattern.search(dumped)
+            if clean and b"null" not in dumped:  # orjson writes NaN as null: walk those
+                return orjson.loads(dumped)
         except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
             pass
         return self._walk(value)
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self(value)
+            return self(value) if self._pattern is not None else value
         if isinstance(value, Mapping):
-            return {self(str(k)): self._walk(v) for k, v in value.items()}
+            return {self._walk(str(k)): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._walk(v) for v in value]
         return value

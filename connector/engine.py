@@ -68,6 +68,9 @@ class Prepared(NamedTuple):
     parameters: Mapping[str, Any]
     run: Mapping[str, Any]
 
+    def __repr__(self) -> str:
+        return f"Prepared(module={self.module.id!r}, request={self.request!r})"
+
     def redacted(self) -> dict[str, Any]:
         """The request as ``--dry-run`` shows it: auth headers replaced."""
         auth = {name.lower() for name in self.connection.auth_headers}
@@ -210,6 +213,11 @@ class Engine:
             exc.message = conn.redact(exc.message)
             exc.args = (exc.message,)
             raise
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # A safety net: input the checks above did not foresee is still bad input.
+            raise DataError(
+                f"the parameters could not be processed ({type(exc).__name__})"
+            ) from None
         run = {"id": _uuid4(), "timestamp": format_datetime_now()}
         scope = {
             "parameters": values,
@@ -218,7 +226,10 @@ class Engine:
             "engine": ENGINE_INFO,
             "app": {"name": module.app.name, "version": module.app.manifest.version},
         }
-        request = self._build_request(module, conn, scope)
+        try:
+            request = self._build_request(module, conn, scope)
+        except RecursionError:
+            raise DataError("the parameters are nested too deeply") from None
         return Prepared(module=module, connection=conn, request=request, parameters=values, run=run)
 
     def _render(
@@ -476,12 +487,13 @@ class Engine:
         self,
         module_id: str,
         connection: Mapping[str, Any] | None,
-        inputs: Iterable[Mapping[str, Any]],
+        inputs: Iterable[Mapping[str, Any] | RunError],
         context: Mapping[str, Any] | None = None,
     ) -> Iterator[BatchResult]:
         """Run many parameter sets through a batchable module via the app's batch
         endpoint; yields one result (bundles or error) per input, in order, streaming.
-        See :mod:`connector.batch`."""
+        An input that is a RunError (an unreadable line, say) is passed through as its
+        own result. See :mod:`connector.batch`."""
         from connector.batch import batch
 
         return batch(self, module_id, connection, inputs, context)
@@ -490,7 +502,7 @@ class Engine:
         self,
         module_id: str,
         connection: Mapping[str, Any] | None,
-        inputs: Iterable[Mapping[str, Any]],
+        inputs: Iterable[Mapping[str, Any] | RunError],
         context: Mapping[str, Any] | None = None,
         *,
         concurrency: int = 4,

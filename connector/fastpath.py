@@ -36,17 +36,12 @@ class Fallback(Exception):
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
-def _join(value: Any, d: str = "") -> str:
-    return str(d).join(str(v) for v in value)
-
-
 def _select(value: Any) -> list[Any]:
     return [v for v in value if v]
 
 
 #: Built-in Jinja filters re-implemented with identical results for plain data.
 _BUILTIN_FILTERS: dict[str, Callable[..., Any]] = {
-    "join": _join,
     "select": _select,
     "lower": lambda v: str(v).lower(),
     "upper": lambda v: str(v).upper(),
@@ -110,6 +105,8 @@ class _Compiler:
         return get
 
     def _lookup(self, target: Evaluator, key: Any) -> Evaluator:
+        if isinstance(key, str) and key.startswith("_"):
+            raise Fallback(key)  # private names: the sandbox decides, never the fast path
         unsafe_key = isinstance(key, str) and key in _DICT_ATTRIBUTES
 
         def get(scope: Mapping[str, Any]) -> Any:

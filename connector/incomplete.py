@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import ERROR_TYPES, RemoteRuntimeError, RunError, UnknownModuleError
+from connector.errors import (
+    ERROR_TYPES,
+    DataError,
+    InvalidConfigurationError,
+    RemoteRuntimeError,
+    RunError,
+)
 from connector.request import PreparedRequest
 
 if TYPE_CHECKING:
@@ -145,6 +151,15 @@ class IncompleteStore:
         execution_id = str(uuid.uuid4())
         redact = prepared.connection.redact
         request = _request_record(prepared.request, prepared.connection)
+        text = json.dumps(request)
+        safe = redact(text)
+        if safe != text:
+            # The body itself holds a secret (a builder mapped the write key into the
+            # data). It is never stored in clear, and a changed body must not be sent as
+            # if it were the original: the run is kept, marked, and cannot be replayed.
+            request = json.loads(safe)
+            request["redacted"] = True
+            text = json.dumps(request)
         now = time.time()
         row = (
             execution_id,
@@ -156,7 +171,7 @@ class IncompleteStore:
             0,
             prepared.request.message_id,
             None,
-            redact(json.dumps(request)),
+            text,
             redact(json.dumps(prepared.parameters, default=str)),
             json.dumps(dict(prepared.connection.public), default=str),
         )
@@ -189,13 +204,16 @@ class IncompleteStore:
             self._db.execute("DELETE FROM executions WHERE id = ?", (execution_id,))
 
     def failed(self, execution_id: str, error: RunError) -> None:
-        """Retries ran out with a retryable error: keep the run as incomplete."""
+        """Retries ran out: keep the run. A retryable error leaves it ``failed`` (to be
+        retried); any other (say, a replay answered 400) marks it ``rejected``: kept for
+        inspection, skipped by ``retry --all``, removed with ``discard``."""
         record = json.dumps(error.to_dict())
+        state = "failed" if error.retryable else "rejected"
         with self._lock:
             self._db.execute(
-                "UPDATE executions SET state = 'failed', updated = ?, "
+                "UPDATE executions SET state = ?, updated = ?, "
                 "attempts = attempts + ?, error = ? WHERE id = ?",
-                (time.time(), error.attempts or 1, record, execution_id),
+                (state, time.time(), error.attempts or 1, record, execution_id),
             )
 
     # -- reading ------------------------------------------------------------------------
@@ -234,12 +252,29 @@ class IncompleteStore:
         """Send a stored run again, unchanged; deletes it on success, else records the
         new error and raises it."""
         execution = self.get(execution_id)
-        try:
-            module = engine.registry.get(execution.module)
-        except UnknownModuleError:
-            raise
-        values = {**execution.connection, **(connection or {})}
-        conn = engine.connection(module, values)
+        module = engine.registry.get(execution.module)
+        if not connection:
+            raise InvalidConfigurationError(
+                "retrying needs the connection (its secrets are never stored)",
+                field="connection",
+            )
+        if execution.request.get("redacted"):
+            raise DataError(
+                f"incomplete execution {execution_id} had a secret in its data, which was "
+                "not stored in clear text; it cannot be replayed unchanged: discard it "
+                "and run it again",
+            )
+        # Only the connection given now is used: a stored host never receives a key
+        # that was not sent to it in the first place.
+        conn = engine.connection(module, connection)
+        stored_base = execution.request.get("baseUrl")
+        if stored_base is not None and stored_base != conn.base_url:
+            raise InvalidConfigurationError(
+                f"incomplete execution {execution_id} was for {stored_base}, but the "
+                f"connection given points at {conn.base_url}; give the same connection "
+                "(host/region) or discard it",
+                field="host",
+            )
         request = _rebuild(execution, conn)
         try:
             response, attempts = engine.send(module, request, conn)
@@ -264,6 +299,8 @@ class IncompleteStore:
         """Retry every stored run; one outcome per run (delivered or its error)."""
         outcomes: list[dict[str, Any]] = []
         for execution in self.executions():
+            if execution.state == "rejected":
+                continue  # refused for good by the remote: retrying cannot help
             try:
                 self.retry(engine, execution.id, connection)
             except RunError as exc:
@@ -287,6 +324,7 @@ def _request_record(request: PreparedRequest, connection: Connection) -> dict[st
         except UnicodeDecodeError:
             body = {"base64": base64.b64encode(content).decode("ascii")}
     return {
+        "baseUrl": base,
         "method": request.method,
         "path": path,
         "query": request.query,

@@ -24,15 +24,14 @@ from connector.errors import ERROR_TYPES, ManifestError
 from connector.manifest import AppManifest, ModuleManifest, Parameter, RuleError, WebhookSpec
 from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
-from connector.types import FORMATS
+from connector.types import FORMATS, MAX_DEPTH, too_deep
 
 __all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir"]
 
 #: The largest manifest file read, so a hostile one cannot exhaust memory.
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
 APP_FILE = "app.json"
-#: Deepest nesting a manifest may have; real ones stay under 15.
-MAX_DEPTH = 64
+
 #: Names templates may use besides the scope ones: Jinja's loop and the engine globals.
 _GLOBALS = frozenset({"loop", "range", "dict", "now", "true", "false", "none"})
 _REQUEST_SCOPE = frozenset({"parameters", "connection", "run", "engine", "app"})
@@ -98,24 +97,9 @@ def _read_json(path: Path) -> Any:
         ) from None
     except RecursionError:
         raise ManifestError(str(path), "$", "JSON nested too deeply") from None
-    if _too_deep(data):
+    if too_deep(data):
         raise ManifestError(str(path), "$", f"JSON nested too deeply (over {MAX_DEPTH} levels)")
     return data
-
-
-def _too_deep(data: Any) -> bool:
-    """Whether ``data`` nests deeper than MAX_DEPTH (checked without recursion, so the
-    compiler and renderer, which do recurse, never meet a hostile depth)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-    return False
 
 
 def _json_path(loc: Sequence[int | str]) -> str:

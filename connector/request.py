@@ -33,6 +33,21 @@ __all__ = [
 ]
 
 ALLOWED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+#: Headers that route or frame the request: set by httpx from the URL and body only, so
+#: a mapped value can neither redirect credentials (Host) nor smuggle a request.
+_TRANSPORT_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+    }
+)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _CONTROL = re.compile(r"[\x00-\x20\x7f\\]")
@@ -53,6 +68,13 @@ class PreparedRequest(NamedTuple):
     module_id: str
     message_id: str | None = None
     timeout: float | None = None
+
+    def __repr__(self) -> str:
+        # Headers carry the auth value: a repr (logs, error trackers) never shows them.
+        return (
+            f"PreparedRequest(method={self.method!r}, url={self.url!r}, "
+            f"module_id={self.module_id!r}, message_id={self.message_id!r})"
+        )
 
 
 def join_url(base: str, path: Any, field: str | None) -> str:
@@ -98,7 +120,9 @@ def _unsafe_path_reason(path: str) -> str | None:
         return "absolute URLs are refused"
     if path.startswith("//") or decoded.startswith("//"):
         return "'//host' would change the host"
-    before_query = decoded.split("?", 1)[0].split("#", 1)[0]
+    # The path is what comes before the *raw* '?': an encoded %3F or %23 is part of the
+    # path, and its decoded form must not hide dot segments after it.
+    before_query = unquote(unquote(raw_path.split("#", 1)[0]))
     # Raw: nothing unencoded. Decoded path (not the query, where %20 is fine): no
     # control characters or backslashes that a server might read as a separator.
     if _CONTROL.search(path) or _CONTROL.search(before_query):
@@ -121,6 +145,13 @@ def check_headers(
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise DataError(f"header name {name!r} is not a valid HTTP token", field=field)
+        lowered = name.lower()
+        if lowered in _TRANSPORT_HEADERS or lowered.startswith("proxy-"):
+            raise DataError(
+                f"header {name!r} is set by the HTTP client (it routes or frames the "
+                "request); remove it",
+                field=field,
+            )
         if name.lower() in folded_reserved:
             raise DataError(
                 f"header {name!r} is set by the connection; remove it (auth is added for you)",
@@ -221,6 +252,8 @@ def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[
         return raw, parsed
     try:
         raw = dumps(body)
+    except RecursionError:
+        raise DataError("the body is nested too deeply to send as JSON", field=field) from None
     except (ValueError, TypeError) as exc:
         raise DataError(f"the body cannot be sent as JSON: {exc}", field=field) from None
     if content_type is None:

@@ -226,20 +226,90 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
-                if sized and len(seq) * n > MAX_OUTPUT:
-                    raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+                if sized and _size(seq) * n > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
             if isinstance(left, int) and isinstance(right, int):
                 _check_bits(abs(left).bit_length() + abs(right).bit_length())
             return left * right
         if operator == "+":
             sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
-            if sized and len(left) + len(right) > MAX_OUTPUT:
+            if sized and _size(left) + _size(right) > MAX_OUTPUT:
                 raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
             return left + right
         if operator == "%" and isinstance(left, str):
             # printf-style widths ('%2000000s') allocate before any check could run.
             raise OverflowError("string % formatting is not available in templates")
         return super().call_binop(context, operator, left, right)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # Text methods that grow their result from a small call ('a'.ljust(10**9)) are
+        # checked before they allocate (format is refused in wrap_str_format).
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            if name in _WIDTH_METHODS:
+                width = args[0] if args else kwargs.get("width", 0)
+                if isinstance(width, int) and width > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+            elif name == "expandtabs":
+                size = args[0] if args else kwargs.get("tabsize", 8)
+                if isinstance(size, int) and owner.count("\t") * size > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+            elif name == "replace" and len(args) >= 2:
+                return _replace(owner, *args[:3])
+            elif name == "join" and args:
+                return _join(args[0], owner)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # The sandbox wraps str.format/format_map on access; their widths ('{:>9999999}')
+        # allocate before any check could run, so formatting is refused outright.
+        if super().wrap_str_format(value) is None:
+            return None
+
+        def refuse(*args: Any, **kwargs: Any) -> str:
+            raise OverflowError("str.format is not available in templates; use ~")
+
+        return refuse
+
+
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
+
+
+def _size(value: Any) -> int:
+    """Characters a string, or a list of strings, stands for (items count as one)."""
+    if isinstance(value, str):
+        return len(value)
+    return sum(len(v) if isinstance(v, str) else 1 for v in value)
+
+
+def _join(value: Any, d: Any = "") -> str:
+    """The ``join`` filter, bounded: refuses before building an oversized string."""
+    sep = str(d)
+    parts: list[str] = []
+    size = 0
+    for item in value:
+        text = str(item)
+        size += len(text) + (len(sep) if parts else 0)
+        if size > MAX_OUTPUT:
+            raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+        parts.append(text)
+    return sep.join(parts)
+
+
+def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
+    """The ``sum`` filter, for numbers only: summing lists would concatenate them."""
+    items = list(value)
+    if attribute is not None or not isinstance(start, int | float):
+        raise TypeError("sum adds numbers only")
+    for item in items:
+        if not isinstance(item, int | float) or isinstance(item, bool):
+            raise TypeError("sum adds numbers only")
+    return sum(items, start)
+
+
+# Bounded replacements of Jinja's own join and sum (defined after the sandbox class).
+EXTRA_FILTERS.update({"join": _join, "sum": _sum})
 
 
 class _StrictUndefined(StrictUndefined):

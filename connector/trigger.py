@@ -40,6 +40,7 @@ from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigur
 from connector.manifest import SignatureSpec, WebhookSpec
 from connector.registry import LoadedModule
 from connector.templates import describe_error
+from connector.types import MAX_DEPTH, too_deep
 from connector.validation import Values, validate_parameters
 
 __all__ = ["Headers", "receive", "sign"]
@@ -180,7 +181,7 @@ def parse_body(raw: bytes) -> Any:
             f"the webhook body is not UTF-8 text (byte {exc.start})", field="body"
         ) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"the webhook body is not valid JSON: {exc.msg} at line {exc.lineno} column "
@@ -191,6 +192,11 @@ def parse_body(raw: bytes) -> Any:
         raise DataError(f"the webhook body is not valid JSON: {exc}", field="body") from None
     except RecursionError:
         raise DataError("the webhook body is nested too deeply", field="body") from None
+    if too_deep(data):
+        raise DataError(
+            f"the webhook body is nested too deeply (over {MAX_DEPTH} levels)", field="body"
+        )
+    return data
 
 
 def split_events(webhook: WebhookSpec, data: Any) -> list[dict[str, Any]]:

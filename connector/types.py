@@ -30,6 +30,7 @@ __all__ = [
     "coerce_scalar",
     "format_datetime",
     "parse_datetime",
+    "too_deep",
 ]
 
 Coercer = Callable[[Any, str], Any]
@@ -41,6 +42,26 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 # Epoch values above this are milliseconds (year 2286 in seconds).
 _EPOCH_MS_THRESHOLD = 10_000_000_000
+
+
+#: Deepest nesting the engine accepts in any JSON it reads (manifests, mapped values,
+#: webhook deliveries); real data stays under 20, and the engine's recursive steps
+#: (rendering, compiling, serialising) must never meet a hostile depth.
+MAX_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def _describe(value: Any) -> str:
@@ -70,7 +91,10 @@ def _number(value: Any, field: str) -> float | int:
     if isinstance(value, str) and _NUMBER.match(value):
         text = value.strip()
         if _INTEGER.match(text):
-            return int(text)  # every digit kept: float() would round past 2**53
+            try:
+                return int(text)  # every digit kept: float() would round past 2**53
+            except ValueError:  # over Python's 4,300-digit limit for int()
+                raise DataError(f"field {field!r} is a number too large", field=field) from None
         number = float(text)
         if math.isfinite(number):
             # "1e3" is a whole number written with an exponent: keep it an int.

@@ -23,7 +23,7 @@ from jinja2 import TemplateError
 from connector.errors import DataError
 from connector.manifest import Constraint, Option, Parameter, ReservedNames
 from connector.templates import CompiledTemplate, describe_error, is_template
-from connector.types import FORMATS, coerce_scalar
+from connector.types import FORMATS, coerce_scalar, too_deep
 
 __all__ = ["Values", "normalize_name", "render_mapping", "validate_parameters"]
 
@@ -423,8 +423,10 @@ def _maybe_json(value: Any, kinds: tuple[type, ...]) -> Any:
     if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
+        if too_deep(parsed):
+            return value  # left as text: refused as the wrong type, not crashed on
         if isinstance(parsed, kinds):
             return parsed
     return value

@@ -194,9 +194,10 @@ def test_cli_batch_prints_one_line_per_input(sink: Sink, tmp_path: Path) -> None
     assert WRITE_KEY not in done.stdout + done.stderr
 
 
-def test_cli_batch_bad_line_is_a_usage_error(sink: Sink, tmp_path: Path) -> None:
+def test_cli_batch_bad_line_is_that_lines_error(sink: Sink, tmp_path: Path) -> None:
+    """A bad line is its own result, in place; the lines around it still run."""
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"event": "E", "userId": "u"}\nnot json\n')
+    path.write_text('{"event": "A", "userId": "u"}\nnot json\n[1]\n{"event": "B", "userId": "u"}\n')
     done = subprocess.run(
         [
             sys.executable,
@@ -216,5 +217,91 @@ def test_cli_batch_bad_line_is_a_usage_error(sink: Sink, tmp_path: Path) -> None
         check=False,
         cwd=ROOT,
     )
+    assert done.returncode == 1
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert out[0]["bundles"][0]["event"] == "A"
+    assert "line 2" in out[1]["error"]["message"] and out[1]["error"]["type"] == "DataError"
+    assert "line 3" in out[2]["error"]["message"]
+    assert out[3]["bundles"][0]["event"] == "B"
+    assert [m["event"] for m in sink.messages()] == ["A", "B"]
+
+
+def test_cli_batch_refuses_dry_run(sink: Sink, tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"event": "A", "userId": "u"}\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            "segment.track",
+            "--dry-run",
+            "-c",
+            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+            "--batch",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
     assert done.returncode == 2
-    assert "line 2" in json.loads(done.stderr)["error"]["message"]
+    assert json.loads(done.stderr)["error"]["field"] == "--dry-run"
+    assert sink.requests_count == 0
+
+
+def test_an_input_that_breaks_a_limit_of_python_is_its_own_error(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    inputs = [
+        track(0),
+        track(1, revenue="1" * 5000),  # over int()'s 4,300 digits
+        track(2, customProperties={"deep": deep}),
+        track(3, customProperties="[" * 100_000 + "]" * 100_000),
+        track(4),
+    ]
+    results = list(engine.run_batch("segment.track", connection, inputs))
+    assert [type(r).__name__ for r in results] == [
+        "list",
+        "DataError",
+        "DataError",
+        "DataError",
+        "list",
+    ]
+    assert [m["event"] for m in sink.messages()] == ["E0", "E4"]
+
+
+def test_arun_batch_raises_a_failing_send_like_run_batch(
+    registry: connector.Registry, sink: Sink, connection: dict, tmp_path: Path
+) -> None:
+    """A send that fails outside HTTP (here the store) is raised, never dropped."""
+    from connector.incomplete import IncompleteStore
+
+    class BrokenStore(IncompleteStore):
+        def begin_many(self, prepared: list[Any]) -> list[str]:
+            raise RuntimeError("disk full")
+
+    with BrokenStore(tmp_path / "s.sqlite") as store:
+        engine = connector.Engine(registry, incomplete=store)
+
+        async def go() -> list[Any]:
+            try:
+                return [
+                    r
+                    async for r in engine.arun_batch(
+                        "segment.track", connection, [track(i) for i in range(5)]
+                    )
+                ]
+            finally:
+                await engine.aclose()
+
+        with pytest.raises(RuntimeError, match="disk full"):
+            asyncio.run(go())
+        with pytest.raises(RuntimeError, match="disk full"):
+            list(engine.run_batch("segment.track", connection, [track(0)]))

@@ -400,3 +400,40 @@ def test_api_call_bundle_always_has_the_three_keys(registry: connector.Registry)
     assert bundle["statusCode"] == 204
     assert bundle["body"] is None
     assert set(bundle) == {"statusCode", "headers", "body"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Host",
+        "host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Upgrade",
+        "TE",
+        "Proxy-Authorization",
+        "Expect",
+    ],
+)
+def test_routing_and_framing_headers_are_refused(
+    engine: connector.Engine, sink: Sink, connection: dict, header: str
+) -> None:
+    with pytest.raises(connector.DataError) as info:
+        engine.run(
+            "segment.api_call",
+            connection,
+            {"url": "/v1/track", "method": "POST", "headers": {header: "x"}, "body": {"a": 1}},
+        )
+    assert info.value.field == "headers"
+    assert sink.requests_count == 0
+
+
+@pytest.mark.parametrize("url", ["/v1%3F/../../admin", "/v1%23/../../admin", "/v1/%2e%2e/x"])
+def test_encoded_separators_cannot_hide_dot_segments(
+    engine: connector.Engine, sink: Sink, connection: dict, url: str
+) -> None:
+    with pytest.raises(connector.DataError) as info:
+        engine.run("segment.api_call", connection, {"url": url, "method": "GET"})
+    assert info.value.field == "url"
+    assert sink.requests_count == 0

@@ -61,7 +61,7 @@ def test_retryable_failure_is_stored_and_replayed_unchanged(
     assert execution.message_id == sent_body["messageId"]
     assert sink.received() == []
 
-    store.retry(stored_engine, execution_id, {"writeKey": WRITE_KEY})
+    store.retry(stored_engine, execution_id, connection)
     [record] = sink.received()
     assert record["body"]["messageId"] == sent_body["messageId"]
     assert record["body"]["timestamp"] == sent_body["timestamp"]
@@ -272,3 +272,65 @@ def test_sigkill_mid_retry_leaves_the_run_on_disk(sink: Sink, tmp_path: Path) ->
     assert message["messageId"] == message_id
     assert message["event"] == "Killed"
     assert json.loads(cli("incomplete", "list", "--store", db).stdout) == []
+
+
+def test_retry_never_sends_a_key_to_another_host(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts)
+    with pytest.raises(connector.RemoteRuntimeError) as info:
+        stored_engine.run("segment.track", connection, TRACK)
+    execution_id = str(info.value.incomplete_id)
+    # The stored host is not reused with another key: the connection given is the one used.
+    with pytest.raises(connector.InvalidConfigurationError) as refused:
+        store.retry(stored_engine, execution_id, {"writeKey": "prod_key_abcdef123"})
+    assert refused.value.field == "host"
+    with pytest.raises(connector.InvalidConfigurationError):
+        store.retry(stored_engine, execution_id, None)
+    assert sink.received() == []
+    assert len(store) == 1
+
+
+def test_a_secret_in_the_data_is_not_stored_and_not_replayed_changed(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts)
+    with pytest.raises(connector.RemoteRuntimeError) as info:
+        stored_engine.run(
+            "segment.track", connection, {**TRACK, "customProperties": {"oops": WRITE_KEY}}
+        )
+    execution = store.get(str(info.value.incomplete_id))
+    assert execution.request["redacted"] is True
+    with pytest.raises(connector.DataError) as refused:
+        store.retry(stored_engine, execution.id, connection)
+    assert "cannot be replayed unchanged" in refused.value.message
+    assert sink.received() == []
+
+
+def test_ordinary_data_is_replayed_byte_for_byte(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    """Words that merely contain part of a secret are data, not secrets."""
+    sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts)
+    params = {**TRACK, "event": "Contest Entered", "customProperties": {"plan": "latest"}}
+    with pytest.raises(connector.RemoteRuntimeError) as info:
+        stored_engine.run("segment.track", connection, params)
+    store.retry(stored_engine, str(info.value.incomplete_id), connection)
+    [message] = sink.messages()
+    assert message["event"] == "Contest Entered"
+    assert message["properties"]["plan"] == "latest"
+
+
+def test_a_replay_refused_for_good_is_kept_as_rejected(
+    stored_engine: connector.Engine, store: IncompleteStore, sink: Sink, connection: dict
+) -> None:
+    sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts, Fault(status=400))
+    with pytest.raises(connector.RemoteRuntimeError) as info:
+        stored_engine.run("segment.track", connection, TRACK)
+    execution_id = str(info.value.incomplete_id)
+    with pytest.raises(connector.DataError):
+        store.retry(stored_engine, execution_id, connection)
+    assert store.get(execution_id).state == "rejected"
+    assert store.retry_all(stored_engine, connection) == []  # skipped, not retried forever
+    store.discard(execution_id)
+    assert len(store) == 0

@@ -138,3 +138,24 @@ def test_log_records_are_redacted(
     logging.getLogger("connector.transport").warning("remote said: %s", WRITE_KEY)
     assert_clean(caplog.text)
     assert "[REDACTED]" in caplog.text
+
+
+def test_reprs_of_prepared_runs_hide_the_auth_header(engine: connector.Engine) -> None:
+    prepared = engine.prepare(
+        "segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"}
+    )
+    assert_clean(repr(prepared) + repr(prepared.request) + str(prepared))
+
+
+def test_bundles_never_alias_engine_state_or_input(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    props = {"nested": {"a": 1}}
+    [bundle] = engine.run(
+        "segment.track", connection, {"event": "E", "userId": "u", "customProperties": props}
+    )
+    bundle["context"]["library"]["name"] = "scribbled"
+    bundle["properties"]["nested"]["a"] = 2
+    [again] = engine.run("segment.track", connection, {"event": "E", "userId": "u"})
+    assert again["context"]["library"]["name"] == "connector"
+    assert props == {"nested": {"a": 1}}

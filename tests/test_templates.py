@@ -718,3 +718,36 @@ def test_referenced_names_stops_at_dynamic_subscripts() -> None:
 
 def test_referenced_names_of_a_literal_is_empty() -> None:
     assert referenced_names(CompiledTemplate("no names here")) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ['a' * 1000000] * 300 }}",
+        "{{ 'a'.ljust(300000000) }}",
+        "{{ 'a'.zfill(300000000) }}",
+        "{{ 'a'.center(300000000) }}",
+        "{{ ('\t' * 1000).expandtabs(300000) }}",
+        "{{ '{:>300000000}'.format('a') }}",
+        "{{ '{x}'.format_map({'x': 1}) }}",
+        "{{ range(10000) | join('a' * 1000000) }}",
+        "{{ 'a'.join(['b' * 1000000] * 2) }}",
+        "{{ 'ab'.replace('a', 'a' * 1000000) }}",
+        "{{ [[1] * 1000] * 1000 | sum(start=[]) }}",
+    ],
+)
+def test_text_growing_calls_are_bounded_before_they_allocate(source: str) -> None:
+    from connector.templates import CompiledTemplate
+
+    with pytest.raises((OverflowError, TypeError)):
+        CompiledTemplate(source).render({})
+
+
+def test_fast_path_leaves_private_names_to_the_sandbox() -> None:
+    from jinja2.exceptions import SecurityError
+
+    from connector.templates import CompiledTemplate
+    from connector.validation import Values
+
+    with pytest.raises(SecurityError):
+        CompiledTemplate("{{ a.__missing__ }}").render({"a": Values()})

@@ -550,3 +550,11 @@ def test_cli_webhook(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert json.loads(done.stderr)["error"]["type"] == "InvalidAccessTokenError"
     assert SECRET not in done.stdout + done.stderr
+
+
+def test_a_deeply_nested_signed_delivery_is_a_data_error(engine: connector.Engine) -> None:
+    body = ('{"type": "track", "event": "E", "properties": ' + "[" * 900 + "]" * 900 + "}").encode()
+    with pytest.raises(connector.DataError) as info:
+        engine.handle_webhook(MODULE, CONNECTION, {}, signed(body), body)
+    assert info.value.field == "body"
+    assert "nested too deeply" in info.value.message
