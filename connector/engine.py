@@ -224,7 +224,7 @@ class Engine:
             "connection": conn.public,
             "run": run,
             "engine": ENGINE_INFO,
-            "app": {"name": module.app.name, "version": module.app.manifest.version},
+            "app": module.app.info,
         }
         try:
             request = self._build_request(module, conn, scope)
@@ -261,25 +261,47 @@ class Engine:
     ) -> PreparedRequest:
         """Render the request parts and check them; raises DataError on unsafe ones."""
         fields = module.part_fields
-        method = str(self._render(module, "method", module.method, scope, conn) or "").upper()
+        render = self._render
+        method_tree = module.method
+        method = str(
+            (
+                method_tree.value
+                if method_tree.literal
+                else render(module, "method", method_tree, scope, conn)
+            )
+            or ""
+        ).upper()
         if method not in ALLOWED_METHODS:
             raise DataError(
                 f"unknown method {method!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",
                 field=fields.get("method"),
             )
-        url = join_url(
-            conn.base_url, self._render(module, "url", module.url, scope, conn), fields.get("url")
-        )
-        rendered_headers = self._render(module, "headers", module.headers, scope, conn) or {}
-        if not isinstance(rendered_headers, Mapping):
+        url_tree = module.url
+        path = url_tree.value if url_tree.literal else render(module, "url", url_tree, scope, conn)
+        url = join_url(conn.base_url, path, fields.get("url"))
+        header_tree = module.headers
+        rendered_headers = (
+            header_tree.value
+            if header_tree.literal
+            else render(module, "headers", header_tree, scope, conn)
+        ) or {}
+        if type(rendered_headers) is not dict and not isinstance(rendered_headers, Mapping):
             raise DataError(
                 "headers must be an object of names and values", field=fields.get("headers")
             )
-        headers = check_headers(rendered_headers, conn.auth_headers, fields.get("headers"))
-        query = normalize_query(
-            self._render(module, "query", module.query, scope, conn), fields.get("query")
+        headers = (
+            check_headers(rendered_headers, conn.auth_headers, fields.get("headers"))
+            if rendered_headers
+            else {}
         )
-        body = self._render(module, "body", module.body, scope, conn)
+        query_tree = module.query
+        rendered_query = (
+            query_tree.value
+            if query_tree.literal
+            else render(module, "query", query_tree, scope, conn)
+        )
+        query = normalize_query(rendered_query, fields.get("query")) if rendered_query else {}
+        body = render(module, "body", module.body, scope, conn)
         content, json_body = encode_body(body, headers, fields.get("body"))
         spec = module.manifest.request
         limit = spec.max_body_bytes if spec is not None else None
@@ -292,7 +314,7 @@ class Engine:
                 field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
             )
         headers.update(conn.auth_headers)
-        message_id = json_body.get("messageId") if isinstance(json_body, Mapping) else None
+        message_id = json_body.get("messageId") if type(json_body) is dict else None
         return PreparedRequest(
             method=method,
             url=url,

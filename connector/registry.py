@@ -32,6 +32,11 @@ class LoadedApp:
     def name(self) -> str:
         return self.manifest.name
 
+    @property
+    def info(self) -> dict[str, str]:
+        """``{name, version}``, as templates see ``app`` (a fresh dict: never shared)."""
+        return {"name": self.manifest.name, "version": self.manifest.version}
+
 
 @dataclass(frozen=True)
 class LoadedModule:

@@ -28,6 +28,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateAssertionError, TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from connector.codegen import compile_tree_function
 from connector.fastpath import Evaluator, Fallback, compile_expression
 
 __all__ = [
@@ -405,6 +406,11 @@ class CompiledTemplate:
             self._template = _ENV.from_string(self.source)
         self._compiled = True
 
+    @property
+    def fast(self) -> bool:
+        """Whether this template is in the fast path's subset."""
+        return self._fast is not None
+
     def render(self, scope: Mapping[str, Any]) -> Any:
         """Evaluate against ``scope``; raises ``jinja2.TemplateError`` or ``OverflowError``."""
         if self._fast is not None:
@@ -487,15 +493,39 @@ def _is_single_output(ast: nodes.Template) -> bool:
 class TemplateTree:
     """A JSON value whose string leaves are compiled templates."""
 
-    __slots__ = ("_node", "literal")
+    __slots__ = ("_function", "_node", "literal")
 
     def __init__(self, value: Any) -> None:
         self._node = _compile_node(value)
         #: True when nothing in the tree needs Jinja: render returns a copy at once.
         self.literal = not _has_template(self._node)
+        #: The whole tree as one generated function, when every template allows it.
+        self._function = (
+            None
+            if self.literal
+            else compile_tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
+        )
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         """The rendered value. A literal tree is returned as is: callers never mutate it."""
+        if self.literal:
+            return self._node
+        if self._function is not None:
+            try:
+                value = self._function(scope)
+            except Fallback:
+                value = _render_node(self._node, scope)
+        else:
+            value = _render_node(self._node, scope)
+        return None if value is _DROP else value
+
+    @property
+    def value(self) -> Any:
+        """The tree itself, for a literal tree (nothing to render)."""
+        return self._node
+
+    def render_by_node(self, scope: Mapping[str, Any]) -> Any:
+        """:meth:`render` without the generated function (for tests that compare)."""
         if self.literal:
             return self._node
         value = _render_node(self._node, scope)

@@ -122,25 +122,27 @@ def validate_parameters(
 
 # Per-spec facts computed once (manifests are immutable after loading). Keyed by id()
 # with the object kept alive in the value, so an id is never reused while cached.
-_CACHE: dict[int, tuple[object, Any]] = {}
+_CACHE: dict[tuple[int, Any], tuple[object, Any]] = {}
 _CACHE_LIMIT = 4096
 
 
 def _cached(obj: object, build: Any) -> Any:
-    hit = _CACHE.get(id(obj))
+    """``build(obj)``, computed once per object and builder."""
+    key = (id(obj), build)
+    hit = _CACHE.get(key)
     if hit is not None and hit[0] is obj:
         return hit[1]
     if len(_CACHE) >= _CACHE_LIMIT:
         _CACHE.clear()
     value = build(obj)
-    _CACHE[id(obj)] = (obj, value)
+    _CACHE[key] = (obj, value)
     return value
 
 
 class _LevelPlan:
     """What one level of parameters needs at run time, computed once per level."""
 
-    __slots__ = ("has_options", "known", "skippable")
+    __slots__ = ("entries", "has_options", "known", "skippable")
 
     def __init__(self, specs: Sequence[Parameter]) -> None:
         self.known = _known_names(specs)
@@ -148,6 +150,17 @@ class _LevelPlan:
         #: Optional fields without default that are not collections: absent is a no-op.
         self.skippable = frozenset(
             s.name for s in specs if not s.required and s.default is None and s.type != "collection"
+        )
+        #: Per field: name, spec, whether an absent value can be skipped, whether it is an
+        #: optional collection (absent reads as an empty one).
+        self.entries = tuple(
+            (
+                s.name,
+                s,
+                s.name in self.skippable,
+                s.type == "collection" and not s.required and s.default is None,
+            )
+            for s in specs
         )
 
 
@@ -193,20 +206,22 @@ def _validate_flat_level(
 ) -> Values:
     """The common case, a level without option-dependent fields: one pass, no queue."""
     known = plan.known
-    for key in raw:
-        if key not in known:
-            expected = ", ".join(sorted(known)) or "(none)"
-            field = _join(prefix, str(key))
-            raise DataError(f"unknown field {field!r}, expected one of: {expected}", field=field)
-    skippable = plan.skippable
+    if not known.issuperset(raw):
+        for key in raw:
+            if key not in known:
+                expected = ", ".join(sorted(known)) or "(none)"
+                field = _join(prefix, str(key))
+                raise DataError(
+                    f"unknown field {field!r}, expected one of: {expected}", field=field
+                )
     out = Values()
-    for spec in specs:
-        name = spec.name
-        raw_value = raw.get(name)
+    get = raw.get
+    for name, spec, skippable, optional_collection in plan.entries:
+        raw_value = get(name)
         if raw_value is None:
-            if name in skippable:
+            if skippable:
                 continue
-            if spec.type == "collection" and not spec.required and spec.default is None:
+            if optional_collection:
                 out[name] = _empty_collection(spec)
                 continue
         value = _validate_value(spec, raw_value, context, f"{prefix}.{name}" if prefix else name)
@@ -265,7 +280,23 @@ def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], fie
     if spec.type == "select":
         return _chosen_option(spec, value, field).value
     coerced = coerce_scalar(spec.type, value, field)
+    if not _cached(spec, _has_rules):
+        return coerced
     return _check_rules(spec, coerced, field)
+
+
+def _has_rules(spec: Parameter) -> bool:
+    return any(
+        rule is not None
+        for rule in (
+            spec.min_length,
+            spec.max_length,
+            spec.pattern,
+            spec.minimum,
+            spec.maximum,
+            spec.format,
+        )
+    )
 
 
 def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Values:
@@ -357,6 +388,7 @@ def _keyvalue_list(
     """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read."""
     out: dict[str, Any] = {}
     folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+    clean: set[str] = _cached(spec, _clean_keys)
     for i, item in enumerate(items):
         if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
             item = render_mapping(item, context, f"{field}[{i}]")
@@ -370,8 +402,24 @@ def _keyvalue_list(
             key = render_mapping(key, context, f"{field}[{i}].key")
         if type(item_value) not in _PLAIN or (type(item_value) is str and "{" in item_value):
             item_value = render_mapping(item_value, context, f"{field}[{i}].value")
-        _add_pair(out, spec, folded, key, item_value, field)
+        # _add_pair's checks, inlined on this per-item hot path (the common case passes
+        # all three tests without a call); anything unusual goes through _add_pair.
+        if type(key) is str and key in clean and key not in out:
+            out[key] = item_value
+        else:
+            _add_pair(out, spec, folded, key, item_value, field)
+            if len(clean) < _CLEAN_LIMIT:
+                clean.add(key)  # checked once: the next run's same key skips the check
     return out
+
+
+#: Keys a key/value parameter already accepted once (non-empty text, not reserved):
+#: bounded, per parameter.
+_CLEAN_LIMIT = 10_000
+
+
+def _clean_keys(spec: Parameter) -> set[str]:
+    return set()
 
 
 def _text_lengths(spec: Parameter) -> tuple[int, int] | None:

@@ -132,3 +132,49 @@ def test_valid_message_or_data_error(counting_engine: Any, module: str, data: An
         assert len(request.content) <= 32 * 1024
         assert bundles[0]["messageId"] == body["messageId"]
     assert WRITE_KEY not in json.dumps(bundles, default=str)
+
+
+TREE_MODULES = [
+    "segment.track",
+    "segment.identify",
+    "segment.api_call",
+    "segment.group",
+    "segment.page",
+    "livelike.track_event",
+]
+
+
+@pytest.mark.parametrize("module_id", TREE_MODULES)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_generated_tree_functions_match_node_by_node(module_id: str, data: Any) -> None:
+    """The generated whole-tree functions give exactly the node-by-node results."""
+    from connector.engine import ENGINE_INFO
+    from connector.validation import validate_parameters
+
+    module = REGISTRY.get(module_id)
+    names = [p.name for p in module.manifest.parameters]
+    raw = data.draw(st.dictionaries(st.sampled_from(names), json_values, max_size=6))
+    try:
+        values = validate_parameters(module.manifest.parameters, [], raw, {"hook": {}})
+    except connector.DataError:
+        return
+    scope = {
+        "parameters": values,
+        "connection": {},
+        "engine": ENGINE_INFO,
+        "run": {"id": "r", "timestamp": "t"},
+        "app": {"name": "a", "version": "1"},
+    }
+    for tree in (module.body, module.headers, module.query, module.url):
+        assert tree._function is not None or tree.literal
+        outcomes = []
+        for render in (tree.render, tree.render_by_node):
+            try:
+                outcomes.append(("ok", render(scope)))
+            except Exception as exc:
+                outcomes.append(("error", type(exc).__name__))
+        assert outcomes[0] == outcomes[1]
+
+
+REGISTRY = connector.load()
