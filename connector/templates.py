@@ -493,23 +493,27 @@ def _is_single_output(ast: nodes.Template) -> bool:
 class TemplateTree:
     """A JSON value whose string leaves are compiled templates."""
 
-    __slots__ = ("_function", "_node", "literal")
+    __slots__ = ("_function", "_generated", "_node", "literal")
 
     def __init__(self, value: Any) -> None:
         self._node = _compile_node(value)
         #: True when nothing in the tree needs Jinja: render returns a copy at once.
         self.literal = not _has_template(self._node)
-        #: The whole tree as one generated function, when every template allows it.
-        self._function = (
-            None
-            if self.literal
-            else compile_tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
-        )
+        #: The whole tree as one generated function, when every template allows it;
+        #: generated at the first render, so loading manifests stays cheap.
+        self._function: Callable[[Mapping[str, Any]], Any] | None = None
+        self._generated = self.literal
+
+    def _generate(self) -> None:
+        self._function = compile_tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
+        self._generated = True
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         """The rendered value. A literal tree is returned as is: callers never mutate it."""
         if self.literal:
             return self._node
+        if not self._generated:
+            self._generate()
         if self._function is not None:
             try:
                 value = self._function(scope)
