@@ -17,8 +17,6 @@ The public API::
 Errors are documented in :mod:`connector.errors`.
 """
 
-import logging as _logging
-
 from connector._version import __version__
 from connector.engine import Engine, Prepared
 from connector.errors import (
@@ -58,6 +56,3 @@ __all__ = [
     "load",
     "load_app",
 ]
-
-# A library logs; the host decides where logs go (the CLI's -v sends them to stderr).
-_logging.getLogger("connector").addHandler(_logging.NullHandler())

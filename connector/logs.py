@@ -5,17 +5,25 @@ like; the library only adds a NullHandler). Its own messages carry no secrets, b
 construction, but a log line may quote remote text or a mapped value; so each engine
 logger has a filter that applies every live connection's :class:`Redactor` to the
 final message before any handler sees it.
+
+:mod:`logging` itself is imported on first use (the first send), not when the package
+is imported: it costs ~13 ms of a cold start that a host which only loads and describes
+modules should not pay.
 """
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RedactingFilter", "get_logger", "register_redactor"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["get_logger", "redacting_filter", "register_redactor"]
 
 _REDACTORS: weakref.WeakSet[Callable[[str], str]] = weakref.WeakSet()
+_FILTER: list[Any] = []
 
 
 def register_redactor(redactor: Callable[[str], str]) -> None:
@@ -23,23 +31,38 @@ def register_redactor(redactor: Callable[[str], str]) -> None:
     _REDACTORS.add(redactor)
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites a record's message with every live redactor applied."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for redactor in list(_REDACTORS):
-            message = redactor(message)
-        record.msg, record.args = message, None
-        return True
+def redact_message(message: str) -> str:
+    """``message`` with every live redactor applied."""
+    for redactor in list(_REDACTORS):
+        message = redactor(message)
+    return message
 
 
-_FILTER = RedactingFilter()
+def redacting_filter() -> logging.Filter:
+    """The one filter every engine logger carries (created on first use)."""
+    if not _FILTER:
+        import logging
+
+        class RedactingFilter(logging.Filter):
+            """Rewrites a record's message with every live redactor applied."""
+
+            def filter(self, record: logging.LogRecord) -> bool:
+                record.msg, record.args = redact_message(record.getMessage()), None
+                return True
+
+        _FILTER.append(RedactingFilter())
+        # A library logs; the host decides where logs go (the CLI's -v: stderr).
+        logging.getLogger("connector").addHandler(logging.NullHandler())
+    result: logging.Filter = _FILTER[0]
+    return result
 
 
 def get_logger(name: str) -> logging.Logger:
     """An engine logger with the redacting filter (filters are not inherited)."""
+    import logging
+
     logger = logging.getLogger(name)
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
+    log_filter = redacting_filter()
+    if log_filter not in logger.filters:
+        logger.addFilter(log_filter)
     return logger
