@@ -1,0 +1,347 @@
+"""The sandbox every template runs in: Jinja2's immutable sandbox, plus our limits.
+
+Builders' mappings and integrators' manifests are untrusted. Jinja's
+:class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` already refuses dunder access and
+mutating calls; on top of it this module bounds what one template can *produce* (a cap
+on strings and lists built by ``*``, ``+``, ``join``, ``replace``, the width-taking
+``str`` methods, on integers, on ``range``), refuses ``str.format`` (its widths
+allocate before any check could run), keeps a whitelist of filters, adds the engine's
+own filters, and makes undefined names fail even inside containers. Each rule has a
+test in ``tests/test_templates.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "ALLOWED_BUILTIN_FILTERS",
+    "EXTRA_FILTERS",
+    "MAX_INT_BITS",
+    "MAX_OUTPUT",
+    "MAX_RANGE",
+    "environment",
+    "materialise",
+]
+
+#: Largest string or collection one template may build, in characters/items.
+MAX_OUTPUT = 1_000_000
+#: Largest ``range()`` a template may iterate over.
+MAX_RANGE = 10_000
+
+
+def _base64(value: Any) -> str:
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return base64.b64encode(data).decode("ascii")
+
+
+def _merge(*objects: Any) -> dict[str, Any]:
+    """Shallow-merge mappings left to right; ``None`` arguments are skipped."""
+    out: dict[str, Any] = {}
+    for obj in objects:
+        if obj is None:
+            continue
+        if type(obj) is not dict and not isinstance(obj, Mapping):
+            raise TypeError(f"merge expects objects, got {type(obj).__name__}")
+        out.update(obj)
+    return out
+
+
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def _compact(value: Any) -> Any:
+    """Drop ``None``, empty text and empty objects/lists, recursively."""
+    if type(value) is dict or isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if type(v) not in _SCALARS:
+                v = _compact(v)
+            if not (v is None or v == "" or (type(v) in (dict, list) and not v)):
+                out[k] = v
+        return out
+    if isinstance(value, list):
+        return [v for v in (_compact(v) for v in value) if not _is_blank(v)]
+    return value
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, dict | list) and not value)
+
+
+def _tojson(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _fromjson(value: Any) -> Any:
+    try:
+        return json.loads(str(value), parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
+    text, old_s, new_s = str(value), str(old), str(new)
+    hits = text.count(old_s) if old_s else len(text) + 1
+    if count is not None:
+        hits = min(hits, max(count, 0))
+    if len(text) + hits * (len(new_s) - len(old_s)) > MAX_OUTPUT:
+        raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+    return text.replace(old_s, new_s, -1 if count is None else count)
+
+
+#: Largest integer a template may build, in bits (a 30,000-digit number).
+MAX_INT_BITS = 100_000
+
+
+def _check_bits(bits: int) -> None:
+    if bits > MAX_INT_BITS:
+        raise OverflowError("number too large")
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(str(value).encode()).hexdigest()
+
+
+def _iso(value: Any) -> str:
+    from connector.types import format_datetime, parse_datetime
+
+    return format_datetime(parse_datetime(value))
+
+
+#: Filters added to Jinja's built-ins. Each is pure and cheap.
+EXTRA_FILTERS: dict[str, Callable[..., Any]] = {
+    "base64": _base64,
+    "merge": _merge,
+    "compact": _compact,
+    "tojson": _tojson,
+    "fromjson": _fromjson,
+    "sha256": _sha256,
+    "iso8601": _iso,
+    "replace": _replace,
+}
+#: Jinja's own filters that stay available; the rest (e.g. ``attr``, ``xmlattr``,
+#: ``indent``-style formatting with huge widths) are removed.
+ALLOWED_BUILTIN_FILTERS = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "default",
+        "d",
+        "dictsort",
+        "escape",
+        "e",
+        "first",
+        "float",
+        "int",
+        "join",
+        "last",
+        "length",
+        "count",
+        "list",
+        "lower",
+        "map",
+        "max",
+        "min",
+        "reject",
+        "rejectattr",
+        "replace",
+        "reverse",
+        "round",
+        "select",
+        "selectattr",
+        "sort",
+        "string",
+        "sum",
+        "title",
+        "trim",
+        "truncate",
+        "unique",
+        "upper",
+        "urlencode",
+        "items",
+    }
+)
+
+
+def _bounded_range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise OverflowError(f"range of {len(r)} items exceeds the limit of {MAX_RANGE}")
+    return r
+
+
+def _utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox with bounded ``*`` and ``**``, and JSON-first attribute lookup."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Bundles are JSON: ``order.items`` must be the "items" key, not dict.items.
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 100:
+                raise OverflowError("exponent too large")
+            if isinstance(left, int) and isinstance(right, int):
+                _check_bits(abs(left).bit_length() * max(right, 0))
+            return left**right
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
+                if sized and _size(seq) * n > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+            if isinstance(left, int) and isinstance(right, int):
+                _check_bits(abs(left).bit_length() + abs(right).bit_length())
+            return left * right
+        if operator == "+":
+            sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+            if sized and _size(left) + _size(right) > MAX_OUTPUT:
+                raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+            return left + right
+        if operator == "%" and isinstance(left, str):
+            # printf-style widths ('%2000000s') allocate before any check could run.
+            raise OverflowError("string % formatting is not available in templates")
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # Text methods that grow their result from a small call ('a'.ljust(10**9)) are
+        # checked before they allocate (format is refused in wrap_str_format).
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            if name in _WIDTH_METHODS:
+                width = args[0] if args else kwargs.get("width", 0)
+                if isinstance(width, int) and width > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+            elif name == "expandtabs":
+                size = args[0] if args else kwargs.get("tabsize", 8)
+                if isinstance(size, int) and owner.count("\t") * size > MAX_OUTPUT:
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+            elif name == "replace" and len(args) >= 2:
+                return _replace(owner, *args[:3])
+            elif name == "join" and args:
+                return _join(args[0], owner)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # The sandbox wraps str.format/format_map on access; their widths ('{:>9999999}')
+        # allocate before any check could run, so formatting is refused outright.
+        if super().wrap_str_format(value) is None:
+            return None
+
+        def refuse(*args: Any, **kwargs: Any) -> str:
+            raise OverflowError("str.format is not available in templates; use ~")
+
+        return refuse
+
+
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
+
+
+def _size(value: Any) -> int:
+    """Characters a string, or a list of strings, stands for (items count as one)."""
+    if isinstance(value, str):
+        return len(value)
+    return sum(len(v) if isinstance(v, str) else 1 for v in value)
+
+
+def _join(value: Any, d: Any = "") -> str:
+    """The ``join`` filter, bounded: refuses before building an oversized string."""
+    sep = str(d)
+    parts: list[str] = []
+    size = 0
+    for item in value:
+        text = str(item)
+        size += len(text) + (len(sep) if parts else 0)
+        if size > MAX_OUTPUT:
+            raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+        parts.append(text)
+    return sep.join(parts)
+
+
+def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
+    """The ``sum`` filter, for numbers only: summing lists would concatenate them."""
+    items = list(value)
+    if attribute is not None or not isinstance(start, int | float):
+        raise TypeError("sum adds numbers only")
+    for item in items:
+        if not isinstance(item, int | float) or isinstance(item, bool):
+            raise TypeError("sum adds numbers only")
+    return sum(items, start)
+
+
+# Bounded replacements of Jinja's own join and sum (defined after the sandbox class).
+EXTRA_FILTERS.update({"join": _join, "sum": _sum})
+
+
+class _StrictUndefined(StrictUndefined):
+    """Also fails when printed inside a container (``{{ [nope] }}``), not only alone."""
+
+    __slots__ = ()
+    __repr__ = StrictUndefined._fail_with_undefined_error
+
+
+def materialise(value: Any) -> Any:
+    """A native result as plain data: iterators become lists, undefined values fail."""
+    if isinstance(value, str):
+        if len(value) > MAX_OUTPUT:
+            raise OverflowError(f"result exceeds {MAX_OUTPUT} characters")
+        return value
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    if isinstance(value, StrictUndefined):
+        str(value)  # raises UndefinedError with Jinja's message
+    if isinstance(value, dict):
+        return {k: materialise(v) for k, v in value.items()} if _needs_walk(value) else value
+    if isinstance(value, list | tuple):
+        return [materialise(v) for v in value] if _needs_walk(value) else value
+    if isinstance(value, Iterator):
+        items = []
+        for item in value:
+            items.append(materialise(item))
+            if len(items) > MAX_OUTPUT:
+                raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+        return items
+    return value
+
+
+def _needs_walk(value: Any) -> bool:
+    items = value.values() if isinstance(value, dict) else value
+    return any(not (isinstance(v, str | int | float | bool) or v is None) for v in items)
+
+
+def _build_environment() -> _Environment:
+    env = _Environment(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
+    env.filters.update(EXTRA_FILTERS)
+    env.tests.pop("sameas", None)
+    env.globals = {"range": _bounded_range, "dict": dict, "now": _utcnow}
+    return env
+
+
+_ENV = _build_environment()
+
+
+def environment() -> _Environment:
+    """The shared sandboxed environment (exposed for tests and docs)."""
+    return _ENV
