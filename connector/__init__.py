@@ -12,10 +12,16 @@ The public API::
     with connector.Engine(registry) as engine:
         bundles = engine.run("segment.track", connection, parameters, context)
         request = engine.dry_run("segment.track", connection, parameters)
+        for result in engine.run_batch("segment.track", connection, many):  # /v1/batch
+            ...
     bundles = await engine.arun(...)             # same behaviour, async
+
+    connector.Engine(registry, incomplete=connector.IncompleteStore(path))  # keep failures
 
 Errors are documented in :mod:`connector.errors`.
 """
+
+from typing import TYPE_CHECKING
 
 from connector._version import __version__
 from connector.engine import Engine, Prepared
@@ -32,14 +38,18 @@ from connector.errors import (
     UnknownModuleError,
 )
 from connector.loader import load, load_app
-from connector.manifest import AppManifest, ModuleManifest
+from connector.manifest import AppManifest, ModuleManifest, RetrySpec
 from connector.registry import LoadedModule, Registry
+
+if TYPE_CHECKING:
+    from connector.incomplete import IncompleteStore
 
 __all__ = [
     "AppManifest",
     "ConnectorError",
     "DataError",
     "Engine",
+    "IncompleteStore",
     "InvalidAccessTokenError",
     "InvalidConfigurationError",
     "LoadedModule",
@@ -50,9 +60,19 @@ __all__ = [
     "Registry",
     "RemoteConnectionError",
     "RemoteRuntimeError",
+    "RetrySpec",
     "RunError",
     "UnknownModuleError",
     "__version__",
     "load",
     "load_app",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # IncompleteStore pulls in sqlite3: imported when first asked for, not at import.
+    if name == "IncompleteStore":
+        from connector.incomplete import IncompleteStore
+
+        return IncompleteStore
+    raise AttributeError(f"module 'connector' has no attribute {name!r}")
