@@ -54,9 +54,10 @@ class Redactor:
             if forms
             else None
         )
-        self._bytes_pattern = (
-            re.compile(b"|".join(re.escape(f.encode()) for f in forms)) if forms else None
-        )
+        # For detecting (not replacing) a secret, a form that contains another form is
+        # redundant ("Basic <b64>" contains "<b64>"): scan for the minimal set only.
+        minimal = [f for f in forms if not any(o != f and o in f for o in forms)]
+        self._byte_forms = tuple(f.encode() for f in minimal)
         if self._pattern is not None:
             register_redactor(self)
 
@@ -72,7 +73,7 @@ class Redactor:
         try:
             # One C-speed pass: serialise, scan, and (when clean) parse back as the copy.
             dumped = orjson.dumps(value, default=str)
-            clean = self._bytes_pattern is None or not self._bytes_pattern.search(dumped)
+            clean = not any(form in dumped for form in self._byte_forms)
             if clean and b"null" not in dumped:  # orjson writes NaN as null: walk those
                 return orjson.loads(dumped)
         except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
