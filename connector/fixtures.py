@@ -85,7 +85,11 @@ class Delivery(_Model):
     """A webhook delivery to a trigger, as the host received it."""
 
     headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = Field(default=None, description="Sent as compact JSON.")
+    body: Any = Field(
+        default=None,
+        description="Sent as Python's json.dumps writes it (', ' and ': ' "
+        "separators); give 'raw' for exact bytes.",
+    )
     raw: str | None = Field(default=None, description="The body as exact text, instead of body.")
     sign: bool = Field(
         default=True,

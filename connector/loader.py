@@ -58,6 +58,12 @@ def load(*paths: str | os.PathLike[str], packaged: bool | None = None) -> Regist
     roots = [Path(p) for p in paths]
     if packaged:
         roots.insert(0, packaged_manifests_dir())
+    # The same folder named twice (a checkout's manifests/ is also the packaged one)
+    # loads once.
+    unique: dict[Path, Path] = {}
+    for root in roots:
+        unique.setdefault(root.resolve(), root)
+    roots = list(unique.values())
     for app_file in _find_app_files(roots):
         app, modules = load_app(app_file)
         if app.name in registry.apps:

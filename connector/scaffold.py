@@ -98,7 +98,7 @@ def format_json(value: Any, indent: int = 0, width: int = 100) -> str:
 
 
 def _check_name(value: str, pattern: str, what: str) -> None:
-    if not re.match(pattern, value):
+    if not re.fullmatch(pattern, value):
         raise ScaffoldError(
             f"{what} name {value!r} must be lowercase letters, digits and '_', starting "
             "with a letter (e.g. acme, send_event)",
@@ -200,18 +200,36 @@ def module_manifest(app: str, module: str, folder: Path) -> dict[str, Any]:
     }
 
 
-def fixture_file(app: str, module: str, folder: Path) -> dict[str, Any]:
-    """Cases the scaffolded module passes: the request, the output, two errors."""
+def fixture_file(
+    app: str,
+    module: str,
+    folder: Path,
+    connection: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Cases the scaffolded module passes: the request, the output, two errors.
+
+    ``connection`` is given for a module added to an existing app: the cases then use
+    placeholder values for that app's required connection fields, and expect only the
+    method and body of the request (its URL and auth are the app's own).
+    """
     body = {
         "name": "Signed Up",
         "userId": "u-1",
         "properties": {"plan": "pro"},
         "requestId": "{{ run.id }}",
     }
+    request: dict[str, Any] = {
+        "method": "POST",
+        "url": f"https://api.{app}.example/{module}",
+        "headers": {"Content-Type": "application/json", "Authorization": "[REDACTED]"},
+        "body": body,
+    }
+    if connection is not None:
+        request = {"method": "POST", "body": body}
     return {
         "$schema": _schema_ref(folder, "fixture.schema.json"),
         "module": f"{app}.{module}",
-        "connection": {"apiKey": "test-key-123"},
+        "connection": connection if connection is not None else {"apiKey": "test-key-123"},
         "cases": [
             {
                 "name": "sends the mapped fields",
@@ -221,12 +239,7 @@ def fixture_file(app: str, module: str, folder: Path) -> dict[str, Any]:
                     "properties": [{"key": "plan", "value": "pro"}],
                 },
                 "context": {"signup": {"event": "Signed Up"}},
-                "request": {
-                    "method": "POST",
-                    "url": f"https://api.{app}.example/{module}",
-                    "headers": {"Content-Type": "application/json", "Authorization": "[REDACTED]"},
-                    "body": body,
-                },
+                "request": request,
                 "response": {"status": 200, "body": {"ok": True}},
                 "output": [{**body, "status": 200}],
             },
@@ -266,30 +279,60 @@ def new_module(root: Path, app: str, module: str, docs: Path | None = None) -> S
     _check_name(module, MODULE_NAME_PATTERN, "module")
     folder = root / app
     app_file = folder / APP_FILE
-    done = Scaffolded()
-    if not app_file.exists():
-        done.created += new_app(root, app).created
     module_file = folder / f"{module}.json"
     fixture = folder / FIXTURES_DIR / f"{module}.json"
-    for path in (module_file, fixture):
-        if path.exists():
+    page = docs / f"{app}.{module}.md" if docs is not None else None
+    # Every check before any write: a refused scaffold leaves nothing behind.
+    for path in (module_file, fixture, page):
+        if path is not None and path.exists():
             raise ScaffoldError(f"{path} already exists", field="module")
+    if module == "app":
+        raise ScaffoldError("a module may not be called 'app' (app.json)", field="module")
+    done = Scaffolded()
+    connection: dict[str, Any] | None = None
+    if app_file.exists():
+        existing, _ = load_app(app_file)
+        connection = _placeholder_connection(existing.manifest.connection.fields)
+    else:
+        done.created += new_app(root, app).created
     _write_json(module_file, module_manifest(app, module, folder))
-    _write_json(fixture, fixture_file(app, module, fixture.parent))
+    _write_json(fixture, fixture_file(app, module, fixture.parent, connection))
     _list_module(app_file, module_file.name)
     if app_file not in done.created:
         done.updated.append(app_file)
     done.created += [module_file, fixture]
     _, modules = load_app(app_file)  # the scaffold must load, or it is our bug
-    if docs is not None:
+    if page is not None:
         from connector.docs import module_page
 
-        page = docs / f"{app}.{module}.md"
         loaded = next(m for m in modules if m.id == f"{app}.{module}")
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(module_page(loaded), encoding="utf-8")
         done.created.append(page)
     return done
+
+
+_PLACEHOLDERS: dict[str, Any] = {
+    "url": "https://example.invalid",
+    "email": "test@example.invalid",
+    "number": 1,
+    "integer": 1,
+    "boolean": True,
+    "date": "2026-01-01T00:00:00Z",
+}
+
+
+def _placeholder_connection(fields: Any) -> dict[str, Any]:
+    """Test values for an existing app's required connection fields."""
+    values: dict[str, Any] = {}
+    for spec in fields:
+        if not spec.required or spec.default is not None:
+            continue
+        if spec.type == "select" and spec.options:
+            values[spec.name] = spec.options[0].value
+        else:
+            values[spec.name] = _PLACEHOLDERS.get(spec.type, f"test-{spec.name}-value")
+    return values
 
 
 def _list_module(app_file: Path, name: str) -> None:

@@ -30,9 +30,11 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
 from jinja2 import TemplateError
 
 from connector.connection import Connection
@@ -121,8 +123,6 @@ def receive(
 
 def _secret(signature: SignatureSpec, connection: Mapping[str, Any] | None) -> str:
     value = (connection or {}).get(signature.secret)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidConfigurationError(
             f"connection field {signature.secret!r} (the webhook's shared secret) is required "
@@ -181,7 +181,7 @@ def parse_body(raw: bytes) -> Any:
             f"the webhook body is not UTF-8 text (byte {exc.start})", field="body"
         ) from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"the webhook body is not valid JSON: {exc.msg} at line {exc.lineno} column "
@@ -196,7 +196,21 @@ def parse_body(raw: bytes) -> Any:
         raise DataError(
             f"the webhook body is nested too deeply (over {MAX_DEPTH} levels)", field="body"
         )
+    try:
+        orjson.dumps(data)  # refuses lone surrogates ("\ud800"), which no host can encode
+    except orjson.JSONEncodeError:
+        raise DataError(
+            "the webhook body has text that is not valid Unicode (a lone surrogate)",
+            field="body",
+        ) from None
     return data
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
 
 
 def split_events(webhook: WebhookSpec, data: Any) -> list[dict[str, Any]]:

@@ -631,9 +631,14 @@ def test_packaged_plus_extra_app(tmp_path: Path) -> None:
 
 
 def test_same_app_twice_fails(tmp_path: Path) -> None:
+    """Two folders holding an app of the same name (one folder named twice loads once)."""
+    import shutil
+
     folder = build_app(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
     with pytest.raises(ManifestError) as info:
-        connector.load(folder, folder, packaged=False)
+        connector.load(folder, copy, packaged=False)
     assert info.value.path == "$.name"
     assert "app 'demo' is loaded twice" in info.value.message
 
@@ -661,3 +666,8 @@ def test_more_errors_are_counted(tmp_path: Path) -> None:
     error = load_error(tmp_path, two_faults)
     assert error.path == "$.parameters[0].type"
     assert "(and 1 more error(s))" in error.message
+
+
+def test_the_same_folder_named_twice_loads_once() -> None:
+    registry = connector.load(Path(__file__).resolve().parent.parent / "manifests")
+    assert "segment.track" in registry

@@ -169,3 +169,32 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     done = _cli(tmp_path, "new", "acme", "send_event")
     assert done.returncode == 2
     assert json.loads(done.stderr)["error"]["field"] == "module"
+
+
+def test_module_added_to_an_existing_app_passes_its_own_cases(tmp_path: Path) -> None:
+    """Scaffolding into an app with another connection (here a copy of Segment's)."""
+    import shutil
+
+    apps = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests" / "segment", apps / "segment")
+    new_module(apps, "segment", "ping")
+    registry = connector.load(apps / "segment", packaged=False)
+    results = [r for r in run_fixtures(registry) if r.module == "segment.ping"]
+    assert len(results) == 3
+    assert all(r.ok for r in results), [r.problems for r in results if not r.ok]
+
+
+def test_a_refused_scaffold_writes_nothing(tmp_path: Path) -> None:
+    apps, docs = tmp_path / "manifests", tmp_path / "docs"
+    docs.mkdir()
+    (docs / "beta.foo.md").write_text("hand-written")
+    with pytest.raises(ScaffoldError):
+        new_module(apps, "beta", "foo", docs)
+    assert (docs / "beta.foo.md").read_text() == "hand-written"
+    assert not (apps / "beta").exists()
+
+
+def test_names_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ScaffoldError):
+        new_module(tmp_path, "nl\n", "m")
+    assert list(tmp_path.iterdir()) == []

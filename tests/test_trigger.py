@@ -558,3 +558,23 @@ def test_a_deeply_nested_signed_delivery_is_a_data_error(engine: connector.Engin
         engine.handle_webhook(MODULE, CONNECTION, {}, signed(body), body)
     assert info.value.field == "body"
     assert "nested too deeply" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"type": "track", "n": 1e999}', b'{"type": "track", "e": "\\ud800"}'],
+    ids=["overflowing-number", "lone-surrogate"],
+)
+def test_json_no_host_can_use_is_a_data_error(engine: connector.Engine, body: bytes) -> None:
+    with pytest.raises(connector.DataError) as info:
+        engine.handle_webhook(MODULE, CONNECTION, {}, signed(body), body)
+    assert info.value.field == "body"
+
+
+@pytest.mark.parametrize("secret", [float("nan"), 1000, True])
+def test_only_text_shared_secrets(engine: connector.Engine, secret: object) -> None:
+    body = encode(TRACK)
+    with pytest.raises(connector.InvalidConfigurationError):
+        engine.handle_webhook(
+            MODULE, {**CONNECTION, "sharedSecret": secret}, {}, signed(body, "nan"), body
+        )
