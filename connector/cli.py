@@ -325,11 +325,20 @@ def cmd_new(args: argparse.Namespace) -> int:
             f"next: edit {folder / (args.module + '.json')} and its cases in "
             f"{folder / 'tests' / (args.module + '.json')}, then run\n"
             f"  connector validate {folder}\n"
-            f"  connector test {args.app} --manifests {root}"
+            f"  connector test {args.app} --manifests {root}{_no_packaged_hint(args.app, root)}"
         )
     else:
         print(f"next: connector new {args.app} MODULE --dir {root}")
     return 0
+
+
+def _no_packaged_hint(app: str, root: Path) -> str:
+    """`` --no-packaged`` when a shipped app of that name would clash with this one."""
+    from connector.loader import packaged_manifests_dir
+
+    shipped = packaged_manifests_dir()
+    same_folder = shipped.resolve() == root.resolve()
+    return " --no-packaged" if (shipped / app).is_dir() and not same_folder else ""
 
 
 def cmd_test(args: argparse.Namespace) -> int:
