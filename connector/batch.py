@@ -155,7 +155,7 @@ class _BatchPlan:
         return content
 
     def request(self, items: list[tuple[_Slot, Prepared]]) -> PreparedRequest:
-        from connector.engine import format_datetime_now
+        from connector.prepare import format_datetime_now
 
         run = {"timestamp": format_datetime_now()}
         try:

@@ -2,10 +2,10 @@
 
 One run goes through four steps, each a method so hosts and tests can stop after any:
 
-1. :meth:`Engine.prepare`: render the builder's mappings over ``context``, coerce and
-   check every parameter, render the manifest's request templates and check the result
-   (URL stays on the base URL, headers are clean, size limits). Pure: nothing is sent,
-   and a DataError here means nothing ever will be.
+1. :meth:`Engine.prepare` (:mod:`connector.prepare`): render the builder's mappings
+   over ``context``, coerce and check every parameter, render the manifest's request
+   templates and check the result (URL stays on the base URL, headers are clean, size
+   limits). Pure: nothing is sent, and a DataError here means nothing ever will be.
 2. :meth:`Engine.dry_run`: the prepared request with auth redacted, for ``--dry-run``.
 3. sending, with the app's retry policy (:mod:`connector.transport`);
 4. rendering the output bundles from the request and response, secrets redacted.
@@ -17,31 +17,17 @@ One run goes through four steps, each a method so hosts and tests can stop after
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlencode, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from jinja2 import TemplateError
-
-from connector._version import __version__
-from connector.connection import REDACTED, Connection
-from connector.errors import DataError, InvalidConfigurationError, RunError
+from connector.connection import Connection
+from connector.errors import InvalidConfigurationError, RunError
 from connector.manifest import RetrySpec
+from connector.prepare import ENGINE_INFO, Prepared, prepare_run, render_part
 from connector.registry import LoadedModule, Registry
-from connector.request import (
-    ALLOWED_METHODS,
-    PreparedRequest,
-    check_headers,
-    encode_body,
-    join_url,
-    largest_fields,
-    normalize_query,
-)
-from connector.templates import TemplateTree, describe_error
-from connector.validation import validate_parameters
+from connector.request import PreparedRequest
 
 if TYPE_CHECKING:
     # Imported lazily at run time: httpx, asyncio and sqlite3 cost ~70 ms of cold start
@@ -55,42 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ENGINE_INFO", "Engine", "Prepared"]
 
-ENGINE_INFO = {"name": "connector", "version": __version__}
 _CONNECTION_CACHE_SIZE = 256
-
-
-class Prepared(NamedTuple):
-    """A checked run, ready to send (a NamedTuple: immutable and cheap to build)."""
-
-    module: LoadedModule
-    connection: Connection
-    request: PreparedRequest
-    parameters: Mapping[str, Any]
-    run: Mapping[str, Any]
-
-    def __repr__(self) -> str:
-        return f"Prepared(module={self.module.id!r}, request={self.request!r})"
-
-    def redacted(self) -> dict[str, Any]:
-        """The request as ``--dry-run`` shows it: auth headers replaced."""
-        auth = {name.lower() for name in self.connection.auth_headers}
-        headers = {
-            k: (REDACTED if k.lower() in auth else v) for k, v in self.request.headers.items()
-        }
-        url = self.request.url
-        if self.request.query:
-            url += ("&" if "?" in url else "?") + urlencode(self.request.query, doseq=True)
-        body: Any = self.request.json_body
-        if body is None and self.request.content is not None:
-            body = self.request.content.decode("utf-8", "replace")
-        out = {
-            "module": self.module.id,
-            "method": self.request.method,
-            "url": url,
-            "headers": headers,
-            "body": body,
-        }
-        return dict(self.connection.redact.data(out))
 
 
 class Engine:
@@ -204,128 +155,7 @@ class Engine:
                 "handle_webhook (or `connector webhook`), it sends nothing"
             )
         conn = _connection or self.connection(module, connection)
-        try:
-            values = validate_parameters(
-                module.manifest.parameters, module.manifest.constraints, parameters, context
-            )
-        except DataError as exc:
-            # Mapped text may quote anything, the write key included: never echo it.
-            exc.message = conn.redact(exc.message)
-            exc.args = (exc.message,)
-            raise
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-            # A safety net: input the checks above did not foresee is still bad input.
-            raise DataError(
-                f"the parameters could not be processed ({type(exc).__name__})"
-            ) from None
-        run = {"id": _uuid4(), "timestamp": format_datetime_now()}
-        scope = {
-            "parameters": values,
-            "connection": conn.public,
-            "run": run,
-            "engine": ENGINE_INFO,
-            "app": module.app.info,
-        }
-        try:
-            request = self._build_request(module, conn, scope)
-        except RecursionError:
-            raise DataError("the parameters are nested too deeply") from None
-        return Prepared(module=module, connection=conn, request=request, parameters=values, run=run)
-
-    def _render(
-        self,
-        module: LoadedModule,
-        part: str,
-        tree: TemplateTree,
-        scope: Mapping[str, Any],
-        conn: Connection,
-    ) -> Any:
-        try:
-            return tree.render(scope)
-        except (
-            TemplateError,
-            OverflowError,
-            TypeError,
-            ValueError,
-            ArithmeticError,
-            RecursionError,
-        ) as exc:
-            raise InvalidConfigurationError(
-                f"module {module.id}: the manifest's {part} template failed: "
-                f"{conn.redact(describe_error(exc))}",
-                field=module.part_fields.get(part),
-            ) from None
-
-    def _build_request(
-        self, module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
-    ) -> PreparedRequest:
-        """Render the request parts and check them; raises DataError on unsafe ones."""
-        fields = module.part_fields
-        render = self._render
-        method_tree = module.method
-        method = str(
-            (
-                method_tree.value
-                if method_tree.literal
-                else render(module, "method", method_tree, scope, conn)
-            )
-            or ""
-        ).upper()
-        if method not in ALLOWED_METHODS:
-            raise DataError(
-                f"unknown method {method!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",
-                field=fields.get("method"),
-            )
-        url_tree = module.url
-        path = url_tree.value if url_tree.literal else render(module, "url", url_tree, scope, conn)
-        url = join_url(conn.base_url, path, fields.get("url"))
-        header_tree = module.headers
-        rendered_headers = (
-            header_tree.value
-            if header_tree.literal
-            else render(module, "headers", header_tree, scope, conn)
-        ) or {}
-        if type(rendered_headers) is not dict and not isinstance(rendered_headers, Mapping):
-            raise DataError(
-                "headers must be an object of names and values", field=fields.get("headers")
-            )
-        headers = (
-            check_headers(rendered_headers, conn.auth_headers, fields.get("headers"))
-            if rendered_headers
-            else {}
-        )
-        query_tree = module.query
-        rendered_query = (
-            query_tree.value
-            if query_tree.literal
-            else render(module, "query", query_tree, scope, conn)
-        )
-        query = normalize_query(rendered_query, fields.get("query")) if rendered_query else {}
-        body = render(module, "body", module.body, scope, conn)
-        content, json_body = encode_body(body, headers, fields.get("body"))
-        spec = module.manifest.request
-        limit = spec.max_body_bytes if spec is not None else None
-        if limit is not None and content is not None and len(content) > limit:
-            biggest = largest_fields(json_body)
-            named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
-            raise DataError(
-                f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
-                + (f"; largest fields: {named}" if named else ""),
-                field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
-            )
-        headers.update(conn.auth_headers)
-        message_id = json_body.get("messageId") if type(json_body) is dict else None
-        return PreparedRequest(
-            method=method,
-            url=url,
-            headers=headers,
-            query=query,
-            content=content,
-            json_body=json_body,
-            module_id=module.id,
-            message_id=message_id if isinstance(message_id, str) else None,
-            timeout=conn.timeout,
-        )
+        return prepare_run(module, conn, parameters, context)
 
     def handle_webhook(
         self,
@@ -416,7 +246,7 @@ class Engine:
             },
             "response": view if view is not None else self.response_view(response),
         }
-        output = self._render(
+        output = render_part(
             prepared.module, "output", prepared.module.output, scope, prepared.connection
         )
         bundles = output if isinstance(output, list) else [output if output is not None else {}]
@@ -535,28 +365,6 @@ class Engine:
         return abatch(self, module_id, connection, inputs, context, concurrency=concurrency)
 
 
-def _uuid4() -> str:
-    """A random (version 4) UUID as text; 3x faster than ``str(uuid.uuid4())``."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
-
-
-_SECOND: tuple[int, str] = (-1, "")
-
-
-def format_datetime_now() -> str:
-    """Now, as ISO 8601 UTC with milliseconds; the seconds part is formatted once a
-    second (this runs for every message). One tuple, so threads never see a half
-    update."""
-    global _SECOND
-    now = time.time()
-    second = int(now)
-    cached = _SECOND
-    if cached[0] != second:
-        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
-
-
 def _parse_body(response: httpx.Response) -> Any:
     if not response.content:
         return None
@@ -564,16 +372,3 @@ def _parse_body(response: httpx.Response) -> Any:
         return json.loads(response.content)
     except ValueError:
         return response.text
-
-
-def _parameter_for(biggest: list[tuple[str, int]], values: Mapping[str, Any]) -> str | None:
-    """The parameter behind the biggest field of a body, when it can be told."""
-    if not biggest:
-        return None
-    head, _, sub = biggest[0][0].partition(".")
-    if head in values:
-        return head
-    for name, value in values.items():
-        if sub and isinstance(value, Mapping) and sub in value:
-            return name
-    return None

@@ -1,0 +1,242 @@
+"""Preparing a run: check the input and build the exact request, sending nothing.
+
+This is step 1 of :mod:`connector.engine`'s run: render the builder's mappings over the
+context, coerce and check every parameter, render the manifest's request templates and
+check the result (the URL stays on the base URL, headers are clean, size limits). It is
+pure: a DataError here means nothing was, or ever will be, sent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
+
+from jinja2 import TemplateError
+
+from connector._version import __version__
+from connector.connection import REDACTED, Connection
+from connector.errors import DataError, InvalidConfigurationError
+from connector.registry import LoadedModule
+from connector.request import (
+    ALLOWED_METHODS,
+    PreparedRequest,
+    check_headers,
+    encode_body,
+    join_url,
+    largest_fields,
+    normalize_query,
+)
+from connector.templates import TemplateTree, describe_error
+from connector.validation import validate_parameters
+
+__all__ = [
+    "ENGINE_INFO",
+    "Prepared",
+    "build_request",
+    "format_datetime_now",
+    "prepare_run",
+    "render_part",
+]
+
+#: What templates see as ``engine`` (and Segment as ``context.library``).
+ENGINE_INFO = {"name": "connector", "version": __version__}
+
+
+class Prepared(NamedTuple):
+    """A checked run, ready to send (a NamedTuple: immutable and cheap to build)."""
+
+    module: LoadedModule
+    connection: Connection
+    request: PreparedRequest
+    parameters: Mapping[str, Any]
+    run: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Prepared(module={self.module.id!r}, request={self.request!r})"
+
+    def redacted(self) -> dict[str, Any]:
+        """The request as ``--dry-run`` shows it: auth headers replaced."""
+        auth = {name.lower() for name in self.connection.auth_headers}
+        headers = {
+            k: (REDACTED if k.lower() in auth else v) for k, v in self.request.headers.items()
+        }
+        url = self.request.url
+        if self.request.query:
+            url += ("&" if "?" in url else "?") + urlencode(self.request.query, doseq=True)
+        body: Any = self.request.json_body
+        if body is None and self.request.content is not None:
+            body = self.request.content.decode("utf-8", "replace")
+        out = {
+            "module": self.module.id,
+            "method": self.request.method,
+            "url": url,
+            "headers": headers,
+            "body": body,
+        }
+        return dict(self.connection.redact.data(out))
+
+
+def prepare_run(
+    module: LoadedModule,
+    conn: Connection,
+    parameters: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+) -> Prepared:
+    """Check ``parameters`` and build the request of one run of ``module``."""
+    try:
+        values = validate_parameters(
+            module.manifest.parameters, module.manifest.constraints, parameters, context
+        )
+    except DataError as exc:
+        # Mapped text may quote anything, the write key included: never echo it.
+        exc.message = conn.redact(exc.message)
+        exc.args = (exc.message,)
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # A safety net: input the checks above did not foresee is still bad input.
+        raise DataError(f"the parameters could not be processed ({type(exc).__name__})") from None
+    run = {"id": _uuid4(), "timestamp": format_datetime_now()}
+    scope = {
+        "parameters": values,
+        "connection": conn.public,
+        "run": run,
+        "engine": ENGINE_INFO,
+        "app": module.app.info,
+    }
+    try:
+        request = build_request(module, conn, scope)
+    except RecursionError:
+        raise DataError("the parameters are nested too deeply") from None
+    return Prepared(module=module, connection=conn, request=request, parameters=values, run=run)
+
+
+def render_part(
+    module: LoadedModule,
+    part: str,
+    tree: TemplateTree,
+    scope: Mapping[str, Any],
+    conn: Connection,
+) -> Any:
+    try:
+        return tree.render(scope)
+    except (
+        TemplateError,
+        OverflowError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        RecursionError,
+    ) as exc:
+        raise InvalidConfigurationError(
+            f"module {module.id}: the manifest's {part} template failed: "
+            f"{conn.redact(describe_error(exc))}",
+            field=module.part_fields.get(part),
+        ) from None
+
+
+def build_request(
+    module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
+) -> PreparedRequest:
+    """Render the request parts and check them; raises DataError on unsafe ones."""
+    fields = module.part_fields
+    render = render_part
+    method_tree = module.method
+    method = str(
+        (
+            method_tree.value
+            if method_tree.literal
+            else render(module, "method", method_tree, scope, conn)
+        )
+        or ""
+    ).upper()
+    if method not in ALLOWED_METHODS:
+        raise DataError(
+            f"unknown method {method!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",
+            field=fields.get("method"),
+        )
+    url_tree = module.url
+    path = url_tree.value if url_tree.literal else render(module, "url", url_tree, scope, conn)
+    url = join_url(conn.base_url, path, fields.get("url"))
+    header_tree = module.headers
+    rendered_headers = (
+        header_tree.value
+        if header_tree.literal
+        else render(module, "headers", header_tree, scope, conn)
+    ) or {}
+    if type(rendered_headers) is not dict and not isinstance(rendered_headers, Mapping):
+        raise DataError(
+            "headers must be an object of names and values", field=fields.get("headers")
+        )
+    headers = (
+        check_headers(rendered_headers, conn.auth_headers, fields.get("headers"))
+        if rendered_headers
+        else {}
+    )
+    query_tree = module.query
+    rendered_query = (
+        query_tree.value if query_tree.literal else render(module, "query", query_tree, scope, conn)
+    )
+    query = normalize_query(rendered_query, fields.get("query")) if rendered_query else {}
+    body = render(module, "body", module.body, scope, conn)
+    content, json_body = encode_body(body, headers, fields.get("body"))
+    spec = module.manifest.request
+    limit = spec.max_body_bytes if spec is not None else None
+    if limit is not None and content is not None and len(content) > limit:
+        biggest = largest_fields(json_body)
+        named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
+        raise DataError(
+            f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
+            + (f"; largest fields: {named}" if named else ""),
+            field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
+        )
+    headers.update(conn.auth_headers)
+    message_id = json_body.get("messageId") if type(json_body) is dict else None
+    return PreparedRequest(
+        method=method,
+        url=url,
+        headers=headers,
+        query=query,
+        content=content,
+        json_body=json_body,
+        module_id=module.id,
+        message_id=message_id if isinstance(message_id, str) else None,
+        timeout=conn.timeout,
+    )
+
+
+def _uuid4() -> str:
+    """A random (version 4) UUID as text; 3x faster than ``str(uuid.uuid4())``."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_SECOND: tuple[int, str] = (-1, "")
+
+
+def format_datetime_now() -> str:
+    """Now, as ISO 8601 UTC with milliseconds; the seconds part is formatted once a
+    second (this runs for every message). One tuple, so threads never see a half
+    update."""
+    global _SECOND
+    now = time.time()
+    second = int(now)
+    cached = _SECOND
+    if cached[0] != second:
+        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
+
+
+def _parameter_for(biggest: list[tuple[str, int]], values: Mapping[str, Any]) -> str | None:
+    """The parameter behind the biggest field of a body, when it can be told."""
+    if not biggest:
+        return None
+    head, _, sub = biggest[0][0].partition(".")
+    if head in values:
+        return head
+    for name, value in values.items():
+        if sub and isinstance(value, Mapping) and sub in value:
+            return name
+    return None
