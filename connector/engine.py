@@ -17,6 +17,7 @@ One run goes through four steps, each a method so hosts and tests can stop after
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,7 @@ class Engine:
         self._async_client = async_client
         self._owns_async_client = async_client is None
         self._connections: OrderedDict[tuple[str, Any], Connection] = OrderedDict()
+        self._lock = threading.Lock()
         self._senders: dict[str, Sender] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -127,15 +129,15 @@ class Engine:
         key = (module.app.name, Connection.cache_key(values))
         cached = self._connections.get(key)
         if cached is not None:
-            self._connections.move_to_end(key)
             return cached
         connection = Connection(module.app, values)
         if self._timeouts:
             host = urlsplit(connection.base_url).hostname or ""
             connection.timeout = self._timeouts.get(host, connection.timeout)
-        self._connections[key] = connection
-        if len(self._connections) > _CONNECTION_CACHE_SIZE:
-            self._connections.popitem(last=False)
+        with self._lock:  # hosts run one engine from many threads
+            self._connections[key] = connection
+            while len(self._connections) > _CONNECTION_CACHE_SIZE:
+                self._connections.popitem(last=False)
         return connection
 
     def prepare(

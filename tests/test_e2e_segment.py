@@ -437,3 +437,20 @@ def test_encoded_separators_cannot_hide_dot_segments(
         engine.run("segment.api_call", connection, {"url": url, "method": "GET"})
     assert info.value.field == "url"
     assert sink.requests_count == 0
+
+
+def test_one_engine_serves_many_threads(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    """Hosts share one engine across worker threads: every run is delivered, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        conn = {**connection, "region": "us"} if i % 2 else connection  # two cache keys
+        [bundle] = engine.run("segment.track", conn, {"event": f"T{i}", "userId": f"u{i}"})
+        return str(bundle["messageId"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(one, range(200)))
+    assert len(set(ids)) == 200
+    assert sorted(m["messageId"] for m in sink.messages()) == sorted(ids)
