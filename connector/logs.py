@@ -33,7 +33,13 @@ def register_redactor(redactor: Callable[[str], str]) -> None:
 
 def redact_message(message: str) -> str:
     """``message`` with every live redactor applied."""
-    for redactor in list(_REDACTORS):
+    while True:
+        try:
+            redactors = list(_REDACTORS)
+            break
+        except RuntimeError:  # another thread added a connection meanwhile: read again
+            continue
+    for redactor in redactors:
         message = redactor(message)
     return message
 
