@@ -119,8 +119,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     registry = load(*paths, packaged=not paths)
     check_json_schema(registry)
+    from connector.fixtures import fixture_path, load_fixture
+
+    examples = 0
+    for module in registry:
+        path = fixture_path(module)
+        if path.is_file():
+            load_fixture(path)  # a broken example file is a ManifestError too
+            examples += 1
     apps = ", ".join(sorted(registry.apps))
-    print(f"ok: {len(registry.apps)} app(s) ({apps}), {len(registry)} module(s)")
+    print(
+        f"ok: {len(registry.apps)} app(s) ({apps}), {len(registry)} module(s), "
+        f"{examples} example file(s)"
+    )
     return 0
 
 

@@ -160,7 +160,7 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
         "created docs/modules/acme.send_event.md",
     ]
     done = _cli(tmp_path, "validate", "manifests/acme")
-    assert done.stdout == "ok: 1 app(s) (acme), 1 module(s)\n", done.stderr
+    assert done.stdout == "ok: 1 app(s) (acme), 1 module(s), 1 example file(s)\n", done.stderr
     done = _cli(tmp_path, "test", "acme", "--manifests", "manifests", "--no-packaged")
     assert done.returncode == 0, done.stdout
     assert done.stdout.endswith("3 passed, 0 failed (1 module(s))\n")
