@@ -87,7 +87,7 @@ class RuleError(ValueError):
 class _Model(BaseModel):
     """Strict base: unknown keys are errors, so a typo never passes silently."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Option(_Model):
@@ -141,7 +141,7 @@ class Parameter(_Model):
         default=None, description="A named format from the engine's registry, e.g. 'currency'."
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _check_type_specific(self) -> Parameter:
@@ -177,7 +177,7 @@ class Constraint(_Model):
     )
     message: str | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class RequestSpec(_Model):
@@ -193,7 +193,7 @@ class RequestSpec(_Model):
         default=None, alias="maxBodyBytes", gt=0, description="Refuse bigger bodies (DataError)."
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class OutputField(_Model):
@@ -281,7 +281,7 @@ class WebhookSpec(_Model):
         description="Refuse bigger deliveries (DataError) before reading them as JSON.",
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # A trigger has a webhook and no request; every other kind has a request and no webhook.
@@ -321,7 +321,11 @@ class ModuleManifest(_Model):
     )
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_KIND_RULES
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        json_schema_extra=_KIND_RULES,
+        defer_build=True,
     )
 
     @model_validator(mode="after")
@@ -395,7 +399,7 @@ class RetrySpec(_Model):
         description="HTTP statuses that are retried.",
     )
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class BatchSpec(_Model):
@@ -417,7 +421,7 @@ class BatchSpec(_Model):
     max_bytes: int = Field(default=512_000, alias="maxBytes", ge=1024)
     max_item_bytes: int = Field(default=32_768, alias="maxItemBytes", ge=1)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class AppManifest(_Model):
@@ -441,7 +445,7 @@ class AppManifest(_Model):
     )
     modules: list[str] = Field(description="Module manifest files, relative to app.json.")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _check_fields(self) -> AppManifest:
@@ -519,5 +523,3 @@ def module_schema() -> dict[str, Any]:
     return schema
 
 
-Option.model_rebuild()
-Parameter.model_rebuild()
