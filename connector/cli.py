@@ -150,6 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with Engine(registry, incomplete=store) as engine:
             if args.batch:
+                import gc
+
+                # This process is ours: the loaded manifests live as long as it does, so
+                # the garbage collector need not keep walking them during a long batch.
+                gc.freeze()
                 return _run_batch(engine, args.module, connection, args.batch, context)
             if args.dry_run:
                 _print_json(engine.dry_run(args.module, connection, parameters, context))
