@@ -250,7 +250,7 @@ def compile_tree_function(
 ) -> TreeFunction | None:
     """One function rendering the compiled tree ``node``, or None when a part of it is
     outside the generator's subset (the tree then renders node by node)."""
-    from connector.validation import Values
+    from connector.mapping import Values
 
     generator = _Generator(filters, max_output, drop)
     generator.env["_Values"] = Values

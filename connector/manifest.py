@@ -521,5 +521,3 @@ def module_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://connector.invalid/schema/module.schema.json"
     return schema
-
-

@@ -12,88 +12,18 @@ templates can write ``parameters.traits.email`` without guarding every level.
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jinja2 import TemplateError
-
 from connector.errors import DataError
-from connector.manifest import Constraint, Option, Parameter, ReservedNames
-from connector.templates import CompiledTemplate, describe_error, is_template
-from connector.types import FORMATS, coerce_scalar, too_deep
+from connector.keyvalue import keyvalue, keyvalue_list, normalize_name
+from connector.manifest import Constraint, Option, Parameter
+from connector.mapping import Values, cached, maybe_json, render_mapping
+from connector.types import FORMATS, coerce_scalar
 
 __all__ = ["Values", "normalize_name", "render_mapping", "validate_parameters"]
-
-
-class Values(dict[str, Any]):
-    """A dict in which a missing key reads as ``None`` (for templates)."""
-
-    def __missing__(self, key: str) -> None:
-        return None
-
-
-_NAME_FOLD = re.compile(r"[\s_\-]+")
-
-
-@functools.lru_cache(maxsize=8192)
-def normalize_name(name: str) -> str:
-    """Fold case and ``_``/``-``/spaces, so ``First Name`` == ``firstName`` == ``first_name``."""
-    return _NAME_FOLD.sub("", name).lower()
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled(source: str) -> CompiledTemplate:
-    return CompiledTemplate(source)
-
-
-def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
-    """Render a builder's mapped value (templates over earlier bundles) into plain data.
-
-    Containers are always copied (bundles never alias the caller's input); the dotted
-    path of a nested value is only built when that value needs rendering.
-    """
-    kind = type(value)
-    if kind is str:
-        if "{" not in value or not is_template(value):
-            return value
-        try:
-            return _compiled(value).render(context)
-        except (
-            TemplateError,
-            OverflowError,
-            TypeError,
-            ValueError,
-            ArithmeticError,
-            RecursionError,
-        ) as exc:
-            raise DataError(
-                f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
-                field=field,
-            ) from None
-    if kind is int or kind is float or kind is bool or value is None:
-        return value
-    if kind is dict or isinstance(value, Mapping):
-        return {
-            str(k): v
-            if type(v) in _PLAIN and not (type(v) is str and "{" in v)
-            else render_mapping(v, context, f"{field}.{k}")
-            for k, v in value.items()
-        }
-    if kind is list or isinstance(value, tuple):
-        return [
-            v
-            if type(v) in _PLAIN and not (type(v) is str and "{" in v)
-            else render_mapping(v, context, f"{field}[{i}]")
-            for i, v in enumerate(value)
-        ]
-    return value
-
-
-_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _is_empty(value: Any) -> bool:
@@ -123,23 +53,6 @@ def validate_parameters(
 
 # Per-spec facts computed once (manifests are immutable after loading). Keyed by id()
 # with the object kept alive in the value, so an id is never reused while cached.
-_CACHE: dict[tuple[int, Any], tuple[object, Any]] = {}
-_CACHE_LIMIT = 4096
-
-
-def _cached(obj: object, build: Any) -> Any:
-    """``build(obj)``, computed once per object and builder."""
-    key = (id(obj), build)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is obj:
-        return hit[1]
-    if len(_CACHE) >= _CACHE_LIMIT:
-        _CACHE.clear()
-    value = build(obj)
-    _CACHE[key] = (obj, value)
-    return value
-
-
 class _LevelPlan:
     """What one level of parameters needs at run time, computed once per level."""
 
@@ -170,7 +83,7 @@ class _LevelPlan:
 def _validate_level(
     specs: Sequence[Parameter], raw: Mapping[str, Any], context: Mapping[str, Any], prefix: str
 ) -> Values:
-    plan: _LevelPlan = _cached(specs, _LevelPlan)
+    plan: _LevelPlan = cached(specs, _LevelPlan)
     known = plan.known
     if not plan.has_options:
         return _validate_flat_level(specs, plan, raw, context, prefix)
@@ -302,11 +215,11 @@ def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], fie
     kind = spec.type
     if kind == "keyvalue" and type(value) is list and value:
         # Key/value lists are rendered item by item inside _keyvalue: no extra copy.
-        return _keyvalue_list(spec, value, context, field)
+        return keyvalue_list(spec, value, context, field)
     value = render_mapping(value, context, field)
     if kind == "text" and type(value) is str and value:
         # The commonest field, already text: only its length rules, if any, apply.
-        lengths: tuple[int, int] | None = _cached(spec, _text_lengths)
+        lengths: tuple[int, int] | None = cached(spec, _text_lengths)
         if lengths is not None and lengths[0] <= len(value) <= lengths[1]:
             return value
     if _is_empty(value):
@@ -322,11 +235,11 @@ def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], fie
     if spec.type == "array":
         return _array(spec, value, context, field)
     if spec.type == "keyvalue":
-        return _keyvalue(spec, value, field)
+        return keyvalue(spec, value, field)
     if spec.type == "select":
         return _chosen_option(spec, value, field).value
     coerced = coerce_scalar(spec.type, value, field)
-    if not _cached(spec, _has_rules):
+    if not cached(spec, _has_rules):
         return coerced
     return _check_rules(spec, coerced, field)
 
@@ -346,7 +259,7 @@ def _has_rules(spec: Parameter) -> bool:
 
 
 def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Values:
-    value = _maybe_json(value, (dict,))
+    value = maybe_json(value, (dict,))
     if not isinstance(value, Mapping):
         raise DataError(
             f"field {field!r} must be an object, got {type(value).__name__}", field=field
@@ -355,7 +268,7 @@ def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: 
 
 
 def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> list[Any]:
-    value = _maybe_json(value, (list,))
+    value = maybe_json(value, (list,))
     if not isinstance(value, list | tuple):
         raise DataError(f"field {field!r} must be a list, got {type(value).__name__}", field=field)
     if spec.min_items is not None and len(value) < spec.min_items:
@@ -372,102 +285,6 @@ def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) 
     return out
 
 
-def _keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
-    value = _maybe_json(value, (dict, list))
-    if type(value) is dict:
-        # The common shape, an object: keys are unique by construction.
-        folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
-        for key in value:
-            if type(key) is not str or not key.strip():
-                raise DataError(f"field {field!r} has an empty or non-text key", field=field)
-            if folded is not None and normalize_name(key) in folded:
-                assert spec.reserved is not None
-                _check_reserved(spec.reserved, key, field)
-        return dict(value)
-    pairs: list[tuple[Any, Any]]
-    if isinstance(value, Mapping):
-        pairs = list(value.items())
-    elif isinstance(value, list | tuple):
-        pairs = []
-        for i, item in enumerate(value):
-            if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
-                raise DataError(
-                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
-                    field=field,
-                )
-            pairs.append((item["key"], item.get("value")))
-    else:
-        raise DataError(
-            f"field {field!r} must be a list of {{key, value}} or an object, "
-            f"got {type(value).__name__}",
-            field=field,
-        )
-    out: dict[str, Any] = {}
-    folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
-    for key, item_value in pairs:
-        _add_pair(out, spec, folded, key, item_value, field)
-    return out
-
-
-def _add_pair(
-    out: dict[str, Any],
-    spec: Parameter,
-    folded: dict[str, str] | None,
-    key: Any,
-    value: Any,
-    field: str,
-) -> None:
-    """Add one key/value pair: text keys, each once, none of them reserved."""
-    if type(key) is not str or not key.strip():
-        raise DataError(f"field {field!r} has an empty or non-text key", field=field)
-    if key in out:
-        raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
-    if folded is not None and normalize_name(key) in folded:
-        assert spec.reserved is not None
-        _check_reserved(spec.reserved, key, field)
-    out[key] = value
-
-
-def _keyvalue_list(
-    spec: Parameter, items: list[Any], context: Mapping[str, Any], field: str
-) -> dict[str, Any]:
-    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read."""
-    out: dict[str, Any] = {}
-    folded = _cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
-    clean: set[str] = _cached(spec, _clean_keys)
-    for i, item in enumerate(items):
-        if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
-            item = render_mapping(item, context, f"{field}[{i}]")
-            if not isinstance(item, Mapping) or "key" not in item:
-                raise DataError(
-                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
-                    field=field,
-                )
-        key, item_value = item["key"], item.get("value")
-        if type(key) is str and "{" in key:
-            key = render_mapping(key, context, f"{field}[{i}].key")
-        if type(item_value) not in _PLAIN or (type(item_value) is str and "{" in item_value):
-            item_value = render_mapping(item_value, context, f"{field}[{i}].value")
-        # _add_pair's checks, inlined on this per-item hot path (the common case passes
-        # all three tests without a call); anything unusual goes through _add_pair.
-        if type(key) is str and key in clean and key not in out:
-            out[key] = item_value
-        else:
-            _add_pair(out, spec, folded, key, item_value, field)
-            if len(clean) < _CLEAN_LIMIT:
-                clean.add(key)  # checked once: the next run's same key skips the check
-    return out
-
-
-#: Keys a key/value parameter already accepted once (non-empty text, not reserved):
-#: bounded, per parameter.
-_CLEAN_LIMIT = 10_000
-
-
-def _clean_keys(spec: Parameter) -> set[str]:
-    return set()
-
-
 def _text_lengths(spec: Parameter) -> tuple[int, int] | None:
     """(min, max) length of a text field whose only rules are lengths, else None."""
     if spec.pattern is not None or spec.format is not None:
@@ -476,24 +293,6 @@ def _text_lengths(spec: Parameter) -> tuple[int, int] | None:
         return None
     low = spec.min_length if spec.min_length is not None else 0
     return (max(low, 1), spec.max_length if spec.max_length is not None else 2**62)
-
-
-def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
-    return {normalize_name(name): name for name in reserved.names}
-
-
-def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
-    folded: dict[str, str] = _cached(reserved, _folded_reserved)
-    name = folded.get(normalize_name(key))
-    if name is None:
-        return
-    hint = ""
-    if reserved.use:
-        hint = f"; use the field {reserved.use.replace('{name}', name)!r} instead"
-    raise DataError(
-        f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}",
-        field=field,
-    )
 
 
 def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Option:
@@ -510,20 +309,6 @@ def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Opt
     raise DataError(
         f"field {name!r} has unknown value {value!r}, expected one of: {expected}", field=name
     )
-
-
-def _maybe_json(value: Any, kinds: tuple[type, ...]) -> Any:
-    """A mapped JSON text of an object/list is read as that object/list."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
-        try:
-            parsed = json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-        if too_deep(parsed):
-            return value  # left as text: refused as the wrong type, not crashed on
-        if isinstance(parsed, kinds):
-            return parsed
-    return value
 
 
 def _check_rules(spec: Parameter, value: Any, field: str) -> Any:

@@ -1,0 +1,145 @@
+"""Key/value fields: Make's list of ``{key, value}`` pairs (or an object), and the names
+they may not use.
+
+Custom traits and properties come in as key/value fields. Their keys must be non-empty
+text, each once, and must not clash with the names the app reserves (Segment's reserved
+traits, say): matching ignores case, ``_``, ``-`` and spaces, so ``First Name`` clashes
+with ``firstName``, and the error names the field to use instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from connector.errors import DataError
+from connector.manifest import Parameter, ReservedNames
+from connector.mapping import PLAIN, cached, maybe_json, render_mapping
+
+__all__ = ["keyvalue", "keyvalue_list", "normalize_name"]
+
+
+_NAME_FOLD = re.compile(r"[\s_\-]+")
+
+
+@functools.lru_cache(maxsize=8192)
+def normalize_name(name: str) -> str:
+    """Fold case and ``_``/``-``/spaces, so ``First Name`` == ``firstName`` == ``first_name``."""
+    return _NAME_FOLD.sub("", name).lower()
+
+
+def keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
+    """A key/value field given as an object, a list of pairs, or JSON text of either."""
+    value = maybe_json(value, (dict, list))
+    if type(value) is dict:
+        # The common shape, an object: keys are unique by construction.
+        folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+        for key in value:
+            if type(key) is not str or not key.strip():
+                raise DataError(f"field {field!r} has an empty or non-text key", field=field)
+            if folded is not None and normalize_name(key) in folded:
+                assert spec.reserved is not None
+                _check_reserved(spec.reserved, key, field)
+        return dict(value)
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, list | tuple):
+        pairs = []
+        for i, item in enumerate(value):
+            if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
+                raise DataError(
+                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
+                    field=field,
+                )
+            pairs.append((item["key"], item.get("value")))
+    else:
+        raise DataError(
+            f"field {field!r} must be a list of {{key, value}} or an object, "
+            f"got {type(value).__name__}",
+            field=field,
+        )
+    out: dict[str, Any] = {}
+    folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+    for key, item_value in pairs:
+        _add_pair(out, spec, folded, key, item_value, field)
+    return out
+
+
+def _add_pair(
+    out: dict[str, Any],
+    spec: Parameter,
+    folded: dict[str, str] | None,
+    key: Any,
+    value: Any,
+    field: str,
+) -> None:
+    """Add one key/value pair: text keys, each once, none of them reserved."""
+    if type(key) is not str or not key.strip():
+        raise DataError(f"field {field!r} has an empty or non-text key", field=field)
+    if key in out:
+        raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
+    if folded is not None and normalize_name(key) in folded:
+        assert spec.reserved is not None
+        _check_reserved(spec.reserved, key, field)
+    out[key] = value
+
+
+def keyvalue_list(
+    spec: Parameter, items: list[Any], context: Mapping[str, Any], field: str
+) -> dict[str, Any]:
+    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read."""
+    out: dict[str, Any] = {}
+    folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+    clean: set[str] = cached(spec, _clean_keys)
+    for i, item in enumerate(items):
+        if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
+            item = render_mapping(item, context, f"{field}[{i}]")
+            if not isinstance(item, Mapping) or "key" not in item:
+                raise DataError(
+                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
+                    field=field,
+                )
+        key, item_value = item["key"], item.get("value")
+        if type(key) is str and "{" in key:
+            key = render_mapping(key, context, f"{field}[{i}].key")
+        if type(item_value) not in PLAIN or (type(item_value) is str and "{" in item_value):
+            item_value = render_mapping(item_value, context, f"{field}[{i}].value")
+        # _add_pair's checks, inlined on this per-item hot path (the common case passes
+        # all three tests without a call); anything unusual goes through _add_pair.
+        if type(key) is str and key in clean and key not in out:
+            out[key] = item_value
+        else:
+            _add_pair(out, spec, folded, key, item_value, field)
+            if len(clean) < _CLEAN_LIMIT:
+                clean.add(key)  # checked once: the next run's same key skips the check
+    return out
+
+
+#: Keys a key/value parameter already accepted once (non-empty text, not reserved):
+#: bounded, per parameter.
+_CLEAN_LIMIT = 10_000
+
+
+def _clean_keys(spec: Parameter) -> set[str]:
+    return set()
+
+
+def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
+    return {normalize_name(name): name for name in reserved.names}
+
+
+def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
+    folded: dict[str, str] = cached(reserved, _folded_reserved)
+    name = folded.get(normalize_name(key))
+    if name is None:
+        return
+    hint = ""
+    if reserved.use:
+        hint = f"; use the field {reserved.use.replace('{name}', name)!r} instead"
+    raise DataError(
+        f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}",
+        field=field,
+    )
