@@ -29,11 +29,9 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import TemplateError
-
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.request import PreparedRequest, join_url
-from connector.templates import CompiledTemplate, TemplateTree, describe_error
+from connector.templates import RENDER_FAILURES, CompiledTemplate, TemplateTree, describe_error
 
 if TYPE_CHECKING:
     import asyncio
@@ -110,7 +108,7 @@ class _BatchPlan:
         scope = {"connection": self.connection.public, "engine": {}, "app": {}}
         try:
             path = CompiledTemplate(spec.url).render({**scope, "run": {}})
-        except (TemplateError, TypeError, ValueError) as exc:
+        except RENDER_FAILURES as exc:
             raise InvalidConfigurationError(
                 f"the app's batch url template failed: {describe_error(exc)}"
             ) from None
@@ -160,7 +158,7 @@ class _BatchPlan:
         run = {"timestamp": format_datetime_now()}
         try:
             extra = self.extra.render({"run": run, "connection": self.connection.public}) or {}
-        except (TemplateError, TypeError, ValueError) as exc:
+        except RENDER_FAILURES as exc:
             raise InvalidConfigurationError(
                 f"the app's batch extra template failed: {describe_error(exc)}"
             ) from None

@@ -14,10 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import TemplateError
-
 from connector.errors import DataError
-from connector.templates import CompiledTemplate, describe_error, is_template
+from connector.templates import RENDER_FAILURES, CompiledTemplate, describe_error, is_template
 from connector.types import too_deep
 
 __all__ = ["PLAIN", "Values", "cached", "maybe_json", "render_mapping"]
@@ -47,14 +45,7 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
             return value
         try:
             return _compiled(value).render(context)
-        except (
-            TemplateError,
-            OverflowError,
-            TypeError,
-            ValueError,
-            ArithmeticError,
-            RecursionError,
-        ) as exc:
+        except RENDER_FAILURES as exc:
             raise DataError(
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",
                 field=field,

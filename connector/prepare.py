@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-from jinja2 import TemplateError
-
 from connector._version import __version__
 from connector.connection import REDACTED, Connection
 from connector.errors import DataError, InvalidConfigurationError
@@ -29,7 +27,7 @@ from connector.request import (
     largest_fields,
     normalize_query,
 )
-from connector.templates import TemplateTree, describe_error
+from connector.templates import RENDER_FAILURES, TemplateTree, describe_error
 from connector.validation import validate_parameters
 
 __all__ = [
@@ -122,14 +120,7 @@ def render_part(
 ) -> Any:
     try:
         return tree.render(scope)
-    except (
-        TemplateError,
-        OverflowError,
-        TypeError,
-        ValueError,
-        ArithmeticError,
-        RecursionError,
-    ) as exc:
+    except RENDER_FAILURES as exc:
         raise InvalidConfigurationError(
             f"module {module.id}: the manifest's {part} template failed: "
             f"{conn.redact(describe_error(exc))}",

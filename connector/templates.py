@@ -34,6 +34,7 @@ from connector.sandbox import (
 
 __all__ = [
     "MAX_OUTPUT",
+    "RENDER_FAILURES",
     "CompiledTemplate",
     "TemplateTree",
     "compile_template",
@@ -44,6 +45,16 @@ __all__ = [
 ]
 
 _ENV = environment()
+#: What rendering an untrusted template may raise: a template error, a sandbox limit, or
+#: a filter given the wrong kind of value. Callers turn these into the right RunError.
+RENDER_FAILURES: tuple[type[BaseException], ...] = (
+    TemplateError,
+    OverflowError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    RecursionError,
+)
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 

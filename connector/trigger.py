@@ -35,13 +35,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-from jinja2 import TemplateError
 
 from connector.connection import Connection
 from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigurationError
 from connector.manifest import SignatureSpec, WebhookSpec
 from connector.registry import LoadedModule
-from connector.templates import describe_error
+from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import MAX_DEPTH, too_deep
 from connector.validation import Values, validate_parameters
 
@@ -264,7 +263,7 @@ def _render(module: LoadedModule, part: str, scope: Mapping[str, Any], conn: Con
     assert tree is not None
     try:
         return tree.render(scope)
-    except (TemplateError, OverflowError, TypeError, ValueError, ArithmeticError) as exc:
+    except RENDER_FAILURES as exc:
         raise InvalidConfigurationError(
             f"module {module.id}: the manifest's {part} template failed: "
             f"{conn.redact(describe_error(exc))}"

@@ -19,6 +19,29 @@ from tests.conftest import WRITE_KEY
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_batch_cli(sink: Sink, path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`connector run segment.track --batch PATH` against the sink, as a host runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            "segment.track",
+            *flags,
+            "-c",
+            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+            "--batch",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
 def track(i: int, **extra: Any) -> dict[str, Any]:
     return {"event": f"E{i}", "userId": f"u{i}", **extra}
 
@@ -164,25 +187,7 @@ def test_cli_batch_prints_one_line_per_input(sink: Sink, tmp_path: Path) -> None
     lines.insert(2, json.dumps({"event": "no identity"}))
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "segment.track",
-            "--no-store",
-            "-c",
-            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
-            "--batch",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    done = run_batch_cli(sink, path, "--no-store")
     assert done.returncode == 1  # one input failed
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(out) == 6
@@ -198,25 +203,7 @@ def test_cli_batch_bad_line_is_that_lines_error(sink: Sink, tmp_path: Path) -> N
     """A bad line is its own result, in place; the lines around it still run."""
     path = tmp_path / "bad.jsonl"
     path.write_text('{"event": "A", "userId": "u"}\nnot json\n[1]\n{"event": "B", "userId": "u"}\n')
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "segment.track",
-            "--no-store",
-            "-c",
-            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
-            "--batch",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    done = run_batch_cli(sink, path, "--no-store")
     assert done.returncode == 1
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert out[0]["bundles"][0]["event"] == "A"
@@ -229,25 +216,7 @@ def test_cli_batch_bad_line_is_that_lines_error(sink: Sink, tmp_path: Path) -> N
 def test_cli_batch_refuses_dry_run(sink: Sink, tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('{"event": "A", "userId": "u"}\n')
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "segment.track",
-            "--dry-run",
-            "-c",
-            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
-            "--batch",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    done = run_batch_cli(sink, path, "--dry-run")
     assert done.returncode == 2
     assert json.loads(done.stderr)["error"]["field"] == "--dry-run"
     assert sink.requests_count == 0
