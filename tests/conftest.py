@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import os
+
 import pytest
+from hypothesis import settings
 
 import connector
 from connector.manifest import RetrySpec
 from connector.sink import Sink
+
+# In CI the property tests draw the same examples every run (a failure there is then
+# reproducible from the log); locally they explore new ones each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
 #: Every module the package ships, sorted (the registry's order).
