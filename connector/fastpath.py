@@ -1,39 +1,60 @@
-"""A fast path for the common template expressions: Jinja's AST compiled to closures.
+"""The fast path: Jinja's AST, in a safe subset, compiled to plain Python functions.
 
 Most templates in manifests and mappings are simple: ``parameters.userId``,
 ``parameters.messageId or run.id``, ``parameters.traits | merge(x) | compact``. Jinja
-evaluates each one by building a fresh render context, which costs ~15 µs a template;
-a batch of 100,000 messages with ten templates each would spend most of its time there.
+evaluates each by building a fresh render context (~15 µs a template), and a request
+body is a tree of a dozen of them. This module writes the Python source of one function
+per single-expression template, and of one function per whole tree of them (a request
+body), compiled the first time it runs.
 
-This module compiles a *safe subset* of Jinja's expression AST into plain Python
-closures, once, at load time. The subset is safe by construction: values are only
-read through mapping keys (never Python attributes), and the only calls are the
-engine's own pure filters and a few re-implemented built-ins. Anything outside the
-subset, at compile time or at run time (a missing key, an attribute of a non-mapping,
-a name that is not in scope), raises :class:`Fallback`, and the caller evaluates the
-template with the full sandboxed Jinja instead, so errors and edge cases keep exactly
-Jinja's behaviour. Results are the same either way; the tests run both paths.
+The subset is safe by construction: values are read only through dict keys (``x[k]``
+after checking ``x`` is a dict), the only calls are the engine's own pure filters and
+tests, passed in by name, and no name of a template ever becomes a Python identifier
+unchecked (keys and constants are ``repr``'d literals). Whenever the generated code
+meets anything outside the subset at run time (a missing key, a non-dict, a name the
+scope lacks), it raises :class:`Fallback` and the caller evaluates with the full
+sandboxed Jinja, so results and errors are always Jinja's; the tests compare the two.
 """
 
 from __future__ import annotations
 
+import itertools
 import numbers
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import nodes
 
-__all__ = ["Fallback", "compile_expression"]
+__all__ = ["Fallback", "FastFunction", "expression_function", "tree_function"]
 
-Evaluator = Callable[[Mapping[str, Any]], Any]
+Scope = Mapping[str, Any]
 
 
 class Fallback(Exception):
     """This expression (or this evaluation of it) needs the full Jinja sandbox."""
 
 
+class _Unsupported(Exception):
+    """A part the generator does not handle: keep the ordinary path."""
+
+
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+_LITERALS = (str, int, float, bool, type(None))
+_OPERATORS = {
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "lteq": "<=",
+    "gt": ">",
+    "gteq": ">=",
+    "in": "in",
+    "notin": "not in",
+}
+#: The output-size check on a text result, as generated code.
+_CAP = (
+    "type({value}) is str and len({value}) > _MAX: "
+    "raise OverflowError('result exceeds the output limit')"
+)
 
 
 def _select(value: Any) -> list[Any]:
@@ -59,139 +80,251 @@ _TESTS: dict[str, Callable[[Any], bool]] = {
     "sequence": lambda v: isinstance(v, list | tuple | str | Mapping),
 }
 
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "lt": operator.lt,
-    "lteq": operator.le,
-    "gt": operator.gt,
-    "gteq": operator.ge,
-    "in": lambda a, b: a in b,
-    "notin": lambda a, b: a not in b,
-}
+
+def _missing(value: Any, key: str) -> Any:
+    """A key absent from a dict: ``None`` for the engine's Values, else Jinja decides."""
+    if (
+        isinstance(value, dict)
+        and key not in _DICT_ATTRIBUTES
+        and not key.startswith("_")
+        and hasattr(type(value), "__missing__")
+    ):
+        return value[key]  # the engine's Values: an absent field reads as None
+    raise Fallback(key)
 
 
-def compile_expression(node: nodes.Node, filters: Mapping[str, Callable[..., Any]]) -> Evaluator:
-    """A closure evaluating ``node``; raises Fallback when the node is outside the subset."""
-    return _Compiler(filters).compile(node)
+class FastFunction:
+    """Generated source, compiled into a function the first time it is called."""
+
+    __slots__ = ("_env", "_function", "_source")
+
+    def __init__(self, source: str, env: dict[str, Any]) -> None:
+        self._source = source
+        self._env = env
+        self._function: Callable[[Scope], Any] | None = None
+
+    def __call__(self, scope: Scope) -> Any:
+        function = self._function
+        if function is None:
+            namespace = dict(self._env)
+            exec(compile(self._source, "<connector fast path>", "exec"), namespace)
+            function = self._function = namespace["render"]
+        return function(scope)
 
 
-class _Compiler:
-    def __init__(self, filters: Mapping[str, Callable[..., Any]]) -> None:
+class _Generator:
+    """Writes the function's source; ``emit`` lines, ``expr`` expressions."""
+
+    def __init__(
+        self, filters: Mapping[str, Callable[..., Any]], max_output: int, drop: object
+    ) -> None:
+        self.lines: list[str] = []
+        self.names = itertools.count()
+        self.env: dict[str, Any] = {
+            "Fallback": Fallback,
+            "_missing": _missing,
+            "_DROP": drop,
+            "_MAX": max_output,
+            "_str": str,
+            "_dict": dict,
+        }
         self.filters = filters
+        #: Scope names the expressions read: bound once, at the top of the function.
+        self.scope_names: set[str] = set()
 
-    def compile(self, node: nodes.Node) -> Evaluator:
+    def temp(self) -> str:
+        return f"_t{next(self.names)}"
+
+    def bind(self, value: Any) -> str:
+        name = f"_g{next(self.names)}"
+        self.env[name] = value
+        return name
+
+    # -- expressions (Jinja AST -> Python source) ---------------------------------------
+
+    def expr(self, node: nodes.Node) -> str:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
-            raise Fallback(type(node).__name__)
-        result: Evaluator = method(node)
-        return result
+            raise _Unsupported(type(node).__name__)
+        source: str = method(node)
+        return source
 
-    def _Name(self, node: nodes.Name) -> Evaluator:
-        name = node.name
-        if name in ("true", "True"):
-            return lambda scope: True
-        if name in ("false", "False"):
-            return lambda scope: False
-        if name in ("none", "None"):
-            return lambda scope: None
+    def _Name(self, node: nodes.Name) -> str:
+        constants = {
+            "true": "True",
+            "True": "True",
+            "false": "False",
+            "False": "False",
+            "none": "None",
+            "None": "None",
+        }
+        if node.name in constants:
+            return constants[node.name]
+        self.scope_names.add(node.name)
+        return self.local(node.name)
 
-        def get(scope: Mapping[str, Any]) -> Any:
-            try:
-                return scope[name]
-            except KeyError:
-                raise Fallback(name) from None
+    @staticmethod
+    def local(name: str) -> str:
+        # A template name becomes a local of the generated function only with a prefix
+        # no other local uses, and only when it is a plain identifier.
+        if not name.isidentifier():
+            raise _Unsupported("name")
+        return f"_s_{name}"
 
-        return get
+    def _lookup(self, target: str, key: Any) -> str:
+        if not isinstance(key, str) or key.startswith("_"):
+            raise _Unsupported("key")
+        t = self.temp()
+        if key in _DICT_ATTRIBUTES:
+            return (
+                f"({t}[{key!r}] if isinstance({t} := {target}, _dict) and {key!r} in {t} "
+                f"else _missing({t}, {key!r}))"
+            )
+        # The engine's Values read an absent field as None (its __missing__): inline.
+        return (
+            f"({t}[{key!r}] if isinstance({t} := {target}, _dict) and ({key!r} in {t} "
+            f"or type({t}) is _Values) else _missing({t}, {key!r}))"
+        )
 
-    def _lookup(self, target: Evaluator, key: Any) -> Evaluator:
-        if isinstance(key, str) and key.startswith("_"):
-            raise Fallback(key)  # private names: the sandbox decides, never the fast path
-        unsafe_key = isinstance(key, str) and key in _DICT_ATTRIBUTES
+    def _Getattr(self, node: nodes.Getattr) -> str:
+        return self._lookup(self.expr(node.node), node.attr)
 
-        def get(scope: Mapping[str, Any]) -> Any:
-            value = target(scope)
-            # Plain dicts only (JSON data and the engine's Values); anything else, and
-            # a missing key, is left to Jinja so its semantics and errors apply.
-            if isinstance(value, dict):
-                if key in value:
-                    return value[key]
-                if not unsafe_key and hasattr(type(value), "__missing__"):
-                    return value[key]
-            raise Fallback(key)
+    def _Getitem(self, node: nodes.Getitem) -> str:
+        if not isinstance(node.arg, nodes.Const):
+            raise _Unsupported("dynamic subscript")
+        return self._lookup(self.expr(node.node), node.arg.value)
 
-        return get
+    def _Const(self, node: nodes.Const) -> str:
+        if not isinstance(node.value, _LITERALS):
+            raise _Unsupported("constant")
+        return repr(node.value)
 
-    def _Getattr(self, node: nodes.Getattr) -> Evaluator:
-        return self._lookup(self.compile(node.node), node.attr)
+    def _List(self, node: nodes.List) -> str:
+        return "[" + ", ".join(self.expr(i) for i in node.items) + "]"
 
-    def _Getitem(self, node: nodes.Getitem) -> Evaluator:
-        if not isinstance(node.arg, nodes.Const) or not isinstance(node.arg.value, str):
-            raise Fallback("dynamic subscript")
-        return self._lookup(self.compile(node.node), node.arg.value)
+    def _Tuple(self, node: nodes.Tuple) -> str:
+        return "(" + "".join(self.expr(i) + ", " for i in node.items) + ")"
 
-    def _Const(self, node: nodes.Const) -> Evaluator:
-        value = node.value
-        return lambda scope: value
+    def _Dict(self, node: nodes.Dict) -> str:
+        return (
+            "{" + ", ".join(f"{self.expr(p.key)}: {self.expr(p.value)}" for p in node.items) + "}"
+        )
 
-    def _List(self, node: nodes.List) -> Evaluator:
-        items = [self.compile(item) for item in node.items]
-        return lambda scope: [item(scope) for item in items]
+    def _Or(self, node: nodes.Or) -> str:
+        return f"({self.expr(node.left)} or {self.expr(node.right)})"
 
-    def _Tuple(self, node: nodes.Tuple) -> Evaluator:
-        items = [self.compile(item) for item in node.items]
-        return lambda scope: tuple(item(scope) for item in items)
+    def _And(self, node: nodes.And) -> str:
+        return f"({self.expr(node.left)} and {self.expr(node.right)})"
 
-    def _Dict(self, node: nodes.Dict) -> Evaluator:
-        pairs = [(self.compile(p.key), self.compile(p.value)) for p in node.items]
-        return lambda scope: {k(scope): v(scope) for k, v in pairs}
+    def _Not(self, node: nodes.Not) -> str:
+        return f"(not {self.expr(node.node)})"
 
-    def _Or(self, node: nodes.Or) -> Evaluator:
-        left, right = self.compile(node.left), self.compile(node.right)
-        return lambda scope: left(scope) or right(scope)
-
-    def _And(self, node: nodes.And) -> Evaluator:
-        left, right = self.compile(node.left), self.compile(node.right)
-        return lambda scope: left(scope) and right(scope)
-
-    def _Not(self, node: nodes.Not) -> Evaluator:
-        inner = self.compile(node.node)
-        return lambda scope: not inner(scope)
-
-    def _CondExpr(self, node: nodes.CondExpr) -> Evaluator:
+    def _CondExpr(self, node: nodes.CondExpr) -> str:
         if node.expr2 is None:
-            raise Fallback("if without else")
-        test = self.compile(node.test)
-        yes, no = self.compile(node.expr1), self.compile(node.expr2)
-        return lambda scope: yes(scope) if test(scope) else no(scope)
+            raise _Unsupported("if without else")
+        return f"({self.expr(node.expr1)} if {self.expr(node.test)} else {self.expr(node.expr2)})"
 
-    def _Compare(self, node: nodes.Compare) -> Evaluator:
-        if len(node.ops) != 1 or node.ops[0].op not in _COMPARE:
-            raise Fallback("compare")
-        op = _COMPARE[node.ops[0].op]
-        left, right = self.compile(node.expr), self.compile(node.ops[0].expr)
-        return lambda scope: op(left(scope), right(scope))
+    def _Compare(self, node: nodes.Compare) -> str:
+        if len(node.ops) != 1 or node.ops[0].op not in _OPERATORS:
+            raise _Unsupported("compare")
+        op = _OPERATORS[node.ops[0].op]
+        return f"({self.expr(node.expr)} {op} {self.expr(node.ops[0].expr)})"
 
-    def _Concat(self, node: nodes.Concat) -> Evaluator:
-        parts = [self.compile(n) for n in node.nodes]
-        return lambda scope: "".join(str(p(scope)) for p in parts)
+    def _Concat(self, node: nodes.Concat) -> str:
+        return "''.join([" + ", ".join(f"_str({self.expr(n)})" for n in node.nodes) + "])"
 
-    def _Test(self, node: nodes.Test) -> Evaluator:
+    def _Test(self, node: nodes.Test) -> str:
         if node.name not in _TESTS or node.args or node.kwargs or node.dyn_args:
-            raise Fallback(f"test {node.name}")
-        test, inner = _TESTS[node.name], self.compile(node.node)
-        return lambda scope: test(inner(scope))
+            raise _Unsupported("test")
+        return f"{self.bind(_TESTS[node.name])}({self.expr(node.node)})"
 
-    def _Filter(self, node: nodes.Filter) -> Evaluator:
+    def _Filter(self, node: nodes.Filter) -> str:
         if node.kwargs or node.dyn_args or node.dyn_kwargs or node.node is None:
-            raise Fallback("filter arguments")
+            raise _Unsupported("filter arguments")
         func = self.filters.get(node.name) or _BUILTIN_FILTERS.get(node.name)
-        if func is None:
-            raise Fallback(f"filter {node.name}")
-        if node.name == "select" and node.args:
-            raise Fallback("select with a test")
-        inner = self.compile(node.node)
-        args = [self.compile(a) for a in node.args]
-        if not args:
-            return lambda scope: func(inner(scope))
-        return lambda scope: func(inner(scope), *(a(scope) for a in args))
+        if func is None or (node.name == "select" and node.args):
+            raise _Unsupported("filter")
+        args = "".join(", " + self.expr(a) for a in node.args)
+        return f"{self.bind(func)}({self.expr(node.node)}{args})"
+
+    # -- statements (the tree) ----------------------------------------------------------
+
+    def emit(self, line: str, depth: int) -> None:
+        self.lines.append("    " * depth + line)
+
+    def node(self, node: Any, target: str, depth: int) -> None:
+        """Code that sets ``target`` to the node's value, or to ``_DROP``."""
+        from connector.templates import CompiledTemplate
+
+        if type(node) is CompiledTemplate:
+            ast = node.ast
+            if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+                raise _Unsupported("text template")
+            parts = ast.body[0].nodes
+            if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
+                raise _Unsupported("not a single expression")
+            self.emit(f"{target} = {self.expr(parts[0])}", depth)
+            self.emit(f"if {target} is None: {target} = _DROP", depth)
+            self.emit(f"elif {_CAP.format(value=target)}", depth)
+        elif type(node) is dict:
+            out = self.temp()
+            self.emit(f"{out} = {{}}", depth)
+            for key, child in node.items():
+                value = self.temp()
+                self.node(child, value, depth)
+                self.emit(f"if {value} is not _DROP: {out}[{key!r}] = {value}", depth)
+            if node:
+                self.emit(f"{target} = {out} if {out} else _DROP", depth)
+            else:
+                self.emit(f"{target} = {out}", depth)
+        elif type(node) is list:
+            out = self.temp()
+            self.emit(f"{out} = []", depth)
+            for child in node:
+                value = self.temp()
+                self.node(child, value, depth)
+                self.emit(f"if {value} is not _DROP: {out}.append({value})", depth)
+            self.emit(f"{target} = {out}", depth)
+        elif isinstance(node, _LITERALS):
+            self.emit(f"{target} = {node!r}", depth)
+        else:
+            raise _Unsupported("literal")
+
+
+def _finish(generator: _Generator, body: list[str]) -> FastFunction:
+    from connector.mapping import Values
+
+    generator.env["_Values"] = Values
+    prologue = ["def render(scope):"]
+    for name in sorted(generator.scope_names):
+        # A name the scope lacks: Jinja decides (and reports) on the ordinary path.
+        prologue.append(f"    if {name!r} not in scope: raise Fallback({name!r})")
+        prologue.append(f"    {generator.local(name)} = scope[{name!r}]")
+    return FastFunction("\n".join(prologue + body), generator.env)
+
+
+def expression_function(
+    node: nodes.Node, filters: Mapping[str, Callable[..., Any]], max_output: int
+) -> FastFunction | None:
+    """A function evaluating one expression, or None when it is outside the subset."""
+    generator = _Generator(filters, max_output, None)
+    try:
+        value = generator.expr(node)
+    except _Unsupported:
+        return None
+    body = [f"    value = {value}", f"    if {_CAP.format(value='value')}", "    return value"]
+    return _finish(generator, body)
+
+
+def tree_function(
+    node: Any, filters: Mapping[str, Callable[..., Any]], max_output: int, drop: object
+) -> FastFunction | None:
+    """One function rendering a compiled template tree (see templates.TemplateTree), or
+    None when a part of it is outside the subset (the tree then renders node by node)."""
+    generator = _Generator(filters, max_output, drop)
+    try:
+        generator.node(node, "result", 1)
+    except _Unsupported:
+        return None
+    generator.emit("return result", 1)
+    return _finish(generator, generator.lines)

@@ -1,10 +1,9 @@
 """Templates: compiled once, rendered many times, always in the sandbox.
 
 Every template runs in :mod:`connector.sandbox` (Jinja2's immutable sandbox with the
-engine's limits and filters). Compiling goes in three tiers, fastest first: a whole
-tree generated as one function (:mod:`connector.codegen`), single expressions as
-closures (:mod:`connector.fastpath`), and Jinja itself for everything else and for
-every case the faster tiers hand back; results and errors are the same in each.
+engine's limits and filters). Common expressions, and whole trees of them, also get a
+fast path (:mod:`connector.fastpath`): generated Python functions that hand every case
+outside their safe subset back to Jinja, so results and errors are the same either way.
 
 A template that is exactly one expression (``"{{ parameters.traits }}"``) keeps the
 native type of its value: an object stays an object, a number a number. Anything else
@@ -18,13 +17,12 @@ drops keys whose value came out ``None`` (an unmapped optional field is *absent*
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import TemplateAssertionError, TemplateError, nodes
 
-from connector.codegen import compile_tree_function
-from connector.fastpath import Evaluator, Fallback, compile_expression
+from connector.fastpath import Fallback, FastFunction, expression_function, tree_function
 from connector.sandbox import (
     EXTRA_FILTERS,
     MAX_OUTPUT,
@@ -80,7 +78,7 @@ class CompiledTemplate:
         self._expr: Any = None
         self._template: Any = None
         self._compiled = False
-        self._fast: Evaluator | None = None
+        self._fast: FastFunction | None = None
         # Raises jinja2.TemplateSyntaxError; unknown filters and tests are checked here
         # too, so every fault shows at load time although Jinja's own code generation
         # (~0.5 ms a template) waits until a template first needs it, if ever.
@@ -91,10 +89,7 @@ class CompiledTemplate:
         if self._single is not None:
             output = self.ast.body[0]
             assert isinstance(output, nodes.Output)
-            try:
-                self._fast = compile_expression(output.nodes[0], EXTRA_FILTERS)
-            except Fallback:
-                self._fast = None
+            self._fast = expression_function(output.nodes[0], EXTRA_FILTERS, MAX_OUTPUT)
         if self._fast is None:
             self._compile()
 
@@ -105,22 +100,13 @@ class CompiledTemplate:
             self._template = _ENV.from_string(self.source)
         self._compiled = True
 
-    @property
-    def fast(self) -> bool:
-        """Whether this template is in the fast path's subset."""
-        return self._fast is not None
-
     def render(self, scope: Mapping[str, Any]) -> Any:
         """Evaluate against ``scope``; raises ``jinja2.TemplateError`` or ``OverflowError``."""
         if self._fast is not None:
             try:
-                value = self._fast(scope)
+                return self._fast(scope)
             except Fallback:
                 pass  # Jinja gives the exact semantics (and error) for this case.
-            else:
-                if type(value) is str and len(value) > MAX_OUTPUT:
-                    raise OverflowError(f"result exceeds {MAX_OUTPUT} characters")
-                return value
         return self.render_jinja(scope)
 
     def render_jinja(self, scope: Mapping[str, Any]) -> Any:
@@ -192,27 +178,22 @@ def _is_single_output(ast: nodes.Template) -> bool:
 class TemplateTree:
     """A JSON value whose string leaves are compiled templates."""
 
-    __slots__ = ("_function", "_generated", "_node", "literal")
+    __slots__ = ("_function", "_node", "literal")
 
     def __init__(self, value: Any) -> None:
         self._node = _compile_node(value)
-        #: True when nothing in the tree needs Jinja: render returns a copy at once.
+        #: True when nothing in the tree needs Jinja: render returns the tree itself.
         self.literal = not _has_template(self._node)
-        #: The whole tree as one generated function, when every template allows it;
-        #: generated at the first render, so loading manifests stays cheap.
-        self._function: Callable[[Mapping[str, Any]], Any] | None = None
-        self._generated = self.literal
-
-    def _generate(self) -> None:
-        self._function = compile_tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
-        self._generated = True
+        #: The whole tree as one fast-path function, when every template allows it
+        #: (compiled on its first call).
+        self._function = (
+            None if self.literal else tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
+        )
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         """The rendered value. A literal tree is returned as is: callers never mutate it."""
         if self.literal:
             return self._node
-        if not self._generated:
-            self._generate()
         if self._function is not None:
             try:
                 value = self._function(scope)
