@@ -199,11 +199,8 @@ class _BatchPlan:
         if execution_ids is not None and store is not None:
             if error is not None and error.retryable:
                 for (slot, _), execution_id in zip(items, execution_ids, strict=True):
-                    own = copy.copy(error)
-                    store.failed(execution_id, own)
-                    own.incomplete_id = execution_id
-                    own.message = f"{error.message} (stored as incomplete execution {execution_id})"
-                    own.args = (own.message,)
+                    own = copy.copy(error)  # each item's error names its own stored run
+                    store.settle_failure(execution_id, own)
                     slot.result = own
                 return
             store.succeeded_many(execution_ids)

@@ -17,13 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from jinja2 import TemplateError
 
 from connector.auth import build_auth_headers
 from connector.errors import DataError, InvalidConfigurationError
 from connector.logs import register_redactor
 from connector.registry import LoadedApp
-from connector.templates import describe_error
+from connector.templates import RENDER_FAILURES, describe_error
 from connector.validation import Values, validate_parameters
 
 __all__ = ["REDACTED", "Connection", "Redactor"]
@@ -93,7 +92,7 @@ class Redactor:
 class Connection:
     """A validated connection for one app."""
 
-    __slots__ = ("_values", "app", "auth_headers", "base_url", "public", "redact", "timeout")
+    __slots__ = ("_auth_names", "app", "auth_headers", "base_url", "public", "redact", "timeout")
 
     def __init__(self, app: LoadedApp, values: Mapping[str, Any] | None) -> None:
         self.app = app
@@ -110,21 +109,29 @@ class Connection:
             raise InvalidConfigurationError(
                 f"connection: {self.redact(exc.message)}", field=exc.field
             ) from None
-        self._values = validated
         self.public = Values((k, v) for k, v in validated.items() if k not in app.secret_fields)
         try:
             self.auth_headers = build_auth_headers(spec.auth, validated)
             base = app.base_url.render({"connection": self.public})
-        except (TemplateError, OverflowError, TypeError, ValueError) as exc:
+        except RENDER_FAILURES as exc:
             raise InvalidConfigurationError(
                 f"connection: {self.redact(describe_error(exc))}"
             ) from None
+        self._auth_names = frozenset(name.lower() for name in self.auth_headers)
         self.redact = Redactor([*secret_values, *self.auth_headers.values()])
         self.base_url = _check_base_url(str(base))
         self.timeout = app.manifest.timeout
 
     def __repr__(self) -> str:
         return f"Connection(app={self.app.name!r}, base_url={self.base_url!r})"
+
+    def is_auth_header(self, name: str) -> bool:
+        """Whether ``name`` is one of the headers the connection's auth sets."""
+        return name.lower() in self._auth_names
+
+    def without_auth(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` less the auth ones: what may be shown, stored or mapped."""
+        return {k: v for k, v in headers.items() if k.lower() not in self._auth_names}
 
     @staticmethod
     def cache_key(values: Mapping[str, Any] | None) -> Any:

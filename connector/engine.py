@@ -230,20 +230,16 @@ class Engine:
         """The output bundles for a response (secrets redacted). ``view`` lets a batch
         parse one shared response once (see :meth:`response_view`)."""
         request = prepared.request
-        auth = {name.lower() for name in prepared.connection.auth_headers}
         scope = {
             "parameters": prepared.parameters,
             "connection": prepared.connection.public,
             "run": prepared.run,
             "engine": ENGINE_INFO,
-            "app": {
-                "name": prepared.module.app.name,
-                "version": prepared.module.app.manifest.version,
-            },
+            "app": prepared.module.app.info,
             "request": {
                 "method": request.method,
                 "url": request.url,
-                "headers": {k: v for k, v in request.headers.items() if k.lower() not in auth},
+                "headers": prepared.connection.without_auth(request.headers),
                 "body": request.json_body,
             },
             "response": view if view is not None else self.response_view(response),
@@ -304,15 +300,8 @@ class Engine:
             self.incomplete.succeeded(execution_id)
 
     def _failed(self, execution_id: str | None, exc: RunError) -> None:
-        if execution_id is None or self.incomplete is None:
-            return
-        if exc.retryable:
-            self.incomplete.failed(execution_id, exc)
-            exc.incomplete_id = execution_id
-            exc.message += f" (stored as incomplete execution {execution_id})"
-            exc.args = (exc.message,)
-        else:
-            self.incomplete.succeeded(execution_id)  # retrying cannot fix it: just raise
+        if execution_id is not None and self.incomplete is not None:
+            self.incomplete.settle_failure(execution_id, exc)
 
     async def arun_many(
         self,

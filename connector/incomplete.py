@@ -35,13 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import (
-    ERROR_TYPES,
     DataError,
     InvalidConfigurationError,
-    RemoteRuntimeError,
     RunError,
 )
-from connector.request import PreparedRequest
+from connector.request import PreparedRequest, join_url
 
 if TYPE_CHECKING:
     from connector.connection import Connection
@@ -203,6 +201,18 @@ class IncompleteStore:
         with self._lock:
             self._db.execute("DELETE FROM executions WHERE id = ?", (execution_id,))
 
+    def settle_failure(self, execution_id: str, error: RunError) -> None:
+        """A first run failed after its retries. A retryable error keeps the run (and
+        the error says so, with the id to retry); any other deletes it, as retrying
+        cannot fix it and the error is raised to the caller."""
+        if not error.retryable:
+            self.succeeded(execution_id)
+            return
+        self.failed(execution_id, error)
+        error.incomplete_id = execution_id
+        error.message += f" (stored as incomplete execution {execution_id})"
+        error.args = (error.message,)
+
     def failed(self, execution_id: str, error: RunError) -> None:
         """Retries ran out: keep the run. A retryable error leaves it ``failed`` (to be
         retried); any other (say, a replay answered 400) marks it ``rejected``: kept for
@@ -313,7 +323,6 @@ class IncompleteStore:
 
 
 def _request_record(request: PreparedRequest, connection: Connection) -> dict[str, Any]:
-    auth = {name.lower() for name in connection.auth_headers}
     base = connection.base_url
     path = request.url[len(base) :] if request.url.startswith(base) else request.url
     content = request.content
@@ -328,15 +337,12 @@ def _request_record(request: PreparedRequest, connection: Connection) -> dict[st
         "method": request.method,
         "path": path,
         "query": request.query,
-        "headers": {k: v for k, v in request.headers.items() if k.lower() not in auth},
+        "headers": connection.without_auth(request.headers),
         "body": body,
-        "timeout": request.timeout,
     }
 
 
 def _rebuild(execution: IncompleteExecution, conn: Connection) -> PreparedRequest:
-    from connector.request import join_url
-
     record = execution.request
     body = record.get("body")
     content: bytes | None = None
@@ -374,9 +380,3 @@ def _execution(row: tuple[Any, ...]) -> IncompleteExecution:
         parameters=json.loads(row[10]),
         connection=json.loads(row[11]),
     )
-
-
-def error_from_record(record: Mapping[str, Any]) -> RunError:
-    """Rebuild a stored error (for hosts that re-raise it)."""
-    cls = ERROR_TYPES.get(str(record.get("type")), RemoteRuntimeError)
-    return cls(str(record.get("message", "")), field=record.get("field"))

@@ -57,10 +57,8 @@ class Prepared(NamedTuple):
 
     def redacted(self) -> dict[str, Any]:
         """The request as ``--dry-run`` shows it: auth headers replaced."""
-        auth = {name.lower() for name in self.connection.auth_headers}
-        headers = {
-            k: (REDACTED if k.lower() in auth else v) for k, v in self.request.headers.items()
-        }
+        is_auth = self.connection.is_auth_header
+        headers = {k: (REDACTED if is_auth(k) else v) for k, v in self.request.headers.items()}
         url = self.request.url
         if self.request.query:
             url += ("&" if "?" in url else "?") + urlencode(self.request.query, doseq=True)
