@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.request import PreparedRequest, join_url
 from connector.templates import RENDER_FAILURES, CompiledTemplate, TemplateTree, describe_error
+from connector.types import utc_now_iso
 
 if TYPE_CHECKING:
     import asyncio
@@ -153,9 +154,7 @@ class _BatchPlan:
         return content
 
     def request(self, items: list[tuple[_Slot, Prepared]]) -> PreparedRequest:
-        from connector.prepare import format_datetime_now
-
-        run = {"timestamp": format_datetime_now()}
+        run = {"timestamp": utc_now_iso()}
         try:
             extra = self.extra.render({"run": run, "connection": self.connection.public}) or {}
         except RENDER_FAILURES as exc:

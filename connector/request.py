@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from connector.errors import DataError
+from connector.types import loads_strict
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -215,10 +216,6 @@ def dumps(value: Any) -> bytes:
     return out
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _content_type(headers: Mapping[str, str]) -> str | None:
     for name, value in headers.items():
         if name.lower() == "content-type":
@@ -240,8 +237,8 @@ def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[
         parsed: Any = None
         if content_type is None or "json" in content_type.lower():
             try:
-                parsed = json.loads(raw, parse_constant=_no_constant)
-            except (ValueError, RecursionError):
+                parsed = loads_strict(raw)
+            except ValueError:
                 if content_type is not None:
                     raise DataError(
                         f"the body is not valid JSON but the content type is {content_type!r}",

@@ -16,11 +16,12 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from connector.types import format_datetime, loads_strict, parse_datetime, utc_now_iso
 
 __all__ = [
     "ALLOWED_BUILTIN_FILTERS",
@@ -81,15 +82,8 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _fromjson(value: Any) -> Any:
-    try:
-        return json.loads(str(value), parse_constant=_no_constant)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+    return loads_strict(str(value))
 
 
 def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
@@ -116,8 +110,6 @@ def _sha256(value: Any) -> str:
 
 
 def _iso(value: Any) -> str:
-    from connector.types import format_datetime, parse_datetime
-
     return format_datetime(parse_datetime(value))
 
 
@@ -181,10 +173,6 @@ def _bounded_range(*args: int) -> range:
     if len(r) > MAX_RANGE:
         raise OverflowError(f"range of {len(r)} items exceeds the limit of {MAX_RANGE}")
     return r
-
-
-def _utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Environment(ImmutableSandboxedEnvironment):
@@ -335,7 +323,7 @@ def _build_environment() -> _Environment:
     env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
     env.filters.update(EXTRA_FILTERS)
     env.tests.pop("sameas", None)
-    env.globals = {"range": _bounded_range, "dict": dict, "now": _utcnow}
+    env.globals = {"range": _bounded_range, "dict": dict, "now": utc_now_iso}
     return env
 
 

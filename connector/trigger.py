@@ -30,7 +30,6 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,7 +40,7 @@ from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigur
 from connector.manifest import SignatureSpec, WebhookSpec
 from connector.registry import LoadedModule
 from connector.templates import RENDER_FAILURES, describe_error
-from connector.types import MAX_DEPTH, too_deep
+from connector.types import MAX_DEPTH, loads_strict, too_deep
 from connector.validation import Values, validate_parameters
 
 __all__ = ["Headers", "receive", "sign"]
@@ -165,10 +164,6 @@ def _verify(signature: SignatureSpec, secret: str, headers: Headers, body: bytes
         )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_body(raw: bytes) -> Any:
     """The delivery's JSON; DataError for anything else (no content echoed back)."""
     if not raw.strip():
@@ -180,7 +175,7 @@ def parse_body(raw: bytes) -> Any:
             f"the webhook body is not UTF-8 text (byte {exc.start})", field="body"
         ) from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        data = loads_strict(text)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"the webhook body is not valid JSON: {exc.msg} at line {exc.lineno} column "
@@ -189,8 +184,6 @@ def parse_body(raw: bytes) -> Any:
         ) from None
     except ValueError as exc:
         raise DataError(f"the webhook body is not valid JSON: {exc}", field="body") from None
-    except RecursionError:
-        raise DataError("the webhook body is nested too deeply", field="body") from None
     if too_deep(data):
         raise DataError(
             f"the webhook body is nested too deeply (over {MAX_DEPTH} levels)", field="body"
@@ -203,13 +196,6 @@ def parse_body(raw: bytes) -> Any:
             field="body",
         ) from None
     return data
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
 
 
 def split_events(webhook: WebhookSpec, data: Any) -> list[dict[str, Any]]:

@@ -15,8 +15,10 @@ coerced value. Structural types (collection, array, select, keyvalue) are walked
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,8 +31,10 @@ __all__ = [
     "FORMATS",
     "coerce_scalar",
     "format_datetime",
+    "loads_strict",
     "parse_datetime",
     "too_deep",
+    "utc_now_iso",
 ]
 
 Coercer = Callable[[Any, str], Any]
@@ -62,6 +66,43 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
         elif isinstance(item, list | tuple):
             stack.extend((v, depth + 1) for v in item)
     return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """JSON as the standard has it: ``NaN``, ``Infinity`` and numbers too large for a
+    float (``1e999``) raise ValueError instead of becoming values no host can send on.
+    Nesting too deep for the parser raises ValueError too."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+_SECOND: tuple[int, str] = (-1, "")
+
+
+def utc_now_iso() -> str:
+    """Now, as :func:`format_datetime` writes it. The seconds part is formatted once a
+    second (this runs for every message); one tuple, so threads never see half an
+    update."""
+    global _SECOND
+    now = time.time()
+    second = int(now)
+    cached = _SECOND
+    if cached[0] != second:
+        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def _describe(value: Any) -> str:
