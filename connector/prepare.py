@@ -130,30 +130,15 @@ def build_request(
 ) -> PreparedRequest:
     """Render the request parts and check them; raises DataError on unsafe ones."""
     fields = module.part_fields
-    render = render_part
-    method_tree = module.method
-    method = str(
-        (
-            method_tree.value
-            if method_tree.literal
-            else render(module, "method", method_tree, scope, conn)
-        )
-        or ""
-    ).upper()
+    method = str(render_part(module, "method", module.method, scope, conn) or "").upper()
     if method not in ALLOWED_METHODS:
         raise DataError(
             f"unknown method {method!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",
             field=fields.get("method"),
         )
-    url_tree = module.url
-    path = url_tree.value if url_tree.literal else render(module, "url", url_tree, scope, conn)
+    path = render_part(module, "url", module.url, scope, conn)
     url = join_url(conn.base_url, path, fields.get("url"))
-    header_tree = module.headers
-    rendered_headers = (
-        header_tree.value
-        if header_tree.literal
-        else render(module, "headers", header_tree, scope, conn)
-    ) or {}
+    rendered_headers = render_part(module, "headers", module.headers, scope, conn) or {}
     if type(rendered_headers) is not dict and not isinstance(rendered_headers, Mapping):
         raise DataError(
             "headers must be an object of names and values", field=fields.get("headers")
@@ -163,12 +148,9 @@ def build_request(
         if rendered_headers
         else {}
     )
-    query_tree = module.query
-    rendered_query = (
-        query_tree.value if query_tree.literal else render(module, "query", query_tree, scope, conn)
-    )
+    rendered_query = render_part(module, "query", module.query, scope, conn)
     query = normalize_query(rendered_query, fields.get("query")) if rendered_query else {}
-    body = render(module, "body", module.body, scope, conn)
+    body = render_part(module, "body", module.body, scope, conn)
     content, json_body = encode_body(body, headers, fields.get("body"))
     spec = module.manifest.request
     limit = spec.max_body_bytes if spec is not None else None

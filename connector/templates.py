@@ -203,11 +203,6 @@ class TemplateTree:
             value = _render_node(self._node, scope)
         return None if value is _DROP else value
 
-    @property
-    def value(self) -> Any:
-        """The tree itself, for a literal tree (nothing to render)."""
-        return self._node
-
     def render_by_node(self, scope: Mapping[str, Any]) -> Any:
         """:meth:`render` without the generated function (for tests that compare)."""
         if self.literal:
