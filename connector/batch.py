@@ -23,14 +23,13 @@ packing costs no second serialisation.
 from __future__ import annotations
 
 import copy
-import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError, InvalidConfigurationError, RunError
-from connector.request import PreparedRequest, join_url
+from connector.request import PreparedRequest, dumps, join_url
 from connector.templates import RENDER_FAILURES, CompiledTemplate, TemplateTree, describe_error
 from connector.types import utc_now_iso
 
@@ -114,8 +113,10 @@ class _BatchPlan:
                 f"the app's batch url template failed: {describe_error(exc)}"
             ) from None
         self.url = join_url(self.connection.base_url, path, None)
-        # {"batch":[ ... ] + extras }: measured with the largest plausible extras.
-        self.overhead = len(spec.items_key) + 512
+        self.head = b'{"' + spec.items_key.encode() + b'":['
+        # The envelope around the items, measured once with this run's extras; the
+        # slack covers extras that render a little longer for a later batch.
+        self.overhead = len(self.head) + len(self._tail()) + 64
 
     def packer(self) -> _Packer:
         return _Packer(self.spec.max_items, self.spec.max_bytes, self.overhead)
@@ -153,7 +154,8 @@ class _BatchPlan:
         slot.prepared = prepared
         return content
 
-    def request(self, items: list[tuple[_Slot, Prepared]]) -> PreparedRequest:
+    def _tail(self) -> bytes:
+        """``],<extras>}``: what follows the items, with the extras rendered now."""
         run = {"timestamp": utc_now_iso()}
         try:
             extra = self.extra.render({"run": run, "connection": self.connection.public}) or {}
@@ -161,19 +163,19 @@ class _BatchPlan:
             raise InvalidConfigurationError(
                 f"the app's batch extra template failed: {describe_error(exc)}"
             ) from None
-        parts = [b'{"', self.spec.items_key.encode(), b'":[']
-        parts.append(b",".join(p.request.content or b"null" for _, p in items))
-        parts.append(b"]")
-        for key, value in extra.items():
-            parts.append(b"," + json.dumps(key).encode() + b":" + json.dumps(value).encode())
-        parts.append(b"}")
+        fields = b"".join(b"," + dumps(key) + b":" + dumps(value) for key, value in extra.items())
+        return b"]" + fields + b"}"
+
+    def request(self, items: list[tuple[_Slot, Prepared]]) -> PreparedRequest:
+        items_json = b",".join(p.request.content or b"null" for _, p in items)
+        content = self.head + items_json + self._tail()
         headers = {"Content-Type": "application/json", **self.connection.auth_headers}
         return PreparedRequest(
             method=self.spec.method,
             url=self.url,
             headers=headers,
             query={},
-            content=b"".join(parts),
+            content=content,
             json_body=None,
             module_id=self.module_id,
             timeout=self.connection.timeout,
