@@ -51,30 +51,26 @@ def validate_parameters(
     return values
 
 
-# Per-spec facts computed once (manifests are immutable after loading). Keyed by id()
-# with the object kept alive in the value, so an id is never reused while cached.
 class _LevelPlan:
     """What one level of parameters needs at run time, computed once per level."""
 
-    __slots__ = ("entries", "has_options", "known", "skippable")
+    __slots__ = ("entries", "known")
 
     def __init__(self, specs: Sequence[Parameter]) -> None:
+        #: Every name the level accepts, its select options' nested fields included.
         self.known = _known_names(specs)
-        self.has_options = any(option.nested for spec in specs for option in spec.options or ())
-        #: Optional fields without default that are not collections: absent is a no-op.
-        self.skippable = frozenset(
-            s.name for s in specs if not s.required and s.default is None and s.type != "collection"
-        )
-        #: Per field: name, spec, whether an absent value can be skipped, whether it is an
-        #: optional collection (absent reads as an empty one), and a fast validator for
-        #: the commonest already-clean values (or None).
+        #: Per field: name, spec, whether an absent value can be skipped (optional, no
+        #: default, not a collection), whether it is an optional collection (absent reads
+        #: as an empty one), a fast validator for the commonest clean values (or None),
+        #: and whether it is a select with option-dependent fields.
         self.entries = tuple(
             (
                 s.name,
                 s,
-                s.name in self.skippable,
+                not s.required and s.default is None and s.type != "collection",
                 s.type == "collection" and not s.required and s.default is None,
                 _fast_validator(s),
+                any(option.nested for option in s.options or ()),
             )
             for s in specs
         )
@@ -85,43 +81,6 @@ def _validate_level(
 ) -> Values:
     plan: _LevelPlan = cached(specs, _LevelPlan)
     known = plan.known
-    if not plan.has_options:
-        return _validate_flat_level(specs, plan, raw, context, prefix)
-    for key in raw:
-        if key not in known:
-            expected = ", ".join(sorted(known)) or "(none)"
-            field = _join(prefix, str(key))
-            raise DataError(f"unknown field {field!r}, expected one of: {expected}", field=field)
-    out = Values()
-    pending = list(specs)
-    while pending:
-        spec = pending.pop(0)
-        raw_value = raw.get(spec.name)
-        if raw_value is None and spec.default is None and not spec.required:
-            if spec.type == "collection":
-                out[spec.name] = _empty_collection(spec)
-            continue  # the common case: an optional field left empty
-        field = f"{prefix}.{spec.name}" if prefix else spec.name
-        value = _validate_value(spec, raw_value, context, field)
-        if value is not None:
-            out[spec.name] = value
-        elif spec.type == "collection":
-            out[spec.name] = _empty_collection(spec)
-        if spec.type == "select" and value is not None:
-            chosen = _chosen_option(spec, value)
-            pending[0:0] = chosen.nested
-    return out
-
-
-def _validate_flat_level(
-    specs: Sequence[Parameter],
-    plan: _LevelPlan,
-    raw: Mapping[str, Any],
-    context: Mapping[str, Any],
-    prefix: str,
-) -> Values:
-    """The common case, a level without option-dependent fields: one pass, no queue."""
-    known = plan.known
     if not known.issuperset(raw):
         for key in raw:
             if key not in known:
@@ -131,8 +90,21 @@ def _validate_flat_level(
                     f"unknown field {field!r}, expected one of: {expected}", field=field
                 )
     out = Values()
+    _fill(plan, raw, context, prefix, out)
+    return out
+
+
+def _fill(
+    plan: _LevelPlan,
+    raw: Mapping[str, Any],
+    context: Mapping[str, Any],
+    prefix: str,
+    out: Values,
+) -> None:
+    """Check each field of a level into ``out``; a select's chosen option adds its own
+    fields, read from the same level."""
     get = raw.get
-    for name, spec, skippable, optional_collection, fast in plan.entries:
+    for name, spec, skippable, optional_collection, fast, has_nested in plan.entries:
         raw_value = get(name)
         if raw_value is None:
             if skippable:
@@ -150,7 +122,10 @@ def _validate_flat_level(
             out[name] = value
         elif spec.type == "collection":
             out[name] = _empty_collection(spec)
-    return out
+        if has_nested and value is not None:
+            nested = _chosen_option(spec, value).nested
+            if nested:
+                _fill(cached(nested, _LevelPlan), raw, context, prefix, out)
 
 
 _SLOW = object()
@@ -217,11 +192,6 @@ def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], fie
         # Key/value lists are rendered item by item inside _keyvalue: no extra copy.
         return keyvalue_list(spec, value, context, field)
     value = render_mapping(value, context, field)
-    if kind == "text" and type(value) is str and value:
-        # The commonest field, already text: only its length rules, if any, apply.
-        lengths: tuple[int, int] | None = cached(spec, _text_lengths)
-        if lengths is not None and lengths[0] <= len(value) <= lengths[1]:
-            return value
     if _is_empty(value):
         if spec.default is not None:
             value = spec.default
@@ -283,16 +253,6 @@ def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) 
         if coerced is not None:
             out.append(coerced)
     return out
-
-
-def _text_lengths(spec: Parameter) -> tuple[int, int] | None:
-    """(min, max) length of a text field whose only rules are lengths, else None."""
-    if spec.pattern is not None or spec.format is not None:
-        return None
-    if spec.minimum is not None or spec.maximum is not None:
-        return None
-    low = spec.min_length if spec.min_length is not None else 0
-    return (max(low, 1), spec.max_length if spec.max_length is not None else 2**62)
 
 
 def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Option:
