@@ -33,16 +33,6 @@ def normalize_name(name: str) -> str:
 def keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
     """A key/value field given as an object, a list of pairs, or JSON text of either."""
     value = maybe_json(value, (dict, list))
-    if type(value) is dict:
-        # The common shape, an object: keys are unique by construction.
-        folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
-        for key in value:
-            if type(key) is not str or not key.strip():
-                raise DataError(f"field {field!r} has an empty or non-text key", field=field)
-            if folded is not None and normalize_name(key) in folded:
-                assert spec.reserved is not None
-                _check_reserved(spec.reserved, key, field)
-        return dict(value)
     pairs: list[tuple[Any, Any]]
     if isinstance(value, Mapping):
         pairs = list(value.items())

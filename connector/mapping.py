@@ -10,13 +10,12 @@ key reads as ``None``, so manifest templates can write ``parameters.traits.email
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from connector.errors import DataError
 from connector.templates import RENDER_FAILURES, CompiledTemplate, describe_error, is_template
-from connector.types import too_deep
+from connector.types import loads_strict, too_deep
 
 __all__ = ["PLAIN", "Values", "cached", "maybe_json", "render_mapping"]
 
@@ -93,8 +92,8 @@ def maybe_json(value: Any, kinds: tuple[type, ...]) -> Any:
     """A mapped JSON text of an object/list is read as that object/list."""
     if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
         try:
-            parsed = json.loads(value)
-        except (ValueError, RecursionError):
+            parsed = loads_strict(value)
+        except ValueError:
             return value
         if too_deep(parsed):
             return value  # left as text: refused as the wrong type, not crashed on
