@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.request import PreparedRequest, dumps, join_url
-from connector.templates import RENDER_FAILURES, CompiledTemplate, TemplateTree, describe_error
+from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import utc_now_iso
 
 if TYPE_CHECKING:
@@ -104,10 +104,11 @@ class _BatchPlan:
         self.module_id = module_id
         self.spec = spec
         self.connection = engine.connection(module, connection)
-        self.extra = TemplateTree(spec.extra)
-        scope = {"connection": self.connection.public, "engine": {}, "app": {}}
+        assert module.app.batch_url is not None and module.app.batch_extra is not None
+        self.extra = module.app.batch_extra
+        scope = {"connection": self.connection.public, "engine": {}, "app": {}, "run": {}}
         try:
-            path = CompiledTemplate(spec.url).render({**scope, "run": {}})
+            path = module.app.batch_url.render(scope)
         except RENDER_FAILURES as exc:
             raise InvalidConfigurationError(
                 f"the app's batch url template failed: {describe_error(exc)}"

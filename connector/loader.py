@@ -183,16 +183,13 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
     for i, field in enumerate(manifest.connection.fields):
         _check_parameter(source, f"$.connection.fields[{i}]", field)
     secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
+    batch_url: CompiledTemplate | None = None
+    batch_extra: TemplateTree | None = None
     if manifest.batch is not None:
         batch_scope = {"connection", "run", "engine", "app"}
-        url = _compile(source, "$.batch.url", manifest.batch.url)
+        url = batch_url = _compile(source, "$.batch.url", manifest.batch.url)
         _check_refs(source, "$.batch.url", url, batch_scope, fields - secret, secret_fields=secret)
-        try:
-            extra = TemplateTree(manifest.batch.extra)
-        except TemplateError as exc:
-            raise ManifestError(
-                source, "$.batch.extra", f"bad template: {exc.message or exc}"
-            ) from None
+        extra = batch_extra = _compile_tree(source, "$.batch.extra", manifest.batch.extra)
         for rel, template in extra.templates():
             _check_refs(
                 source,
@@ -207,7 +204,14 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
     _check_refs(
         source, "$.baseUrl", base_url, {"connection"}, fields - secret, secret_fields=secret
     )
-    return LoadedApp(manifest=manifest, source=source, base_url=base_url, secret_fields=secret)
+    return LoadedApp(
+        manifest=manifest,
+        source=source,
+        base_url=base_url,
+        secret_fields=secret,
+        batch_url=batch_url,
+        batch_extra=batch_extra,
+    )
 
 
 def _compile(source: str, path: str, text: str) -> CompiledTemplate:
@@ -245,29 +249,22 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
                     f"$.constraints[{i}].oneOfRequired",
                     f"unknown parameter {name!r}, expected one of: {', '.join(sorted(names))}",
                 )
-    trees: list[tuple[str, Any, frozenset[str]]] = []
-    if manifest.request is not None:
-        trees += [
-            ("$.request.method", manifest.request.method, _REQUEST_SCOPE),
-            ("$.request.url", manifest.request.url, _REQUEST_SCOPE),
-            ("$.request.headers", manifest.request.headers, _REQUEST_SCOPE),
-            ("$.request.query", manifest.request.query, _REQUEST_SCOPE),
-            ("$.request.body", manifest.request.body, _REQUEST_SCOPE),
-            ("$.output.bundle", manifest.output_bundle, _OUTPUT_SCOPE),
-        ]
-    if manifest.webhook is not None:
-        _check_webhook(source, manifest.webhook, app)
-        trees += [
-            ("$.webhook.filter", manifest.webhook.filter, _TRIGGER_SCOPE),
-            ("$.output.bundle", manifest.output_bundle, _TRIGGER_SCOPE),
-        ]
+    request, webhook = manifest.request, manifest.webhook
+    if webhook is not None:
+        _check_webhook(source, webhook, app)
+    output_scope = _TRIGGER_SCOPE if webhook is not None else _OUTPUT_SCOPE
+    # Each part: its JSON path, its value, and the names its templates may use. A
+    # trigger has no request: its request parts are empty trees, never rendered.
+    parts: dict[str, tuple[str, Any, frozenset[str]]] = {
+        name: (f"$.request.{name}", getattr(request, name) if request else None, _REQUEST_SCOPE)
+        for name in ("method", "url", "headers", "query", "body")
+    }
+    parts["output"] = ("$.output.bundle", manifest.output_bundle, output_scope)
+    parts["filter"] = ("$.webhook.filter", webhook.filter if webhook else None, _TRIGGER_SCOPE)
     public_fields = {f.name for f in app.manifest.connection.fields} - app.secret_fields
-    for base, value, scope in trees:
-        try:
-            tree = TemplateTree(value)
-        except TemplateError as exc:
-            where = _find_bad_template(value, base)
-            raise ManifestError(source, where, f"bad template: {exc.message or exc}") from None
+    trees: dict[str, TemplateTree] = {}
+    for name, (base, value, scope) in parts.items():
+        trees[name] = tree = _compile_tree(source, base, value)
         for rel, template in tree.templates():
             _check_refs(
                 source,
@@ -278,7 +275,15 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
                 manifest.parameters,
                 app.secret_fields,
             )
-    return LoadedModule.compile(manifest, app, source)
+    return LoadedModule.from_trees(manifest, app, source, trees)
+
+
+def _compile_tree(source: str, path: str, value: Any) -> TemplateTree:
+    try:
+        return TemplateTree(value)
+    except TemplateError as exc:
+        where = _find_bad_template(value, path)
+        raise ManifestError(source, where, f"bad template: {exc.message or exc}") from None
 
 
 def _check_webhook(source: str, webhook: WebhookSpec, app: LoadedApp) -> None:

@@ -27,6 +27,9 @@ class LoadedApp:
     source: str
     base_url: CompiledTemplate
     secret_fields: frozenset[str]
+    #: The app's batch endpoint and extra body keys, when it declares ``batch``.
+    batch_url: CompiledTemplate | None = None
+    batch_extra: TemplateTree | None = None
 
     @property
     def name(self) -> str:
@@ -65,32 +68,25 @@ class LoadedModule:
         return self.manifest.id
 
     @classmethod
-    def compile(cls, manifest: ModuleManifest, app: LoadedApp, source: str) -> LoadedModule:
-        """Compile every template; raises jinja2.TemplateError with the failing part.
-
-        A trigger has no request: its request parts are empty trees that are never
-        rendered (the engine refuses to run a trigger), and its filter is compiled.
-        """
-        request = manifest.request
-        parts = {
-            "method": TemplateTree(request.method if request else None),
-            "url": TemplateTree(request.url if request else None),
-            "headers": TemplateTree(request.headers if request else None),
-            "query": TemplateTree(request.query if request else None),
-            "body": TemplateTree(request.body if request else None),
-        }
-        part_fields = {name: _first_parameter(tree) for name, tree in parts.items()}
-        webhook = manifest.webhook
+    def from_trees(
+        cls, manifest: ModuleManifest, app: LoadedApp, source: str, trees: dict[str, TemplateTree]
+    ) -> LoadedModule:
+        """The module from its compiled parts (the loader compiles and checks them):
+        ``method``, ``url``, ``headers``, ``query``, ``body``, ``output``, ``filter``."""
+        request_parts = ("method", "url", "headers", "query", "body")
+        has_filter = manifest.webhook is not None and manifest.webhook.filter is not None
         return cls(
             manifest=manifest,
             app=app,
             source=source,
-            output=TemplateTree(manifest.output_bundle),
-            part_fields=part_fields,
-            webhook_filter=(
-                TemplateTree(webhook.filter) if webhook and webhook.filter is not None else None
-            ),
-            **parts,
+            method=trees["method"],
+            url=trees["url"],
+            headers=trees["headers"],
+            query=trees["query"],
+            body=trees["body"],
+            output=trees["output"],
+            part_fields={name: _first_parameter(trees[name]) for name in request_parts},
+            webhook_filter=trees["filter"] if has_filter else None,
         )
 
 
