@@ -26,10 +26,11 @@ from typing import Any
 
 import httpx
 from jinja2 import TemplateError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connector.engine import ENGINE_INFO, Engine
 from connector.errors import ERROR_TYPES, ManifestError, RunError
+from connector.loader import read_model
 from connector.manifest import RetrySpec
 from connector.registry import LoadedModule, Registry
 from connector.templates import TemplateTree
@@ -159,19 +160,7 @@ def fixture_path(module: LoadedModule) -> Path:
 
 def load_fixture(path: Path) -> FixtureFile:
     """Read and check one fixture file; a broken one is a ManifestError (file + path)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return FixtureFile.model_validate(data)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(str(path), "$", f"cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            str(path), "$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise ManifestError(str(path), where, first["msg"]) from None
+    return read_model(path, FixtureFile)
 
 
 @dataclass

@@ -14,10 +14,10 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jinja2 import TemplateError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.errors import ERROR_TYPES, ManifestError
@@ -26,7 +26,7 @@ from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameter
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
 from connector.types import FORMATS, MAX_DEPTH, too_deep
 
-__all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir"]
+__all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir", "read_model"]
 
 #: The largest manifest file read, so a hostile one cannot exhaust memory.
 MAX_MANIFEST_BYTES = 2 * 1024 * 1024
@@ -126,17 +126,25 @@ def _validation_error(source: str, exc: ValidationError) -> ManifestError:
     return ManifestError(source, _json_path((*first["loc"], *at)), message)
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_model(path: Path, model: type[Model]) -> Model:
+    """A JSON file read into one of the format's models, strictly (no coercion, no
+    snake_case aliases: what the shipped JSON Schemas accept); any fault is a
+    ManifestError with the file and the JSON path."""
+    data = _read_json(path)
+    try:
+        return model.model_validate(data, strict=True, by_name=False)
+    except ValidationError as exc:
+        raise _validation_error(str(path), exc) from None
+
+
 def load_app(app_file: str | os.PathLike[str]) -> tuple[LoadedApp, list[LoadedModule]]:
     """Load one app.json and its modules; raises ManifestError."""
     path = Path(app_file)
     source = str(path)
-    data = _read_json(path)
-    try:
-        manifest = AppManifest.model_validate(data, strict=True, by_name=False)
-    except ValidationError as exc:
-        raise _validation_error(source, exc) from None
-    except RecursionError:
-        raise ManifestError(source, "$", "manifest nested too deeply") from None
+    manifest = read_model(path, AppManifest)
     app = _compile_app(manifest, source)
     modules: list[LoadedModule] = []
     seen: set[str] = set()
@@ -223,13 +231,7 @@ def _compile(source: str, path: str, text: str) -> CompiledTemplate:
 
 def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
     source = str(path)
-    data = _read_json(path)
-    try:
-        manifest = ModuleManifest.model_validate(data, strict=True, by_name=False)
-    except ValidationError as exc:
-        raise _validation_error(source, exc) from None
-    except RecursionError:
-        raise ManifestError(source, "$", "manifest nested too deeply") from None
+    manifest = read_model(path, ModuleManifest)
     if not manifest.id.startswith(app.name + "."):
         raise ManifestError(
             source,
