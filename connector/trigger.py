@@ -38,8 +38,8 @@ import orjson
 from connector.connection import Connection
 from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigurationError
 from connector.manifest import SignatureSpec, WebhookSpec
+from connector.prepare import ENGINE_INFO, render_part
 from connector.registry import LoadedModule
-from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import MAX_DEPTH, loads_strict, too_deep
 from connector.validation import Values, validate_parameters
 
@@ -77,7 +77,6 @@ def receive(
     engine pass the Connection it built (and cached) from them. ``body`` is the raw
     request body; text is taken as UTF-8.
     """
-    from connector.engine import ENGINE_INFO  # the engine imports this module lazily
 
     manifest = module.manifest
     webhook = manifest.webhook
@@ -106,16 +105,17 @@ def receive(
         "parameters": values,
         "connection": conn.public,
         "engine": ENGINE_INFO,
-        "app": {"name": module.app.name, "version": module.app.manifest.version},
+        "app": module.app.info,
     }
     bundles: list[dict[str, Any]] = []
     for event in events:
         scope["event"] = _lenient(event)
-        if module.webhook_filter is not None and not _render(module, "filter", scope, conn):
+        keep = module.webhook_filter
+        if keep is not None and not render_part(module, "filter", keep, scope, conn):
             continue
-        output = _render(module, "output", scope, conn)
+        output = render_part(module, "output", module.output, scope, conn)
         for bundle in output if isinstance(output, list) else [output]:
-            bundles.append(conn.redact.data(_plain(bundle if bundle is not None else {})))
+            bundles.append(conn.redact.data(bundle if bundle is not None else {}))
     return bundles
 
 
@@ -244,18 +244,6 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _render(module: LoadedModule, part: str, scope: Mapping[str, Any], conn: Connection) -> Any:
-    tree = module.webhook_filter if part == "filter" else module.output
-    assert tree is not None
-    try:
-        return tree.render(scope)
-    except RENDER_FAILURES as exc:
-        raise InvalidConfigurationError(
-            f"module {module.id}: the manifest's {part} template failed: "
-            f"{conn.redact(describe_error(exc))}"
-        ) from None
-
-
 def _lenient(value: Any) -> Any:
     """Events as templates see them: a missing key reads as ``none``, at every level.
 
@@ -266,13 +254,4 @@ def _lenient(value: Any) -> Any:
         return Values((k, _lenient(v)) for k, v in value.items())
     if isinstance(value, list):
         return [_lenient(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """Bundles are plain JSON data, whatever the templates returned."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
     return value
