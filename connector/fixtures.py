@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connector.engine import ENGINE_INFO, Engine
@@ -33,7 +32,7 @@ from connector.errors import ERROR_TYPES, ManifestError, RunError
 from connector.loader import read_model
 from connector.manifest import RetrySpec
 from connector.registry import LoadedModule, Registry
-from connector.templates import TemplateTree
+from connector.templates import RENDER_FAILURES, TemplateTree
 
 __all__ = [
     "FIXTURES_DIR",
@@ -227,9 +226,10 @@ def run_case(
     }
     response = case.response or FixtureResponse()
     transport = httpx.MockTransport(lambda request: _answer(response))
-    with Engine(
-        registry, client=httpx.Client(transport=transport), retry=RetrySpec(attempts=1)
-    ) as engine:
+    with (
+        httpx.Client(transport=transport) as client,
+        Engine(registry, client=client, retry=RetrySpec(attempts=1)) as engine,
+    ):
         if module.is_trigger:
             _run_trigger(engine, module, case, connection, result)
         else:
@@ -316,14 +316,14 @@ def _expectation_scope(module: LoadedModule, run: Mapping[str, Any]) -> dict[str
     return {
         "run": run,
         "engine": ENGINE_INFO,
-        "app": {"name": module.app.name, "version": module.app.manifest.version},
+        "app": module.app.info,
     }
 
 
 def _expected(value: Any, scope: Mapping[str, Any], what: str, result: CaseResult) -> Any:
     try:
         return TemplateTree(value).render(scope)
-    except (TemplateError, TypeError, ValueError) as exc:
+    except RENDER_FAILURES as exc:
         result.problems.append(f"{what}: the expected value's template failed: {exc}")
         return value
 
