@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from connector.engine import ENGINE_INFO, Engine
 from connector.errors import ERROR_TYPES, ManifestError, RunError
 from connector.loader import read_model
-from connector.manifest import RetrySpec
+from connector.manifest import RetrySpec, json_schema
 from connector.registry import LoadedModule, Registry
 from connector.templates import RENDER_FAILURES, TemplateTree
 
@@ -145,10 +145,7 @@ class FixtureFile(_Model):
 
 def fixture_schema() -> dict[str, Any]:
     """The JSON Schema of fixture files, for editors (``connector schema``)."""
-    schema = FixtureFile.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://connector.invalid/schema/fixture.schema.json"
-    return schema
+    return json_schema(FixtureFile, "fixture")
 
 
 def fixture_path(module: LoadedModule) -> Path:

@@ -507,17 +507,20 @@ def _check_unique(names: list[str], what: str) -> None:
         seen.add(name)
 
 
+def json_schema(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one of the format's files, for editors: shipped
+    as ``connector/schema/<name>.schema.json``."""
+    schema = model.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://connector.invalid/schema/{name}.schema.json"
+    return schema
+
+
 def app_schema() -> dict[str, Any]:
     """The JSON Schema of app manifests (``app.json``)."""
-    schema = AppManifest.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://connector.invalid/schema/app.schema.json"
-    return schema
+    return json_schema(AppManifest, "app")
 
 
 def module_schema() -> dict[str, Any]:
     """The JSON Schema of module manifests."""
-    schema = ModuleManifest.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://connector.invalid/schema/module.schema.json"
-    return schema
+    return json_schema(ModuleManifest, "module")
