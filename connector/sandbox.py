@@ -66,7 +66,7 @@ def _compact(value: Any) -> Any:
         for k, v in value.items():
             if type(v) not in _SCALARS:
                 v = _compact(v)
-            if not (v is None or v == "" or (type(v) in (dict, list) and not v)):
+            if not _is_blank(v):
                 out[k] = v
         return out
     if isinstance(value, list):
