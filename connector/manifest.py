@@ -64,8 +64,10 @@ ParameterType = Literal[
 PARAMETER_TYPES: tuple[str, ...] = get_args(ParameterType)
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-MODULE_ID_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
-APP_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+#: An app name, and each half of a module id (``app.module``).
+_SEGMENT = r"[a-z][a-z0-9_]*"
+APP_NAME_PATTERN = rf"^{_SEGMENT}$"
+MODULE_ID_PATTERN = rf"^{_SEGMENT}\.{_SEGMENT}$"
 Template = Annotated[str, Field(description="A Jinja2 template, rendered in the sandbox.")]
 # A value that is either one template (whose single expression may yield an object)
 # or a JSON structure whose string leaves are templates.

@@ -27,7 +27,6 @@ from connector.manifest import APP_NAME_PATTERN
 
 __all__ = ["ScaffoldError", "Scaffolded", "new_app", "new_module"]
 
-MODULE_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 _SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 
 
@@ -276,7 +275,7 @@ def new_module(root: Path, app: str, module: str, docs: Path | None = None) -> S
     The app is scaffolded too when it does not exist yet.
     """
     _check_name(app, APP_NAME_PATTERN, "app")
-    _check_name(module, MODULE_NAME_PATTERN, "module")
+    _check_name(module, APP_NAME_PATTERN, "module")  # the module half of its id
     folder = root / app
     app_file = folder / APP_FILE
     module_file = folder / f"{module}.json"
