@@ -73,18 +73,12 @@ def parameter_schema(param: Parameter) -> dict[str, Any]:
     if param.help:
         schema["description"] = param.help
     schema["x-type"] = param.type
-    for key, value in (
-        ("default", param.default),
-        ("minLength", param.min_length),
-        ("maxLength", param.max_length),
-        ("pattern", param.pattern),
-        ("minimum", param.minimum),
-        ("maximum", param.maximum),
-        ("x-format", param.format),
-        ("examples", [param.example] if param.example is not None else None),
-    ):
-        if value is not None:
-            schema[key] = value
+    if param.default is not None:
+        schema["default"] = param.default
+    for key, value in param.rules.items():
+        schema["x-format" if key == "format" else key] = value
+    if param.example is not None:
+        schema["examples"] = [param.example]
     if param.advanced:
         schema["x-advanced"] = True
     return schema

@@ -23,24 +23,18 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+_RULE_LABELS = {"minLength": "min length", "maxLength": "max length"}
+
+
 def _rules(param: Parameter) -> str:
     rules: list[str] = []
     if param.required:
         rules.append("required")
     if param.default is not None:
         rules.append(f"default `{json.dumps(param.default)}`")
-    for label, value in (
-        ("min length", param.min_length),
-        ("max length", param.max_length),
-        ("pattern", param.pattern),
-        ("minimum", param.minimum),
-        ("maximum", param.maximum),
-        ("format", param.format),
-    ):
-        if value is not None:
-            rules.append(
-                f"{label} `{value:g}`" if isinstance(value, float) else f"{label} `{value}`"
-            )
+    for key, value in param.rules.items():
+        label = _RULE_LABELS.get(key, key)
+        rules.append(f"{label} `{value:g}`" if isinstance(value, float) else f"{label} `{value}`")
     if param.options:
         rules.append("one of " + ", ".join(f"`{o.value}`" for o in param.options))
     if param.reserved:

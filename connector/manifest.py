@@ -92,6 +92,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
+#: Value rules of a parameter: manifest key, model attribute.
+_RULE_FIELDS = (
+    ("minLength", "min_length"),
+    ("maxLength", "max_length"),
+    ("pattern", "pattern"),
+    ("minimum", "minimum"),
+    ("maximum", "maximum"),
+    ("format", "format"),
+)
+
+
 class Option(_Model):
     """One choice of a ``select`` parameter."""
 
@@ -144,6 +155,15 @@ class Parameter(_Model):
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        """The value rules set on this parameter, by manifest key (``minLength``, ...)."""
+        return {
+            key: getattr(self, attr)
+            for key, attr in _RULE_FIELDS
+            if getattr(self, attr) is not None
+        }
 
     @model_validator(mode="after")
     def _check_type_specific(self) -> Parameter:

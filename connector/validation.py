@@ -215,17 +215,7 @@ def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], fie
 
 
 def _has_rules(spec: Parameter) -> bool:
-    return any(
-        rule is not None
-        for rule in (
-            spec.min_length,
-            spec.max_length,
-            spec.pattern,
-            spec.minimum,
-            spec.maximum,
-            spec.format,
-        )
-    )
+    return bool(spec.rules)
 
 
 def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Values:
