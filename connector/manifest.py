@@ -19,6 +19,7 @@ template (see :mod:`connector.templates`); the loader compiles them all at load 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -473,6 +474,14 @@ class AppManifest(_Model):
     def _check_fields(self) -> AppManifest:
         _check_unique([f.name for f in self.connection.fields], "connection field")
         return self
+
+
+def walk_parameters(params: Sequence[Parameter]) -> Iterator[Parameter]:
+    """Every parameter at one level, including select options' nested ones."""
+    for param in params:
+        yield param
+        for option in param.options or ():
+            yield from walk_parameters(option.nested)
 
 
 def check_parameter_names(params: list[Parameter], what: str) -> None:

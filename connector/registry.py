@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.errors import UnknownModuleError
-from connector.manifest import AppManifest, ModuleManifest, Parameter
+from connector.manifest import AppManifest, ModuleManifest, walk_parameters
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
 
-__all__ = ["LoadedApp", "LoadedModule", "Registry"]
+__all__ = ["LoadedApp", "LoadedModule", "Registry", "walk_parameters"]
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,3 @@ class Registry:
             }
             for m in sorted(self._modules.values(), key=lambda m: m.id)
         ]
-
-
-def walk_parameters(params: list[Parameter]) -> Iterator[Parameter]:
-    """Every parameter at one level, including select options' nested ones."""
-    for param in params:
-        yield param
-        for option in param.options or ():
-            yield from walk_parameters(option.nested)

@@ -19,7 +19,7 @@ from typing import Any
 
 from connector.errors import DataError
 from connector.keyvalue import keyvalue, keyvalue_list, normalize_name
-from connector.manifest import Constraint, Option, Parameter
+from connector.manifest import Constraint, Option, Parameter, walk_parameters
 from connector.mapping import Values, cached, maybe_json, render_mapping
 from connector.types import FORMATS, coerce_scalar
 
@@ -58,7 +58,7 @@ class _LevelPlan:
 
     def __init__(self, specs: Sequence[Parameter]) -> None:
         #: Every name the level accepts, its select options' nested fields included.
-        self.known = _known_names(specs)
+        self.known = frozenset(p.name for p in walk_parameters(specs))
         #: Per field: name, spec, whether an absent value can be skipped (optional, no
         #: default, not a collection), whether it is an optional collection (absent reads
         #: as an empty one), a fast validator for the commonest clean values (or None),
@@ -175,15 +175,6 @@ def _empty_collection(spec: Parameter) -> Values:
         elif child.default is not None:
             out[child.name] = child.default
     return out
-
-
-def _known_names(specs: Sequence[Parameter]) -> frozenset[str]:
-    names: set[str] = set()
-    for spec in specs:
-        names.add(spec.name)
-        for option in spec.options or ():
-            names |= _known_names(option.nested)
-    return frozenset(names)
 
 
 def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Any:
