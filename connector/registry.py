@@ -8,6 +8,7 @@ describes them for form drawing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +36,10 @@ class LoadedApp:
     def name(self) -> str:
         return self.manifest.name
 
-    @property
+    @functools.cached_property
     def info(self) -> dict[str, str]:
-        """``{name, version}``, as templates see ``app`` (a fresh dict: never shared)."""
+        """``{name, version}``, as templates see ``app``. Built once: templates cannot
+        change it, and bundles are fresh copies, never sharing it."""
         return {"name": self.manifest.name, "version": self.manifest.version}
 
 
