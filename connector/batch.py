@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError, InvalidConfigurationError, RunError
-from connector.request import PreparedRequest, dumps, join_url
+from connector.jsondata import dumps
+from connector.request import PreparedRequest, join_url
 from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import utc_now_iso
 

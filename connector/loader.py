@@ -21,10 +21,11 @@ from pydantic import BaseModel, ValidationError
 
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.errors import ERROR_TYPES, ManifestError
+from connector.jsondata import MAX_DEPTH, too_deep
 from connector.manifest import AppManifest, ModuleManifest, Parameter, RuleError, WebhookSpec
 from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
-from connector.types import FORMATS, MAX_DEPTH, too_deep
+from connector.types import FORMATS
 
 __all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir", "read_model"]
 

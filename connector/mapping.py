@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector.errors import DataError
+from connector.jsondata import loads_strict, too_deep
 from connector.templates import RENDER_FAILURES, CompiledTemplate, describe_error, is_template
-from connector.types import loads_strict, too_deep
 
 __all__ = ["PLAIN", "Values", "cached", "maybe_json", "render_mapping"]
 

@@ -17,16 +17,13 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-import orjson
-
 from connector.errors import DataError
-from connector.types import loads_strict
+from connector.jsondata import dumps, loads_strict
 
 __all__ = [
     "ALLOWED_METHODS",
     "PreparedRequest",
     "check_headers",
-    "dumps",
     "encode_body",
     "join_url",
     "largest_fields",
@@ -195,25 +192,6 @@ def _query_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
-
-
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, strictly: NaN/Infinity and non-text keys are errors.
-
-    orjson is ~10x faster than the standard library here (0.4 µs against 5.5 µs for a
-    track message), but it writes NaN as ``null`` and refuses integers over 64 bits.
-    So any output containing ``null`` (rare in messages), and anything orjson refuses,
-    is redone by the standard library, which raises on NaN and handles big integers:
-    the result never changes data silently.
-    """
-    try:
-        out = orjson.dumps(value)
-    except TypeError:
-        out = None
-    if out is None or b"null" in out:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return text.encode()
-    return out
 
 
 def _content_type(headers: Mapping[str, str]) -> str | None:

@@ -21,7 +21,8 @@ from typing import Any
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from connector.types import format_datetime, loads_strict, parse_datetime, utc_now_iso
+from connector.jsondata import loads_strict
+from connector.types import format_datetime, parse_datetime, utc_now_iso
 
 __all__ = [
     "ALLOWED_BUILTIN_FILTERS",

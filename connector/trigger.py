@@ -37,10 +37,10 @@ import orjson
 
 from connector.connection import Connection
 from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigurationError
+from connector.jsondata import MAX_DEPTH, loads_strict, too_deep
 from connector.manifest import SignatureSpec, WebhookSpec
 from connector.prepare import ENGINE_INFO, render_part
 from connector.registry import LoadedModule
-from connector.types import MAX_DEPTH, loads_strict, too_deep
 from connector.validation import Values, validate_parameters
 
 __all__ = ["Headers", "receive", "sign"]

@@ -15,7 +15,6 @@ coerced value. Structural types (collection, array, select, keyvalue) are walked
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -31,9 +30,7 @@ __all__ = [
     "FORMATS",
     "coerce_scalar",
     "format_datetime",
-    "loads_strict",
     "parse_datetime",
-    "too_deep",
     "utc_now_iso",
 ]
 
@@ -46,47 +43,6 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 # Epoch values above this are milliseconds (year 2286 in seconds).
 _EPOCH_MS_THRESHOLD = 10_000_000_000
-
-
-#: Deepest nesting the engine accepts in any JSON it reads (manifests, mapped values,
-#: webhook deliveries); real data stays under 20, and the engine's recursive steps
-#: (rendering, compiling, serialising) must never meet a hostile depth.
-MAX_DEPTH = 64
-
-
-def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether ``value`` nests deeper than ``limit`` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend((v, depth + 1) for v in item)
-    return False
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def loads_strict(text: str | bytes) -> Any:
-    """JSON as the standard has it: ``NaN``, ``Infinity`` and numbers too large for a
-    float (``1e999``) raise ValueError instead of becoming values no host can send on.
-    Nesting too deep for the parser raises ValueError too."""
-    try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
 
 
 _SECOND: tuple[int, str] = (-1, "")
