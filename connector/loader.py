@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.errors import ERROR_TYPES, ManifestError
-from connector.jsondata import MAX_DEPTH, too_deep
+from connector.jsondata import MAX_DEPTH, loads_strict, too_deep
 from connector.manifest import AppManifest, ModuleManifest, Parameter, RuleError, WebhookSpec
 from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
@@ -97,13 +97,13 @@ def _read_json(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ManifestError(str(path), "$", "not UTF-8 text") from None
     try:
-        data = json.loads(text)
+        data = loads_strict(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(
             str(path), "$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    except RecursionError:
-        raise ManifestError(str(path), "$", "JSON nested too deeply") from None
+    except ValueError as exc:  # NaN, Infinity, overflowing numbers, runaway nesting
+        raise ManifestError(str(path), "$", f"invalid JSON: {exc}") from None
     if too_deep(data):
         raise ManifestError(str(path), "$", f"JSON nested too deeply (over {MAX_DEPTH} levels)")
     return data
