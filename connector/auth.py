@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from connector.manifest import AuthSpec
-from connector.templates import CompiledTemplate
+from connector.templates import compile_template
 
 __all__ = ["AUTH_TYPES", "AuthHeaders", "build_auth_headers"]
 
@@ -24,7 +24,7 @@ AuthBuilder = Callable[[AuthSpec, Mapping[str, Any]], AuthHeaders]
 def _render(source: str | None, scope: Mapping[str, Any]) -> str:
     if source is None:
         return ""
-    value = CompiledTemplate(source).render(scope)
+    value = compile_template(source).render(scope)
     return "" if value is None else str(value)
 
 

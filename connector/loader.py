@@ -24,7 +24,7 @@ from connector.errors import ERROR_TYPES, ManifestError
 from connector.jsondata import MAX_DEPTH, loads_strict, too_deep
 from connector.manifest import AppManifest, ModuleManifest, Parameter, RuleError, WebhookSpec
 from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
-from connector.templates import CompiledTemplate, TemplateTree, referenced_names
+from connector.templates import CompiledTemplate, TemplateTree, compile_template, referenced_names
 from connector.types import FORMATS
 
 __all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir", "read_model"]
@@ -225,7 +225,7 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
 
 def _compile(source: str, path: str, text: str) -> CompiledTemplate:
     try:
-        return CompiledTemplate(text)
+        return compile_template(text)
     except TemplateError as exc:
         raise ManifestError(source, path, f"bad template: {exc.message or exc}") from None
 

@@ -9,13 +9,12 @@ key reads as ``None``, so manifest templates can write ``parameters.traits.email
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from connector.errors import DataError
 from connector.jsondata import loads_strict, too_deep
-from connector.templates import RENDER_FAILURES, CompiledTemplate, describe_error, is_template
+from connector.templates import RENDER_FAILURES, compile_template, describe_error, is_template
 
 __all__ = ["PLAIN", "Values", "cached", "maybe_json", "render_mapping"]
 
@@ -25,11 +24,6 @@ class Values(dict[str, Any]):
 
     def __missing__(self, key: str) -> None:
         return None
-
-
-@functools.lru_cache(maxsize=4096)
-def _compiled(source: str) -> CompiledTemplate:
-    return CompiledTemplate(source)
 
 
 def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
@@ -43,7 +37,7 @@ def render_mapping(value: Any, context: Mapping[str, Any], field: str) -> Any:
         if "{" not in value or not is_template(value):
             return value
         try:
-            return _compiled(value).render(context)
+            return compile_template(value).render(context)
         except RENDER_FAILURES as exc:
             raise DataError(
                 f"field {field!r}: mapping could not be rendered: {describe_error(exc)}",

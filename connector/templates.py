@@ -16,6 +16,7 @@ drops keys whose value came out ``None`` (an unmapped optional field is *absent*
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -217,7 +218,11 @@ class TemplateTree:
         return out
 
 
+@functools.lru_cache(maxsize=8192)
 def compile_template(source: str) -> CompiledTemplate:
+    """The compiled template of ``source``, compiled once per distinct source: manifests
+    repeat many (the context and output templates of every Segment module), builders
+    map the same expressions run after run, and compiled templates are immutable."""
     return CompiledTemplate(source)
 
 
@@ -225,23 +230,9 @@ def compile_tree(value: Any) -> TemplateTree:
     return TemplateTree(value)
 
 
-_SHARED: dict[str, CompiledTemplate] = {}
-
-
-def _shared(source: str) -> CompiledTemplate:
-    """One compiled template per distinct source: manifests repeat many (the context
-    and output templates of every Segment module), and compiled ones are immutable."""
-    template = _SHARED.get(source)
-    if template is None:
-        if len(_SHARED) > 10_000:
-            _SHARED.clear()
-        template = _SHARED[source] = CompiledTemplate(source)
-    return template
-
-
 def _compile_node(value: Any) -> Any:
     if isinstance(value, str):
-        return _shared(value) if is_template(value) else value
+        return compile_template(value) if is_template(value) else value
     if isinstance(value, dict):
         return {str(k): _compile_node(v) for k, v in value.items()}
     if isinstance(value, list):
