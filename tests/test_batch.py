@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,15 @@ import pytest
 
 import connector
 from connector.sink import Fault, Sink
-from tests.conftest import WRITE_KEY
+from tests.conftest import WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_batch_cli(sink: Sink, path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """`connector run segment.track --batch PATH` against the sink, as a host runs it."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "segment.track",
-            *flags,
-            "-c",
-            json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
-            "--batch",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    return run_cli("run", "segment.track", *flags, "-c", conn, "--batch", str(path))
 
 
 def track(i: int, **extra: Any) -> dict[str, Any]:

@@ -11,21 +11,14 @@ from typing import Any
 import pytest
 
 from connector.sink import Sink
-from tests.conftest import WRITE_KEY
+from tests.conftest import WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    return run_cli(*args)
 
 
 def error_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 import connector
 from connector.registry import Registry, walk_parameters
-from tests.conftest import SHIPPED_MODULES
+from tests.conftest import SHIPPED_MODULES, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_IDS = SHIPPED_MODULES
@@ -309,14 +308,7 @@ def test_describe_nested_select_options_and_arrays(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        check=False,
-    )
+    return run_cli(*args)
 
 
 def test_cli_describe_prints_the_same_json(registry: Registry) -> None:

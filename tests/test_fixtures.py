@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from connector.fixtures import (
     run_case,
     run_fixtures,
 )
-from tests.conftest import SHIPPED_MODULES
+from tests.conftest import SHIPPED_MODULES, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = connector.load()
@@ -272,14 +271,7 @@ def test_run_fixtures_unknown_target() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
+    return run_cli(*args)
 
 
 def test_cli_test_passes_on_the_shipped_apps() -> None:

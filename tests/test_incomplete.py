@@ -17,7 +17,7 @@ import pytest
 import connector
 from connector.incomplete import IncompleteStore
 from connector.sink import Fault, Sink
-from tests.conftest import FAST_RETRY, WRITE_KEY
+from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACK = {"event": "Order Completed", "userId": "u-1", "revenue": "9.5"}
@@ -182,15 +182,7 @@ def test_fault_injection_nothing_lost(
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
+    return run_cli(*args, env=env)
 
 
 def test_cli_list_show_retry_discard(sink: Sink, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import hmac
 import http.server
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import connector
 from connector.errors import RunError
 from connector.manifest import SignatureSpec
 from connector.trigger import receive, sign
-from tests.conftest import WRITE_KEY
+from tests.conftest import WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "segment.watch_events"
@@ -531,14 +530,7 @@ def test_cli_webhook(tmp_path: Path) -> None:
     conn = json.dumps(CONNECTION)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "connector", "webhook", MODULE, "-c", conn, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
+        return run_cli("webhook", MODULE, "-c", conn, *args)
 
     done = cli("--body", str(body), "--sign", "-p", '{"types": ["identify"]}')
     assert done.returncode == 0, done.stderr
