@@ -92,7 +92,16 @@ class Redactor:
 class Connection:
     """A validated connection for one app."""
 
-    __slots__ = ("_auth_names", "app", "auth_headers", "base_url", "public", "redact", "timeout")
+    __slots__ = (
+        "_auth_names",
+        "app",
+        "auth_headers",
+        "base_url",
+        "public",
+        "redact",
+        "request_heads",
+        "timeout",
+    )
 
     def __init__(self, app: LoadedApp, values: Mapping[str, Any] | None) -> None:
         self.app = app
@@ -121,6 +130,9 @@ class Connection:
         self.redact = Redactor([*secret_values, *self.auth_headers.values()])
         self.base_url = _check_base_url(str(base))
         self.timeout = app.manifest.timeout
+        #: Per module with a literal request head: its checked method, URL, headers and
+        #: query (see prepare.build_request). Bounded by the app's module count.
+        self.request_heads: dict[str, tuple[str, str, dict[str, str], dict[str, Any]]] = {}
 
     def __repr__(self) -> str:
         return f"Connection(app={self.app.name!r}, base_url={self.base_url!r})"

@@ -130,6 +130,46 @@ def build_request(
 ) -> PreparedRequest:
     """Render the request parts and check them; raises DataError on unsafe ones."""
     fields = module.part_fields
+    head = conn.request_heads.get(module.id) if module.static_head else None
+    if head is None:
+        head = _render_head(module, conn, scope)
+        if module.static_head:
+            # Literal method, URL, headers and query give the same checked result on
+            # every run with this connection: checked once, then reused.
+            conn.request_heads[module.id] = head
+    method, url, static_headers, query = head
+    headers = dict(static_headers)
+    body = render_part(module, "body", module.body, scope, conn)
+    content, json_body = encode_body(body, headers, fields.get("body"))
+    limit = module.max_body_bytes
+    if limit is not None and content is not None and len(content) > limit:
+        biggest = largest_fields(json_body)
+        named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
+        raise DataError(
+            f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
+            + (f"; largest fields: {named}" if named else ""),
+            field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
+        )
+    headers.update(conn.auth_headers)
+    message_id = json_body.get("messageId") if type(json_body) is dict else None
+    return PreparedRequest(
+        method=method,
+        url=url,
+        headers=headers,
+        query=dict(query),
+        content=content,
+        json_body=json_body,
+        module_id=module.id,
+        message_id=message_id if isinstance(message_id, str) else None,
+        timeout=conn.timeout,
+    )
+
+
+def _render_head(
+    module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
+) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """Method, URL, headers (auth not yet added) and query, rendered and checked."""
+    fields = module.part_fields
     method = str(render_part(module, "method", module.method, scope, conn) or "").upper()
     if method not in ALLOWED_METHODS:
         raise DataError(
@@ -150,31 +190,7 @@ def build_request(
     )
     rendered_query = render_part(module, "query", module.query, scope, conn)
     query = normalize_query(rendered_query, fields.get("query")) if rendered_query else {}
-    body = render_part(module, "body", module.body, scope, conn)
-    content, json_body = encode_body(body, headers, fields.get("body"))
-    spec = module.manifest.request
-    limit = spec.max_body_bytes if spec is not None else None
-    if limit is not None and content is not None and len(content) > limit:
-        biggest = largest_fields(json_body)
-        named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
-        raise DataError(
-            f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
-            + (f"; largest fields: {named}" if named else ""),
-            field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
-        )
-    headers.update(conn.auth_headers)
-    message_id = json_body.get("messageId") if type(json_body) is dict else None
-    return PreparedRequest(
-        method=method,
-        url=url,
-        headers=headers,
-        query=query,
-        content=content,
-        json_body=json_body,
-        module_id=module.id,
-        message_id=message_id if isinstance(message_id, str) else None,
-        timeout=conn.timeout,
-    )
+    return method, url, headers, query
 
 
 def _uuid4() -> str:

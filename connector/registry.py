@@ -61,6 +61,17 @@ class LoadedModule:
     #: A trigger's event filter (``webhook.filter``); None keeps every event.
     webhook_filter: TemplateTree | None = None
 
+    @functools.cached_property
+    def static_head(self) -> bool:
+        """Whether method, URL, headers and query are literal (no template): their
+        checked form then depends on the connection only, and is reused."""
+        return all(tree.literal for tree in (self.method, self.url, self.headers, self.query))
+
+    @functools.cached_property
+    def max_body_bytes(self) -> int | None:
+        spec = self.manifest.request
+        return spec.max_body_bytes if spec is not None else None
+
     @property
     def is_trigger(self) -> bool:
         return self.manifest.kind == "trigger"
