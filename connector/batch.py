@@ -23,6 +23,7 @@ packing costs no second serialisation.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,12 +50,16 @@ BatchResult = list[dict[str, Any]] | RunError
 _MAX_PENDING = 10_000
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
-    """One input's place in the output order."""
+    """One input's place in the output order (slotted: a batch holds thousands, and
+    every object they keep alive is work for the garbage collector)."""
 
     result: BatchResult | None = None
     prepared: Prepared | None = None
+    #: The batch's response, once answered: the output bundles are rendered from it
+    #: only when the result is about to be yielded (see _ready).
+    view: dict[str, Any] | None = None
 
 
 @dataclass
@@ -64,7 +69,7 @@ class _Packer:
     max_items: int
     max_bytes: int
     overhead: int
-    items: list[tuple[_Slot, Prepared]] = field(default_factory=list)
+    items: list[_Slot] = field(default_factory=list)
     size: int = 0
 
     def fits(self, content: bytes) -> bool:
@@ -75,11 +80,11 @@ class _Packer:
             and self.overhead + self.size + len(self.items) + len(content) <= self.max_bytes
         )
 
-    def add(self, slot: _Slot, prepared: Prepared, content: bytes) -> None:
-        self.items.append((slot, prepared))
+    def add(self, slot: _Slot, content: bytes) -> None:
+        self.items.append(slot)
         self.size += len(content)
 
-    def take(self) -> list[tuple[_Slot, Prepared]]:
+    def take(self) -> list[_Slot]:
         items, self.items, self.size = self.items, [], 0
         return items
 
@@ -168,8 +173,8 @@ class _BatchPlan:
         fields = b"".join(b"," + dumps(key) + b":" + dumps(value) for key, value in extra.items())
         return b"]" + fields + b"}"
 
-    def request(self, items: list[tuple[_Slot, Prepared]]) -> PreparedRequest:
-        items_json = b",".join(p.request.content or b"null" for _, p in items)
+    def request(self, items: list[_Slot]) -> PreparedRequest:
+        items_json = b",".join(_prepared(s).request.content or b"null" for s in items)
         content = self.head + items_json + self._tail()
         headers = {"Content-Type": "application/json", **self.connection.auth_headers}
         return PreparedRequest(
@@ -183,16 +188,16 @@ class _BatchPlan:
             timeout=self.connection.timeout,
         )
 
-    def begin(self, items: list[tuple[_Slot, Prepared]]) -> list[str] | None:
+    def begin(self, items: list[_Slot]) -> list[str] | None:
         """Write-ahead: store every item before the batch is sent (when a store is set)."""
         store = self.engine.incomplete
         if store is None or not self.module.manifest.retry:
             return None
-        return store.begin_many([prepared for _, prepared in items])
+        return store.begin_many([_prepared(slot) for slot in items])
 
     def settle(
         self,
-        items: list[tuple[_Slot, Prepared]],
+        items: list[_Slot],
         response: httpx.Response | None,
         error: RunError | None,
         execution_ids: list[str] | None = None,
@@ -201,30 +206,77 @@ class _BatchPlan:
         store = self.engine.incomplete
         if execution_ids is not None and store is not None:
             if error is not None and error.retryable:
-                for (slot, _), execution_id in zip(items, execution_ids, strict=True):
+                for slot, execution_id in zip(items, execution_ids, strict=True):
                     own = copy.copy(error)  # each item's error names its own stored run
                     store.settle_failure(execution_id, own)
-                    slot.result = own
+                    slot.result, slot.prepared = own, None
                 return
             store.succeeded_many(execution_ids)
-        view = self.engine.response_view(response) if response is not None else None
-        for slot, prepared in items:
-            if error is not None:
-                slot.result = error
-                continue
-            assert response is not None
+        if error is not None:
+            for slot in items:
+                slot.result, slot.prepared = error, None
+            return
+        assert response is not None
+        view = self.engine.response_view(response)
+        for slot in items:
+            slot.view = view
+
+    def outputs(self, chunk: list[_Slot]) -> None:
+        """The output bundles of answered items, rendered over their batch's response,
+        then redacted and copied in one pass (see Redactor.data_many).
+
+        Done in small chunks just before the results are yielded, not for a whole batch
+        when it is answered: bundles then go to the caller while young, instead of
+        thousands of them waiting and being promoted (and rescanned) by the garbage
+        collector.
+        """
+        render = self.engine.render_output
+        without_auth = self.connection.without_auth
+        headers: dict[str, str] | None = None
+        shown: dict[str, str] = {}
+        rendered: list[list[Any]] = []
+        done: list[_Slot] = []
+        for slot in chunk:
+            prepared = _prepared(slot)
+            view, slot.prepared, slot.view = slot.view, None, None
+            # Items of a batch nearly always carry the same headers: shown once.
+            if prepared.request.headers != headers:
+                headers = prepared.request.headers
+                shown = without_auth(headers)
             try:
-                slot.result = self.engine.finish(prepared, response, view)
+                rendered.append(render(prepared, None, view, shown))
             except RunError as exc:
                 slot.result = exc
-            slot.prepared = None
+                continue
+            done.append(slot)
+        for slot, bundles in zip(done, self.connection.redact.data_many(rendered), strict=True):
+            slot.result = bundles
 
 
-def _ready(slots: deque[_Slot]) -> Iterator[BatchResult]:
-    while slots and slots[0].result is not None:
-        result = slots.popleft().result
-        assert result is not None
+def _prepared(slot: _Slot) -> Prepared:
+    assert slot.prepared is not None
+    return slot.prepared
+
+
+#: Answered items whose bundles are rendered and copied together (see outputs).
+_CHUNK = 32
+
+
+def _ready(plan: _BatchPlan, slots: deque[_Slot]) -> Iterator[BatchResult]:
+    while slots:
+        head = slots[0]
+        if head.view is not None:
+            chunk = list(itertools.takewhile(lambda s: s.view is not None, _head(slots)))
+            plan.outputs(chunk)
+        result = head.result
+        if result is None:
+            return
+        slots.popleft()
         yield result
+
+
+def _head(slots: deque[_Slot]) -> Iterator[_Slot]:
+    return itertools.islice(slots, _CHUNK)
 
 
 def batch(
@@ -259,12 +311,12 @@ def batch(
         if content is not None:
             if not packer.fits(content):
                 flush()
-            packer.add(slot, slot.prepared, content)  # type: ignore[arg-type]
+            packer.add(slot, content)
         if len(slots) > _MAX_PENDING:
             flush()
-        yield from _ready(slots)
+        yield from _ready(plan, slots)
     flush()
-    yield from _ready(slots)
+    yield from _ready(plan, slots)
 
 
 async def abatch(
@@ -285,7 +337,7 @@ async def abatch(
     slots: deque[_Slot] = deque()
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def send(items: list[tuple[_Slot, Prepared]]) -> None:
+    async def send(items: list[_Slot]) -> None:
         request = plan.request(items)
         execution_ids = plan.begin(items)
         try:
@@ -321,16 +373,16 @@ async def abatch(
         if content is not None:
             if not packer.fits(content):
                 await flush()
-            packer.add(slot, slot.prepared, content)  # type: ignore[arg-type]
+            packer.add(slot, content)
         if len(slots) > _MAX_PENDING:
             await flush()
             await settled(ALL)
-        for result in _ready(slots):
+        for result in _ready(plan, slots):
             yield result
     await flush()
     while in_flight:
         await settled(FIRST)
-        for result in _ready(slots):
+        for result in _ready(plan, slots):
             yield result
-    for result in _ready(slots):
+    for result in _ready(plan, slots):
         yield result

@@ -229,7 +229,25 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """The output bundles for a response (secrets redacted). ``view`` lets a batch
         parse one shared response once (see :meth:`response_view`)."""
+        redact = prepared.connection.redact
+        return [redact.data(b) for b in self.render_output(prepared, response, view)]
+
+    def render_output(
+        self,
+        prepared: Prepared,
+        response: httpx.Response | None,
+        view: dict[str, Any] | None = None,
+        shown_headers: dict[str, str] | None = None,
+    ) -> list[Any]:
+        """The output bundles as the module's template renders them: *not yet* redacted
+        nor copied, so they may share objects with the scope. Only :meth:`finish` and
+        batch runs call this, and both pass the result through the redactor's copy.
+        ``shown_headers`` is the request's headers without auth, when a batch already
+        knows them."""
         request = prepared.request
+        if view is None:
+            assert response is not None
+            view = self.response_view(response)
         scope = {
             "parameters": prepared.parameters,
             "connection": prepared.connection.public,
@@ -239,16 +257,17 @@ class Engine:
             "request": {
                 "method": request.method,
                 "url": request.url,
-                "headers": prepared.connection.without_auth(request.headers),
+                "headers": shown_headers
+                if shown_headers is not None
+                else prepared.connection.without_auth(request.headers),
                 "body": request.json_body,
             },
-            "response": view if view is not None else self.response_view(response),
+            "response": view,
         }
         output = render_part(
             prepared.module, "output", prepared.module.output, scope, prepared.connection
         )
-        bundles = output if isinstance(output, list) else [output if output is not None else {}]
-        return [prepared.connection.redact.data(b) for b in bundles]
+        return output if isinstance(output, list) else [output if output is not None else {}]
 
     # -- whole runs -----------------------------------------------------------------------
 

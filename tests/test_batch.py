@@ -75,7 +75,7 @@ def test_packer_message_count_limit() -> None:
     for _ in range(7):
         if not packer.fits(b"x" * 10):
             taken.append(len(packer.take()))
-        packer.add(_Slot(), None, b"x" * 10)  # type: ignore[arg-type]
+        packer.add(_Slot(), b"x" * 10)
     taken.append(len(packer.take()))
     assert taken == [3, 3, 1]
 
