@@ -180,10 +180,11 @@ class _Generator:
                 f"({t}[{key!r}] if isinstance({t} := {target}, _dict) and {key!r} in {t} "
                 f"else _missing({t}, {key!r}))"
             )
-        # The engine's Values read an absent field as None (its __missing__): inline.
+        # The engine's Values (checked parameters, the usual case) read an absent field
+        # as None through their __missing__: tested first, then any dict.
         return (
-            f"({t}[{key!r}] if isinstance({t} := {target}, _dict) and ({key!r} in {t} "
-            f"or type({t}) is _Values) else _missing({t}, {key!r}))"
+            f"({t}.get({key!r}) if type({t} := {target}) is _Values else {t}[{key!r}] "
+            f"if isinstance({t}, _dict) and {key!r} in {t} else _missing({t}, {key!r}))"
         )
 
     def _Getattr(self, node: nodes.Getattr) -> str:
@@ -257,38 +258,47 @@ class _Generator:
         from connector.templates import CompiledTemplate
 
         if type(node) is CompiledTemplate:
-            ast = node.ast
-            if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
-                raise _Unsupported("text template")
-            parts = ast.body[0].nodes
-            if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
-                raise _Unsupported("not a single expression")
-            self.emit(f"{target} = {self.expr(parts[0])}", depth)
+            self.emit(f"{target} = {self.template(node)}", depth)
             self.emit(f"if {target} is None: {target} = _DROP", depth)
             self.emit(f"elif {_CAP.format(value=target)}", depth)
-        elif type(node) is dict:
+        elif type(node) is dict or type(node) is list:
             out = self.temp()
-            self.emit(f"{out} = {{}}", depth)
-            for key, child in node.items():
+            self.emit(f"{out} = {{}}" if type(node) is dict else f"{out} = []", depth)
+            is_dict = type(node) is dict
+            items: Any = node.items() if is_dict else ((None, child) for child in node)
+            for key, child in items:
+                add = f"{out}[{key!r}] = {{}}" if is_dict else f"{out}.append({{}})"
+                if isinstance(child, _LITERALS) and child is not None:
+                    self.emit(add.format(repr(child)), depth)
+                    continue
                 value = self.temp()
-                self.node(child, value, depth)
-                self.emit(f"if {value} is not _DROP: {out}[{key!r}] = {value}", depth)
-            if node:
+                if type(child) is CompiledTemplate:
+                    # A template is dropped when None (it never yields _DROP itself).
+                    self.emit(f"{value} = {self.template(child)}", depth)
+                    self.emit(f"if {value} is not None:", depth)
+                    self.emit(f"if {_CAP.format(value=value)}", depth + 1)
+                else:
+                    self.node(child, value, depth)
+                    self.emit(f"if {value} is not _DROP:", depth)
+                self.emit(add.format(value), depth + 1)
+            if type(node) is dict and node:
                 self.emit(f"{target} = {out} if {out} else _DROP", depth)
             else:
                 self.emit(f"{target} = {out}", depth)
-        elif type(node) is list:
-            out = self.temp()
-            self.emit(f"{out} = []", depth)
-            for child in node:
-                value = self.temp()
-                self.node(child, value, depth)
-                self.emit(f"if {value} is not _DROP: {out}.append({value})", depth)
-            self.emit(f"{target} = {out}", depth)
         elif isinstance(node, _LITERALS):
             self.emit(f"{target} = {node!r}", depth)
         else:
             raise _Unsupported("literal")
+
+    def template(self, node: Any) -> str:
+        """The expression of a single-expression template."""
+        ast = node.ast
+        if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+            raise _Unsupported("text template")
+        parts = ast.body[0].nodes
+        if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
+            raise _Unsupported("not a single expression")
+        return self.expr(parts[0])
 
 
 def _finish(generator: _Generator, body: list[str]) -> FastFunction:

@@ -51,7 +51,7 @@ def _merge(*objects: Any) -> dict[str, Any]:
     for obj in objects:
         if obj is None:
             continue
-        if type(obj) is not dict and not isinstance(obj, Mapping):
+        if not isinstance(obj, (dict, Mapping)):
             raise TypeError(f"merge expects objects, got {type(obj).__name__}")
         out.update(obj)
     return out
@@ -62,11 +62,17 @@ _SCALARS = frozenset({str, int, float, bool})
 
 def _compact(value: Any) -> Any:
     """Drop ``None``, empty text and empty objects/lists, recursively."""
-    if type(value) is dict or isinstance(value, Mapping):
+    if isinstance(value, (dict, Mapping)):
         out = {}
         for k, v in value.items():
-            if type(v) not in _SCALARS:
-                v = _compact(v)
+            kind = type(v)
+            if kind in _SCALARS:  # the common case, inlined: no call per value
+                if v != "":
+                    out[k] = v
+                continue
+            if v is None:
+                continue
+            v = _compact(v)
             if not _is_blank(v):
                 out[k] = v
         return out
