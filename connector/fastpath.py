@@ -265,7 +265,7 @@ class _Generator:
             out = self.temp()
             self.emit(f"{out} = {{}}" if type(node) is dict else f"{out} = []", depth)
             is_dict = type(node) is dict
-            items: Any = node.items() if is_dict else ((None, child) for child in node)
+            items: Any = node.items() if isinstance(node, dict) else ((None, c) for c in node)
             for key, child in items:
                 add = f"{out}[{key!r}] = {{}}" if is_dict else f"{out}.append({{}})"
                 if isinstance(child, _LITERALS) and child is not None:
