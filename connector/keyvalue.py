@@ -82,9 +82,30 @@ def keyvalue_list(
 ) -> dict[str, Any]:
     """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read."""
     out: dict[str, Any] = {}
-    folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
     clean: set[str] = cached(spec, _clean_keys)
+    # The usual list: plain pairs whose keys were accepted before, with plain values.
+    # Taken in a tight loop; the first item that is anything else, and all after it,
+    # go through the full checks below.
+    start = len(items)
     for i, item in enumerate(items):
+        if type(item) is dict:
+            key, value = item.get("key"), item.get("value")
+            kind = type(value)
+            if (
+                type(key) is str
+                and key in clean
+                and key not in out
+                and "{" not in key
+                and (kind in PLAIN and not (kind is str and "{" in value))
+            ):
+                out[key] = value
+                continue
+        start = i
+        break
+    if start == len(items):
+        return out
+    folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
+    for i, item in enumerate(items[start:], start):
         if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
             item = render_mapping(item, context, f"{field}[{i}]")
             if not isinstance(item, Mapping) or "key" not in item:
