@@ -104,12 +104,17 @@ class FastFunction:
         self._function: Callable[[Scope], Any] | None = None
 
     def __call__(self, scope: Scope) -> Any:
+        return self.compiled()(scope)
+
+    def compiled(self) -> Callable[[Scope], Any]:
+        """The plain function (compiled now if need be): callers on a hot path keep it
+        and call it directly, saving this object's call layer."""
         function = self._function
         if function is None:
             namespace = dict(self._env)
             exec(compile(self._source, "<connector fast path>", "exec"), namespace)
             function = self._function = namespace["render"]
-        return function(scope)
+        return function
 
 
 class _Generator:

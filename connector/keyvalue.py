@@ -89,7 +89,8 @@ def keyvalue_list(
     start = len(items)
     for i, item in enumerate(items):
         if type(item) is dict:
-            key, value = item.get("key"), item.get("value")
+            key: Any = item.get("key")
+            value: Any = item.get("value")
             kind = type(value)
             if (
                 type(key) is str

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import TemplateAssertionError, TemplateError, nodes
@@ -179,7 +179,7 @@ def _is_single_output(ast: nodes.Template) -> bool:
 class TemplateTree:
     """A JSON value whose string leaves are compiled templates."""
 
-    __slots__ = ("_function", "_node", "literal")
+    __slots__ = ("_compiled", "_function", "_node", "literal")
 
     def __init__(self, value: Any) -> None:
         self._node = _compile_node(value)
@@ -190,14 +190,19 @@ class TemplateTree:
         self._function = (
             None if self.literal else tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
         )
+        #: The generated function itself, once compiled (called without a layer).
+        self._compiled: Callable[[Mapping[str, Any]], Any] | None = None
 
     def render(self, scope: Mapping[str, Any]) -> Any:
         """The rendered value. A literal tree is returned as is: callers never mutate it."""
         if self.literal:
             return self._node
-        if self._function is not None:
+        function = self._compiled
+        if function is None and self._function is not None:
+            function = self._compiled = self._function.compiled()
+        if function is not None:
             try:
-                value = self._function(scope)
+                value = function(scope)
             except Fallback:
                 value = _render_node(self._node, scope)
         else:
