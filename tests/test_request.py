@@ -494,3 +494,29 @@ def test_allowed_methods() -> None:
     assert frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}) == (
         ALLOWED_METHODS
     )
+
+
+def test_literal_request_heads_are_reused_but_never_shared() -> None:
+    """A module whose method, URL, headers and query are literal is checked once per
+    connection; every prepared run still gets its own headers and query to keep."""
+    import connector
+
+    engine = connector.Engine(connector.load())
+    connection = {"writeKey": "wk_0123456789abcdef", "host": "http://127.0.0.1:9"}
+    track = {"event": "E", "userId": "u"}
+    first = engine.prepare("segment.track", connection, track)
+    first.request.headers["X-Scribbled"] = "yes"
+    first.request.query["scribbled"] = "yes"
+    second = engine.prepare("segment.track", connection, track)
+    assert second.request.url == first.request.url == "http://127.0.0.1:9/v1/track"
+    assert "X-Scribbled" not in second.request.headers
+    assert second.request.query == {}
+    assert second.request.headers["Content-Type"] == "application/json"
+    assert engine.registry.get("segment.track").static_head
+    # A templated URL (the API call's) is rendered and checked on every run.
+    api_call = engine.registry.get("segment.api_call")
+    assert not api_call.static_head
+    with pytest.raises(DataError, match=r"would leave the base URL|not allowed"):
+        engine.prepare("segment.api_call", connection, {"url": "//evil.example/v1/track"})
+    ok = engine.prepare("segment.api_call", connection, {"url": "/v1/identify"})
+    assert ok.request.url == "http://127.0.0.1:9/v1/identify"

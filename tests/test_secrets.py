@@ -161,3 +161,35 @@ def test_bundles_never_alias_engine_state_or_input(
     [again] = engine.run("segment.track", connection, {"event": "E", "userId": "u"})
     assert again["context"]["library"]["name"] == "connector"
     assert props == {"nested": {"a": 1}}
+
+
+def test_batch_bundles_never_alias_each_other_or_engine_state(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    inputs = [{"event": "E", "userId": f"u{i}"} for i in range(3)]
+    first, second, third = engine.run_batch("segment.track", connection, inputs)
+    assert isinstance(first, list) and isinstance(second, list) and isinstance(third, list)
+    first[0]["context"]["library"]["name"] = "scribbled"
+    first[0]["success"] = "scribbled"
+    assert second[0]["context"]["library"]["name"] == "connector"
+    assert second[0]["success"] is True
+    [again] = engine.run("segment.track", connection, {"event": "E", "userId": "u"})
+    assert again["context"]["library"]["name"] == "connector"
+
+
+def test_batch_bundles_quoting_the_key_are_redacted(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    """One bundle of a batch quotes the key: it alone is redacted, the others are
+    copied as they are (the batch's one-pass copy falls back item by item)."""
+    inputs = [
+        {"event": "E", "userId": "u1"},
+        {"event": f"key is {WRITE_KEY}", "userId": "u2"},
+        {"event": "E", "userId": "u3", "customProperties": {"coupon": None}},
+    ]
+    results = list(engine.run_batch("segment.track", connection, inputs))
+    assert [type(r) for r in results] == [list, list, list]
+    assert results[1][0]["event"] == "key is [REDACTED]"
+    assert WRITE_KEY not in repr(results)
+    assert results[0][0]["userId"] == "u1"
+    assert results[2][0]["properties"] == {"coupon": None}

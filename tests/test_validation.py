@@ -949,3 +949,42 @@ def test_input_is_never_mutated(patch: dict[str, Any], fails: bool) -> None:
         values["customTraits"]["plan"]["tier"].append("y")
     assert raw == before
     assert context == context_before
+
+
+# The first pass over a key/value list checks every key; later passes take known keys in
+# a fast loop. Both must give the same result and the same error, item for item.
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param([{"key": "a", "value": 1}, {"key": "b", "value": "x"}], id="plain"),
+        pytest.param(
+            [{"key": "a", "value": 1}, {"key": "b", "value": "{{ row.b }}"}], id="mapped-value"
+        ),
+        pytest.param(
+            [{"key": "a", "value": 1}, {"key": "{{ row.name }}", "value": 2}], id="mapped-key"
+        ),
+        pytest.param([{"key": "a", "value": 1}, {"key": "a", "value": 2}], id="duplicate"),
+        pytest.param([{"key": "a", "value": 1}, {"key": "Email", "value": 2}], id="reserved"),
+        pytest.param([{"key": "a", "value": 1}, {"key": "", "value": 2}], id="empty-key"),
+        pytest.param([{"key": "a", "value": {"n": [1]}}], id="nested-value"),
+        pytest.param([{"key": "a", "value": 1}, "b"], id="not-an-object"),
+    ],
+)
+def test_keyvalue_lists_same_on_first_and_later_runs(raw: list[Any]) -> None:
+    spec = Parameter.model_validate(CUSTOM_TRAITS.model_dump(by_alias=True))  # fresh caches
+    context = {"row": {"b": "B", "name": "b"}}
+
+    def outcome() -> Any:
+        try:
+            return validate([spec], {"customTraits": copy.deepcopy(raw)}, context)
+        except DataError as exc:
+            return (exc.field, exc.message)
+
+    warm_up = validate([spec], {"customTraits": [{"key": "a", "value": 0}]})
+    assert warm_up["customTraits"] == {"a": 0}
+    first, second = outcome(), outcome()
+    assert first == second
+    if isinstance(first, tuple):
+        assert first[0] == "customTraits"
+    else:
+        assert first["customTraits"]["a"] in (1, {"n": [1]})
