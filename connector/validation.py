@@ -12,6 +12,7 @@ templates can write ``parameters.traits.email`` without guarding every level.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -54,7 +55,7 @@ def validate_parameters(
 class _LevelPlan:
     """What one level of parameters needs at run time, computed once per level."""
 
-    __slots__ = ("entries", "known")
+    __slots__ = ("entries", "fill", "known")
 
     def __init__(self, specs: Sequence[Parameter]) -> None:
         #: Every name the level accepts, its select options' nested fields included.
@@ -74,6 +75,11 @@ class _LevelPlan:
             )
             for s in specs
         )
+        #: The level's checks as one generated function (see _generate_fill), or the
+        #: generic loop when the level has option-dependent fields.
+        self.fill: Callable[[Mapping[str, Any], Mapping[str, Any], str, Values], None] = (
+            _generate_fill(self) or functools.partial(_fill, self)
+        )
 
 
 def _validate_level(
@@ -90,7 +96,7 @@ def _validate_level(
                     f"unknown field {field!r}, expected one of: {expected}", field=field
                 )
     out = Values()
-    _fill(plan, raw, context, prefix, out)
+    plan.fill(raw, context, prefix, out)
     return out
 
 
@@ -131,6 +137,95 @@ def _fill(
 _SLOW = object()
 
 
+def _generate_fill(plan: _LevelPlan) -> Callable[..., None] | None:
+    """:func:`_fill` for one level, unrolled into straight-line Python.
+
+    Same steps, same order, same calls for anything but the commonest clean values
+    (text without a template within its length bounds, finite numbers, lists of
+    key/value pairs), which are checked inline: the loop over a level's entries, with
+    its tuple unpacking and a validator call per field, was a third of checking a
+    message. A level with option-dependent fields keeps the loop (returns None).
+    Field names only ever appear as ``repr`` literals; specs are bound by number.
+    """
+    env: dict[str, Any] = {
+        "_validate_value": _validate_value,
+        "_empty_collection": _empty_collection,
+        "_keyvalue_list": keyvalue_list,
+        "_isfinite": math.isfinite,
+    }
+    lines = ["def fill(raw, context, prefix, out):", "    get = raw.get"]
+    for i, (name, spec, skippable, optional_collection, fast, has_nested) in enumerate(
+        plan.entries
+    ):
+        if has_nested:
+            return None
+        env[f"_s{i}"] = spec
+        key = repr(name)
+        field = f"(prefix + '.' + {key} if prefix else {key})"
+        slow = [
+            f"value = _validate_value(_s{i}, v, context, {field})",
+            "if value is not None:",
+            f"    out[{key}] = value",
+            *(
+                ["else:", f"    out[{key}] = _empty_collection(_s{i})"]
+                if spec.type == "collection"
+                else []
+            ),
+        ]
+        lines.append(f"    v = get({key})")
+        lines.append("    if v is None:")
+        if skippable:
+            lines.append("        pass")
+        elif optional_collection:
+            lines.append(f"        out[{key}] = _empty_collection(_s{i})")
+        else:
+            lines += ["        " + line for line in slow]
+        lines.append("    else:")
+        if spec.type == "keyvalue":
+            lines.append("        if type(v) is list and v:")
+            lines.append(f"            out[{key}] = _keyvalue_list(_s{i}, v, context, {field})")
+            lines.append("        else:")
+            lines += ["            " + line for line in slow]
+        elif fast is not None:
+            kind, low, high, check = _fast_shape(spec) or ("", 0, 0, None)
+            value = "v"
+            if kind == "text":
+                test = f"type(v) is str and '{{' not in v and {low} <= len(v) <= {high}"
+                if check is not None:
+                    env[f"_c{i}"] = check
+                    test += f" and (n := _c{i}(v)) is not None"
+                    value = "n"
+            elif kind == "integer":
+                test = "type(v) is int"
+            else:
+                test = "type(v) is int or (type(v) is float and _isfinite(v))"
+            lines.append(f"        if {test}:")
+            lines.append(f"            out[{key}] = {value}")
+            lines.append("        else:")
+            lines += ["            " + line for line in slow]
+        else:
+            lines += ["        " + line for line in slow]
+    namespace = dict(env)
+    exec(compile("\n".join(lines), "<connector level check>", "exec"), namespace)
+    fill: Callable[..., None] = namespace["fill"]
+    return fill
+
+
+def _fast_shape(spec: Parameter) -> tuple[str, int, int, Callable[[str], Any] | None] | None:
+    """Which clean values of a field need no check but the ones of the fast path:
+    ``("text", min length, max length, format check or None)``, ``("number", ...)`` or
+    ``("integer", ...)``; None when every value takes the full path."""
+    other_rules = spec.pattern is not None or spec.minimum is not None or (spec.maximum is not None)
+    if spec.type == "text" and not other_rules:
+        low = max(spec.min_length or 0, 1)
+        high = spec.max_length if spec.max_length is not None else 2**62
+        check = FORMATS[spec.format][0] if spec.format is not None else None
+        return ("text", low, high, check)
+    if spec.type in ("number", "integer") and not (other_rules or spec.format):
+        return (spec.type, 0, 0, None)
+    return None
+
+
 def _fast_validator(spec: Parameter) -> Callable[[Any], Any] | None:
     """A validator for the commonest clean values of a field, built once per field.
 
@@ -138,11 +233,11 @@ def _fast_validator(spec: Parameter) -> Callable[[Any], Any] | None:
     template, a finite number) and returns ``_SLOW`` for anything else, which then goes
     through the full path: results are identical, only cheaper for clean input.
     """
-    other_rules = spec.pattern is not None or spec.minimum is not None or (spec.maximum is not None)
-    if spec.type == "text" and not other_rules:
-        low = max(spec.min_length or 0, 1)
-        high = spec.max_length if spec.max_length is not None else 2**62
-        check = FORMATS[spec.format][0] if spec.format is not None else None
+    shape = _fast_shape(spec)
+    if shape is None:
+        return None
+    kind, low, high, check = shape
+    if kind == "text":
 
         def text(value: Any) -> Any:
             if type(value) is str and "{" not in value and low <= len(value) <= high:
@@ -153,17 +248,15 @@ def _fast_validator(spec: Parameter) -> Callable[[Any], Any] | None:
             return _SLOW
 
         return text
-    if spec.type in ("number", "integer") and not (other_rules or spec.format):
-        integer = spec.type == "integer"
+    integer = kind == "integer"
 
-        def number(value: Any) -> Any:
-            kind = type(value)
-            if kind is int or (kind is float and not integer and math.isfinite(value)):
-                return value
-            return _SLOW
+    def number(value: Any) -> Any:
+        kind = type(value)
+        if kind is int or (kind is float and not integer and math.isfinite(value)):
+            return value
+        return _SLOW
 
-        return number
-    return None
+    return number
 
 
 def _empty_collection(spec: Parameter) -> Values:
