@@ -9,6 +9,7 @@ pure: a DataError here means nothing was, or ever will be, sent.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -105,7 +106,7 @@ def prepare_run(
         request = build_request(module, conn, scope)
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
-    return Prepared(module=module, connection=conn, request=request, parameters=values, run=run)
+    return Prepared(module, conn, request, values, run)
 
 
 def render_part(
@@ -152,16 +153,16 @@ def build_request(
         )
     headers.update(conn.auth_headers)
     message_id = json_body.get("messageId") if type(json_body) is dict else None
-    return PreparedRequest(
-        method=method,
-        url=url,
-        headers=headers,
-        query=dict(query),
-        content=content,
-        json_body=json_body,
-        module_id=module.id,
-        message_id=message_id if isinstance(message_id, str) else None,
-        timeout=conn.timeout,
+    return PreparedRequest(  # positional: a third cheaper than keywords, per message
+        method,
+        url,
+        headers,
+        dict(query),
+        content,
+        json_body,
+        module.id,
+        message_id if isinstance(message_id, str) else None,
+        conn.timeout,
     )
 
 
@@ -194,9 +195,31 @@ def _render_head(
 
 
 def _uuid4() -> str:
-    """A random (version 4) UUID as text; 3x faster than ``str(uuid.uuid4())``."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    """A random (version 4) UUID as text, 3x cheaper than ``str(uuid.uuid4())``.
+
+    Made 256 at a time from one ``os.urandom`` call (the system call was half the cost
+    of each). The deque's ``popleft`` is atomic, so threads never share an id, and a
+    forked child drops what it inherited (register_at_fork below) instead of repeating
+    its parent's ids.
+    """
+    try:
+        return _IDS.popleft()
+    except IndexError:
+        pass
+    text = os.urandom(16 * _ID_BATCH).hex()
+    fresh = []
+    for start in range(0, len(text), 32):
+        h = text[start : start + 32]
+        variant = "89ab"[int(h[16], 16) & 3]
+        fresh.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+    mine = fresh.pop()
+    _IDS.extend(fresh)
+    return mine
+
+
+_ID_BATCH = 256
+_IDS: deque[str] = deque()
+os.register_at_fork(after_in_child=_IDS.clear)
 
 
 def _parameter_for(biggest: list[tuple[str, int]], values: Mapping[str, Any]) -> str | None:

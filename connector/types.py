@@ -46,19 +46,26 @@ _EPOCH_MS_THRESHOLD = 10_000_000_000
 
 
 _SECOND: tuple[int, str] = (-1, "")
+_MILLISECOND: tuple[int, str] = (-1, "")
 
 
 def utc_now_iso() -> str:
-    """Now, as :func:`format_datetime` writes it. The seconds part is formatted once a
-    second (this runs for every message); one tuple, so threads never see half an
-    update."""
-    global _SECOND
+    """Now, as :func:`format_datetime` writes it. This runs for every message, dozens of
+    times a millisecond in batch runs: the text is made once a millisecond (its seconds
+    part once a second). Each cache is one tuple, so threads never see half an update."""
+    global _SECOND, _MILLISECOND
     now = time.time()
-    second = int(now)
-    cached = _SECOND
-    if cached[0] != second:
-        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{int((now - second) * 1000):03d}Z"
+    millisecond = int(now * 1000)
+    cached = _MILLISECOND
+    if cached[0] == millisecond:
+        return cached[1]
+    second = millisecond // 1000
+    prefix = _SECOND
+    if prefix[0] != second:
+        prefix = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    text = f"{prefix[1]}.{millisecond - second * 1000:03d}Z"
+    _MILLISECOND = (millisecond, text)
+    return text
 
 
 def _describe(value: Any) -> str:

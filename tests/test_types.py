@@ -304,3 +304,59 @@ def test_currency_format(value: Any, expected: str | None) -> None:
     check, description = FORMATS["currency"]
     assert check(value) == expected
     assert description == "an ISO 4217 currency code such as USD or EUR"
+
+
+def test_message_ids_are_unique_version_4_uuids_across_threads_and_forks() -> None:
+    import os
+    import threading
+    import uuid
+
+    from connector.prepare import _uuid4
+
+    ids: list[str] = []
+
+    def draw() -> None:
+        ids.extend(_uuid4() for _ in range(2000))
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == len(ids) == 8000
+    for text in ids[:500]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    # A forked child must not hand out the ids its parent has not used yet.
+    _uuid4()  # the pool now holds unused ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write, _uuid4().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 100).decode()
+    os.close(read)
+    assert len(child_id) == 36
+    assert child_id != _uuid4()
+
+
+def test_now_is_iso_8601_utc_with_milliseconds_and_keeps_up() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from connector.types import utc_now_iso
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamps = []
+    for _ in range(50):
+        stamps.append(utc_now_iso())
+        time.sleep(0.001)
+    after = datetime.now(UTC)
+    for text in stamps:
+        assert len(text) == 24 and text.endswith("Z")
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert before <= parsed <= after
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) > 25  # a new text every millisecond, not a frozen one
