@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.jsondata import dumps
+from connector.prepare import prepare_run
 from connector.request import PreparedRequest, join_url
 from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import utc_now_iso
@@ -100,7 +101,7 @@ class _BatchPlan:
     ) -> None:
         module = engine.registry.get(module_id)
         spec = module.app.manifest.batch
-        if spec is None or not module.manifest.batchable:
+        if spec is None or not module.manifest.batchable or module.is_trigger:
             raise InvalidConfigurationError(
                 f"module {module_id} cannot run in batch mode: it is not batchable or its "
                 "app declares no batch endpoint"
@@ -143,9 +144,7 @@ class _BatchPlan:
             slot.result = parameters
             return None
         try:
-            prepared = self.engine.prepare(
-                self.module_id, None, parameters, context, _connection=self.connection
-            )
+            prepared = prepare_run(self.module, self.connection, parameters, context)
         except RunError as exc:
             slot.result = exc
             return None
@@ -314,7 +313,9 @@ def batch(
             packer.add(slot, content)
         if len(slots) > _MAX_PENDING:
             flush()
-        yield from _ready(plan, slots)
+        head = slots[0]
+        if head.result is not None or head.view is not None:  # else nothing is ready
+            yield from _ready(plan, slots)
     flush()
     yield from _ready(plan, slots)
 
@@ -377,8 +378,10 @@ async def abatch(
         if len(slots) > _MAX_PENDING:
             await flush()
             await settled(ALL)
-        for result in _ready(plan, slots):
-            yield result
+        head = slots[0]
+        if head.result is not None or head.view is not None:  # else nothing is ready
+            for result in _ready(plan, slots):
+                yield result
     await flush()
     while in_flight:
         await settled(FIRST)
