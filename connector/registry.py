@@ -72,11 +72,12 @@ class LoadedModule:
         spec = self.manifest.request
         return spec.max_body_bytes if spec is not None else None
 
-    @property
+    # Cached: read several times for every run (manifests are frozen).
+    @functools.cached_property
     def is_trigger(self) -> bool:
         return self.manifest.kind == "trigger"
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         return self.manifest.id
 

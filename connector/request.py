@@ -209,6 +209,11 @@ def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[
     """
     if body is None:
         return None, None
+    if not headers and (type(body) is dict or type(body) is list):
+        # The usual message: a JSON object, and no headers of the module's own.
+        content = _json_content(body, field)
+        headers["Content-Type"] = "application/json"
+        return content, body
     content_type = _content_type(headers)
     if isinstance(body, str | bytes):
         raw = body.encode() if isinstance(body, str) else body
@@ -225,15 +230,19 @@ def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[
             if content_type is None and parsed is not None:
                 headers["Content-Type"] = "application/json"
         return raw, parsed
+    raw = _json_content(body, field)
+    if content_type is None:
+        headers["Content-Type"] = "application/json"
+    return raw, body
+
+
+def _json_content(body: Any, field: str | None) -> bytes:
     try:
-        raw = dumps(body)
+        return dumps(body)
     except RecursionError:
         raise DataError("the body is nested too deeply to send as JSON", field=field) from None
     except (ValueError, TypeError) as exc:
         raise DataError(f"the body cannot be sent as JSON: {exc}", field=field) from None
-    if content_type is None:
-        headers["Content-Type"] = "application/json"
-    return raw, body
 
 
 def largest_fields(body: Any, top: int = 3) -> list[tuple[str, int]]:
