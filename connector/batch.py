@@ -71,6 +71,8 @@ class _Packer:
     max_bytes: int
     overhead: int
     items: list[_Slot] = field(default_factory=list)
+    #: The items' serialised messages, joined as they are when the batch is sent.
+    contents: list[bytes] = field(default_factory=list)
     size: int = 0
 
     def fits(self, content: bytes) -> bool:
@@ -83,11 +85,13 @@ class _Packer:
 
     def add(self, slot: _Slot, content: bytes) -> None:
         self.items.append(slot)
+        self.contents.append(content)
         self.size += len(content)
 
-    def take(self) -> list[_Slot]:
-        items, self.items, self.size = self.items, [], 0
-        return items
+    def take(self) -> tuple[list[_Slot], list[bytes]]:
+        taken = self.items, self.contents
+        self.items, self.contents, self.size = [], [], 0
+        return taken
 
 
 class _BatchPlan:
@@ -148,7 +152,7 @@ class _BatchPlan:
         except RunError as exc:
             slot.result = exc
             return None
-        content = prepared.request.content or b""
+        content = prepared.request.content or b"null"  # a module with no body: null
         limit = self.spec.max_item_bytes
         if len(content) > limit:
             slot.result = DataError(
@@ -172,9 +176,8 @@ class _BatchPlan:
         fields = b"".join(b"," + dumps(key) + b":" + dumps(value) for key, value in extra.items())
         return b"]" + fields + b"}"
 
-    def request(self, items: list[_Slot]) -> PreparedRequest:
-        items_json = b",".join(_prepared(s).request.content or b"null" for s in items)
-        content = self.head + items_json + self._tail()
+    def request(self, contents: list[bytes]) -> PreparedRequest:
+        content = self.head + b",".join(contents) + self._tail()
         headers = {"Content-Type": "application/json", **self.connection.auth_headers}
         return PreparedRequest(
             method=self.spec.method,
@@ -291,10 +294,10 @@ def batch(
     slots: deque[_Slot] = deque()
 
     def flush() -> None:
-        items = packer.take()
+        items, contents = packer.take()
         if not items:
             return
-        request = plan.request(items)
+        request = plan.request(contents)
         execution_ids = plan.begin(items)
         try:
             response, _ = engine.send(plan.module, request, plan.connection)
@@ -338,8 +341,8 @@ async def abatch(
     slots: deque[_Slot] = deque()
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def send(items: list[_Slot]) -> None:
-        request = plan.request(items)
+    async def send(items: list[_Slot], contents: list[bytes]) -> None:
+        request = plan.request(contents)
         execution_ids = plan.begin(items)
         try:
             response, _ = await engine.asend(plan.module, request, plan.connection)
@@ -359,12 +362,12 @@ async def abatch(
             task.result()
 
     async def flush() -> None:
-        items = packer.take()
+        items, contents = packer.take()
         if not items:
             return
         if len(in_flight) >= concurrency:
             await settled(FIRST)
-        task = asyncio.ensure_future(send(items))
+        task = asyncio.ensure_future(send(items, contents))
         in_flight.add(task)
 
     for parameters in inputs:

@@ -74,9 +74,9 @@ def test_packer_message_count_limit() -> None:
     taken = []
     for _ in range(7):
         if not packer.fits(b"x" * 10):
-            taken.append(len(packer.take()))
+            taken.append(len(packer.take()[0]))
         packer.add(_Slot(), b"x" * 10)
-    taken.append(len(packer.take()))
+    taken.append(len(packer.take()[0]))
     assert taken == [3, 3, 1]
 
 
