@@ -306,14 +306,15 @@ def batch(
         else:
             plan.settle(items, response, None, execution_ids)
 
+    admit, fits, add, append = plan.admit, packer.fits, packer.add, slots.append
     for parameters in inputs:
         slot = _Slot()
-        slots.append(slot)
-        content = plan.admit(slot, parameters, context)
+        append(slot)
+        content = admit(slot, parameters, context)
         if content is not None:
-            if not packer.fits(content):
+            if not fits(content):
                 flush()
-            packer.add(slot, content)
+            add(slot, content)
         if len(slots) > _MAX_PENDING:
             flush()
         head = slots[0]
