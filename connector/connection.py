@@ -25,12 +25,16 @@ from connector.registry import LoadedApp
 from connector.templates import RENDER_FAILURES, describe_error
 from connector.validation import Values, validate_parameters
 
-__all__ = ["REDACTED", "Connection", "Redactor"]
+__all__ = ["REDACTED", "Connection", "Redactor", "RequestHead"]
 
 REDACTED = "[REDACTED]"
 #: Secrets shorter than this are not searched for in text: a short one ("test") would
 #: match ordinary words in the data ("Contest") and change what builders receive.
 _MIN_SECRET = 8
+
+
+#: A request's method, URL, headers (auth not included) and query, rendered and checked.
+RequestHead = tuple[str, str, dict[str, str], dict[str, Any]]
 
 
 class Redactor:
@@ -143,9 +147,9 @@ class Connection:
         self.redact = Redactor([*secret_values, *self.auth_headers.values()])
         self.base_url = _check_base_url(str(base))
         self.timeout = app.manifest.timeout
-        #: Per module with a literal request head: its checked method, URL, headers and
-        #: query (see prepare.build_request). Bounded by the app's module count.
-        self.request_heads: dict[str, tuple[str, str, dict[str, str], dict[str, Any]]] = {}
+        #: Per module id with a literal request head: the module and its checked method,
+        #: URL, headers and query (see prepare.build_request). Bounded by the module count.
+        self.request_heads: dict[str, tuple[Any, RequestHead]] = {}
 
     def __repr__(self) -> str:
         return f"Connection(app={self.app.name!r}, base_url={self.base_url!r})"

@@ -272,9 +272,13 @@ class _Generator:
             is_dict = type(node) is dict
             items: Any = node.items() if isinstance(node, dict) else ((None, c) for c in node)
             for key, child in items:
-                add = f"{out}[{key!r}] = {{}}" if is_dict else f"{out}.append({{}})"
+                # A key may hold braces: it goes into the line as a repr, never through
+                # str.format.
+                def add(value: str, key: Any = key) -> str:
+                    return f"{out}[{key!r}] = {value}" if is_dict else f"{out}.append({value})"
+
                 if isinstance(child, _LITERALS) and child is not None:
-                    self.emit(add.format(repr(child)), depth)
+                    self.emit(add(repr(child)), depth)
                     continue
                 value = self.temp()
                 if type(child) is CompiledTemplate:
@@ -285,7 +289,7 @@ class _Generator:
                 else:
                     self.node(child, value, depth)
                     self.emit(f"if {value} is not _DROP:", depth)
-                self.emit(add.format(value), depth + 1)
+                self.emit(add(value), depth + 1)
             if type(node) is dict and node:
                 self.emit(f"{target} = {out} if {out} else _DROP", depth)
             else:

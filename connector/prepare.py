@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from connector._version import __version__
-from connector.connection import REDACTED, Connection
+from connector.connection import REDACTED, Connection, RequestHead
 from connector.errors import DataError, InvalidConfigurationError
 from connector.registry import LoadedModule
 from connector.request import (
@@ -131,13 +131,16 @@ def build_request(
 ) -> PreparedRequest:
     """Render the request parts and check them; raises DataError on unsafe ones."""
     fields = module.part_fields
-    head = conn.request_heads.get(module.id) if module.static_head else None
-    if head is None:
+    cached = conn.request_heads.get(module.id) if module.static_head else None
+    if cached is not None and cached[0] is module:
+        head = cached[1]
+    else:
         head = _render_head(module, conn, scope)
         if module.static_head:
             # Literal method, URL, headers and query give the same checked result on
-            # every run with this connection: checked once, then reused.
-            conn.request_heads[module.id] = head
+            # every run with this connection: checked once, then reused (for this very
+            # module object: a registry may replace a module under the same id).
+            conn.request_heads[module.id] = (module, head)
     method, url, static_headers, query = head
     headers = dict(static_headers)
     body = render_part(module, "body", module.body, scope, conn)
@@ -157,7 +160,7 @@ def build_request(
         method,
         url,
         headers,
-        dict(query),
+        {k: list(v) if type(v) is list else v for k, v in query.items()} if query else {},
         content,
         json_body,
         module.id,
@@ -166,9 +169,7 @@ def build_request(
     )
 
 
-def _render_head(
-    module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
-) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+def _render_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any]) -> RequestHead:
     """Method, URL, headers (auth not yet added) and query, rendered and checked."""
     fields = module.part_fields
     method = str(render_part(module, "method", module.method, scope, conn) or "").upper()

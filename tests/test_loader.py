@@ -671,3 +671,32 @@ def test_more_errors_are_counted(tmp_path: Path) -> None:
 def test_the_same_folder_named_twice_loads_once() -> None:
     registry = connector.load(Path(__file__).resolve().parent.parent / "manifests")
     assert "segment.track" in registry
+
+
+def test_cached_request_heads_follow_a_replaced_module_and_never_share_query_lists(
+    tmp_path: Path,
+) -> None:
+    """A literal request head is checked once per connection and module object: a
+    module replaced under the same id gets its own, and query lists are per request."""
+
+    def with_query(app: dict[str, Any], module: dict[str, Any]) -> None:
+        module["request"]["query"] = {"tags": ["a", "b"], "q": 1}
+
+    registry = connector.load(build_app(tmp_path / "one", with_query), packaged=False)
+    engine = connector.Engine(registry)
+    connection = {"writeKey": "wk_0123456789abcdef"}
+    first = engine.prepare("demo.ping", connection, {"message": "hi"})
+    first.request.query["tags"].append("INJECTED")
+    second = engine.prepare("demo.ping", connection, {"message": "hi"})
+    assert second.request.query == {"tags": ["a", "b"], "q": "1"}
+
+    def moved(app: dict[str, Any], module: dict[str, Any]) -> None:
+        module["request"].update({"url": "/v2/other", "method": "PUT"})
+
+    app, modules = connector.load_app(build_app(tmp_path / "two", moved) / "app.json")
+    registry.add(app, modules)
+    third = engine.prepare("demo.ping", connection, {"message": "hi"})
+    assert (third.request.method, third.request.url.rsplit("/", 2)[-2:]) == (
+        "PUT",
+        ["v2", "other"],
+    )

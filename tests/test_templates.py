@@ -751,3 +751,13 @@ def test_fast_path_leaves_private_names_to_the_sandbox() -> None:
 
     with pytest.raises(SecurityError):
         CompiledTemplate("{{ a.__missing__ }}").render({"a": Values()})
+
+
+@pytest.mark.parametrize("key", ["q{{a}}", "filter{id}", "k{}", "}{", "{0}", "a'b\"c\\d"])
+def test_tree_keys_with_braces_and_quotes_are_kept_as_they_are(key: str) -> None:
+    """Keys go into the generated function as literals: braces and quotes in them are
+    neither format fields nor code."""
+    tree = TemplateTree({key: "{{ parameters.traits.email }}", "n": {key: 1, "x": "{{ 1 }}"}})
+    expected = {key: "ada@example.com", "n": {key: 1, "x": 1}}
+    assert tree.render(SCOPE) == expected
+    assert tree.render_by_node(SCOPE) == expected
