@@ -72,7 +72,7 @@ def is_template(text: str) -> bool:
 class CompiledTemplate:
     """A template compiled once; :meth:`render` evaluates it against a scope."""
 
-    __slots__ = ("_compiled", "_expr", "_fast", "_single", "_template", "ast", "source")
+    __slots__ = ("_chains", "_compiled", "_expr", "_fast", "_single", "_template", "ast", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -80,6 +80,7 @@ class CompiledTemplate:
         self._template: Any = None
         self._compiled = False
         self._fast: FastFunction | None = None
+        self._chains: list[tuple[str, ...]] | None = None
         # Raises jinja2.TemplateSyntaxError; unknown filters and tests are checked here
         # too, so every fault shows at load time although Jinja's own code generation
         # (~0.5 ms a template) waits until a template first needs it, if ever.
@@ -294,13 +295,18 @@ def referenced_names(template: CompiledTemplate) -> list[tuple[str, ...]]:
     Only static chains (``a.b`` and ``a['b']``) are followed; the loader uses them to
     report references to parameters that do not exist.
     """
-    chains: list[tuple[str, ...]] = []
-    bound = {n.name for n in template.ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    for node in template.ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
-        chain = _chain(node)
-        if chain and chain[0] not in bound:
-            chains.append(chain)
-    return chains
+    if template._chains is None:  # computed once: the loader and registry both ask
+        bound: set[str] = set()
+        found: list[tuple[str, ...]] = []
+        for node in template.ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+            if isinstance(node, nodes.Name) and node.ctx in ("store", "param"):
+                bound.add(node.name)
+                continue
+            chain = _chain(node)
+            if chain:
+                found.append(chain)
+        template._chains = [chain for chain in found if chain[0] not in bound]
+    return list(template._chains)
 
 
 def _chain(node: nodes.Node) -> tuple[str, ...] | None:
