@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,11 @@ class Engine:
         self._owns_client = client is None
         self._async_client = async_client
         self._owns_async_client = async_client is None
+        #: The engine's own async clients, one per event loop (pooled connections
+        #: belong to the loop that opened them); forgotten with their loop.
+        self._async_clients: weakref.WeakKeyDictionary[Any, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._connections: OrderedDict[tuple[str, Any], Connection] = OrderedDict()
         self._lock = threading.Lock()
         self._senders: dict[str, Sender] = {}
@@ -89,9 +95,13 @@ class Engine:
             self._client = None
 
     async def aclose(self) -> None:
-        if self._async_client is not None and self._owns_async_client:
-            await self._async_client.aclose()
-            self._async_client = None
+        """Close the clients; the async one of this event loop (those of other loops
+        can only be closed on their own loop, and go with it)."""
+        if self._owns_async_client:
+            loop = _running_loop()
+            client = self._async_clients.pop(loop, None) if loop is not None else None
+            if client is not None:
+                await client.aclose()
         self.close()
 
     def __enter__(self) -> Engine:
@@ -116,11 +126,24 @@ class Engine:
 
     @property
     def async_client(self) -> httpx.AsyncClient:
-        if self._async_client is None:
+        """The pooled async client. The engine's own one is made per event loop: a host
+        that calls ``asyncio.run`` twice gets a fresh client the second time, instead of
+        connections of the first, closed loop ("Event loop is closed"), and hosts with
+        an event loop per thread get one client each."""
+        if not self._owns_async_client:
+            assert self._async_client is not None
+            return self._async_client
+        loop = _running_loop()
+        client = self._async_clients.get(loop) if loop is not None else self._async_client
+        if client is None:
             import httpx
 
-            self._async_client = httpx.AsyncClient(follow_redirects=False)
-        return self._async_client
+            client = httpx.AsyncClient(follow_redirects=False)
+            if loop is None:
+                self._async_client = client
+            else:
+                self._async_clients[loop] = client
+        return client
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -382,3 +405,12 @@ def _parse_body(response: httpx.Response) -> Any:
         return json.loads(response.content)
     except ValueError:
         return response.text
+
+
+def _running_loop() -> object | None:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -193,6 +193,39 @@ def test_arun_matches_run(engine: connector.Engine, sink: Sink, connection: dict
     assert bundles[0]["messageId"] == record["body"]["messageId"]
 
 
+def test_one_engine_serves_successive_and_concurrent_event_loops(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    """A host may call ``asyncio.run`` again, or run a loop per thread, with one engine:
+    each loop gets its own pooled client, never connections of a closed loop."""
+    import threading
+
+    async def one(event: str) -> str:
+        [bundle] = await engine.arun("segment.track", connection, {"event": event, "userId": "u"})
+        results = [
+            r
+            async for r in engine.arun_batch(
+                "segment.track", connection, [{"event": event, "userId": "v"}]
+            )
+        ]
+        assert isinstance(results[0], list)
+        return str(bundle["event"])
+
+    assert asyncio.run(one("first")) == "first"
+    assert asyncio.run(one("second")) == "second"  # the first loop is closed by now
+    outcomes: list[str] = []
+    threads = [
+        threading.Thread(target=lambda i=i: outcomes.append(asyncio.run(one(f"t{i}"))))
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["t0", "t1", "t2"]
+    assert len(sink.messages()) == 10
+
+
 def test_arun_many_is_concurrent_and_ordered(
     engine: connector.Engine, sink: Sink, connection: dict
 ) -> None:
