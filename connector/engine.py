@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -78,11 +77,11 @@ class Engine:
         self._owns_client = client is None
         self._async_client = async_client
         self._owns_async_client = async_client is None
-        #: The engine's own async clients, one per event loop (pooled connections
-        #: belong to the loop that opened them); forgotten with their loop.
-        self._async_clients: weakref.WeakKeyDictionary[Any, httpx.AsyncClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: The engine's own async clients, one per running event loop (pooled
+        #: connections belong to the loop that opened them). A client is closed by
+        #: ``aclose`` in its loop; one whose loop ended without that is dropped when
+        #: the next loop's client is made (see async_client).
+        self._async_clients: dict[Any, httpx.AsyncClient] = {}
         self._connections: OrderedDict[tuple[str, Any], Connection] = OrderedDict()
         self._lock = threading.Lock()
         self._senders: dict[str, Sender] = {}
@@ -95,13 +94,16 @@ class Engine:
             self._client = None
 
     async def aclose(self) -> None:
-        """Close the clients; the async one of this event loop (those of other loops
-        can only be closed on their own loop, and go with it)."""
+        """Close the clients: the sync one, and the async one of this event loop (a
+        client of another loop can only be closed in that loop)."""
         if self._owns_async_client:
             loop = _running_loop()
             client = self._async_clients.pop(loop, None) if loop is not None else None
             if client is not None:
                 await client.aclose()
+            if self._async_client is not None:  # one taken outside any event loop
+                await self._async_client.aclose()
+                self._async_client = None
         self.close()
 
     def __enter__(self) -> Engine:
@@ -129,19 +131,24 @@ class Engine:
         """The pooled async client. The engine's own one is made per event loop: a host
         that calls ``asyncio.run`` twice gets a fresh client the second time, instead of
         connections of the first, closed loop ("Event loop is closed"), and hosts with
-        an event loop per thread get one client each."""
+        an event loop per thread get one client each. Hosts close it with ``await
+        engine.aclose()`` (or ``async with engine``) in each loop; a client whose loop
+        ended without that is dropped here, its sockets then closed by the garbage
+        collector."""
         if not self._owns_async_client:
             assert self._async_client is not None
             return self._async_client
         loop = _running_loop()
-        client = self._async_clients.get(loop) if loop is not None else self._async_client
+        if loop is None:
+            if self._async_client is None:
+                self._async_client = _new_async_client()
+            return self._async_client
+        client = self._async_clients.get(loop)
         if client is None:
-            import httpx
-
-            client = httpx.AsyncClient(follow_redirects=False)
-            if loop is None:
-                self._async_client = client
-            else:
+            client = _new_async_client()
+            with self._lock:  # hosts may run a loop per thread with one engine
+                for ended in [old for old in self._async_clients if old.is_closed()]:
+                    del self._async_clients[ended]
                 self._async_clients[loop] = client
         return client
 
@@ -414,3 +421,9 @@ def _running_loop() -> object | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _new_async_client() -> httpx.AsyncClient:
+    import httpx
+
+    return httpx.AsyncClient(follow_redirects=False)

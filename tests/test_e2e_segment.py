@@ -226,6 +226,29 @@ def test_one_engine_serves_successive_and_concurrent_event_loops(
     assert len(sink.messages()) == 10
 
 
+def test_clients_of_ended_loops_do_not_pile_up_and_aclose_closes_what_it_made(
+    registry: connector.Registry, sink: Sink, connection: dict
+) -> None:
+    engine = connector.Engine(registry)
+
+    async def run(event: str) -> None:
+        await engine.arun("segment.track", connection, {"event": event, "userId": "u"})
+
+    for i in range(5):  # a host calling asyncio.run per job, never closing the engine
+        asyncio.run(run(f"job{i}"))
+    assert len(engine._async_clients) == 1  # only the last loop's: the others dropped
+    outside = engine.async_client  # taken outside any running loop
+
+    async def use_then_close() -> None:
+        await run("last")
+        await engine.aclose()
+
+    asyncio.run(use_then_close())
+    assert engine._async_clients == {}
+    assert outside.is_closed
+    assert len(sink.messages()) == 6
+
+
 def test_arun_many_is_concurrent_and_ordered(
     engine: connector.Engine, sink: Sink, connection: dict
 ) -> None:
