@@ -16,6 +16,8 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import StrictUndefined
@@ -27,10 +29,13 @@ from connector.types import format_datetime, parse_datetime, utc_now_iso
 __all__ = [
     "ALLOWED_BUILTIN_FILTERS",
     "EXTRA_FILTERS",
+    "LOOP_GUARD",
     "MAX_INT_BITS",
+    "MAX_LOOP_ITERATIONS",
     "MAX_OUTPUT",
     "MAX_RANGE",
     "environment",
+    "loop_budget",
     "materialise",
 ]
 
@@ -38,6 +43,46 @@ __all__ = [
 MAX_OUTPUT = 1_000_000
 #: Largest ``range()`` a template may iterate over.
 MAX_RANGE = 10_000
+#: Most ``{% for %}`` iterations and calls one render may run, all together: each loop
+#: is bounded by its data or ``range``, but nested loops multiply (three nested
+#: ``range(10000)`` would run for hours), and so do macros that call themselves.
+MAX_LOOP_ITERATIONS = 100_000
+#: The global every ``{% for %}`` iterable is wrapped in (templates.py adds the call).
+LOOP_GUARD = "_loop_guard"
+
+_BUDGET: ContextVar[list[int] | None] = ContextVar("connector_loop_budget", default=None)
+
+
+@contextmanager
+def loop_budget() -> Iterator[None]:
+    """One render's allowance of loop iterations (see MAX_LOOP_ITERATIONS)."""
+    token = _BUDGET.set([MAX_LOOP_ITERATIONS])
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _loop_guard(iterable: Any) -> Iterator[Any]:
+    budget = _BUDGET.get()
+    if budget is None:  # rendered outside loop_budget(): a budget for this loop alone
+        budget = [MAX_LOOP_ITERATIONS]
+    for item in iterable:
+        _spend(budget)
+        yield item
+
+
+def _spend(budget: list[int] | None = None) -> None:
+    """One loop iteration or call of the current render (nothing outside a render)."""
+    if budget is None:
+        budget = _BUDGET.get()
+        if budget is None:
+            return
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise OverflowError(
+            f"the template ran over {MAX_LOOP_ITERATIONS:,} loop iterations and calls"
+        )
 
 
 def _base64(value: Any) -> str:
@@ -219,6 +264,9 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every call of a render counts against its loop budget too: a macro that calls
+        # itself twice runs 2^depth times without a single loop.
+        _spend()
         # Text methods that grow their result from a small call ('a'.ljust(10**9)) are
         # checked before they allocate (format is refused in wrap_str_format).
         owner = getattr(__obj, "__self__", None)
@@ -330,7 +378,12 @@ def _build_environment() -> _Environment:
     env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
     env.filters.update(EXTRA_FILTERS)
     env.tests.pop("sameas", None)
-    env.globals = {"range": _bounded_range, "dict": dict, "now": utc_now_iso}
+    env.globals = {
+        "range": _bounded_range,
+        "dict": dict,
+        "now": utc_now_iso,
+        LOOP_GUARD: _loop_guard,
+    }
     return env
 
 

@@ -26,8 +26,10 @@ from jinja2 import TemplateAssertionError, TemplateError, nodes
 from connector.fastpath import Fallback, FastFunction, expression_function, tree_function
 from connector.sandbox import (
     EXTRA_FILTERS,
+    LOOP_GUARD,
     MAX_OUTPUT,
     environment,
+    loop_budget,
     materialise,
 )
 
@@ -99,7 +101,7 @@ class CompiledTemplate:
         if self._single is not None:
             self._expr = _ENV.compile_expression(self._single, undefined_to_none=False)
         else:
-            self._template = _ENV.from_string(self.source)
+            self._template = _ENV.from_string(_guard_loops(_ENV.parse(self.source)))
         self._compiled = True
 
     def render(self, scope: Mapping[str, Any]) -> Any:
@@ -118,14 +120,16 @@ class CompiledTemplate:
         if self._expr is not None:
             value = self._expr(**scope)
             return materialise(value)
-        # Piece by piece, so a runaway loop stops at the cap instead of after it.
+        # Piece by piece, so a runaway loop stops at the cap instead of after it; and
+        # with one budget of loop iterations for the whole render (nested loops).
         pieces: list[str] = []
         size = 0
-        for piece in self._template.generate(**scope):
-            size += len(piece)
-            if size > MAX_OUTPUT:
-                raise OverflowError(f"rendered text exceeds {MAX_OUTPUT} characters")
-            pieces.append(piece)
+        with loop_budget():
+            for piece in self._template.generate(**scope):
+                size += len(piece)
+                if size > MAX_OUTPUT:
+                    raise OverflowError(f"rendered text exceeds {MAX_OUTPUT} characters")
+                pieces.append(piece)
         return "".join(pieces)
 
 
@@ -161,8 +165,28 @@ def _parse(source: str) -> nodes.Template:
     return template
 
 
+def _guard_loops(ast: nodes.Template) -> nodes.Template:
+    """Every ``{% for %}`` iterable wrapped in the sandbox's loop guard, which counts the
+    iterations of a whole render against one budget (sandbox.MAX_LOOP_ITERATIONS)."""
+    for loop in ast.find_all(nodes.For):
+        loop.iter = nodes.Call(
+            nodes.Name(LOOP_GUARD, "load", lineno=loop.lineno),
+            [loop.iter],
+            [],
+            None,
+            None,
+            lineno=loop.lineno,
+        )
+    return ast
+
+
 def _check_known(ast: nodes.Template) -> None:
-    """Jinja reports unknown filters and tests only when generating code: check first."""
+    """Jinja reports unknown filters and tests only when generating code: check first.
+    Recursive loops are refused: their inner calls (``loop(children)``) would escape
+    the loop guard."""
+    for loop in ast.find_all(nodes.For):
+        if loop.recursive:
+            raise TemplateAssertionError("recursive loops are not allowed", loop.lineno, None, None)
     for node in ast.find_all((nodes.Filter, nodes.Test)):
         known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
         if node.name not in known:

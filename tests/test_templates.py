@@ -761,3 +761,82 @@ def test_tree_keys_with_braces_and_quotes_are_kept_as_they_are(key: str) -> None
     expected = {key: "ada@example.com", "n": {key: 1, "x": 1}}
     assert tree.render(SCOPE) == expected
     assert tree.render_by_node(SCOPE) == expected
+
+
+# -- one budget of loop iterations and calls per render ----------------------------------
+
+DEEP = "{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10000) %}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(DEEP + "{% endfor %}{% endfor %}{% endfor %}x", id="three-nested-ranges"),
+        pytest.param(
+            "{% for i in range(400) %}{% for j in range(400) %}{% endfor %}{% endfor %}",
+            id="two-nested-just-over",
+        ),
+        pytest.param(
+            "{% macro m(n) %}{% if n %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}{% endmacro %}"
+            "{{ m(40) }}",
+            id="macro-calling-itself-twice",
+        ),
+        pytest.param(
+            "{% for x in items %}{% for y in items %}{% for z in items %}{% endfor %}"
+            "{% endfor %}{% endfor %}",
+            id="nested-loops-over-data",
+        ),
+    ],
+)
+def test_loops_and_calls_share_one_budget_per_render(source: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(OverflowError, match="100,000 loop iterations and calls"):
+        compile_template(source).render({"items": list(range(100))})
+    assert time.perf_counter() - start < 5  # stopped early: unbounded, these run for hours
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            "{% for i in range(300) %}{% for j in range(300) %}.{% endfor %}{% endfor %}",
+            "." * 90_000,
+            id="nested-within-budget",
+        ),
+        pytest.param(
+            "{% for a, b in pairs %}{{ a }}={{ b }};{% else %}none{% endfor %}",
+            "a=1;b=2;",
+            id="unpacking",
+        ),
+        pytest.param("{% for x in [] %}x{% else %}none{% endfor %}", "none", id="else"),
+        pytest.param(
+            "{% for x in items if x %}{{ loop.index }}/{{ loop.length }}:{{ x }} {% endfor %}",
+            "1/2:1 2/2:3 ",
+            id="filter-and-loop-length",
+        ),
+        pytest.param(
+            "{% macro m(n) %}{% if n %}{{ n }}{{ m(n - 1) }}{% endif %}{% endmacro %}{{ m(3) }}",
+            "321",
+            id="macro-recursing-once",
+        ),
+    ],
+)
+def test_loops_within_the_budget_render_as_jinja_does(source: str, expected: str) -> None:
+    scope = {"pairs": [["a", 1], ["b", 2]], "items": [1, 0, 3]}
+    assert compile_template(source).render(scope) == expected
+    plain = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    assert plain.from_string(source).render(**scope) == expected
+
+
+def test_every_render_gets_a_fresh_budget() -> None:
+    template = compile_template(
+        "{% for i in range(300) %}{% for j in range(300) %}{% endfor %}{% endfor %}ok"
+    )
+    assert [template.render({}) for _ in range(3)] == ["ok"] * 3
+
+
+def test_recursive_loops_are_refused_when_compiled() -> None:
+    with pytest.raises(TemplateAssertionError, match="recursive loops are not allowed"):
+        compile_template("{% for x in tree recursive %}{{ loop(x.children) }}{% endfor %}")

@@ -750,6 +750,15 @@ def test_mapping_templates(
         pytest.param({"email": "{{ 'a' * 10**9 }}"}, "email", "OverflowError", id="overflow"),
         pytest.param({"email": "{{ ''.__class__ }}"}, "email", "unsafe", id="sandbox"),
         pytest.param(
+            {
+                "email": "{% for i in range(9999) %}{% for j in range(9999) %}"
+                "{% endfor %}{% endfor %}a@b.co"
+            },
+            "email",
+            "100,000 loop iterations and calls",
+            id="nested-loops",
+        ),
+        pytest.param(
             {"traits": {"address": {"city": "{{ nope }}"}}},
             "traits.address.city",
             "'nope' is undefined",
