@@ -237,7 +237,9 @@ class _Generator:
         return f"({self.expr(node.expr)} {op} {self.expr(node.ops[0].expr)})"
 
     def _Concat(self, node: nodes.Concat) -> str:
-        return "''.join([" + ", ".join(f"_str({self.expr(n)})" for n in node.nodes) + "])"
+        from connector.sandbox import bounded_concat
+
+        return f"{self.bind(bounded_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
 
     def _Test(self, node: nodes.Test) -> str:
         if node.name not in _TESTS or node.args or node.kwargs or node.dyn_args:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,12 +29,16 @@ from connector.types import format_datetime, parse_datetime, utc_now_iso
 
 __all__ = [
     "ALLOWED_BUILTIN_FILTERS",
+    "CONCAT_GUARD",
     "EXTRA_FILTERS",
     "LOOP_GUARD",
     "MAX_INT_BITS",
     "MAX_LOOP_ITERATIONS",
     "MAX_OUTPUT",
     "MAX_RANGE",
+    "MAX_RENDER_SECONDS",
+    "SIZE_GUARD",
+    "bounded_concat",
     "environment",
     "loop_budget",
     "materialise",
@@ -49,14 +54,24 @@ MAX_RANGE = 10_000
 MAX_LOOP_ITERATIONS = 100_000
 #: The global every ``{% for %}`` iterable is wrapped in (templates.py adds the call).
 LOOP_GUARD = "_loop_guard"
+#: The global every ``~`` is turned into (templates.py rewrites the node).
+CONCAT_GUARD = "_concat"
+#: The global every list, tuple and dict literal goes through.
+SIZE_GUARD = "_sized"
 
-_BUDGET: ContextVar[list[int] | None] = ContextVar("connector_loop_budget", default=None)
+#: Longest one render may run, checked at every loop iteration and call: the backstop
+#: for loops whose every step is heavy but bounded (a 1 MB text uppercased 90,000 times).
+MAX_RENDER_SECONDS = 2.0
+
+#: The current render's [iterations left, deadline].
+_BUDGET: ContextVar[list[float] | None] = ContextVar("connector_loop_budget", default=None)
 
 
 @contextmanager
 def loop_budget() -> Iterator[None]:
-    """One render's allowance of loop iterations (see MAX_LOOP_ITERATIONS)."""
-    token = _BUDGET.set([MAX_LOOP_ITERATIONS])
+    """One render's allowance of loop iterations and calls (see MAX_LOOP_ITERATIONS),
+    and of time (MAX_RENDER_SECONDS, checked at each of them)."""
+    token = _BUDGET.set([MAX_LOOP_ITERATIONS, time.monotonic() + MAX_RENDER_SECONDS])
     try:
         yield
     finally:
@@ -66,13 +81,13 @@ def loop_budget() -> Iterator[None]:
 def _loop_guard(iterable: Any) -> Iterator[Any]:
     budget = _BUDGET.get()
     if budget is None:  # rendered outside loop_budget(): a budget for this loop alone
-        budget = [MAX_LOOP_ITERATIONS]
+        budget = [MAX_LOOP_ITERATIONS, time.monotonic() + MAX_RENDER_SECONDS]
     for item in iterable:
         _spend(budget)
         yield item
 
 
-def _spend(budget: list[int] | None = None) -> None:
+def _spend(budget: list[float] | None = None) -> None:
     """One loop iteration or call of the current render (nothing outside a render)."""
     if budget is None:
         budget = _BUDGET.get()
@@ -83,6 +98,8 @@ def _spend(budget: list[int] | None = None) -> None:
         raise OverflowError(
             f"the template ran over {MAX_LOOP_ITERATIONS:,} loop iterations and calls"
         )
+    if time.monotonic() > budget[1]:
+        raise OverflowError(f"the template ran over {MAX_RENDER_SECONDS:g} seconds")
 
 
 def _base64(value: Any) -> str:
@@ -302,10 +319,47 @@ _WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
 
 
 def _size(value: Any) -> int:
-    """Characters a string, or a list of strings, stands for (items count as one)."""
-    if isinstance(value, str):
+    """What a string, list or tuple stands for: its characters, or its items plus all
+    that nested lists, tuples, dicts and strings hold. A shared nested list counts
+    every time it appears (``[[0] * 10**6] * 10**6`` is 10^12, though it takes 16 MB):
+    that is what ``==``, ``string``, ``map`` and the rest would walk. Stops counting
+    past the output limit."""
+    return _weight(value, {}, MAX_OUTPUT + 1)
+
+
+def _weight(value: Any, seen: dict[int, int], cap: int) -> int:
+    if isinstance(value, str | range):
         return len(value)
-    return sum(len(v) if isinstance(v, str) else 1 for v in value)
+    if not isinstance(value, list | tuple | dict):
+        return 1
+    known = seen.get(id(value))
+    if known is not None:
+        return known
+    items = value.values() if isinstance(value, dict) else value
+    total = len(value)
+    for item in items:
+        if isinstance(item, list | tuple | dict | str | range):
+            total += _weight(item, seen, cap)
+            if total > cap:
+                break
+    seen[id(value)] = total
+    return total
+
+
+def _sized(value: Any) -> Any:
+    """A list, tuple or dict literal, if what it stands for is within the limit."""
+    if _size(value) > MAX_OUTPUT:
+        raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+    return value
+
+
+def bounded_concat(*parts: Any) -> str:
+    """``a ~ b``: the text of each part, joined only if the result stays within the
+    output limit (doubling a text with ``~`` a few times would reach gigabytes)."""
+    texts = [str(part) for part in parts]
+    if sum(map(len, texts)) > MAX_OUTPUT:
+        raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+    return "".join(texts)
 
 
 def _join(value: Any, d: Any = "") -> str:
@@ -383,6 +437,8 @@ def _build_environment() -> _Environment:
         "dict": dict,
         "now": utc_now_iso,
         LOOP_GUARD: _loop_guard,
+        CONCAT_GUARD: bounded_concat,
+        SIZE_GUARD: _sized,
     }
     return env
 

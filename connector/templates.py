@@ -19,15 +19,18 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import TemplateAssertionError, TemplateError, nodes
+from jinja2.environment import TemplateExpression
 
 from connector.fastpath import Fallback, FastFunction, expression_function, tree_function
 from connector.sandbox import (
+    CONCAT_GUARD,
     EXTRA_FILTERS,
     LOOP_GUARD,
     MAX_OUTPUT,
+    SIZE_GUARD,
     environment,
     loop_budget,
     materialise,
@@ -98,10 +101,17 @@ class CompiledTemplate:
             self._compile()
 
     def _compile(self) -> None:
+        ast = _guard(_ENV.parse(self.source))  # a fresh AST: self.ast stays as written
         if self._single is not None:
-            self._expr = _ENV.compile_expression(self._single, undefined_to_none=False)
+            # Jinja's compile_expression, from the guarded AST: ``result = <expr>``.
+            output = ast.body[0]
+            assert isinstance(output, nodes.Output)
+            body = [nodes.Assign(nodes.Name("result", "store"), output.nodes[0], lineno=1)]
+            expression = nodes.Template(body, lineno=1)
+            expression.set_environment(_ENV)
+            self._expr = TemplateExpression(_ENV.from_string(expression), False)
         else:
-            self._template = _ENV.from_string(_guard_loops(_ENV.parse(self.source)))
+            self._template = _ENV.from_string(ast)
         self._compiled = True
 
     def render(self, scope: Mapping[str, Any]) -> Any:
@@ -118,8 +128,9 @@ class CompiledTemplate:
         if not self._compiled:
             self._compile()
         if self._expr is not None:
-            value = self._expr(**scope)
-            return materialise(value)
+            with loop_budget():
+                value = self._expr(**scope)
+                return materialise(value)
         # Piece by piece, so a runaway loop stops at the cap instead of after it; and
         # with one budget of loop iterations for the whole render (nested loops).
         pieces: list[str] = []
@@ -165,19 +176,48 @@ def _parse(source: str) -> nodes.Template:
     return template
 
 
-def _guard_loops(ast: nodes.Template) -> nodes.Template:
-    """Every ``{% for %}`` iterable wrapped in the sandbox's loop guard, which counts the
-    iterations of a whole render against one budget (sandbox.MAX_LOOP_ITERATIONS)."""
+def _guard(ast: nodes.Template) -> nodes.Template:
+    """The AST with the sandbox's guards put in: every ``{% for %}`` iterable wrapped in
+    the loop guard, which counts a whole render's iterations against one budget
+    (sandbox.MAX_LOOP_ITERATIONS), and every ``~`` turned into the bounded concat
+    (Jinja joins it unchecked, so a text doubled a few times reaches gigabytes)."""
     for loop in ast.find_all(nodes.For):
-        loop.iter = nodes.Call(
-            nodes.Name(LOOP_GUARD, "load", lineno=loop.lineno),
-            [loop.iter],
-            [],
-            None,
-            None,
-            lineno=loop.lineno,
-        )
+        loop.iter = _call(LOOP_GUARD, [cast(nodes.Expr, loop.iter)], loop.lineno)
+    for parent in ast.find_all(nodes.Node):
+        if _is_guard_call(parent):
+            continue  # its argument is the node it guards
+        for field in parent.fields:
+            child = getattr(parent, field, None)
+            if isinstance(child, list):
+                child[:] = [_guarded(c) for c in child]
+            elif isinstance(child, nodes.Node):
+                setattr(parent, field, _guarded(child))
     return ast
+
+
+def _guarded(node: Any) -> Any:
+    """``~`` as the bounded concat; list, tuple and dict literals through the size
+    check (``{% set b = [a, a] %}`` repeated doubles what ``==`` or ``string`` walk).
+    Tuples that are assignment targets (``{% for k, v in ... %}``) stay as they are."""
+    if isinstance(node, nodes.Concat):
+        return _call(CONCAT_GUARD, node.nodes, node.lineno)
+    if isinstance(node, nodes.List | nodes.Dict) or (
+        isinstance(node, nodes.Tuple) and node.ctx == "load"
+    ):
+        return _call(SIZE_GUARD, [node], node.lineno)
+    return node
+
+
+def _is_guard_call(node: nodes.Node) -> bool:
+    return (
+        isinstance(node, nodes.Call)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name in (SIZE_GUARD, CONCAT_GUARD)
+    )
+
+
+def _call(name: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
+    return nodes.Call(nodes.Name(name, "load", lineno=lineno), args, [], None, None, lineno=lineno)
 
 
 def _check_known(ast: nodes.Template) -> None:

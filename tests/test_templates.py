@@ -840,3 +840,64 @@ def test_every_render_gets_a_fresh_budget() -> None:
 def test_recursive_loops_are_refused_when_compiled() -> None:
     with pytest.raises(TemplateAssertionError, match="recursive loops are not allowed"):
         compile_template("{% for x in tree recursive %}{{ loop(x.children) }}{% endfor %}")
+
+
+# -- what a render may build and walk, however it is built (review of the loop budget) ----
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(
+            "{{ ([[0] * 1000000] * 1000000) | map('list') | list | length }}",
+            id="shared-inner-list-copied",
+        ),
+        pytest.param("{{ [[0] * 1000000] * 1000000 == [[0] * 1000000] * 1000000 }}", id="eq"),
+        pytest.param("{{ ([[0] * 1000000] * 100) | string | length }}", id="string-of-nested"),
+        pytest.param("{{ ([range(10000)] * 1000000) | map('sum') | sum }}", id="ranges"),
+        pytest.param(
+            "{% set a = 'x' * 1000000 %}{% set a = a ~ a %}{% set a = a ~ a %}{{ a | length }}",
+            id="concat-doubling",
+        ),
+        pytest.param("{{ ('x' * 600000) ~ ('y' * 600000) }}", id="concat-in-expression"),
+        pytest.param(
+            "{% set a = [0] * 1000000 %}{% set b = [a, a] %}{% set c = [b, b] %}"
+            "{{ c | string | length }}",
+            id="list-literal-doubling",
+        ),
+        pytest.param(
+            "{% set a = [0] * 600000 %}{{ {'x': a, 'y': a} | string | length }}",
+            id="dict-literal",
+        ),
+        pytest.param(
+            "{% set s = 'x' * 1000000 %}{% for i in range(10000) %}{% for j in range(9) %}"
+            "{{ '' if s | upper else '' }}{% endfor %}{% endfor %}",
+            id="heavy-steps-within-the-iteration-budget",
+        ),
+    ],
+)
+def test_amplified_work_is_refused_quickly(source: str) -> None:
+    import time
+
+    start = time.process_time()
+    with pytest.raises(OverflowError):
+        compile_template(source).render({})
+    assert time.process_time() - start < 5  # unbounded: minutes, or terabytes
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param(
+            "{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}", "1234", id="unpack"
+        ),
+        pytest.param("{% set x, y = 5, 6 %}{{ x ~ y }}", "56", id="set-tuple"),
+        pytest.param("{{ {'a': [1, {'b': (2,)}]} }}", "{'a': [1, {'b': (2,)}]}", id="literals"),
+        pytest.param("{{ 'a' ~ 1 ~ none }}", "a1None", id="concat"),
+        pytest.param("{{ ([[0] * 1000] * 990) | length }}", "990", id="nested-at-the-limit"),
+    ],
+)
+def test_guarded_templates_render_as_jinja_does(source: str, expected: str) -> None:
+    assert str(compile_template("x" + source).render({}))[1:] == expected
+    plain = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    assert plain.from_string(source).render() == expected
