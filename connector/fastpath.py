@@ -302,14 +302,11 @@ class _Generator:
             raise _Unsupported("literal")
 
     def template(self, node: Any) -> str:
-        """The expression of a single-expression template."""
-        ast = node.ast
-        if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        """The expression of a single-expression template (CompiledTemplate decides
+        which those are; a text template is left to Jinja)."""
+        if node.expression is None:
             raise _Unsupported("text template")
-        parts = ast.body[0].nodes
-        if len(parts) != 1 or isinstance(parts[0], nodes.TemplateData):
-            raise _Unsupported("not a single expression")
-        return self.expr(parts[0])
+        return self.expr(node.expression)
 
 
 def _finish(generator: _Generator, body: list[str]) -> FastFunction:

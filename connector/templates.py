@@ -59,7 +59,7 @@ RENDER_FAILURES: tuple[type[BaseException], ...] = (
     ArithmeticError,
     RecursionError,
 )
-_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
+_SINGLE_EXPRESSION = re.compile(r"\s*\{\{.*\}\}\s*", re.DOTALL)
 
 
 class _Sentinel:
@@ -77,7 +77,16 @@ def is_template(text: str) -> bool:
 class CompiledTemplate:
     """A template compiled once; :meth:`render` evaluates it against a scope."""
 
-    __slots__ = ("_chains", "_compiled", "_expr", "_fast", "_single", "_template", "ast", "source")
+    __slots__ = (
+        "_chains",
+        "_compiled",
+        "_expr",
+        "_fast",
+        "_template",
+        "ast",
+        "expression",
+        "source",
+    )
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -91,18 +100,20 @@ class CompiledTemplate:
         # (~0.5 ms a template) waits until a template first needs it, if ever.
         self.ast: nodes.Template = _parse(source)
         _check_known(self.ast)
-        match = _SINGLE_EXPRESSION.match(source)
-        self._single = match.group("expr") if match and _is_single_output(self.ast) else None
-        if self._single is not None:
+        #: The expression, when the whole template is one ``{{ ... }}``: it then keeps
+        #: its native type (decided here only: the fast path and Jinja must agree).
+        self.expression: nodes.Expr | None = None
+        if _SINGLE_EXPRESSION.fullmatch(source) and _is_single_output(self.ast):
             output = self.ast.body[0]
             assert isinstance(output, nodes.Output)
-            self._fast = expression_function(output.nodes[0], EXTRA_FILTERS, MAX_OUTPUT)
+            self.expression = output.nodes[0]
+            self._fast = expression_function(self.expression, EXTRA_FILTERS, MAX_OUTPUT)
         if self._fast is None:
             self._compile()
 
     def _compile(self) -> None:
         ast = _guard(_ENV.parse(self.source))  # a fresh AST: self.ast stays as written
-        if self._single is not None:
+        if self.expression is not None:
             # Jinja's compile_expression, from the guarded AST: ``result = <expr>``.
             output = ast.body[0]
             assert isinstance(output, nodes.Output)

@@ -901,3 +901,12 @@ def test_guarded_templates_render_as_jinja_does(source: str, expected: str) -> N
     assert str(compile_template("x" + source).render({}))[1:] == expected
     plain = jinja2.Environment(undefined=jinja2.StrictUndefined)
     assert plain.from_string(source).render() == expected
+
+
+@pytest.mark.parametrize("source", ["{# note #}{{ x }}", "{{ x }}{# note #}", " {{ x }} "])
+def test_tree_fast_path_and_jinja_agree_on_what_is_a_single_expression(source: str) -> None:
+    """A comment or text around ``{{ x }}`` makes a text template on both paths (the
+    generated tree function once kept the list's native type there)."""
+    tree = TemplateTree({"a": source})
+    assert tree.render({"x": [1]}) == tree.render_by_node({"x": [1]})
+    assert isinstance(tree.render({"x": [1]})["a"], str)
