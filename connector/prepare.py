@@ -29,12 +29,13 @@ from connector.request import (
 )
 from connector.templates import RENDER_FAILURES, TemplateTree, describe_error
 from connector.types import utc_now_iso
-from connector.validation import validate_parameters
+from connector.validation import Values, validate_parameters
 
 __all__ = [
     "ENGINE_INFO",
     "Prepared",
     "build_request",
+    "check_parameters",
     "prepare_run",
     "render_part",
 ]
@@ -82,18 +83,7 @@ def prepare_run(
     context: Mapping[str, Any] | None,
 ) -> Prepared:
     """Check ``parameters`` and build the request of one run of ``module``."""
-    try:
-        values = validate_parameters(
-            module.manifest.parameters, module.manifest.constraints, parameters, context
-        )
-    except DataError as exc:
-        # Mapped text may quote anything, the write key included: never echo it.
-        exc.message = conn.redact(exc.message)
-        exc.args = (exc.message,)
-        raise
-    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-        # A safety net: input the checks above did not foresee is still bad input.
-        raise DataError(f"the parameters could not be processed ({type(exc).__name__})") from None
+    values = check_parameters(module, conn, parameters, context)
     run = {"id": _uuid4(), "timestamp": utc_now_iso()}
     scope = {
         "parameters": values,
@@ -107,6 +97,28 @@ def prepare_run(
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
     return Prepared(module, conn, request, values, run)
+
+
+def check_parameters(
+    module: LoadedModule,
+    conn: Connection,
+    parameters: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None = None,
+) -> Values:
+    """The module's parameters, checked (actions and triggers alike); any fault is a
+    DataError whose message never quotes the connection's secrets."""
+    try:
+        return validate_parameters(
+            module.manifest.parameters, module.manifest.constraints, parameters, context
+        )
+    except DataError as exc:
+        # Mapped text may quote anything, the write key included: never echo it.
+        exc.message = conn.redact(exc.message)
+        exc.args = (exc.message,)
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # A safety net: input the checks above did not foresee is still bad input.
+        raise DataError(f"the parameters could not be processed ({type(exc).__name__})") from None
 
 
 def render_part(

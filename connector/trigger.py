@@ -39,9 +39,9 @@ from connector.connection import Connection
 from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigurationError
 from connector.jsondata import MAX_DEPTH, loads_strict, too_deep
 from connector.manifest import SignatureSpec, WebhookSpec
-from connector.prepare import ENGINE_INFO, render_part
+from connector.prepare import ENGINE_INFO, check_parameters, render_part
 from connector.registry import LoadedModule
-from connector.validation import Values, validate_parameters
+from connector.validation import Values
 
 __all__ = ["Headers", "receive", "sign"]
 
@@ -85,12 +85,7 @@ def receive(
             f"module {module.id} is an {manifest.kind} module, not a trigger: run it instead"
         )
     conn = checked or Connection(module.app, connection)
-    try:
-        values = validate_parameters(manifest.parameters, manifest.constraints, parameters)
-    except DataError as exc:
-        exc.message = conn.redact(exc.message)
-        exc.args = (exc.message,)
-        raise
+    values = check_parameters(module, conn, parameters)
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     if len(raw) > webhook.max_body_bytes:
         raise DataError(

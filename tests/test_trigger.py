@@ -570,3 +570,16 @@ def test_only_text_shared_secrets(engine: connector.Engine, secret: object) -> N
         engine.handle_webhook(
             MODULE, {**CONNECTION, "sharedSecret": secret}, {}, signed(body, "nan"), body
         )
+
+
+def test_parameters_nested_too_deeply_are_a_data_error_as_for_actions() -> None:
+    """Triggers check their parameters through the same step as actions (it once
+    raised the bare RecursionError here)."""
+    engine = connector.Engine(connector.load())
+    deep: list[Any] = []
+    level = deep
+    for _ in range(5000):
+        level.append([])
+        level = level[0]
+    with pytest.raises(connector.DataError, match="could not be processed"):
+        engine.handle_webhook("segment.watch_events", CONNECTION, {"events": deep}, {}, b"{}")
