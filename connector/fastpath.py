@@ -25,6 +25,8 @@ from typing import Any
 
 from jinja2 import nodes
 
+from connector.sandbox import bounded_concat
+
 __all__ = ["Fallback", "FastFunction", "expression_function", "tree_function"]
 
 Scope = Mapping[str, Any]
@@ -237,8 +239,6 @@ class _Generator:
         return f"({self.expr(node.expr)} {op} {self.expr(node.ops[0].expr)})"
 
     def _Concat(self, node: nodes.Concat) -> str:
-        from connector.sandbox import bounded_concat
-
         return f"{self.bind(bounded_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
 
     def _Test(self, node: nodes.Test) -> str:

@@ -33,15 +33,15 @@ __all__ = [
     "EXTRA_FILTERS",
     "LOOP_GUARD",
     "MAX_INT_BITS",
-    "MAX_LOOP_ITERATIONS",
     "MAX_OUTPUT",
     "MAX_RANGE",
     "MAX_RENDER_SECONDS",
+    "MAX_RENDER_STEPS",
     "SIZE_GUARD",
     "bounded_concat",
     "environment",
-    "loop_budget",
     "materialise",
+    "render_budget",
 ]
 
 #: Largest string or collection one template may build, in characters/items.
@@ -51,7 +51,7 @@ MAX_RANGE = 10_000
 #: Most ``{% for %}`` iterations and calls one render may run, all together: each loop
 #: is bounded by its data or ``range``, but nested loops multiply (three nested
 #: ``range(10000)`` would run for hours), and so do macros that call themselves.
-MAX_LOOP_ITERATIONS = 100_000
+MAX_RENDER_STEPS = 100_000
 #: The global every ``{% for %}`` iterable is wrapped in (templates.py adds the call).
 LOOP_GUARD = "_loop_guard"
 #: The global every ``~`` is turned into (templates.py rewrites the node).
@@ -64,14 +64,14 @@ SIZE_GUARD = "_sized"
 MAX_RENDER_SECONDS = 2.0
 
 #: The current render's [iterations left, deadline].
-_BUDGET: ContextVar[list[float] | None] = ContextVar("connector_loop_budget", default=None)
+_BUDGET: ContextVar[list[float] | None] = ContextVar("connector_render_budget", default=None)
 
 
 @contextmanager
-def loop_budget() -> Iterator[None]:
-    """One render's allowance of loop iterations and calls (see MAX_LOOP_ITERATIONS),
+def render_budget() -> Iterator[None]:
+    """One render's allowance of loop iterations and calls (see MAX_RENDER_STEPS),
     and of time (MAX_RENDER_SECONDS, checked at each of them)."""
-    token = _BUDGET.set([MAX_LOOP_ITERATIONS, time.monotonic() + MAX_RENDER_SECONDS])
+    token = _BUDGET.set([MAX_RENDER_STEPS, time.monotonic() + MAX_RENDER_SECONDS])
     try:
         yield
     finally:
@@ -79,25 +79,20 @@ def loop_budget() -> Iterator[None]:
 
 
 def _loop_guard(iterable: Any) -> Iterator[Any]:
-    budget = _BUDGET.get()
-    if budget is None:  # rendered outside loop_budget(): a budget for this loop alone
-        budget = [MAX_LOOP_ITERATIONS, time.monotonic() + MAX_RENDER_SECONDS]
+    """A ``{% for %}`` iterable, each item spent from the render's budget."""
     for item in iterable:
-        _spend(budget)
+        _spend()
         yield item
 
 
-def _spend(budget: list[float] | None = None) -> None:
+def _spend() -> None:
     """One loop iteration or call of the current render (nothing outside a render)."""
+    budget = _BUDGET.get()
     if budget is None:
-        budget = _BUDGET.get()
-        if budget is None:
-            return
+        return
     budget[0] -= 1
     if budget[0] < 0:
-        raise OverflowError(
-            f"the template ran over {MAX_LOOP_ITERATIONS:,} loop iterations and calls"
-        )
+        raise OverflowError(f"the template ran over {MAX_RENDER_STEPS:,} loop iterations and calls")
     if time.monotonic() > budget[1]:
         raise OverflowError(f"the template ran over {MAX_RENDER_SECONDS:g} seconds")
 

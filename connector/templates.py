@@ -32,8 +32,8 @@ from connector.sandbox import (
     MAX_OUTPUT,
     SIZE_GUARD,
     environment,
-    loop_budget,
     materialise,
+    render_budget,
 )
 
 __all__ = [
@@ -99,7 +99,7 @@ class CompiledTemplate:
         # too, so every fault shows at load time although Jinja's own code generation
         # (~0.5 ms a template) waits until a template first needs it, if ever.
         self.ast: nodes.Template = _parse(source)
-        _check_known(self.ast)
+        _check_allowed(self.ast)
         #: The expression, when the whole template is one ``{{ ... }}``: it then keeps
         #: its native type (decided here only: the fast path and Jinja must agree).
         self.expression: nodes.Expr | None = None
@@ -139,14 +139,14 @@ class CompiledTemplate:
         if not self._compiled:
             self._compile()
         if self._expr is not None:
-            with loop_budget():
+            with render_budget():
                 value = self._expr(**scope)
                 return materialise(value)
         # Piece by piece, so a runaway loop stops at the cap instead of after it; and
         # with one budget of loop iterations for the whole render (nested loops).
         pieces: list[str] = []
         size = 0
-        with loop_budget():
+        with render_budget():
             for piece in self._template.generate(**scope):
                 size += len(piece)
                 if size > MAX_OUTPUT:
@@ -190,7 +190,7 @@ def _parse(source: str) -> nodes.Template:
 def _guard(ast: nodes.Template) -> nodes.Template:
     """The AST with the sandbox's guards put in: every ``{% for %}`` iterable wrapped in
     the loop guard, which counts a whole render's iterations against one budget
-    (sandbox.MAX_LOOP_ITERATIONS), and every ``~`` turned into the bounded concat
+    (sandbox.MAX_RENDER_STEPS), and every ``~`` turned into the bounded concat
     (Jinja joins it unchecked, so a text doubled a few times reaches gigabytes)."""
     for loop in ast.find_all(nodes.For):
         loop.iter = _call(LOOP_GUARD, [cast(nodes.Expr, loop.iter)], loop.lineno)
@@ -231,7 +231,7 @@ def _call(name: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
     return nodes.Call(nodes.Name(name, "load", lineno=lineno), args, [], None, None, lineno=lineno)
 
 
-def _check_known(ast: nodes.Template) -> None:
+def _check_allowed(ast: nodes.Template) -> None:
     """Jinja reports unknown filters and tests only when generating code: check first.
     Recursive loops are refused: their inner calls (``loop(children)``) would escape
     the loop guard."""
