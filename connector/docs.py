@@ -152,7 +152,7 @@ def _kind_line(module: LoadedModule) -> str:
     return line + " One output bundle per event the filters keep."
 
 
-def _schema_rows(schema: dict[str, Any], defs: dict[str, Any], title: str) -> list[str]:
+def _schema_rows(schema: dict[str, Any], title: str) -> list[str]:
     lines = [f"### {title}", "", "| Key | Type | Description |", "| --- | --- | --- |"]
     required = set(schema.get("required", []))
     for key, prop in schema.get("properties", {}).items():
@@ -195,10 +195,10 @@ def manifest_reference() -> str:
     ):
         defs = schema.get("$defs", {})
         lines += [f"## {name}", ""]
-        lines += _schema_rows(schema, defs, schema.get("title", name))
+        lines += _schema_rows(schema, schema.get("title", name))
         for def_name, definition in sorted(defs.items()):
             if definition.get("properties"):
-                lines += _schema_rows(definition, defs, def_name)
+                lines += _schema_rows(definition, def_name)
     return "\n".join(lines)
 
 

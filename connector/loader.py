@@ -22,8 +22,15 @@ from pydantic import BaseModel, ValidationError
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.errors import ERROR_TYPES, ManifestError
 from connector.jsondata import MAX_DEPTH, loads_strict, too_deep
-from connector.manifest import AppManifest, ModuleManifest, Parameter, RuleError, WebhookSpec
-from connector.registry import LoadedApp, LoadedModule, Registry, walk_parameters
+from connector.manifest import (
+    AppManifest,
+    ModuleManifest,
+    Parameter,
+    RuleError,
+    WebhookSpec,
+    walk_parameters,
+)
+from connector.registry import REQUEST_PARTS, LoadedApp, LoadedModule, Registry
 from connector.templates import CompiledTemplate, TemplateTree, compile_template, referenced_names
 from connector.types import FORMATS
 
@@ -260,11 +267,10 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
     # trigger has no request: its request parts are empty trees, never rendered.
     parts: dict[str, tuple[str, Any, frozenset[str]]] = {
         name: (f"$.request.{name}", getattr(request, name) if request else None, _REQUEST_SCOPE)
-        for name in ("method", "url", "headers", "query", "body")
+        for name in REQUEST_PARTS
     }
     parts["output"] = ("$.output.bundle", manifest.output_bundle, output_scope)
     parts["filter"] = ("$.webhook.filter", webhook.filter if webhook else None, _TRIGGER_SCOPE)
-    public_fields = {f.name for f in app.manifest.connection.fields} - app.secret_fields
     trees: dict[str, TemplateTree] = {}
     for name, (base, value, scope) in parts.items():
         trees[name] = tree = _compile_tree(source, base, value)
@@ -274,7 +280,7 @@ def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
                 base + rel,
                 template,
                 scope,
-                public_fields,
+                app.public_fields,
                 manifest.parameters,
                 app.secret_fields,
             )

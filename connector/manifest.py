@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
-    "PARAMETER_TYPES",
     "AppManifest",
     "AuthSpec",
     "BatchSpec",
@@ -61,8 +60,6 @@ ParameterType = Literal[
     "any",
 ]
 
-#: The parameter types a manifest may use; :mod:`connector.types` has one coercer each.
-PARAMETER_TYPES: tuple[str, ...] = get_args(ParameterType)
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: An app name, and each half of a module id (``app.module``).
@@ -472,7 +469,7 @@ class AppManifest(_Model):
 
     @model_validator(mode="after")
     def _check_fields(self) -> AppManifest:
-        _check_unique([f.name for f in self.connection.fields], "connection field")
+        check_parameter_names(list(self.connection.fields), "connection field")
         return self
 
 
@@ -528,14 +525,6 @@ def _exclusive(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -
         if option_a != option_b:
             return True
     return False
-
-
-def _check_unique(names: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"duplicate {what} name {name!r}")
-        seen.add(name)
 
 
 def json_schema(model: type[BaseModel], name: str) -> dict[str, Any]:

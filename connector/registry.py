@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.errors import UnknownModuleError
-from connector.manifest import AppManifest, ModuleManifest, walk_parameters
+from connector.manifest import AppManifest, ModuleManifest
 from connector.templates import CompiledTemplate, TemplateTree, referenced_names
 
-__all__ = ["LoadedApp", "LoadedModule", "Registry", "walk_parameters"]
+__all__ = ["REQUEST_PARTS", "LoadedApp", "LoadedModule", "Registry"]
+
+
+#: The parts of a module's request, each a template tree.
+REQUEST_PARTS = ("method", "url", "headers", "query", "body")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,11 @@ class LoadedApp:
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    @functools.cached_property
+    def public_fields(self) -> frozenset[str]:
+        """The connection fields templates may read: all but the secret ones."""
+        return frozenset(f.name for f in self.manifest.connection.fields) - self.secret_fields
 
     @functools.cached_property
     def info(self) -> dict[str, str]:
@@ -87,7 +96,6 @@ class LoadedModule:
     ) -> LoadedModule:
         """The module from its compiled parts (the loader compiles and checks them):
         ``method``, ``url``, ``headers``, ``query``, ``body``, ``output``, ``filter``."""
-        request_parts = ("method", "url", "headers", "query", "body")
         has_filter = manifest.webhook is not None and manifest.webhook.filter is not None
         return cls(
             manifest=manifest,
@@ -99,7 +107,7 @@ class LoadedModule:
             query=trees["query"],
             body=trees["body"],
             output=trees["output"],
-            part_fields={name: _first_parameter(trees[name]) for name in request_parts},
+            part_fields={name: _first_parameter(trees[name]) for name in REQUEST_PARTS},
             webhook_filter=trees["filter"] if has_filter else None,
         )
 

@@ -154,9 +154,7 @@ def _generate_fill(plan: _LevelPlan) -> Callable[..., None] | None:
         "_isfinite": math.isfinite,
     }
     lines = ["def fill(raw, context, prefix, out):", "    get = raw.get"]
-    for i, (name, spec, skippable, optional_collection, fast, has_nested) in enumerate(
-        plan.entries
-    ):
+    for i, (name, spec, skippable, optional_collection, _, has_nested) in enumerate(plan.entries):
         if has_nested:
             return None
         env[f"_s{i}"] = spec
@@ -186,8 +184,8 @@ def _generate_fill(plan: _LevelPlan) -> Callable[..., None] | None:
             lines.append(f"            out[{key}] = _keyvalue_list(_s{i}, v, context, {field})")
             lines.append("        else:")
             lines += ["            " + line for line in slow]
-        elif fast is not None:
-            kind, low, high, check = _fast_shape(spec) or ("", 0, 0, None)
+        elif (shape := _fast_shape(spec)) is not None:
+            kind, low, high, check = shape
             value = "v"
             if kind == "text":
                 test = f"type(v) is str and '{{' not in v and {low} <= len(v) <= {high}"

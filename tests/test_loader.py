@@ -700,3 +700,20 @@ def test_cached_request_heads_follow_a_replaced_module_and_never_share_query_lis
         "PUT",
         ["v2", "other"],
     )
+
+
+def test_connection_field_names_are_one_namespace_with_option_fields(tmp_path: Path) -> None:
+    """Connection fields are checked like parameters: a name nested under a select's
+    option may not repeat a field of its level (the flat check let it through)."""
+
+    def nested_duplicate(app: dict[str, Any], module: dict[str, Any]) -> None:
+        app["connection"]["fields"].append(
+            {
+                "name": "plan",
+                "type": "select",
+                "options": [{"value": "a", "nested": [{"name": "region", "type": "text"}]}],
+            }
+        )
+
+    error = load_error(tmp_path, nested_duplicate)
+    assert "duplicate connection field name 'region'" in str(error)
