@@ -37,14 +37,7 @@ def keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
     if isinstance(value, Mapping):
         pairs = list(value.items())
     elif isinstance(value, list | tuple):
-        pairs = []
-        for i, item in enumerate(value):
-            if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
-                raise DataError(
-                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
-                    field=field,
-                )
-            pairs.append((item["key"], item.get("value")))
+        pairs = [_pair(item, i, field) for i, item in enumerate(value)]
     else:
         raise DataError(
             f"field {field!r} must be a list of {{key, value}} or an object, "
@@ -56,6 +49,15 @@ def keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
     for key, item_value in pairs:
         _add_pair(out, spec, folded, key, item_value, field)
     return out
+
+
+def _pair(item: Any, i: int, field: str) -> tuple[Any, Any]:
+    """One ``{key, value}`` item as a pair (a missing value is None)."""
+    if not isinstance(item, Mapping) or "key" not in item:
+        raise DataError(
+            f"field {field!r} item {i} must be an object with 'key' and 'value'", field=field
+        )
+    return item["key"], item.get("value")
 
 
 def _add_pair(
@@ -71,9 +73,10 @@ def _add_pair(
         raise DataError(f"field {field!r} has an empty or non-text key", field=field)
     if key in out:
         raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
-    if folded is not None and normalize_name(key) in folded:
+    name = folded.get(normalize_name(key)) if folded is not None else None
+    if name is not None:
         assert spec.reserved is not None
-        _check_reserved(spec.reserved, key, field)
+        raise _reserved_error(spec.reserved, key, name, field)
     out[key] = value
 
 
@@ -109,12 +112,7 @@ def keyvalue_list(
     for i, item in enumerate(items[start:], start):
         if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
             item = render_mapping(item, context, f"{field}[{i}]")
-            if not isinstance(item, Mapping) or "key" not in item:
-                raise DataError(
-                    f"field {field!r} item {i} must be an object with 'key' and 'value'",
-                    field=field,
-                )
-        key, item_value = item["key"], item.get("value")
+        key, item_value = _pair(item, i, field)
         if type(key) is str and "{" in key:
             key = render_mapping(key, context, f"{field}[{i}].key")
         if type(item_value) not in PLAIN or (type(item_value) is str and "{" in item_value):
@@ -143,15 +141,12 @@ def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
     return {normalize_name(name): name for name in reserved.names}
 
 
-def _check_reserved(reserved: ReservedNames, key: str, field: str) -> None:
-    folded: dict[str, str] = cached(reserved, _folded_reserved)
-    name = folded.get(normalize_name(key))
-    if name is None:
-        return
+def _reserved_error(reserved: ReservedNames, key: str, name: str, field: str) -> DataError:
+    """``key`` clashes with the reserved ``name``: the error says which field to use."""
     hint = ""
     if reserved.use:
         hint = f"; use the field {reserved.use.replace('{name}', name)!r} instead"
-    raise DataError(
+    return DataError(
         f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}",
         field=field,
     )
