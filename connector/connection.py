@@ -37,6 +37,9 @@ _MIN_SECRET = 8
 RequestHead = tuple[str, str, dict[str, str], dict[str, Any]]
 
 
+_NOT_CLEAN = object()
+
+
 class Redactor:
     """Replaces every known secret form in text and in JSON-like data."""
 
@@ -73,28 +76,27 @@ class Redactor:
         Always a copy: bundles handed to hosts never share objects with the engine (its
         templates' scope) or with the caller's input, so editing one changes nothing else.
         """
-        try:
-            # One C-speed pass: serialise, scan, and (when clean) parse back as the copy.
-            dumped = orjson.dumps(value, default=str)
-            clean = not any(form in dumped for form in self._byte_forms)
-            if clean and b"null" not in dumped:  # orjson writes NaN as null: walk those
-                return orjson.loads(dumped)
-        except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
-            pass
-        return self._walk(value)
+        copy = self._clean_copy(value)
+        return self._walk(value) if copy is _NOT_CLEAN else copy
 
     def data_many(self, values: list[Any]) -> list[Any]:
         """``[self.data(v) for v in values]``, in one pass when all are clean (a batch
         run's output bundles: one serialise, scan and parse for the whole batch)."""
+        copies = self._clean_copy(values)
+        return [self.data(v) for v in values] if copies is _NOT_CLEAN else copies
+
+    def _clean_copy(self, value: Any) -> Any:
+        """One C-speed pass: serialise, scan, and when clean parse back as the copy;
+        ``_NOT_CLEAN`` when a secret form (or a NaN, which orjson writes as null, or
+        anything orjson refuses) needs the walk."""
         try:
-            dumped = orjson.dumps(values, default=str)
+            dumped = orjson.dumps(value, default=str)
             clean = not any(form in dumped for form in self._byte_forms)
             if clean and b"null" not in dumped:
-                copies: list[Any] = orjson.loads(dumped)
-                return copies
+                return orjson.loads(dumped)
         except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
             pass
-        return [self.data(v) for v in values]
+        return _NOT_CLEAN
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -128,12 +130,11 @@ class Connection:
             for k, v in (values or {}).items()
             if k in app.secret_fields and isinstance(v, str | int | float)
         ]
-        self.redact = Redactor(secret_values)
         try:
             validated = validate_parameters(spec.fields, [], values or {})
         except DataError as exc:
             raise InvalidConfigurationError(
-                f"connection: {self.redact(exc.message)}", field=exc.field
+                f"connection: {Redactor(secret_values)(exc.message)}", field=exc.field
             ) from None
         self.public = Values((k, v) for k, v in validated.items() if k not in app.secret_fields)
         try:
@@ -141,9 +142,10 @@ class Connection:
             base = app.base_url.render({"connection": self.public})
         except RENDER_FAILURES as exc:
             raise InvalidConfigurationError(
-                f"connection: {self.redact(describe_error(exc))}"
+                f"connection: {Redactor(secret_values)(describe_error(exc))}"
             ) from None
         self._auth_names = frozenset(name.lower() for name in self.auth_headers)
+        # Built once the auth headers exist: every form the secrets can take, theirs too.
         self.redact = Redactor([*secret_values, *self.auth_headers.values()])
         self.base_url = _check_base_url(str(base))
         self.timeout = app.manifest.timeout

@@ -176,8 +176,6 @@ class Engine:
         connection: Mapping[str, Any] | None,
         parameters: Mapping[str, Any] | None,
         context: Mapping[str, Any] | None = None,
-        *,
-        _connection: Connection | None = None,
     ) -> Prepared:
         """Check everything and build the request; raises DataError before any send."""
         module = self.registry.get(module_id)
@@ -186,8 +184,7 @@ class Engine:
                 f"module {module_id} is a trigger: hand it webhook deliveries with "
                 "handle_webhook (or `connector webhook`), it sends nothing"
             )
-        conn = _connection or self.connection(module, connection)
-        return prepare_run(module, conn, parameters, context)
+        return prepare_run(module, self.connection(module, connection), parameters, context)
 
     def handle_webhook(
         self,
