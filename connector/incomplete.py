@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -233,9 +233,6 @@ class IncompleteStore:
             rows = self._db.execute("SELECT * FROM executions ORDER BY created, id").fetchall()
         return [_execution(row) for row in rows]
 
-    def __iter__(self) -> Iterator[IncompleteExecution]:
-        return iter(self.executions())
-
     def __len__(self) -> int:
         with self._lock:
             (count,) = self._db.execute("SELECT COUNT(*) FROM executions").fetchone()
@@ -261,7 +258,12 @@ class IncompleteStore:
     ) -> list[dict[str, Any]]:
         """Send a stored run again, unchanged; deletes it on success, else records the
         new error and raises it."""
-        execution = self.get(execution_id)
+        return self._replay(engine, self.get(execution_id), connection)
+
+    def _replay(
+        self, engine: Engine, execution: IncompleteExecution, connection: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        execution_id = execution.id
         module = engine.registry.get(execution.module)
         if not connection:
             raise InvalidConfigurationError(
@@ -312,7 +314,7 @@ class IncompleteStore:
             if execution.state == "rejected":
                 continue  # refused for good by the remote: retrying cannot help
             try:
-                self.retry(engine, execution.id, connection)
+                self._replay(engine, execution, connection)  # the row just read
             except RunError as exc:
                 outcomes.append({"id": execution.id, "delivered": False, "error": exc.to_dict()})
             else:
