@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from connector.connection import Connection
 from connector.errors import InvalidConfigurationError, RunError
 from connector.manifest import RetrySpec
-from connector.prepare import ENGINE_INFO, Prepared, prepare_run, render_part
+from connector.prepare import ENGINE_INFO, Prepared, output_bundles, prepare_run
 from connector.registry import LoadedModule, Registry
 from connector.request import PreparedRequest
 
@@ -275,26 +275,21 @@ class Engine:
         if view is None:
             assert response is not None
             view = self.response_view(response)
-        scope = {
-            "parameters": prepared.parameters,
-            "connection": prepared.connection.public,
-            "run": prepared.run,
-            "engine": ENGINE_INFO,
-            "app": prepared.module.app.info,
-            "request": {
+        if shown_headers is None:
+            shown_headers = prepared.connection.without_auth(request.headers)
+        return output_bundles(
+            prepared.module,
+            prepared.connection,
+            prepared.parameters,
+            prepared.run,
+            {
                 "method": request.method,
                 "url": request.url,
-                "headers": shown_headers
-                if shown_headers is not None
-                else prepared.connection.without_auth(request.headers),
+                "headers": shown_headers,
                 "body": request.json_body,
             },
-            "response": view,
-        }
-        output = render_part(
-            prepared.module, "output", prepared.module.output, scope, prepared.connection
+            view,
         )
-        return output if isinstance(output, list) else [output if output is not None else {}]
 
     # -- whole runs -----------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ __all__ = [
     "Prepared",
     "build_request",
     "check_parameters",
+    "output_bundles",
     "prepare_run",
     "render_part",
 ]
@@ -136,6 +137,31 @@ def render_part(
             f"{conn.redact(describe_error(exc))}",
             field=module.part_fields.get(part),
         ) from None
+
+
+def output_bundles(
+    module: LoadedModule,
+    conn: Connection,
+    parameters: Mapping[str, Any],
+    run: Mapping[str, Any],
+    request: dict[str, Any],
+    response: dict[str, Any],
+) -> list[Any]:
+    """The output bundles as the module's template renders them over ``request``
+    (method, url, headers without auth, body) and ``response`` (status, headers, body):
+    *not yet* redacted nor copied, so they may share objects with the scope. Callers
+    pass them through the connection's redacting copy."""
+    scope = {
+        "parameters": parameters,
+        "connection": conn.public,
+        "run": run,
+        "engine": ENGINE_INFO,
+        "app": module.app.info,
+        "request": request,
+        "response": response,
+    }
+    output = render_part(module, "output", module.output, scope, conn)
+    return output if isinstance(output, list) else [output if output is not None else {}]
 
 
 def build_request(

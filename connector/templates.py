@@ -292,6 +292,16 @@ class TemplateTree:
         value = _render_node(self._node, scope)
         return None if value is _DROP else value
 
+    def reads(self, name: str) -> bool:
+        """Whether any template in the tree mentions ``name`` at all (read, bound or
+        passed): templates cannot reach a scope name without writing it, so a tree for
+        which this is False renders the same whatever ``name`` holds."""
+        return any(
+            node.name == name
+            for _, template in self.templates()
+            for node in template.ast.find_all(nodes.Name)
+        )
+
     def templates(self) -> list[tuple[str, CompiledTemplate]]:
         """Every template with its JSON path (relative, e.g. ``.traits.email``)."""
         out: list[tuple[str, CompiledTemplate]] = []

@@ -256,3 +256,75 @@ def test_arun_batch_raises_a_failing_send_like_run_batch(
             asyncio.run(go())
         with pytest.raises(RuntimeError, match="disk full"):
             list(engine.run_batch("segment.track", connection, [track(0)]))
+
+
+def _echo_app(tmp_path: Path, output: Any, headers: dict[str, str] | None = None) -> Path:
+    """The Segment app plus a batchable ``segment.echo`` with its own output template."""
+    import shutil
+
+    app = tmp_path / "segment"
+    shutil.copytree(ROOT / "manifests" / "segment", app, ignore=shutil.ignore_patterns("tests"))
+    track_manifest = json.loads((app / "track.json").read_text())
+    track_manifest["id"] = "segment.echo"
+    track_manifest["output"] = {"bundle": output}
+    if headers is not None:
+        track_manifest["request"]["headers"] = headers
+    (app / "echo.json").write_text(json.dumps(track_manifest))
+    app_manifest = json.loads((app / "app.json").read_text())
+    app_manifest["modules"].append("echo.json")
+    (app / "app.json").write_text(json.dumps(app_manifest))
+    return app
+
+
+def test_batch_outputs_match_single_runs_when_they_read_parameters_and_headers(
+    sink: Sink, connection: dict, tmp_path: Path
+) -> None:
+    """A batch keeps only what the output template needs of each waiting item; an
+    output that reads the parameters, the run and per-item headers still gets each
+    item's own, exactly as a single run renders them."""
+    output = {
+        "event": "{{ parameters.event }}",
+        "id": "{{ run.id }}",
+        "sent": "{{ request.body.messageId }}",
+        "shard": "{{ request.headers['X-Shard'] }}",
+        "method": "{{ request.method }}",
+        "ok": "{{ response.body.success }}",
+    }
+    app = _echo_app(tmp_path, output, {"X-Shard": "{{ parameters.userId[-1] }}"})
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        inputs = [track(i) for i in range(12)]
+        inputs[4] = {"event": "no identity"}
+        results = list(engine.run_batch("segment.echo", connection, inputs))
+        single = engine.run("segment.echo", connection, track(7))
+    for i, result in enumerate(results):
+        if i == 4:
+            assert isinstance(result, connector.DataError)
+            continue
+        assert isinstance(result, list)
+        [bundle] = result
+        assert bundle["event"] == f"E{i}" and bundle["shard"] == str(i)[-1]
+        assert bundle["id"] == bundle["sent"] and bundle["method"] == "POST"
+        assert bundle["ok"] is True
+    assert set(single[0]) == set(results[7][0])  # type: ignore[index]
+    ids = [m["messageId"] for m in sink.messages()[:11]]
+    assert ids == [r[0]["id"] for r in results if isinstance(r, list)]  # type: ignore[index]
+
+
+def test_batch_output_that_never_names_parameters_renders_the_same(
+    sink: Sink, connection: dict, tmp_path: Path
+) -> None:
+    """Items are not kept with their parameters when the output never names them: the
+    bundle is the same as a single run's, and a template that binds the name itself
+    (a loop variable) still reads the scope's outside its loop."""
+    shadowed = (
+        "{% for parameters in ['m'] %}{{ parameters }}{% endfor %}"
+        "-{{ parameters.event }}-{{ request.body.event }}"
+    )
+    app = _echo_app(tmp_path, {"text": shadowed})
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        results = list(engine.run_batch("segment.echo", connection, [track(1), track(2)]))
+        plain = list(engine.run_batch("segment.track", connection, [track(3)]))
+        single = engine.run("segment.track", connection, track(3))
+    assert [r[0]["text"] for r in results] == ["m-E1-E1", "m-E2-E2"]  # type: ignore[index]
+    assert plain[0][0].keys() == single[0].keys()  # type: ignore[index]
+    assert plain[0][0]["properties"] == single[0]["properties"]  # type: ignore[index]
