@@ -20,6 +20,7 @@ from jinja2 import TemplateError
 from pydantic import BaseModel, ValidationError
 
 from connector.auth import AUTH_REQUIRED, AUTH_TYPES
+from connector.cache import ManifestCache, default_cache
 from connector.errors import ERROR_TYPES, ManifestError
 from connector.jsondata import MAX_DEPTH, loads_strict, too_deep
 from connector.manifest import (
@@ -55,10 +56,14 @@ def packaged_manifests_dir() -> Path:
     return installed if installed.is_dir() else here.parent / "manifests"
 
 
-def load(*paths: str | os.PathLike[str], packaged: bool | None = None) -> Registry:
+def load(
+    *paths: str | os.PathLike[str], packaged: bool | None = None, cache: bool = True
+) -> Registry:
     """Load apps from ``paths`` (app folders, app.json files, or folders of apps).
 
     With no paths, or ``packaged=True``, the apps shipped with the package are loaded.
+    Manifests that validated before are read from the per-user cache (see
+    :mod:`connector.cache`); ``cache=False`` validates every file again.
     """
     if packaged is None:
         packaged = not paths
@@ -72,8 +77,9 @@ def load(*paths: str | os.PathLike[str], packaged: bool | None = None) -> Regist
     for root in roots:
         unique.setdefault(root.resolve(), root)
     roots = list(unique.values())
+    store = default_cache() if cache else None
     for app_file in _find_app_files(roots):
-        app, modules = load_app(app_file)
+        app, modules = _load_app(Path(app_file), store)
         if app.name in registry.apps:
             raise ManifestError(str(app_file), "$.name", f"app {app.name!r} is loaded twice")
         registry.add(app, modules)
@@ -94,13 +100,20 @@ def _find_app_files(roots: Iterable[Path]) -> list[Path]:
     return found
 
 
-def _read_json(path: Path) -> Any:
+def _read_bytes(path: Path) -> bytes:
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise ManifestError(str(path), "$", f"file is larger than {MAX_MANIFEST_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except OSError as exc:
         raise ManifestError(str(path), "$", f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path, content: bytes | None = None) -> Any:
+    if content is None:
+        content = _read_bytes(path)
+    try:
+        text = content.decode("utf-8")
     except UnicodeDecodeError:
         raise ManifestError(str(path), "$", "not UTF-8 text") from None
     try:
@@ -137,22 +150,38 @@ def _validation_error(source: str, exc: ValidationError) -> ManifestError:
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def read_model(path: Path, model: type[Model]) -> Model:
+def read_model(path: Path, model: type[Model], cache: ManifestCache | None = None) -> Model:
     """A JSON file read into one of the format's models, strictly (no coercion, no
     snake_case aliases: what the shipped JSON Schemas accept); any fault is a
-    ManifestError with the file and the JSON path."""
-    data = _read_json(path)
+    ManifestError with the file and the JSON path. With a ``cache``, a file that
+    validated before is not validated again."""
+    content = _read_bytes(path)
+    key = cache.key(model, content) if cache is not None else ""
+    if cache is not None:
+        hit = cache.get(key)
+        if type(hit) is model:
+            return hit
+    data = _read_json(path, content)
     try:
-        return model.model_validate(data, strict=True, by_name=False)
+        value = model.model_validate(data, strict=True, by_name=False)
     except ValidationError as exc:
         raise _validation_error(str(path), exc) from None
+    if cache is not None:
+        cache.put(key, value)
+    return value
 
 
-def load_app(app_file: str | os.PathLike[str]) -> tuple[LoadedApp, list[LoadedModule]]:
-    """Load one app.json and its modules; raises ManifestError."""
-    path = Path(app_file)
+def load_app(
+    app_file: str | os.PathLike[str], *, cache: bool = True
+) -> tuple[LoadedApp, list[LoadedModule]]:
+    """Load one app.json and its modules; raises ManifestError. ``cache`` as in
+    :func:`load`."""
+    return _load_app(Path(app_file), default_cache() if cache else None)
+
+
+def _load_app(path: Path, cache: ManifestCache | None) -> tuple[LoadedApp, list[LoadedModule]]:
     source = str(path)
-    manifest = read_model(path, AppManifest)
+    manifest = read_model(path, AppManifest, cache)
     app = _compile_app(manifest, source)
     modules: list[LoadedModule] = []
     seen: set[str] = set()
@@ -160,7 +189,7 @@ def load_app(app_file: str | os.PathLike[str]) -> tuple[LoadedApp, list[LoadedMo
         module_path = (path.parent / relative).resolve()
         if not module_path.is_relative_to(path.parent.resolve()):
             raise ManifestError(source, f"$.modules[{i}]", "module files must be inside the app")
-        module = _load_module(module_path, app)
+        module = _load_module(module_path, app, cache)
         if module.id in seen:
             raise ManifestError(str(module_path), "$.id", f"duplicate module id {module.id!r}")
         seen.add(module.id)
@@ -237,9 +266,9 @@ def _compile(source: str, path: str, text: str) -> CompiledTemplate:
         raise ManifestError(source, path, f"bad template: {exc.message or exc}") from None
 
 
-def _load_module(path: Path, app: LoadedApp) -> LoadedModule:
+def _load_module(path: Path, app: LoadedApp, cache: ManifestCache | None) -> LoadedModule:
     source = str(path)
-    manifest = read_model(path, ModuleManifest)
+    manifest = read_model(path, ModuleManifest, cache)
     if not manifest.id.startswith(app.name + "."):
         raise ManifestError(
             source,

@@ -54,6 +54,19 @@ SHIPPED_MODULES = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_manifest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests, and the CLI processes they start, use a manifest cache of their own,
+    never the user's ~/.connector/cache."""
+    before = os.environ.get("CONNECTOR_CACHE")
+    os.environ["CONNECTOR_CACHE"] = str(tmp_path_factory.mktemp("manifest-cache"))
+    yield
+    if before is None:
+        os.environ.pop("CONNECTOR_CACHE", None)
+    else:
+        os.environ["CONNECTOR_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def registry() -> connector.Registry:
     return connector.load()

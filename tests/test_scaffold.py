@@ -138,7 +138,8 @@ def test_new_app_alone_and_twice(tmp_path: Path) -> None:
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(*args, cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CONNECTOR_CACHE": "off"}
+    return run_cli(*args, cwd=cwd, env=env)
 
 
 def test_cli_walkthrough(tmp_path: Path) -> None:

@@ -1,0 +1,223 @@
+"""The manifest cache: a hit gives exactly what validating gives, and nothing else ever
+comes out of it (edits, bad manifests, corrupt or untrusted files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import connector
+from connector import cache as cache_module
+from connector.cache import ManifestCache, default_cache
+from connector.loader import packaged_manifests_dir, read_model
+from connector.manifest import AppManifest, ModuleManifest
+from tests.conftest import WRITE_KEY
+
+SEGMENT = packaged_manifests_dir() / "segment"
+
+
+def _files() -> list[tuple[Path, type[Any]]]:
+    files: list[tuple[Path, type[Any]]] = []
+    for app_file in sorted(packaged_manifests_dir().glob("*/app.json")):
+        files.append((app_file, AppManifest))
+        for module in json.loads(app_file.read_text())["modules"]:
+            files.append((app_file.parent / module, ModuleManifest))
+    return files
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ManifestCache:
+    return ManifestCache(tmp_path / "cache")
+
+
+def _entries(store: ManifestCache) -> list[Path]:
+    return sorted(store.directory.glob("*.pickle")) if store.directory.exists() else []
+
+
+@pytest.mark.parametrize(("path", "model"), _files(), ids=lambda v: getattr(v, "name", ""))
+def test_a_hit_is_the_model_validation_gives(
+    store: ManifestCache, path: Path, model: type[Any]
+) -> None:
+    fresh = read_model(path, model)
+    first = read_model(path, model, store)  # a miss: validated, then stored
+    assert len(_entries(store)) == 1
+    calls: list[Any] = []
+    original = model.model_validate
+    try:
+        model.model_validate = lambda *a, **k: calls.append(a)  # type: ignore[method-assign]
+        hit = read_model(path, model, store)
+    finally:
+        model.model_validate = original  # type: ignore[method-assign]
+    assert calls == []  # served from the cache, not validated
+    assert hit == fresh == first and hit is not first
+    assert hit.model_dump(by_alias=True) == fresh.model_dump(by_alias=True)
+
+
+def test_a_cached_registry_runs_like_a_fresh_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONNECTOR_CACHE", str(tmp_path / "cache"))
+    fresh = connector.load(cache=False)
+    assert not (tmp_path / "cache").exists()
+    connector.load()  # fills the cache
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == len(_files())
+    cached = connector.load()
+    assert cached.module_ids() == fresh.module_ids()
+    conn = {"writeKey": WRITE_KEY, "host": "http://127.0.0.1:9"}
+    parameters = {"event": "E", "userId": "u", "customProperties": [{"key": "k", "value": 1}]}
+    for module_id in fresh.module_ids():
+        assert cached.describe(module_id) == fresh.describe(module_id)
+    with connector.Engine(fresh) as one, connector.Engine(cached) as two:
+        a = one.dry_run("segment.track", conn, parameters)
+        b = two.dry_run("segment.track", conn, parameters)
+    for request in (a, b):
+        body = request["body"]
+        del body["messageId"], body["timestamp"]
+    assert a == b
+
+
+def test_an_edit_is_validated_again(store: ManifestCache, tmp_path: Path) -> None:
+    path = tmp_path / "track.json"
+    shutil.copy(SEGMENT / "track.json", path)
+    read_model(path, ModuleManifest, store)
+    data = json.loads(path.read_text())
+    data["parameters"][0]["type"] = "no-such-type"
+    path.write_text(json.dumps(data))
+    with pytest.raises(connector.ManifestError) as info:
+        read_model(path, ModuleManifest, store)
+    assert info.value.path.startswith("$.parameters[0]")
+
+
+def test_a_bad_manifest_is_never_stored(store: ManifestCache, tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"id": "x"}')
+    for _ in range(2):
+        with pytest.raises(connector.ManifestError):
+            read_model(path, ModuleManifest, store)
+    assert _entries(store) == []
+
+
+def test_the_key_covers_model_content_and_engine(store: ManifestCache) -> None:
+    content = (SEGMENT / "track.json").read_bytes()
+    key = store.key(ModuleManifest, content)
+    assert key == ManifestCache(store.directory).key(ModuleManifest, content)
+    assert key != store.key(AppManifest, content)
+    assert key != store.key(ModuleManifest, content + b" ")
+    fingerprint = store.fingerprint().decode()
+    sources = sorted(p.name for p in Path(cache_module.__file__).parent.glob("*.py"))
+    assert sources and all(f"\n{name}:" in fingerprint for name in sources)
+    assert connector.__version__ in fingerprint
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"", b"not a pickle", pickle.dumps({"a": 1}), pickle.dumps("x")[:-3]]
+)
+def test_a_corrupt_entry_is_a_miss_and_is_replaced(store: ManifestCache, garbage: bytes) -> None:
+    path = SEGMENT / "track.json"
+    fresh = read_model(path, ModuleManifest, store)
+    [entry] = _entries(store)
+    entry.write_bytes(garbage)
+    assert read_model(path, ModuleManifest, store) == fresh
+    assert pickle.loads(entry.read_bytes()) == fresh
+
+
+#: What planted entries ran (see _Planted).
+RAN: list[str] = []
+
+
+def _mark(what: str) -> None:
+    RAN.append(what)
+
+
+class _Planted:
+    """What another user could plant: unpickling it runs code (here, _mark)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_mark, ("ran",))
+
+
+def _plant(store: ManifestCache) -> Path:
+    content = (SEGMENT / "track.json").read_bytes()
+    entry = store.directory / (store.key(ModuleManifest, content) + ".pickle")
+    entry.write_bytes(pickle.dumps(_Planted()))
+    return entry
+
+
+def test_a_directory_others_may_write_is_never_read(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o777)
+    store = ManifestCache(directory)
+    _plant(store)
+    RAN.clear()
+    manifest = read_model(SEGMENT / "track.json", ModuleManifest, store)
+    assert RAN == [] and manifest.id == "segment.track"
+    directory.chmod(0o700)  # the same entry in a private directory is read (and refused)
+    read_model(SEGMENT / "track.json", ModuleManifest, ManifestCache(directory))
+    assert RAN == ["ran"]
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to chown")
+def test_a_directory_of_another_user_is_never_read(tmp_path: Path) -> None:
+    directory = tmp_path / "theirs"
+    directory.mkdir(mode=0o700)
+    store = ManifestCache(directory)
+    _plant(store)
+    os.chown(directory, 12345, -1)
+    RAN.clear()
+    assert read_model(SEGMENT / "track.json", ModuleManifest, store).id == "segment.track"
+    assert RAN == []
+
+
+def test_the_directory_is_created_private(store: ManifestCache) -> None:
+    read_model(SEGMENT / "track.json", ModuleManifest, store)
+    assert store.directory.stat().st_mode & 0o777 == 0o700
+
+
+def test_an_unwritable_cache_is_no_cache(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = ManifestCache(blocker / "cache")
+    manifest = read_model(SEGMENT / "track.json", ModuleManifest, store)
+    assert manifest.id == "segment.track"
+
+
+def test_old_entries_are_pruned(store: ManifestCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "MAX_ENTRIES", 4)
+    for i in range(5):
+        store.put(f"{i:064x}", {"entry": i})
+    assert 0 < len(_entries(store)) <= 4
+    assert store.get(f"{4:064x}") == {"entry": 4}  # the newest stays
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("off", None),
+        ("0", None),
+        ("", None),
+        ("FALSE", None),
+        ("/some/where", Path("/some/where")),
+    ],
+)
+def test_the_environment_chooses_the_cache(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: Path | None
+) -> None:
+    monkeypatch.setenv("CONNECTOR_CACHE", value)
+    found = default_cache()
+    assert (found.directory if found is not None else None) == expected
+
+
+def test_the_default_lives_under_connector_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CONNECTOR_CACHE", raising=False)
+    monkeypatch.setenv("CONNECTOR_HOME", str(tmp_path))
+    found = default_cache()
+    assert found is not None and found.directory == tmp_path / "cache"
