@@ -324,7 +324,7 @@ def test_message_ids_are_unique_version_4_uuids_across_threads_and_forks() -> No
     for thread in threads:
         thread.join()
     assert len(set(ids)) == len(ids) == 8000
-    for text in ids[:500]:
+    for text in ids:  # every position of the 256-id batches
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
     # A forked child must not hand out the ids its parent has not used yet.
