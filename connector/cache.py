@@ -136,6 +136,11 @@ def default_cache() -> ManifestCache | None:
     if where is not None and where.strip().lower() in ("", "0", "off", "false", "no"):
         return None
     if not where:
-        home = os.environ.get("CONNECTOR_HOME") or str(Path.home() / ".connector")
+        home = os.environ.get("CONNECTOR_HOME")
+        if not home:
+            try:
+                home = str(Path.home() / ".connector")
+            except (RuntimeError, KeyError, OSError):  # no home directory: no cache
+                return None
         where = str(Path(home) / "cache")
     return ManifestCache(where)

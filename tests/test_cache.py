@@ -221,3 +221,16 @@ def test_the_default_lives_under_connector_home(
     monkeypatch.setenv("CONNECTOR_HOME", str(tmp_path))
     found = default_cache()
     assert found is not None and found.directory == tmp_path / "cache"
+
+
+def test_no_home_directory_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host without a home directory (some containers) still loads, uncached."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory")
+
+    monkeypatch.delenv("CONNECTOR_CACHE", raising=False)
+    monkeypatch.delenv("CONNECTOR_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert default_cache() is None
+    assert "segment.track" in connector.load().module_ids()
