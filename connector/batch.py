@@ -142,10 +142,16 @@ class _BatchPlan:
         # The envelope around the items, measured once with this run's extras; the
         # slack covers extras that render a little longer for a later batch.
         self.overhead = len(self.envelope) + len(self._tail()) + 64
+        #: The store that writes this run's items ahead of sending, fixed for the run
+        #: (a host setting ``engine.incomplete`` mid-run changes the next run only).
+        self.store = engine.incomplete if module.manifest.retry else None
         #: Whether pending items keep their parameters (only if the output reads them)
-        #: and their whole prepared run (only for a write-ahead store).
+        #: and their whole prepared run (only for the write-ahead store).
         self.keeps_parameters = module.output.reads("parameters")
-        self.keeps_prepared = engine.incomplete is not None and bool(module.manifest.retry)
+        self.keeps_prepared = self.store is not None
+        #: Headers built from templates may come in another order per item: then the
+        #: order is compared too (a literal head builds every item's in one order).
+        self.ordered_headers = not module.static_head
         #: The usual item's method, URL, headers, and headers without auth.
         self.head: tuple[str, str, dict[str, str], dict[str, str]] | None = None
 
@@ -194,7 +200,13 @@ class _BatchPlan:
                 request.headers,
                 self.connection.without_auth(request.headers),
             )
-        if request.headers != head[2] or request.url != head[1] or request.method != head[0]:
+        headers = request.headers
+        if (
+            headers != head[2]
+            or (self.ordered_headers and list(headers) != list(head[2]))
+            or request.url != head[1]
+            or request.method != head[0]
+        ):
             slot.head = (
                 request.method,
                 request.url,
@@ -235,10 +247,9 @@ class _BatchPlan:
 
     def begin(self, items: list[_Slot]) -> list[str] | None:
         """Write-ahead: store every item before the batch is sent (when a store is set)."""
-        store = self.engine.incomplete
-        if store is None or not self.module.manifest.retry:
+        if self.store is None:
             return None
-        return store.begin_many([_prepared(slot) for slot in items])
+        return self.store.begin_many([_prepared(slot) for slot in items])
 
     def settle(
         self,
@@ -248,7 +259,7 @@ class _BatchPlan:
         execution_ids: list[str] | None = None,
     ) -> None:
         """Give every item of a sent batch its result, and settle the write-ahead rows."""
-        store = self.engine.incomplete
+        store = self.store
         if execution_ids is not None and store is not None:
             if error is not None and error.retryable:
                 for slot, execution_id in zip(items, execution_ids, strict=True):

@@ -156,8 +156,8 @@ def read_model(path: Path, model: type[Model], cache: ManifestCache | None = Non
     ManifestError with the file and the JSON path. With a ``cache``, a file that
     validated before is not validated again."""
     content = _read_bytes(path)
-    key = cache.key(model, content) if cache is not None else ""
-    if cache is not None:
+    key = cache.key(model, content) if cache is not None else None
+    if cache is not None and key is not None:
         hit = cache.get(key)
         if type(hit) is model:
             return hit
@@ -166,7 +166,7 @@ def read_model(path: Path, model: type[Model], cache: ManifestCache | None = Non
         value = model.model_validate(data, strict=True, by_name=False)
     except ValidationError as exc:
         raise _validation_error(str(path), exc) from None
-    if cache is not None:
+    if cache is not None and key is not None:
         cache.put(key, value)
     return value
 

@@ -295,7 +295,11 @@ class TemplateTree:
     def reads(self, name: str) -> bool:
         """Whether any template in the tree mentions ``name`` at all (read, bound or
         passed): templates cannot reach a scope name without writing it, so a tree for
-        which this is False renders the same whatever ``name`` holds."""
+        which this is False renders the same whatever ``name`` holds.
+
+        That holds because no global, filter or test of the sandbox is given the render
+        context (none is ``pass_context``): one that were could read any name, and
+        this answer would be wrong."""
         return any(
             node.name == name
             for _, template in self.templates()

@@ -13,7 +13,7 @@ import pytest
 
 import connector
 from connector.sink import Fault, Sink
-from tests.conftest import WRITE_KEY, run_cli
+from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -328,3 +328,46 @@ def test_batch_output_that_never_names_parameters_renders_the_same(
     assert [r[0]["text"] for r in results] == ["m-E1-E1", "m-E2-E2"]  # type: ignore[index]
     assert plain[0][0].keys() == single[0].keys()  # type: ignore[index]
     assert plain[0][0]["properties"] == single[0]["properties"]  # type: ignore[index]
+
+
+def test_batch_shows_each_items_headers_in_its_own_order(
+    sink: Sink, connection: dict, tmp_path: Path
+) -> None:
+    """Headers built by a template may differ in order only: each bundle still shows
+    its own item's, as its single run would."""
+    app = _echo_app(
+        tmp_path, "{{ request.headers | list | join(',') }}", "{{ parameters.context }}"
+    )
+    pairs = [{"key": "X-A", "value": "1"}, {"key": "X-B", "value": "2"}]
+    inputs = [track(i, context=pairs if i % 2 else pairs[::-1]) for i in range(4)]
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        results = list(engine.run_batch("segment.echo", connection, inputs))
+        singles = [engine.run("segment.echo", connection, item) for item in inputs]
+    assert results == singles
+    assert [r[0] for r in results] == [  # type: ignore[index]
+        "X-B,X-A,Content-Type",
+        "X-A,X-B,Content-Type",
+        "X-B,X-A,Content-Type",
+        "X-A,X-B,Content-Type",
+    ]
+
+
+def test_a_store_set_during_a_batch_run_applies_to_the_next_run(
+    registry: connector.Registry, sink: Sink, connection: dict, tmp_path: Path
+) -> None:
+    from connector.incomplete import IncompleteStore
+
+    with (
+        connector.Engine(registry, retry=FAST_RETRY) as engine,
+        IncompleteStore(tmp_path / "s.sqlite") as store,
+    ):
+        run = engine.run_batch("segment.track", connection, (track(i) for i in range(2600)))
+        first = next(run)  # the first batch (2,500 items) is out and answered
+        engine.incomplete = store
+        rest = list(run)
+        assert len(rest) == 2599 and all(isinstance(r, list) for r in [first, *rest])
+        assert store.executions() == []  # this run was planned without it
+        sink.inject(*[Fault(status=503)] * FAST_RETRY.attempts)
+        failed = list(engine.run_batch("segment.track", connection, [track(0)]))
+        assert isinstance(failed[0], connector.RunError) and failed[0].incomplete_id
+        assert len(store.executions()) == 1  # the next run writes ahead

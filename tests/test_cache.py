@@ -109,7 +109,7 @@ def test_the_key_covers_model_content_and_engine(store: ManifestCache) -> None:
     assert key == ManifestCache(store.directory).key(ModuleManifest, content)
     assert key != store.key(AppManifest, content)
     assert key != store.key(ModuleManifest, content + b" ")
-    fingerprint = store.fingerprint().decode()
+    fingerprint = (store.fingerprint() or b"").decode()
     sources = sorted(p.name for p in Path(cache_module.__file__).parent.glob("*.py"))
     assert sources and all(f"\n{name}:" in fingerprint for name in sources)
     assert connector.__version__ in fingerprint
@@ -163,16 +163,114 @@ def test_a_directory_others_may_write_is_never_read(tmp_path: Path) -> None:
     assert RAN == ["ran"]
 
 
-@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to chown")
-def test_a_directory_of_another_user_is_never_read(tmp_path: Path) -> None:
+def _planted_read(store: ManifestCache) -> list[str]:
+    RAN.clear()
+    manifest = read_model(SEGMENT / "track.json", ModuleManifest, store)
+    assert manifest.id == "segment.track"  # validated instead: the load never fails
+    return list(RAN)
+
+
+def test_a_directory_of_another_user_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     directory = tmp_path / "theirs"
     directory.mkdir(mode=0o700)
     store = ManifestCache(directory)
     _plant(store)
-    os.chown(directory, 12345, -1)
-    RAN.clear()
+    assert _planted_read(store) == ["ran"]  # ours: read (the plant shows it was)
+    _plant(store)  # (the miss above stored the real model over it)
+    other = os.geteuid() + 1
+    monkeypatch.setattr(os, "geteuid", lambda: other)
+    assert _planted_read(store) == []
+
+
+def test_a_directory_that_became_shared_is_no_longer_read(tmp_path: Path) -> None:
+    """Checked at every read, by the same cache object too."""
+    directory = tmp_path / "cache"
+    store = ManifestCache(directory)
+    read_model(SEGMENT / "track.json", ModuleManifest, store)  # creates it, private
+    _plant(store)
+    directory.chmod(0o777)
+    assert _planted_read(store) == []
+
+
+def test_links_are_never_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    _plant(ManifestCache(real))
+    linked = tmp_path / "linked"
+    linked.symlink_to(real)
+    assert _planted_read(ManifestCache(linked)) == []  # a linked directory
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    store = ManifestCache(elsewhere)
+    entry = _plant(store)
+    moved = entry.with_suffix(".moved")
+    entry.rename(moved)
+    entry.symlink_to(moved)
+    assert _planted_read(store) == []  # a linked entry
+    entry.unlink()
+    os.link(moved, entry)
+    assert _planted_read(store) == []  # an entry with a second name (a hard link)
+
+
+def test_an_entry_others_may_write_is_never_read(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    store = ManifestCache(directory)
+    entry = _plant(store)
+    entry.chmod(0o666)
+    assert _planted_read(store) == []
+    _plant(store).chmod(0o600)  # (the miss above stored the real model over it)
+    assert _planted_read(store) == ["ran"]
+
+
+def _package(root: Path) -> Path:
+    root.mkdir()
+    (root / "a.py").write_text("A = 1\n")
+    (root / "sub").mkdir()
+    (root / "sub" / "b.py").write_text("B = 2\n")
+    return root
+
+
+def test_the_fingerprint_follows_the_sources_and_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _package(tmp_path / "pkg")
+    content = b"{}"
+
+    def key() -> str | None:
+        return ManifestCache(tmp_path / "cache", package=package).key(ModuleManifest, content)
+
+    first = key()
+    assert first is not None and first == key()
+    (package / "sub" / "b.py").write_text("B = 3\n")  # same size, new mtime
+    os.utime(package / "sub" / "b.py", ns=(1, 1))
+    second = key()
+    assert second != first
+    (package / ".#a.py").symlink_to("user@host.1:1")  # an editor's dangling lock link
+    assert key() == second
+    import pydantic
+
+    monkeypatch.setattr(pydantic, "VERSION", "0.0.0")
+    assert key() != second
+
+
+def test_unreadable_engine_files_mean_no_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = _package(tmp_path / "pkg")
+    (package / "dangling.py").symlink_to(tmp_path / "missing")  # listed by its link alone
+    assert ManifestCache(tmp_path / "cache", package=package).key(ModuleManifest, b"") is not None
+
+    def denied(self: Path) -> os.stat_result:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "lstat", denied)
+    store = ManifestCache(tmp_path / "cache", package=package)
+    assert store.key(ModuleManifest, b"{}") is None
     assert read_model(SEGMENT / "track.json", ModuleManifest, store).id == "segment.track"
-    assert RAN == []
+    assert not (tmp_path / "cache").exists()
 
 
 def test_the_directory_is_created_private(store: ManifestCache) -> None:
