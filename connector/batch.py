@@ -34,7 +34,7 @@ from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.jsondata import dumps
 from connector.prepare import output_bundles, prepare_run
 from connector.request import PreparedRequest, join_url
-from connector.templates import RENDER_FAILURES, describe_error
+from connector.templates import RENDER_FAILURES, describe_error, merge_operand_names
 from connector.types import utc_now_iso
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ __all__ = ["BatchResult", "abatch", "batch"]
 
 #: One result per input: the output bundles, or the error of that input.
 BatchResult = list[dict[str, Any]] | RunError
+#: The scope names whose values every item of a batch shares.
+_PER_BATCH = frozenset({"response", "connection", "engine", "app"})
 #: Results waiting behind an unsent batch before it is sent early (bounds memory).
 _MAX_PENDING = 10_000
 
@@ -152,6 +154,14 @@ class _BatchPlan:
         #: Headers built from templates may come in another order per item: then the
         #: order is compared too (a literal head builds every item's in one order).
         self.ordered_headers = not module.static_head
+        #: Whether the output is ``{{ request.body | merge(X) }}`` with an X that reads
+        #: only what every item of a batch shares (the response, the connection): X is
+        #: then rendered once per batch response, and each bundle is the template's own
+        #: result, ``{**body, **X}``, without a render per item (~1.5 us an item).
+        operand = merge_operand_names(module.output, ("request", "body"))
+        self.merge_per_batch = operand is not None and operand <= _PER_BATCH
+        self._merged_view: dict[str, Any] | None = None
+        self._merged_object: dict[str, Any] | None = None
         #: The usual item's method, URL, headers, and headers without auth.
         self.head: tuple[str, str, dict[str, str], dict[str, str]] | None = None
 
@@ -296,6 +306,14 @@ class _BatchPlan:
         for slot in chunk:
             view, slot.view = slot.view, None
             assert view is not None and slot.run is not None
+            if self.merge_per_batch and type(slot.body) is dict:
+                merged = self._merged(view)
+                if merged is not None:
+                    # The template's own result, {**body, **merged}; copied below.
+                    rendered.append([{**slot.body, **merged}])
+                    _drop(slot)
+                    done.append(slot)
+                    continue
             head = slot.head
             request = {
                 "method": method if head is None else head[0],
@@ -314,6 +332,20 @@ class _BatchPlan:
             done.append(slot)
         for slot, bundles in zip(done, conn.redact.data_many(rendered), strict=True):
             slot.result = bundles
+
+    def _merged(self, view: dict[str, Any]) -> Mapping[str, Any] | None:
+        """X of an output ``{{ request.body | merge(X) }}``, rendered once per batch
+        response (see ``merge_per_batch``); None when it fails or is no object: every
+        item then takes the general path, which reports the failure as its own."""
+        if view is not self._merged_view:
+            self._merged_view = view
+            request = {"method": "", "url": "", "headers": {}, "body": {}}
+            try:
+                [merged] = output_bundles(self.module, self.connection, _UNREAD, {}, request, view)
+            except (RunError, ValueError):
+                merged = None
+            self._merged_object = merged if isinstance(merged, dict) else None
+        return self._merged_object
 
 
 #: What an output template that never reads ``parameters`` is given in their place.

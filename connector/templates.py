@@ -292,6 +292,11 @@ class TemplateTree:
         value = _render_node(self._node, scope)
         return None if value is _DROP else value
 
+    @property
+    def node(self) -> Any:
+        """The tree as compiled: JSON values with CompiledTemplate leaves."""
+        return self._node
+
     def reads(self, name: str) -> bool:
         """Whether any template in the tree mentions ``name`` at all (read, bound or
         passed): templates cannot reach a scope name without writing it, so a tree for
@@ -376,6 +381,28 @@ def _collect(node: Any, path: str, out: list[tuple[str, CompiledTemplate]]) -> N
     elif isinstance(node, list):
         for i, child in enumerate(node):
             _collect(child, f"{path}[{i}]", out)
+
+
+def merge_operand_names(tree: TemplateTree, chain: tuple[str, ...]) -> frozenset[str] | None:
+    """When ``tree`` is exactly ``{{ <chain> | merge(X) }}`` (``chain`` a static
+    attribute chain such as ``request.body``), every name X mentions; else None. The
+    tree then renders ``{**<chain>, **X}``, and X is the same wherever those names are."""
+    template = tree.node
+    if not isinstance(template, CompiledTemplate) or template.expression is None:
+        return None
+    node = template.expression
+    if not (
+        isinstance(node, nodes.Filter)
+        and node.name == "merge"
+        and node.node is not None
+        and _chain(node.node) == chain
+        and len(node.args) == 1
+        and not node.kwargs
+        and node.dyn_args is None
+        and node.dyn_kwargs is None
+    ):
+        return None
+    return frozenset(name.name for name in node.args[0].find_all(nodes.Name))
 
 
 def referenced_names(template: CompiledTemplate) -> list[tuple[str, ...]]:

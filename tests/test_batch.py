@@ -371,3 +371,70 @@ def test_a_store_set_during_a_batch_run_applies_to_the_next_run(
         failed = list(engine.run_batch("segment.track", connection, [track(0)]))
         assert isinstance(failed[0], connector.RunError) and failed[0].incomplete_id
         assert len(store.executions()) == 1  # the next run writes ahead
+
+
+MERGED_OUTPUTS = [
+    # (output template, rendered once per batch response?)
+    ("{{ request.body | merge({'ok': response.body.success}) }}", True),
+    ("{{ request.body | merge({'status': response.status, 'to': connection.host}) }}", True),
+    ("{{ request.body | merge(response.body) }}", True),
+    ("{{ request.body | merge({'event': response.status}) }}", True),  # X wins a clash
+    ("{{ request.body | merge(none) }}", True),
+    ("{{ request.body | merge({'again': parameters.event}) }}", False),
+    ("{{ request.body | merge({'has_id': run.id is string}) }}", False),
+    ("{{ request.body | merge({'n': request.body.event}) }}", False),
+    ("{{ request.body | merge('text') }}", True),  # fails: each item gets the error
+    ("{{ request.body | merge(response.body.success) }}", True),  # fails: not an object
+    ("{{ {'a': 1} | merge(request.body) }}", False),
+]
+
+
+@pytest.mark.parametrize(("output", "per_batch"), MERGED_OUTPUTS)
+def test_merged_outputs_match_single_runs(
+    sink: Sink, connection: dict, tmp_path: Path, output: str, per_batch: bool
+) -> None:
+    """``{{ request.body | merge(X) }}`` with an X that reads only the response and the
+    connection is rendered once per batch response; every bundle (or error) is still
+    exactly its single run's."""
+    from connector.batch import _BatchPlan
+
+    app = _echo_app(tmp_path, output)
+    inputs = [track(i, messageId=f"m-{i}", timestamp="2026-11-25T10:00:00.000Z") for i in range(5)]
+    inputs[2] = {"event": "no identity"}
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        plan = _BatchPlan(engine, "segment.echo", connection)
+        assert plan.merge_per_batch is per_batch
+        results = list(engine.run_batch("segment.echo", connection, inputs))
+        singles: list[Any] = []
+        for item in inputs:
+            try:
+                singles.append(engine.run("segment.echo", connection, item))
+            except connector.RunError as exc:
+                singles.append(exc)
+    for result, single in zip(results, singles, strict=True):
+        if isinstance(single, connector.RunError):
+            assert type(result) is type(single) and result.message == single.message  # type: ignore[union-attr]
+        else:
+            assert result == single
+    bundles = [r[0] for r in results if isinstance(r, list)]
+    if len(bundles) > 1 and bundles[0]:
+        bundles[0].clear()  # bundles share nothing: emptying one leaves the others
+        assert all(bundles[1:])
+
+
+def test_the_merged_object_is_rendered_once_per_batch_response(
+    engine: connector.Engine, sink: Sink, connection: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connector.batch as batch_module
+
+    calls: list[int] = []
+    real = batch_module.output_bundles
+
+    def counted(*args: Any) -> list[Any]:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(batch_module, "output_bundles", counted)
+    results = list(engine.run_batch("segment.track", connection, [track(i) for i in range(3000)]))
+    assert all(isinstance(r, list) and r[0]["success"] is True for r in results)
+    assert len(sink.received()) == 2 and len(calls) == 2  # two batches, one render each
