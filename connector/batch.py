@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.jsondata import dumps
-from connector.prepare import output_bundles, prepare_run
+from connector.prepare import output_bundles, prepare_message, prepare_run
 from connector.request import PreparedRequest, join_url
 from connector.templates import RENDER_FAILURES, describe_error, merge_operand_names
 from connector.types import utc_now_iso
@@ -164,6 +164,9 @@ class _BatchPlan:
         self._merged_object: dict[str, Any] | None = None
         #: The usual item's method, URL, headers, and headers without auth.
         self.head: tuple[str, str, dict[str, str], dict[str, str]] | None = None
+        #: Whether later items share that head and need no request of their own (set
+        #: by the first item, see admit).
+        self.shared_head = False
 
     def packer(self) -> _Packer:
         return _Packer(self.spec.max_items, self.spec.max_bytes, self.overhead)
@@ -182,46 +185,72 @@ class _BatchPlan:
         if isinstance(parameters, RunError):
             slot.result = parameters
             return None
+        module, conn = self.module, self.connection
         try:
-            prepared = prepare_run(self.module, self.connection, parameters, context)
+            if self.shared_head:
+                message = prepare_message(module, conn, parameters, context)
+                kind = type(message.json_body)
+                if kind is dict or kind is list:  # so its head is the batch's usual one
+                    return self._keep(
+                        slot, message.content, message.json_body, message.run, message.parameters
+                    )
+            prepared = prepare_run(module, conn, parameters, context)
         except RunError as exc:
             slot.result = exc
             return None
         request = prepared.request
-        content = request.content or b"null"  # a module with no body: null
-        limit = self.spec.max_item_bytes
-        if len(content) > limit:
-            slot.result = DataError(
-                f"the message is {len(content):,} bytes, over the batch limit of {limit:,} "
-                "bytes a message",
-                field=prepared.module.part_fields.get("body"),
-            )
+        content = self._keep(
+            slot, request.content, request.json_body, prepared.run, prepared.parameters
+        )
+        if content is None:
             return None
-        slot.body, slot.run = request.json_body, prepared.run
-        if self.keeps_parameters:
-            slot.parameters = prepared.parameters
         if self.keeps_prepared:
             slot.prepared = prepared
-        head = self.head
+        head, headers = self.head, request.headers
         if head is None:
             head = self.head = (
                 request.method,
                 request.url,
-                request.headers,
-                self.connection.without_auth(request.headers),
+                headers,
+                conn.without_auth(headers),
             )
-        headers = request.headers
+            # A literal head gives every item whose body is a JSON object or list the
+            # same headers as this one: later such items skip building their request.
+            kind = type(request.json_body)
+            self.shared_head = (
+                module.static_head and not self.keeps_prepared and (kind is dict or kind is list)
+            )
         if (
             headers != head[2]
             or (self.ordered_headers and list(headers) != list(head[2]))
             or request.url != head[1]
             or request.method != head[0]
         ):
-            slot.head = (
-                request.method,
-                request.url,
-                self.connection.without_auth(request.headers),
+            slot.head = (request.method, request.url, conn.without_auth(headers))
+        return content
+
+    def _keep(
+        self,
+        slot: _Slot,
+        content: bytes | None,
+        body: Any,
+        run: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+    ) -> bytes | None:
+        """The item's message, checked against the per-message limit, and what its slot
+        keeps for the output; None (and the slot's error) when the message is too big."""
+        content = content or b"null"  # a module with no body: null
+        limit = self.spec.max_item_bytes
+        if len(content) > limit:
+            slot.result = DataError(
+                f"the message is {len(content):,} bytes, over the batch limit of {limit:,} "
+                "bytes a message",
+                field=self.module.part_fields.get("body"),
             )
+            return None
+        slot.body, slot.run = body, run
+        if self.keeps_parameters:
+            slot.parameters = parameters
         return content
 
     def _tail(self) -> bytes:

@@ -33,10 +33,13 @@ from connector.validation import Values, validate_parameters
 
 __all__ = [
     "ENGINE_INFO",
+    "Message",
     "Prepared",
+    "build_body",
     "build_request",
     "check_parameters",
     "output_bundles",
+    "prepare_message",
     "prepare_run",
     "render_part",
 ]
@@ -84,6 +87,48 @@ def prepare_run(
     context: Mapping[str, Any] | None,
 ) -> Prepared:
     """Check ``parameters`` and build the request of one run of ``module``."""
+    values, run, scope = _begin(module, conn, parameters, context)
+    try:
+        request = build_request(module, conn, scope)
+    except RecursionError:
+        raise DataError("the parameters are nested too deeply") from None
+    return Prepared(module, conn, request, values, run)
+
+
+class Message(NamedTuple):
+    """A run's checked parameters, run, and body (rendered, and as bytes), without the
+    rest of its request: what a batch item of a literal-head module needs."""
+
+    parameters: Values
+    run: dict[str, str]
+    json_body: Any
+    content: bytes | None
+
+
+def prepare_message(
+    module: LoadedModule,
+    conn: Connection,
+    parameters: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+) -> Message:
+    """:func:`prepare_run` for a batch item of a module whose method, URL, headers and
+    query are literal (``module.static_head``): the same checks and body, but no
+    request around it, since the batch request carries the head. Its headers would be
+    the literal ones, a JSON content type for an object or list body, then auth."""
+    values, run, scope = _begin(module, conn, parameters, context)
+    try:
+        content, json_body = build_body(module, conn, scope, {})
+    except RecursionError:
+        raise DataError("the parameters are nested too deeply") from None
+    return Message(values, run, json_body, content)
+
+
+def _begin(
+    module: LoadedModule,
+    conn: Connection,
+    parameters: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+) -> tuple[Values, dict[str, str], dict[str, Any]]:
     values = check_parameters(module, conn, parameters, context)
     run = {"id": _uuid4(), "timestamp": utc_now_iso()}
     scope = {
@@ -93,11 +138,7 @@ def prepare_run(
         "engine": ENGINE_INFO,
         "app": module.app.info,
     }
-    try:
-        request = build_request(module, conn, scope)
-    except RecursionError:
-        raise DataError("the parameters are nested too deeply") from None
-    return Prepared(module, conn, request, values, run)
+    return values, run, scope
 
 
 def check_parameters(
@@ -168,7 +209,6 @@ def build_request(
     module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
 ) -> PreparedRequest:
     """Render the request parts and check them; raises DataError on unsafe ones."""
-    fields = module.part_fields
     cached = conn.request_heads.get(module.id) if module.static_head else None
     if cached is not None and cached[0] is module:
         head = cached[1]
@@ -181,17 +221,7 @@ def build_request(
             conn.request_heads[module.id] = (module, head)
     method, url, static_headers, query = head
     headers = dict(static_headers)
-    body = render_part(module, "body", module.body, scope, conn)
-    content, json_body = encode_body(body, headers, fields.get("body"))
-    limit = module.max_body_bytes
-    if limit is not None and content is not None and len(content) > limit:
-        biggest = largest_fields(json_body)
-        named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
-        raise DataError(
-            f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
-            + (f"; largest fields: {named}" if named else ""),
-            field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
-        )
+    content, json_body = build_body(module, conn, scope, headers)
     headers.update(conn.auth_headers)
     message_id = json_body.get("messageId") if type(json_body) is dict else None
     return PreparedRequest(  # positional: a third cheaper than keywords, per message
@@ -205,6 +235,27 @@ def build_request(
         message_id if isinstance(message_id, str) else None,
         conn.timeout,
     )
+
+
+def build_body(
+    module: LoadedModule, conn: Connection, scope: Mapping[str, Any], headers: dict[str, str]
+) -> tuple[bytes | None, Any]:
+    """The body rendered, as bytes and as JSON, within the module's size limit;
+    ``headers`` (the module's, without auth) gain a content type where the body needs
+    one."""
+    fields = module.part_fields
+    body = render_part(module, "body", module.body, scope, conn)
+    content, json_body = encode_body(body, headers, fields.get("body"))
+    limit = module.max_body_bytes
+    if limit is not None and content is not None and len(content) > limit:
+        biggest = largest_fields(json_body)
+        named = ", ".join(f"{name} ({size:,} bytes)" for name, size in biggest)
+        raise DataError(
+            f"the message is {len(content):,} bytes, over the limit of {limit:,} bytes"
+            + (f"; largest fields: {named}" if named else ""),
+            field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
+        )
+    return content, json_body
 
 
 def _render_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any]) -> RequestHead:

@@ -258,7 +258,7 @@ def test_arun_batch_raises_a_failing_send_like_run_batch(
             list(engine.run_batch("segment.track", connection, [track(0)]))
 
 
-def _echo_app(tmp_path: Path, output: Any, headers: dict[str, str] | None = None) -> Path:
+def _echo_app(tmp_path: Path, output: Any, headers: Any = None, body: Any = None) -> Path:
     """The Segment app plus a batchable ``segment.echo`` with its own output template."""
     import shutil
 
@@ -269,6 +269,8 @@ def _echo_app(tmp_path: Path, output: Any, headers: dict[str, str] | None = None
     track_manifest["output"] = {"bundle": output}
     if headers is not None:
         track_manifest["request"]["headers"] = headers
+    if body is not None:
+        track_manifest["request"]["body"] = body
     (app / "echo.json").write_text(json.dumps(track_manifest))
     app_manifest = json.loads((app / "app.json").read_text())
     app_manifest["modules"].append("echo.json")
@@ -438,3 +440,29 @@ def test_the_merged_object_is_rendered_once_per_batch_response(
     results = list(engine.run_batch("segment.track", connection, [track(i) for i in range(3000)]))
     assert all(isinstance(r, list) and r[0]["success"] is True for r in results)
     assert len(sink.received()) == 2 and len(calls) == 2  # two batches, one render each
+
+
+def test_items_of_any_body_kind_match_single_runs(tmp_path: Path) -> None:
+    """After the first item, items whose body is a JSON object or list share the batch's
+    head and build no request of their own; other bodies (text, numbers, null) build
+    theirs. Either way each bundle is its single run's. (A mock server: the sink, like
+    Segment, refuses bodies that are not objects.)"""
+    import httpx
+
+    output = "{{ request.method }} {{ request.headers | list | join(',') }} {{ request.body }}"
+    app = _echo_app(tmp_path, output, body="{{ parameters.event }}")
+    sent: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content)
+        return httpx.Response(200, json={"success": True})
+
+    events = ['{"a": 1}', "[1, 2]", '"text"', "7", '{"b": [true]}', "null", "[]"]
+    inputs = [track(i, event=event) for i, event in enumerate(events)]
+    connection = {"writeKey": WRITE_KEY, "host": "http://127.0.0.1:9"}
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with connector.Engine(connector.load(app, packaged=False), client=client) as engine:
+        results = list(engine.run_batch("segment.echo", connection, inputs))
+        singles = [engine.run("segment.echo", connection, item) for item in inputs]
+    assert results == singles
+    assert json.loads(sent[0])["batch"] == [{"a": 1}, [1, 2], "text", 7, {"b": [True]}, None, []]
