@@ -20,6 +20,7 @@ import orjson
 
 from connector.auth import build_auth_headers
 from connector.errors import DataError, InvalidConfigurationError
+from connector.jsondata import find_null
 from connector.logs import register_redactor
 from connector.registry import LoadedApp
 from connector.templates import RENDER_FAILURES, describe_error
@@ -92,7 +93,7 @@ class Redactor:
         try:
             dumped = orjson.dumps(value, default=str)
             clean = not any(form in dumped for form in self._byte_forms)
-            if clean and b"null" not in dumped:
+            if clean and find_null(dumped) is None:
                 return orjson.loads(dumped)
         except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
             pass

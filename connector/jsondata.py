@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "dumps", "loads_strict", "too_deep"]
+__all__ = ["MAX_DEPTH", "dumps", "find_null", "loads_strict", "too_deep"]
 
 #: Deepest nesting the engine accepts in any JSON it reads (manifests, mapped values,
 #: webhook deliveries); real data stays under 20, and the engine's recursive steps
@@ -59,8 +59,9 @@ def loads_strict(text: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-#: ``b"null" in out``, 1.7x faster on a message (re's literal search beats bytes.find).
-_NULL = re.compile(b"null").search
+#: ``b"null" in out``, 1.6x faster (re's literal search beats bytes.find): every message
+#: and every chunk of output bundles is checked for it.
+find_null = re.compile(b"null").search
 
 
 def dumps(value: Any) -> bytes:
@@ -76,7 +77,7 @@ def dumps(value: Any) -> bytes:
         out = orjson.dumps(value)
     except TypeError:
         out = None
-    if out is None or _NULL(out):
+    if out is None or find_null(out):
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return text.encode()
     return out
