@@ -17,7 +17,8 @@ Guarantees:
   is dropped silently.
 
 The bodies are joined as bytes (each item was serialised once, when prepared), so
-packing costs no second serialisation.
+packing costs no second serialisation. What an item keeps while its batch is out, and
+how its output bundles are made then, is :mod:`connector.batch_items`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from connector.batch_items import BatchResult, Outputs, _Slot, drop
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.jsondata import dumps
-from connector.prepare import output_bundles, prepare_message, prepare_run
+from connector.prepare import prepare_message, prepare_run
 from connector.request import PreparedRequest, join_url
-from connector.templates import RENDER_FAILURES, describe_error, merge_operand_names
+from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import utc_now_iso
 
 if TYPE_CHECKING:
@@ -46,36 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchResult", "abatch", "batch"]
 
-#: One result per input: the output bundles, or the error of that input.
-BatchResult = list[dict[str, Any]] | RunError
-#: The scope names whose values every item of a batch shares.
-_PER_BATCH = frozenset({"response", "connection", "engine", "app"})
 #: Results waiting behind an unsent batch before it is sent early (bounds memory).
 _MAX_PENDING = 10_000
-
-
-@dataclass(slots=True)
-class _Slot:
-    """One input's place in the output order.
-
-    While its batch is out, a slot keeps only what the output template needs (the body,
-    the run, and the parameters if the template reads them), not the whole prepared
-    run: a batch holds thousands of items, and every object they keep alive costs cache
-    misses and garbage-collector passes on the next item (measured: ~6 us an event
-    when the whole prepared run was kept).
-    """
-
-    result: BatchResult | None = None
-    body: Any = None
-    run: Mapping[str, Any] | None = None
-    parameters: Mapping[str, Any] | None = None
-    #: ``(method, url, headers without auth)`` when it differs from the batch's usual.
-    head: tuple[str, str, dict[str, str]] | None = None
-    #: The whole prepared run, only when a store writes it ahead of sending.
-    prepared: Prepared | None = None
-    #: The batch's response, once answered: the output bundles are rendered from it
-    #: only when the result is about to be yielded (see _ready).
-    view: dict[str, Any] | None = None
 
 
 @dataclass
@@ -147,21 +120,13 @@ class _BatchPlan:
         #: The store that writes this run's items ahead of sending, fixed for the run
         #: (a host setting ``engine.incomplete`` mid-run changes the next run only).
         self.store = engine.incomplete if module.manifest.retry else None
-        #: Whether pending items keep their parameters (only if the output reads them)
-        #: and their whole prepared run (only for the write-ahead store).
-        self.keeps_parameters = module.output.reads("parameters")
+        #: Whether pending items keep their whole prepared run (only for the store).
         self.keeps_prepared = self.store is not None
         #: Headers built from templates may come in another order per item: then the
         #: order is compared too (a literal head builds every item's in one order).
         self.ordered_headers = not module.static_head
-        #: Whether the output is ``{{ request.body | merge(X) }}`` with an X that reads
-        #: only what every item of a batch shares (the response, the connection): X is
-        #: then rendered once per batch response, and each bundle is the template's own
-        #: result, ``{**body, **X}``, without a render per item (~1.5 us an item).
-        operand = merge_operand_names(module.output, ("request", "body"))
-        self.merge_per_batch = operand is not None and operand <= _PER_BATCH
-        self._merged_view: dict[str, Any] | None = None
-        self._merged_object: dict[str, Any] | None = None
+        #: What items keep for their output, and how their bundles are made.
+        self.bundles = Outputs(module, self.connection)
         #: The usual item's method, URL, headers, and headers without auth.
         self.head: tuple[str, str, dict[str, str], dict[str, str]] | None = None
         #: Whether later items share that head and need no request of their own (set
@@ -248,9 +213,7 @@ class _BatchPlan:
                 field=self.module.part_fields.get("body"),
             )
             return None
-        slot.body, slot.run = body, run
-        if self.keeps_parameters:
-            slot.parameters = parameters
+        self.bundles.keep(slot, content, body, run, parameters)
         return content
 
     def _tail(self) -> bytes:
@@ -304,13 +267,13 @@ class _BatchPlan:
                 for slot, execution_id in zip(items, execution_ids, strict=True):
                     own = copy.copy(error)  # each item's error names its own stored run
                     store.settle_failure(execution_id, own)
-                    _drop(slot)
+                    drop(slot)
                     slot.result = own
                 return
             store.succeeded_many(execution_ids)
         if error is not None:
             for slot in items:
-                _drop(slot)
+                drop(slot)
                 slot.result = error
             return
         assert response is not None
@@ -319,70 +282,9 @@ class _BatchPlan:
             slot.view = view
 
     def outputs(self, chunk: list[_Slot]) -> None:
-        """The output bundles of answered items, rendered over their batch's response,
-        then redacted and copied in one pass (see Redactor.data_many).
-
-        Done in small chunks just before the results are yielded, not for a whole batch
-        when it is answered: bundles then go to the caller while young, instead of
-        thousands of them waiting and being promoted (and rescanned) by the garbage
-        collector.
-        """
-        module, conn = self.module, self.connection
+        """Give answered items their bundles (see :meth:`Outputs.give`)."""
         assert self.head is not None  # set by the first admitted item
-        method, url, _, shown = self.head
-        rendered: list[list[Any]] = []
-        done: list[_Slot] = []
-        for slot in chunk:
-            view, slot.view = slot.view, None
-            assert view is not None and slot.run is not None
-            if self.merge_per_batch and type(slot.body) is dict:
-                merged = self._merged(view)
-                if merged is not None:
-                    # The template's own result, {**body, **merged}; copied below.
-                    rendered.append([{**slot.body, **merged}])
-                    _drop(slot)
-                    done.append(slot)
-                    continue
-            head = slot.head
-            request = {
-                "method": method if head is None else head[0],
-                "url": url if head is None else head[1],
-                "headers": shown if head is None else head[2],
-                "body": slot.body,
-            }
-            parameters = slot.parameters if slot.parameters is not None else _UNREAD
-            run = slot.run
-            slot.body = slot.run = slot.parameters = slot.head = slot.prepared = None
-            try:
-                rendered.append(output_bundles(module, conn, parameters, run, request, view))
-            except RunError as exc:
-                slot.result = exc
-                continue
-            done.append(slot)
-        for slot, bundles in zip(done, conn.redact.data_many(rendered), strict=True):
-            slot.result = bundles
-
-    def _merged(self, view: dict[str, Any]) -> Mapping[str, Any] | None:
-        """X of an output ``{{ request.body | merge(X) }}``, rendered once per batch
-        response (see ``merge_per_batch``); None when it fails or is no object: every
-        item then takes the general path, which reports the failure as its own."""
-        if view is not self._merged_view:
-            self._merged_view = view
-            request = {"method": "", "url": "", "headers": {}, "body": {}}
-            try:
-                [merged] = output_bundles(self.module, self.connection, _UNREAD, {}, request, view)
-            except (RunError, ValueError):
-                merged = None
-            self._merged_object = merged if isinstance(merged, dict) else None
-        return self._merged_object
-
-
-#: What an output template that never reads ``parameters`` is given in their place.
-_UNREAD: Mapping[str, Any] = MappingProxyType({})
-
-
-def _drop(slot: _Slot) -> None:
-    slot.body = slot.run = slot.parameters = slot.head = slot.prepared = None
+        self.bundles.give(chunk, self.head[0], self.head[1], self.head[3])
 
 
 def _prepared(slot: _Slot) -> Prepared:

@@ -80,6 +80,10 @@ class Redactor:
         copy = self._clean_copy(value)
         return self._walk(value) if copy is _NOT_CLEAN else copy
 
+    def clean_bytes(self, data: bytes) -> bool:
+        """Whether ``data`` (serialised JSON) holds no form of a secret."""
+        return not any(form in data for form in self._byte_forms)
+
     def data_many(self, values: list[Any]) -> list[Any]:
         """``[self.data(v) for v in values]``, in one pass when all are clean (a batch
         run's output bundles: one serialise, scan and parse for the whole batch)."""
@@ -92,8 +96,7 @@ class Redactor:
         anything orjson refuses) needs the walk."""
         try:
             dumped = orjson.dumps(value, default=str)
-            clean = not any(form in dumped for form in self._byte_forms)
-            if clean and find_null(dumped) is None:
+            if self.clean_bytes(dumped) and find_null(dumped) is None:
                 return orjson.loads(dumped)
         except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
             pass

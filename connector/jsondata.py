@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "dumps", "find_null", "loads_strict", "too_deep"]
+__all__ = ["MAX_DEPTH", "StdlibJSON", "dumps", "find_null", "loads_strict", "too_deep"]
 
 #: Deepest nesting the engine accepts in any JSON it reads (manifests, mapped values,
 #: webhook deliveries); real data stays under 20, and the engine's recursive steps
@@ -79,5 +79,14 @@ def dumps(value: Any) -> bytes:
         out = None
     if out is None or find_null(out):
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return text.encode()
+        return StdlibJSON(text.encode())
     return out
+
+
+class StdlibJSON(bytes):
+    """JSON that :func:`dumps` had the standard library write: bytes like any other,
+    marked because orjson may not read them back as the same value (an integer over 64
+    bits becomes a float). ``type(data) is bytes`` thus means orjson wrote ``data``, and
+    ``orjson.loads(data)`` is an exact copy of what was serialised."""
+
+    __slots__ = ()

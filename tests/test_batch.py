@@ -405,7 +405,7 @@ def test_merged_outputs_match_single_runs(
     inputs[2] = {"event": "no identity"}
     with connector.Engine(connector.load(app, packaged=False)) as engine:
         plan = _BatchPlan(engine, "segment.echo", connection)
-        assert plan.merge_per_batch is per_batch
+        assert plan.bundles.merge_per_batch is per_batch
         results = list(engine.run_batch("segment.echo", connection, inputs))
         singles: list[Any] = []
         for item in inputs:
@@ -427,7 +427,7 @@ def test_merged_outputs_match_single_runs(
 def test_the_merged_object_is_rendered_once_per_batch_response(
     engine: connector.Engine, sink: Sink, connection: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connector.batch as batch_module
+    import connector.batch_items as batch_module
 
     calls: list[int] = []
     real = batch_module.output_bundles
@@ -466,3 +466,40 @@ def test_items_of_any_body_kind_match_single_runs(tmp_path: Path) -> None:
         singles = [engine.run("segment.echo", connection, item) for item in inputs]
     assert results == singles
     assert json.loads(sent[0])["batch"] == [{"a": 1}, [1, 2], "text", 7, {"b": [True]}, None, []]
+
+
+ODD_PROPERTIES: list[Any] = [
+    [{"key": "plain", "value": "x"}],
+    [{"key": "secret", "value": f"it is {WRITE_KEY}"}],  # replaced in the bundle
+    [{"key": "nothing", "value": None}],  # null in the message
+    [{"key": "big", "value": 2**70}],  # over 64 bits: written by the standard library
+    [{"key": "uni", "value": 'caf\u00e9 \u2603 "q" \\\\ \n'}],
+    [{"key": "float", "value": 1e300}, {"key": "neg", "value": -0.0}],
+    [{"key": "list", "value": [1, {"a": None}]}],
+]
+
+
+@pytest.mark.parametrize("output", [None, "{{ request.body | merge({'s': none}) }}"])
+def test_bundles_made_from_message_bytes_match_single_runs(
+    sink: Sink, connection: dict, tmp_path: Path, output: str | None
+) -> None:
+    """A batch makes a bundle from its message's bytes when it can; secrets, nulls and
+    integers over 64 bits take the general copy. Each bundle is its single run's, in
+    order, whatever the mix in one chunk."""
+    app = _echo_app(
+        tmp_path,
+        output
+        or json.loads((ROOT / "manifests/segment/track.json").read_text())["output"]["bundle"],
+    )
+    inputs = [
+        track(i, messageId=f"m-{i}", timestamp="2026-11-25T10:00:00.000Z", customProperties=p)
+        for i, p in enumerate(ODD_PROPERTIES * 3)
+    ]
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        results = list(engine.run_batch("segment.echo", connection, inputs))
+        singles = [engine.run("segment.echo", connection, item) for item in inputs]
+    assert results == singles
+    by_key = {next(iter(r[0]["properties"])): r[0]["properties"] for r in results}  # type: ignore[index]
+    assert by_key["secret"]["secret"] == "it is [REDACTED]"
+    assert by_key["big"]["big"] == 2**70 and type(by_key["big"]["big"]) is int
+    assert by_key["nothing"] == {"nothing": None}

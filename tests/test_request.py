@@ -520,3 +520,24 @@ def test_literal_request_heads_are_reused_but_never_shared() -> None:
         engine.prepare("segment.api_call", connection, {"url": "//evil.example/v1/track"})
     ok = engine.prepare("segment.api_call", connection, {"url": "/v1/identify"})
     assert ok.request.url == "http://127.0.0.1:9/v1/identify"
+
+
+@pytest.mark.parametrize(
+    ("value", "by_stdlib"),
+    [
+        ({"a": 1, "b": "x", "c": [1.5, True]}, False),
+        ({"a": None}, True),  # null: the standard library rechecks (orjson writes NaN so)
+        ({"a": 2**64 + 1}, True),  # over 64 bits: orjson refuses it
+    ],
+)
+def test_dumps_marks_what_the_standard_library_wrote(value: Any, by_stdlib: bool) -> None:
+    """``type(out) is bytes`` means orjson wrote it, and reads it back as equal."""
+    import orjson
+
+    from connector.jsondata import StdlibJSON, dumps
+
+    out = dumps(value)
+    assert isinstance(out, bytes) and (type(out) is StdlibJSON) is by_stdlib
+    if not by_stdlib:
+        assert orjson.loads(out) == value
+    assert json.loads(out) == json.loads(json.dumps(value))
