@@ -402,7 +402,11 @@ def merge_operand_names(tree: TemplateTree, chain: tuple[str, ...]) -> frozenset
         and node.dyn_kwargs is None
     ):
         return None
-    return frozenset(name.name for name in node.args[0].find_all(nodes.Name))
+    operand = node.args[0]
+    names = {name.name for name in operand.find_all(nodes.Name)}  # its descendants
+    if isinstance(operand, nodes.Name):  # X itself, as in merge(parameters)
+        names.add(operand.name)
+    return frozenset(names)
 
 
 def referenced_names(template: CompiledTemplate) -> list[tuple[str, ...]]:

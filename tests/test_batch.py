@@ -383,6 +383,8 @@ MERGED_OUTPUTS = [
     ("{{ request.body | merge({'event': response.status}) }}", True),  # X wins a clash
     ("{{ request.body | merge(none) }}", True),
     ("{{ request.body | merge({'again': parameters.event}) }}", False),
+    ("{{ request.body | merge(parameters) }}", False),  # a bare name is read too
+    ("{{ request.body | merge(request) }}", False),
     ("{{ request.body | merge({'has_id': run.id is string}) }}", False),
     ("{{ request.body | merge({'n': request.body.event}) }}", False),
     ("{{ request.body | merge('text') }}", True),  # fails: each item gets the error
@@ -503,3 +505,11 @@ def test_bundles_made_from_message_bytes_match_single_runs(
     assert by_key["secret"]["secret"] == "it is [REDACTED]"
     assert by_key["big"]["big"] == 2**70 and type(by_key["big"]["big"]) is int
     assert by_key["nothing"] == {"nothing": None}
+
+
+@pytest.mark.parametrize("name", ["parameters", "run", "request", "response"])
+def test_a_bare_name_merged_is_named(name: str) -> None:
+    from connector.templates import TemplateTree, merge_operand_names
+
+    tree = TemplateTree("{{ request.body | merge(" + name + ") }}")
+    assert merge_operand_names(tree, ("request", "body")) == {name}
