@@ -181,9 +181,14 @@ class _BatchPlan:
             )
             # A literal head gives every item whose body is a JSON object or list the
             # same headers as this one: later such items skip building their request.
+            # Only for a body that is an object or list in the manifest: one built from
+            # text would be prepared twice whenever it is not.
             kind = type(request.json_body)
             self.shared_head = (
-                module.static_head and not self.keeps_prepared and (kind is dict or kind is list)
+                module.static_head
+                and not self.keeps_prepared
+                and type(module.body.node) in (dict, list)
+                and (kind is dict or kind is list)
             )
         if (
             headers != head[2]

@@ -117,7 +117,9 @@ def prepare_message(
     the literal ones, a JSON content type for an object or list body, then auth."""
     values, run, scope = _begin(module, conn, parameters, context)
     try:
-        content, json_body = build_body(module, conn, scope, {})
+        # The module's own headers decide how a body is encoded, as in build_request.
+        headers = dict(request_head(module, conn, scope)[2])
+        content, json_body = build_body(module, conn, scope, headers)
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
     return Message(values, run, json_body, content)
@@ -209,17 +211,7 @@ def build_request(
     module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
 ) -> PreparedRequest:
     """Render the request parts and check them; raises DataError on unsafe ones."""
-    cached = conn.request_heads.get(module.id) if module.static_head else None
-    if cached is not None and cached[0] is module:
-        head = cached[1]
-    else:
-        head = _render_head(module, conn, scope)
-        if module.static_head:
-            # Literal method, URL, headers and query give the same checked result on
-            # every run with this connection: checked once, then reused (for this very
-            # module object: a registry may replace a module under the same id).
-            conn.request_heads[module.id] = (module, head)
-    method, url, static_headers, query = head
+    method, url, static_headers, query = request_head(module, conn, scope)
     headers = dict(static_headers)
     content, json_body = build_body(module, conn, scope, headers)
     headers.update(conn.auth_headers)
@@ -258,8 +250,21 @@ def build_body(
     return content, json_body
 
 
-def _render_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any]) -> RequestHead:
+def request_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any]) -> RequestHead:
     """Method, URL, headers (auth not yet added) and query, rendered and checked."""
+    cached = conn.request_heads.get(module.id) if module.static_head else None
+    if cached is not None and cached[0] is module:
+        return cached[1]
+    head = _render_head(module, conn, scope)
+    if module.static_head:
+        # Literal method, URL, headers and query give the same checked result on every
+        # run with this connection: checked once, then reused (for this very module
+        # object: a registry may replace a module under the same id).
+        conn.request_heads[module.id] = (module, head)
+    return head
+
+
+def _render_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any]) -> RequestHead:
     fields = module.part_fields
     method = str(render_part(module, "method", module.method, scope, conn) or "").upper()
     if method not in ALLOWED_METHODS:

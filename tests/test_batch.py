@@ -513,3 +513,35 @@ def test_a_bare_name_merged_is_named(name: str) -> None:
 
     tree = TemplateTree("{{ request.body | merge(" + name + ") }}")
     assert merge_operand_names(tree, ("request", "body")) == {name}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (  # an object for the first item, text (never parsed as JSON) for the others
+            {"Content-Type": "text/plain"},
+            "{{ parameters.customProperties if parameters.userId == 'u0' else parameters.event }}",
+        ),
+        ({"X-Static": "1"}, None),  # literal headers with the manifest's object body
+        ({"Content-Type": "text/plain"}, None),
+    ],
+)
+def test_literal_headers_encode_batch_items_as_single_runs(
+    tmp_path: Path, headers: dict[str, str], body: str | None
+) -> None:
+    import httpx
+
+    output = "{{ request.headers | list | join(',') }} {{ request.body }}"
+    app = _echo_app(tmp_path, output, headers=headers, body=body)
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"success": True}))
+    )
+    events = ['{"a": 1}', '{"b": 2}', "[3]", "plain"]
+    fixed = {"timestamp": "2026-11-25T10:00:00.000Z"}
+    inputs = [track(i, event=e, messageId=f"m-{i}", **fixed) for i, e in enumerate(events)]
+    inputs[0]["customProperties"] = [{"key": "k", "value": 1}]
+    connection = {"writeKey": WRITE_KEY, "host": "http://127.0.0.1:9"}
+    with connector.Engine(connector.load(app, packaged=False), client=client) as engine:
+        results = list(engine.run_batch("segment.echo", connection, inputs))
+        singles = [engine.run("segment.echo", connection, item) for item in inputs]
+    assert results == singles
