@@ -55,7 +55,12 @@ class Redactor:
                 forms.add(base64.b64encode(raw).decode("ascii"))
                 forms.add(base64.urlsafe_b64encode(raw).decode("ascii"))
                 forms.add(base64.b64encode(raw).decode("ascii").rstrip("="))
+            # As JSON writers escape it inside a string: the standard library's ASCII
+            # escapes, its raw UTF-8, and orjson's (raw UTF-8, `"`, `\` and control
+            # characters escaped), which is what bundles and messages are scanned in.
             forms.add(json.dumps(secret)[1:-1])
+            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+            forms.add(orjson.dumps(secret)[1:-1].decode())
         self._pattern = (
             re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
             if forms
@@ -109,7 +114,15 @@ class Redactor:
             return {self._walk(str(k)): self._walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._walk(v) for v in value]
-        return value
+        if value is None or isinstance(value, bool | int | float):
+            return value  # as is: NaN and integers over 64 bits are why the walk runs
+        # Anything else (a date, a UUID, a dataclass, an object of the caller's): what
+        # the one-pass copy gives for it, so a bundle does not change with the path its
+        # copy took, and never hands back an object of the caller's.
+        try:
+            return self._walk(orjson.loads(orjson.dumps(value, default=str)))
+        except (TypeError, ValueError, RecursionError):
+            return self(str(value))
 
 
 class Connection:

@@ -541,3 +541,21 @@ def test_dumps_marks_what_the_standard_library_wrote(value: Any, by_stdlib: bool
     if not by_stdlib:
         assert orjson.loads(out) == value
     assert json.loads(out) == json.loads(json.dumps(value))
+
+
+def test_prepared_content_is_plain_bytes_for_hosts() -> None:
+    """A message the standard library wrote (it holds a null) still reaches hosts as
+    plain bytes, which orjson reads (it refuses subclasses)."""
+    import orjson
+
+    import connector
+
+    with connector.Engine(connector.load()) as engine:
+        prepared = engine.prepare(
+            "segment.track",
+            {"writeKey": "wk_0123456789", "host": "http://127.0.0.1:9"},
+            {"event": "E", "userId": "u", "customProperties": {"gone": None}},
+        )
+    content = prepared.request.content
+    assert type(content) is bytes
+    assert orjson.loads(content)["properties"] == {"gone": None}

@@ -193,3 +193,52 @@ def test_batch_bundles_quoting_the_key_are_redacted(
     assert WRITE_KEY not in repr(results)
     assert results[0][0]["userId"] == "u1"
     assert results[2][0]["properties"] == {"coupon": None}
+
+
+@pytest.mark.parametrize(
+    "write_key",
+    ['cl\u00e9"secret123', "tab\tsecret123\u00e9", 'cl\\\u00e9-secret"123', "plain-secret-123"],
+)
+def test_keys_that_json_escapes_are_redacted_single_and_batch(
+    registry: connector.Registry, write_key: str
+) -> None:
+    """A key with non-ASCII text and a character JSON escapes is found as orjson writes
+    it too (raw UTF-8, escaped quote), in single and batch bundles."""
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"success": True}))
+    )
+    connection = {"writeKey": write_key, "host": "http://127.0.0.1:9"}
+    run = {"event": "E", "userId": "u", "customProperties": {"note": f"key {write_key}"}}
+    with connector.Engine(registry, client=client) as engine:
+        single = engine.run("segment.track", connection, run)
+        batch = list(engine.run_batch("segment.track", connection, [run, run]))
+    for bundles in (single, *batch):
+        assert isinstance(bundles, list)
+        assert bundles[0]["properties"]["note"] == "key [REDACTED]"
+        assert write_key not in repr(bundles)
+
+
+def test_a_bundle_is_the_same_whichever_copy_it_takes(registry: connector.Registry) -> None:
+    """Values JSON has no type for but orjson writes (a date, a UUID) come out as the
+    one-pass copy writes them, also when the bundle needs the slower walk (a secret or a
+    null in it), in single and batch runs alike: never the caller's object."""
+    import datetime
+    import uuid
+
+    answers = iter([b"ok", b'{"success": true}'] * 10)  # a text answer: success is null
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=next(answers)))
+    )
+    connection = {"writeKey": WRITE_KEY, "host": "http://127.0.0.1:9"}
+    odd = {"day": datetime.date(2024, 1, 2), "id": uuid.UUID(int=7)}
+    runs = [
+        {"event": "E", "userId": "u", "messageId": "m", "customProperties": dict(odd)},
+        {"event": f"E {WRITE_KEY}", "userId": "u", "customProperties": dict(odd)},
+    ]
+    expected = {"day": "2024-01-02", "id": str(uuid.UUID(int=7))}
+    with connector.Engine(registry, client=client) as engine:
+        singles = [engine.run("segment.track", connection, r) for r in runs]
+        batch = list(engine.run_batch("segment.track", connection, runs))
+    for bundles in (*singles, *batch):
+        assert isinstance(bundles, list)
+        assert bundles[0]["properties"] == expected
