@@ -114,7 +114,8 @@ class Outputs:
     ) -> None:
         """Keep what the item's output needs while its batch is out."""
         if self.from_content and type(body) is dict and type(content) is bytes:
-            slot.body, slot.content = _IN_CONTENT, content  # orjson wrote it: exact
+            # orjson wrote it: read back, it is what the copy makes of the body
+            slot.body, slot.content = _IN_CONTENT, content
         else:
             slot.body = body
         slot.run = run
@@ -141,7 +142,7 @@ class Outputs:
                     spliced.append(_splice(content, merged_json))
                     quick.append((slot, content, view))
                     continue
-                slot.body = orjson.loads(content)  # exact (see keep): the general path
+                slot.body = orjson.loads(content)  # as the copy makes it (see keep)
             if self.merge_per_batch and type(slot.body) is dict:
                 merged = self._merged_object(view)
                 if merged is not None:

@@ -87,6 +87,8 @@ class StdlibJSON(bytes):
     """JSON that :func:`dumps` had the standard library write: bytes like any other,
     marked because orjson may not read them back as the same value (an integer over 64
     bits becomes a float). ``type(data) is bytes`` thus means orjson wrote ``data``, and
-    ``orjson.loads(data)`` is an exact copy of what was serialised."""
+    ``orjson.loads(data)`` is what the redacting copy makes of the value serialised
+    (equal for JSON values; a date or UUID as the text orjson writes for it). Hosts get
+    plain bytes (``Engine.prepare``): orjson refuses to read a bytes subclass."""
 
     __slots__ = ()
