@@ -18,7 +18,7 @@ from connector.errors import DataError
 from connector.manifest import Parameter, ReservedNames
 from connector.mapping import PLAIN, cached, maybe_json, render_mapping
 
-__all__ = ["keyvalue", "keyvalue_list", "normalize_name"]
+__all__ = ["clean_keys", "keyvalue", "keyvalue_list", "normalize_name"]
 
 
 _NAME_FOLD = re.compile(r"[\s_\-]+")
@@ -81,11 +81,17 @@ def _add_pair(
 
 
 def keyvalue_list(
-    spec: Parameter, items: list[Any], context: Mapping[str, Any], field: str
+    spec: Parameter,
+    items: list[Any],
+    context: Mapping[str, Any],
+    field: str,
+    clean: set[str] | None = None,
 ) -> dict[str, Any]:
-    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read."""
+    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read.
+    ``clean`` is the parameter's :func:`clean_keys`, when the caller holds it already."""
     out: dict[str, Any] = {}
-    clean: set[str] = cached(spec, _clean_keys)
+    if clean is None:
+        clean = clean_keys(spec)
     # The usual list: plain pairs whose keys were accepted before, with plain values.
     # Taken in a tight loop; the first item that is anything else, and all after it,
     # go through the full checks below.
@@ -133,7 +139,13 @@ def keyvalue_list(
 _CLEAN_LIMIT = 10_000
 
 
-def _clean_keys(spec: Parameter) -> set[str]:
+def clean_keys(spec: Parameter) -> set[str]:
+    """The keys this key/value parameter accepted before (see keyvalue_list)."""
+    keys: set[str] = cached(spec, _new_set)
+    return keys
+
+
+def _new_set(spec: Parameter) -> set[str]:
     return set()
 
 

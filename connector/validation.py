@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from connector.errors import DataError
-from connector.keyvalue import keyvalue, keyvalue_list, normalize_name
+from connector.keyvalue import clean_keys, keyvalue, keyvalue_list, normalize_name
 from connector.manifest import Constraint, Option, Parameter, walk_parameters
 from connector.mapping import Values, cached, maybe_json, render_mapping
 from connector.types import FORMATS, coerce_scalar
@@ -181,7 +181,10 @@ def _generate_fill(plan: _LevelPlan) -> Callable[..., None] | None:
         lines.append("    else:")
         if spec.type == "keyvalue":
             lines.append("        if type(v) is list and v:")
-            lines.append(f"            out[{key}] = _keyvalue_list(_s{i}, v, context, {field})")
+            env[f"_k{i}"] = clean_keys(spec)
+            lines.append(
+                f"            out[{key}] = _keyvalue_list(_s{i}, v, context, {field}, _k{i})"
+            )
             lines.append("        else:")
             lines += ["            " + line for line in slow]
         elif (shape := _fast_shape(spec)) is not None:
