@@ -254,48 +254,24 @@ class Engine:
             "body": _parse_body(response),
         }
 
-    def finish(
-        self,
-        prepared: Prepared,
-        response: httpx.Response,
-        view: dict[str, Any] | None = None,
-    ) -> list[dict[str, Any]]:
-        """The output bundles for a response (secrets redacted). ``view`` lets a batch
-        parse one shared response once (see :meth:`response_view`)."""
-        redact = prepared.connection.redact
-        return [redact.data(b) for b in self.render_output(prepared, response, view)]
-
-    def render_output(
-        self,
-        prepared: Prepared,
-        response: httpx.Response | None,
-        view: dict[str, Any] | None = None,
-        shown_headers: dict[str, str] | None = None,
-    ) -> list[Any]:
-        """The output bundles as the module's template renders them: *not yet* redacted
-        nor copied, so they may share objects with the scope. Only :meth:`finish` and
-        batch runs call this, and both pass the result through the redactor's copy.
-        ``shown_headers`` is the request's headers without auth, when a batch already
-        knows them."""
-        request = prepared.request
-        if view is None:
-            assert response is not None
-            view = self.response_view(response)
-        if shown_headers is None:
-            shown_headers = prepared.connection.without_auth(request.headers)
-        return output_bundles(
+    def finish(self, prepared: Prepared, response: httpx.Response) -> list[dict[str, Any]]:
+        """The output bundles for a response: rendered by the module's template, then
+        redacted and copied (they share no object with the engine or the input)."""
+        request, conn = prepared.request, prepared.connection
+        bundles = output_bundles(
             prepared.module,
-            prepared.connection,
+            conn,
             prepared.parameters,
             prepared.run,
             {
                 "method": request.method,
                 "url": request.url,
-                "headers": shown_headers,
+                "headers": conn.without_auth(request.headers),
                 "body": request.json_body,
             },
-            view,
+            self.response_view(response),
         )
+        return [conn.redact.data(b) for b in bundles]
 
     # -- whole runs -----------------------------------------------------------------------
 
