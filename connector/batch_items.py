@@ -130,13 +130,16 @@ class Outputs:
         done: list[_Slot] = []
         spliced: list[bytes] = []
         quick: list[tuple[_Slot, bytes, dict[str, Any]]] = []
+        last_view: dict[str, Any] | None = None
+        merged_json: bytes | None = None
         for slot in chunk:
             view, slot.view = slot.view, None
             assert view is not None and slot.run is not None
             if slot.body is _IN_CONTENT:
                 content = slot.content
                 assert content is not None
-                merged_json = self._merged_bytes(view)
+                if view is not last_view:  # a chunk's items nearly always share one
+                    last_view, merged_json = view, self._merged_bytes(view)
                 if merged_json is not None:
                     drop(slot)
                     spliced.append(_splice(content, merged_json))
@@ -169,11 +172,15 @@ class Outputs:
                 continue
             done.append(slot)
         if quick:
+            # No null to look for: orjson wrote these bodies without one (dumps hands
+            # anything with "null" in it to the standard library, which marks it), and
+            # X's JSON was checked once (see _merged_object). Secrets are looked for in
+            # all of it, X's members included.
             joined = b"[[" + b"],[".join(spliced) + b"]]"
-            if self.conn.redact.clean_bytes(joined) and find_null(joined) is None:
+            if self.conn.redact.clean_bytes(joined):
                 for (slot, _, _), bundles in zip(quick, orjson.loads(joined), strict=True):
                     slot.result = bundles
-            else:  # a secret (or a null) somewhere: the general copy, which handles it
+            else:  # a secret somewhere: the general copy, which replaces it
                 for slot, content, view in quick:
                     merged = self._merged_object(view)
                     assert merged is not None
@@ -195,10 +202,12 @@ class Outputs:
                 merged = None
             self._merged = merged if isinstance(merged, dict) else None
             if self._merged is not None:
-                # As the redacting copy would write it; what orjson refuses takes the
-                # general path.
+                # As the redacting copy would write it. What orjson refuses, or JSON
+                # with a null (orjson writes NaN so), takes the general path.
                 with contextlib.suppress(TypeError, ValueError, RecursionError):
-                    self._merged_json = orjson.dumps(self._merged, default=str)
+                    written = orjson.dumps(self._merged, default=str)
+                    if find_null(written) is None:
+                        self._merged_json = written
         return self._merged
 
     def _merged_bytes(self, view: dict[str, Any]) -> bytes | None:

@@ -474,6 +474,7 @@ ODD_PROPERTIES: list[Any] = [
     [{"key": "plain", "value": "x"}],
     [{"key": "secret", "value": f"it is {WRITE_KEY}"}],  # replaced in the bundle
     [{"key": "nothing", "value": None}],  # null in the message
+    [{"key": "word", "value": "nullable"}],  # "null" in text: written by the stdlib too
     [{"key": "big", "value": 2**70}],  # over 64 bits: written by the standard library
     [{"key": "uni", "value": 'caf\u00e9 \u2603 "q" \\\\ \n'}],
     [{"key": "float", "value": 1e300}, {"key": "neg", "value": -0.0}],
@@ -545,3 +546,16 @@ def test_literal_headers_encode_batch_items_as_single_runs(
         results = list(engine.run_batch("segment.echo", connection, inputs))
         singles = [engine.run("segment.echo", connection, item) for item in inputs]
     assert results == singles
+
+
+def test_a_nan_in_the_merged_object_stays_nan(sink: Sink, connection: dict, tmp_path: Path) -> None:
+    """orjson writes NaN as null: a merged object holding one takes the general copy,
+    which keeps the NaN, as a single run's bundle does."""
+    import math
+
+    app = _echo_app(tmp_path, "{{ request.body | merge({'n': 1e308 * 10 * 0}) }}")
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        results = list(engine.run_batch("segment.echo", connection, [track(0), track(1)]))
+        single = engine.run("segment.echo", connection, track(2))
+    for bundles in (*results, single):
+        assert isinstance(bundles, list) and math.isnan(bundles[0]["n"])

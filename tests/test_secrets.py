@@ -242,3 +242,19 @@ def test_a_bundle_is_the_same_whichever_copy_it_takes(registry: connector.Regist
     for bundles in (*singles, *batch):
         assert isinstance(bundles, list)
         assert bundles[0]["properties"] == expected
+
+
+def test_a_batch_answer_quoting_the_key_is_redacted_in_every_bundle(
+    registry: connector.Registry,
+) -> None:
+    """The merged object comes from the answer, once per batch: a key in it is replaced
+    in each bundle, and no bundle is made from raw bytes that would keep it."""
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"success": WRITE_KEY}))
+    )
+    connection = {"writeKey": WRITE_KEY, "host": "http://127.0.0.1:9"}
+    runs = [{"event": f"E{i}", "userId": "u"} for i in range(40)]  # more than one chunk
+    with connector.Engine(registry, client=client) as engine:
+        results = list(engine.run_batch("segment.track", connection, runs))
+    assert all(isinstance(r, list) and r[0]["success"] == "[REDACTED]" for r in results)
+    assert [r[0]["event"] for r in results] == [f"E{i}" for i in range(40)]  # type: ignore[index]
