@@ -128,10 +128,14 @@ class Outputs:
         without auth) are the batch's usual request head."""
         rendered: list[list[Any]] = []
         done: list[_Slot] = []
-        spliced: list[bytes] = []
+        # The chunk's bundles as one JSON text, ``[[b1],[b2],...]``, in parts joined
+        # once: each bundle is its body's bytes without the closing brace (a view, not
+        # a copy), then X's members and the separator.
+        parts: list[bytes | memoryview] = [b"[["]
         quick: list[tuple[_Slot, bytes, dict[str, Any]]] = []
         last_view: dict[str, Any] | None = None
         merged_json: bytes | None = None
+        members = b""
         for slot in chunk:
             view, slot.view = slot.view, None
             assert view is not None and slot.run is not None
@@ -140,9 +144,13 @@ class Outputs:
                 assert content is not None
                 if view is not last_view:  # a chunk's items nearly always share one
                     last_view, merged_json = view, self._merged_bytes(view)
+                    members = _members(merged_json)
                 if merged_json is not None:
                     drop(slot)
-                    spliced.append(_splice(content, merged_json))
+                    if content == b"{}":
+                        parts += (merged_json, b"],[")
+                    else:
+                        parts += (memoryview(content)[:-1], members, b"],[")
                     quick.append((slot, content, view))
                     continue
                 slot.body = orjson.loads(content)  # as the copy makes it (see keep)
@@ -176,7 +184,8 @@ class Outputs:
             # anything with "null" in it to the standard library, which marks it), and
             # X's JSON was checked once (see _merged_object). Secrets are looked for in
             # all of it, X's members included.
-            joined = b"[[" + b"],[".join(spliced) + b"]]"
+            parts[-1] = b"]]"
+            joined = b"".join(parts)
             if self.conn.redact.clean_bytes(joined):
                 for (slot, _, _), bundles in zip(quick, orjson.loads(joined), strict=True):
                     slot.result = bundles
@@ -215,12 +224,11 @@ class Outputs:
         return self._merged_json if self._merged_object(view) is not None else None
 
 
-def _splice(body: bytes, merged: bytes) -> bytes:
-    """``{**body, **merged}`` as JSON, from the two objects' JSON: the members of
-    both, in order. A key of both appears twice, and JSON readers (orjson, like a dict
-    being filled) keep its first place and its last value: the merge's own result."""
-    if merged == b"{}":
-        return body
-    if body == b"{}":
-        return merged
-    return body[:-1] + b"," + merged[1:]
+def _members(merged: bytes | None) -> bytes:
+    """What follows a body's members for ``{**body, **merged}`` as JSON: X's members
+    and the closing brace. A key of both then appears twice, and JSON readers (orjson,
+    like a dict being filled) keep its first place and its last value: the merge's own
+    result."""
+    if merged is None or merged == b"{}":
+        return b"}"
+    return b"," + merged[1:]

@@ -95,8 +95,7 @@ def keyvalue_list(
     # The usual list: plain pairs whose keys were accepted before, with plain values.
     # Taken in a tight loop; the first item that is anything else, and all after it,
     # go through the full checks below.
-    start = len(items)
-    for i, item in enumerate(items):
+    for item in items:
         if type(item) is dict:
             key: Any = item.get("key")
             value: Any = item.get("value")
@@ -110,10 +109,10 @@ def keyvalue_list(
             ):
                 out[key] = value
                 continue
-        start = i
         break
-    if start == len(items):
+    else:
         return out
+    start = len(out)  # each item before this one added exactly one key
     folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
     for i, item in enumerate(items[start:], start):
         if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
