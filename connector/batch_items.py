@@ -22,9 +22,10 @@ redacting copy (scan, then one parse) reads that JSON directly, without a render
 serialisation per item.
 
 Everything else takes the general path: the output template rendered per item, then
-:meth:`~connector.connection.Redactor.data_many`. That includes a secret or a null
-anywhere in a chunk, an X that fails or is no object, and a body the standard library
-wrote. Tests hold every path to the bundles a single run gives.
+:meth:`~connector.connection.Redactor.data_many`. That includes a secret anywhere in a
+chunk, a null in X (for that response's items), an X that fails or is no object, and a
+body the standard library wrote. Tests hold every path to the bundles a single run
+gives.
 """
 
 from __future__ import annotations

@@ -559,3 +559,28 @@ def test_prepared_content_is_plain_bytes_for_hosts() -> None:
     content = prepared.request.content
     assert type(content) is bytes
     assert orjson.loads(content)["properties"] == {"gone": None}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"nullable": 1},
+        {"a": "annulled"},
+        {"a": "null"},
+        {"a": ["x", {"b": "\u006eull"}]},
+        {"a": None},
+        {"a": math.nan},
+    ],
+)
+def test_plain_bytes_from_dumps_never_hold_null(value: Any) -> None:
+    """What batch runs rely on (connector.batch_items): only the standard library
+    writes JSON with "null" anywhere in it, and that JSON is marked (or refused)."""
+    from connector.jsondata import StdlibJSON, dumps
+
+    try:
+        out = dumps(value)
+    except ValueError:
+        assert value == {"a": math.nan} or math.isnan(value["a"])  # NaN: refused
+        return
+    assert b"null" in out  # every value here writes "null" somewhere
+    assert type(out) is StdlibJSON
