@@ -584,3 +584,13 @@ def test_plain_bytes_from_dumps_never_hold_null(value: Any) -> None:
         return
     assert b"null" in out  # every value here writes "null" somewhere
     assert type(out) is StdlibJSON
+
+
+def test_dumps_writes_number_keys_as_text_and_refuses_other_keys() -> None:
+    from connector.jsondata import dumps
+
+    assert dumps({1: "a", 2.5: "b", None: "c"}) == b'{"1":"a","2.5":"b","null":"c"}'
+    with pytest.raises(TypeError):
+        dumps({(1, 2): "x"})
+    with pytest.raises(ValueError):
+        dumps({"a": math.inf})
