@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from connector.batch_items import BatchResult, Outputs, _Slot, drop
 from connector.errors import DataError, InvalidConfigurationError, RunError
 from connector.jsondata import dumps
-from connector.prepare import prepare_message, prepare_run
+from connector.prepare import prepare_message, prepared_from
 from connector.request import PreparedRequest, join_url
 from connector.templates import RENDER_FAILURES, describe_error
 from connector.types import utc_now_iso
@@ -120,18 +120,14 @@ class _BatchPlan:
         #: The store that writes this run's items ahead of sending, fixed for the run
         #: (a host setting ``engine.incomplete`` mid-run changes the next run only).
         self.store = engine.incomplete if module.manifest.retry else None
-        #: Whether pending items keep their whole prepared run (only for the store).
-        self.keeps_prepared = self.store is not None
         #: Headers built from templates may come in another order per item: then the
         #: order is compared too (a literal head builds every item's in one order).
         self.ordered_headers = not module.static_head
         #: What items keep for their output, and how their bundles are made.
         self.bundles = Outputs(module, self.connection)
-        #: The usual item's method, URL, headers, and headers without auth.
-        self.head: tuple[str, str, dict[str, str], dict[str, str]] | None = None
-        #: Whether later items share that head and need no request of their own (set
-        #: by the first item, see admit).
-        self.shared_head = False
+        #: The usual item's method, URL and headers (without auth): items whose own
+        #: differ keep theirs (``_Slot.head``).
+        self.head: tuple[str, str, dict[str, str]] | None = None
 
     def packer(self) -> _Packer:
         return _Packer(self.spec.max_items, self.spec.max_bytes, self.overhead)
@@ -152,73 +148,34 @@ class _BatchPlan:
             return None
         module, conn = self.module, self.connection
         try:
-            if self.shared_head:
-                message = prepare_message(module, conn, parameters, context)
-                kind = type(message.json_body)
-                if kind is dict or kind is list:  # so its head is the batch's usual one
-                    return self._keep(
-                        slot, message.content, message.json_body, message.run, message.parameters
-                    )
-            prepared = prepare_run(module, conn, parameters, context)
+            message = prepare_message(module, conn, parameters, context)
         except RunError as exc:
             slot.result = exc
             return None
-        request = prepared.request
-        content = self._keep(
-            slot, request.content, request.json_body, prepared.run, prepared.parameters
-        )
-        if content is None:
-            return None
-        if self.keeps_prepared:
-            slot.prepared = prepared
-        head, headers = self.head, request.headers
-        if head is None:
-            head = self.head = (
-                request.method,
-                request.url,
-                headers,
-                conn.without_auth(headers),
-            )
-            # A literal head gives every item whose body is a JSON object or list the
-            # same headers as this one: later such items skip building their request.
-            # Only for a body that is an object or list in the manifest: one built from
-            # text would be prepared twice whenever it is not.
-            kind = type(request.json_body)
-            self.shared_head = (
-                module.static_head
-                and not self.keeps_prepared
-                and type(module.body.node) in (dict, list)
-                and (kind is dict or kind is list)
-            )
-        if (
-            headers != head[2]
-            or (self.ordered_headers and list(headers) != list(head[2]))
-            or request.url != head[1]
-            or request.method != head[0]
-        ):
-            slot.head = (request.method, request.url, conn.without_auth(headers))
-        return content
-
-    def _keep(
-        self,
-        slot: _Slot,
-        content: bytes | None,
-        body: Any,
-        run: Mapping[str, Any],
-        parameters: Mapping[str, Any],
-    ) -> bytes | None:
-        """The item's message, checked against the per-message limit, and what its slot
-        keeps for the output; None (and the slot's error) when the message is too big."""
-        content = content or b"null"  # a module with no body: null
+        content = message.content or b"null"  # a module with no body: null
         limit = self.spec.max_item_bytes
         if len(content) > limit:
             slot.result = DataError(
                 f"the message is {len(content):,} bytes, over the batch limit of {limit:,} "
                 "bytes a message",
-                field=self.module.part_fields.get("body"),
+                field=module.part_fields.get("body"),
             )
             return None
-        self.bundles.keep(slot, content, body, run, parameters)
+        self.bundles.keep(slot, content, message.json_body, message.run, message.parameters)
+        method, url = message.head[0], message.head[1]
+        headers = message.headers  # without auth: what the output may show
+        head = self.head
+        if head is None:
+            self.head = (method, url, headers)
+        elif (
+            headers != head[2]
+            or (self.ordered_headers and list(headers) != list(head[2]))
+            or url != head[1]
+            or method != head[0]
+        ):
+            slot.head = (method, url, headers)
+        if self.store is not None:
+            slot.prepared = prepared_from(module, conn, message)
         return content
 
     def _tail(self) -> bytes:
@@ -289,7 +246,7 @@ class _BatchPlan:
     def outputs(self, chunk: list[_Slot]) -> None:
         """Give answered items their bundles (see :meth:`Outputs.give`)."""
         assert self.head is not None  # set by the first admitted item
-        self.bundles.give(chunk, self.head[0], self.head[1], self.head[3])
+        self.bundles.give(chunk, *self.head)
 
 
 def _prepared(slot: _Slot) -> Prepared:

@@ -41,7 +41,6 @@ import orjson
 from connector.errors import RunError
 from connector.jsondata import find_null
 from connector.prepare import output_bundles
-from connector.templates import merge_operand_names
 
 if TYPE_CHECKING:
     from connector.connection import Connection
@@ -93,14 +92,14 @@ class Outputs:
         self.module = module
         self.conn = conn
         #: Whether items keep their parameters (only if the output names them).
-        self.keeps_parameters = module.output.reads("parameters")
-        operand = merge_operand_names(module.output, ("request", "body"))
+        self.keeps_parameters = module.output_reads_parameters
+        names = module.output_merged_names
         #: Whether the output is ``request.body | merge(X)`` with X the same for every
         #: item of a batch response (rendered once per response).
-        self.merge_per_batch = operand is not None and operand <= _PER_BATCH
-        #: ... over a body that is an object in the manifest (so serialised by the
-        #: engine): bundles can then be made from the body's bytes.
-        self.from_content = self.merge_per_batch and type(module.body.node) is dict
+        self.merge_per_batch = names is not None and names <= _PER_BATCH
+        #: ... over a body the engine serialises (an object or list in the manifest):
+        #: bundles of object bodies can then be made from the body's bytes.
+        self.from_content = self.merge_per_batch and module.body_is_json
         self._view: dict[str, Any] | None = None
         self._merged: dict[str, Any] | None = None
         self._merged_json: bytes | None = None
@@ -222,7 +221,8 @@ class Outputs:
 
     def _merged_bytes(self, view: dict[str, Any]) -> bytes | None:
         """X as JSON, or None (then the general path)."""
-        return self._merged_json if self._merged_object(view) is not None else None
+        self._merged_object(view)  # refreshes _merged_json with it
+        return self._merged_json
 
 
 def _members(merged: bytes | None) -> bytes:

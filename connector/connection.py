@@ -167,7 +167,7 @@ class Connection:
         self.base_url = _check_base_url(str(base))
         self.timeout = app.manifest.timeout
         #: Per module id with a literal request head: the module and its checked method,
-        #: URL, headers and query (see prepare.build_request). Bounded by the module count.
+        #: URL, headers and query (see prepare.request_head). Bounded by the module count.
         self.request_heads: dict[str, tuple[Any, RequestHead]] = {}
 
     def __repr__(self) -> str:

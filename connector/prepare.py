@@ -36,11 +36,11 @@ __all__ = [
     "Message",
     "Prepared",
     "build_body",
-    "build_request",
     "check_parameters",
     "output_bundles",
     "prepare_message",
     "prepare_run",
+    "prepared_from",
     "render_part",
 ]
 
@@ -87,20 +87,19 @@ def prepare_run(
     context: Mapping[str, Any] | None,
 ) -> Prepared:
     """Check ``parameters`` and build the request of one run of ``module``."""
-    values, run, scope = _begin(module, conn, parameters, context)
-    try:
-        request = build_request(module, conn, scope)
-    except RecursionError:
-        raise DataError("the parameters are nested too deeply") from None
-    return Prepared(module, conn, request, values, run)
+    return prepared_from(module, conn, prepare_message(module, conn, parameters, context))
 
 
 class Message(NamedTuple):
-    """A run's checked parameters, run, and body (rendered, and as bytes), without the
-    rest of its request: what a batch item of a literal-head module needs."""
+    """A run checked and rendered: its parameters, run, request head, the module's
+    headers (with the body's content type, without auth), and its body (rendered, and
+    as bytes). A batch item of a literal-head module needs no more; a single run wraps
+    it into a request (:func:`prepared_from`)."""
 
     parameters: Values
     run: dict[str, str]
+    head: RequestHead
+    headers: dict[str, str]
     json_body: Any
     content: bytes | None
 
@@ -111,26 +110,7 @@ def prepare_message(
     parameters: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
 ) -> Message:
-    """:func:`prepare_run` for a batch item of a module whose method, URL, headers and
-    query are literal (``module.static_head``): the same checks and body, but no
-    request around it, since the batch request carries the head. Its headers would be
-    the literal ones, a JSON content type for an object or list body, then auth."""
-    values, run, scope = _begin(module, conn, parameters, context)
-    try:
-        # The module's own headers decide how a body is encoded, as in build_request.
-        headers = dict(request_head(module, conn, scope)[2])
-        content, json_body = build_body(module, conn, scope, headers)
-    except RecursionError:
-        raise DataError("the parameters are nested too deeply") from None
-    return Message(values, run, json_body, content)
-
-
-def _begin(
-    module: LoadedModule,
-    conn: Connection,
-    parameters: Mapping[str, Any] | None,
-    context: Mapping[str, Any] | None,
-) -> tuple[Values, dict[str, str], dict[str, Any]]:
+    """Check ``parameters``, then render and check the request head and body."""
     values = check_parameters(module, conn, parameters, context)
     run = {"id": _uuid4(), "timestamp": utc_now_iso()}
     scope = {
@@ -140,7 +120,33 @@ def _begin(
         "engine": ENGINE_INFO,
         "app": module.app.info,
     }
-    return values, run, scope
+    try:
+        head = request_head(module, conn, scope)
+        headers = dict(head[2])  # the module's own headers decide how a body is encoded
+        content, json_body = build_body(module, conn, scope, headers)
+    except RecursionError:
+        raise DataError("the parameters are nested too deeply") from None
+    return Message(values, run, head, headers, json_body, content)
+
+
+def prepared_from(module: LoadedModule, conn: Connection, message: Message) -> Prepared:
+    """The run of ``message``, with its request ready to send (auth added)."""
+    method, url, _, query = message.head
+    headers = {**message.headers, **conn.auth_headers}  # the message's own stay as they are
+    json_body = message.json_body
+    message_id = json_body.get("messageId") if type(json_body) is dict else None
+    request = PreparedRequest(  # positional: a third cheaper than keywords, per message
+        method,
+        url,
+        headers,
+        {k: list(v) if type(v) is list else v for k, v in query.items()} if query else {},
+        message.content,
+        json_body,
+        module.id,
+        message_id if isinstance(message_id, str) else None,
+        conn.timeout,
+    )
+    return Prepared(module, conn, request, message.parameters, message.run)
 
 
 def check_parameters(
@@ -205,28 +211,6 @@ def output_bundles(
     }
     output = render_part(module, "output", module.output, scope, conn)
     return output if isinstance(output, list) else [output if output is not None else {}]
-
-
-def build_request(
-    module: LoadedModule, conn: Connection, scope: Mapping[str, Any]
-) -> PreparedRequest:
-    """Render the request parts and check them; raises DataError on unsafe ones."""
-    method, url, static_headers, query = request_head(module, conn, scope)
-    headers = dict(static_headers)
-    content, json_body = build_body(module, conn, scope, headers)
-    headers.update(conn.auth_headers)
-    message_id = json_body.get("messageId") if type(json_body) is dict else None
-    return PreparedRequest(  # positional: a third cheaper than keywords, per message
-        method,
-        url,
-        headers,
-        {k: list(v) if type(v) is list else v for k, v in query.items()} if query else {},
-        content,
-        json_body,
-        module.id,
-        message_id if isinstance(message_id, str) else None,
-        conn.timeout,
-    )
 
 
 def build_body(

@@ -15,7 +15,12 @@ from typing import Any
 
 from connector.errors import UnknownModuleError
 from connector.manifest import AppManifest, ModuleManifest
-from connector.templates import CompiledTemplate, TemplateTree, referenced_names
+from connector.templates import (
+    CompiledTemplate,
+    TemplateTree,
+    merge_operand_names,
+    referenced_names,
+)
 
 __all__ = ["REQUEST_PARTS", "LoadedApp", "LoadedModule", "Registry"]
 
@@ -75,6 +80,24 @@ class LoadedModule:
         """Whether method, URL, headers and query are literal (no template): their
         checked form then depends on the connection only, and is reused."""
         return all(tree.literal for tree in (self.method, self.url, self.headers, self.query))
+
+    @functools.cached_property
+    def output_reads_parameters(self) -> bool:
+        """Whether the output template names ``parameters`` (else a batch item need
+        not keep them)."""
+        return self.output.reads("parameters")
+
+    @functools.cached_property
+    def output_merged_names(self) -> frozenset[str] | None:
+        """When the output is ``{{ request.body | merge(X) }}``, the names X reads
+        (see :func:`~connector.templates.merge_operand_names`); else None."""
+        return merge_operand_names(self.output, ("request", "body"))
+
+    @functools.cached_property
+    def body_is_json(self) -> bool:
+        """Whether the body is an object or list in the manifest: it is then rendered
+        as one (or dropped) and serialised by the engine, never text a builder mapped."""
+        return type(self.body.node) in (dict, list)
 
     @functools.cached_property
     def max_body_bytes(self) -> int | None:
