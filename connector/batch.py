@@ -161,7 +161,7 @@ class _BatchPlan:
                 field=module.part_fields.get("body"),
             )
             return None
-        self.bundles.keep(slot, content, message.json_body, message.run, message.parameters)
+        self.bundles.keep(slot, message, content)
         method, url = message.head[0], message.head[1]
         headers = message.headers  # without auth: what the output may show
         head = self.head

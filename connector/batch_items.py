@@ -15,8 +15,8 @@ Most action modules' output is ``{{ request.body | merge(X) }}``: what was sent,
 something from the answer. When X reads only what all items of a batch share (the
 response, the connection, the engine and app), it is rendered once per batch response.
 Each bundle is then the template's own result, ``{**body, **X}``. And when the body is a
-JSON object the engine serialised with orjson, which :class:`~connector.jsondata.StdlibJSON`
-tells apart, the slot keeps only the body's bytes. Those bytes are untracked by the
+JSON object the engine serialised with orjson (:func:`~connector.jsondata.encode` says
+which wrote it), the slot keeps only the body's bytes. Those bytes are untracked by the
 collector. The bundle's JSON is then those bytes with X's members added, and the
 redacting copy (scan, then one parse) reads that JSON directly, without a render or a
 serialisation per item.
@@ -45,6 +45,7 @@ from connector.prepare import output_bundles
 if TYPE_CHECKING:
     from connector.connection import Connection
     from connector.engine import Prepared
+    from connector.prepare import Message
     from connector.registry import LoadedModule
 
 __all__ = ["BatchResult", "Outputs", "drop"]
@@ -104,23 +105,17 @@ class Outputs:
         self._merged: dict[str, Any] | None = None
         self._merged_json: bytes | None = None
 
-    def keep(
-        self,
-        slot: _Slot,
-        content: bytes,
-        body: Any,
-        run: Mapping[str, Any],
-        parameters: Mapping[str, Any],
-    ) -> None:
-        """Keep what the item's output needs while its batch is out."""
-        if self.from_content and type(body) is dict and type(content) is bytes:
+    def keep(self, slot: _Slot, message: Message, content: bytes) -> None:
+        """Keep what the item's output needs while its batch is out (``content`` is the
+        message as the batch sends it)."""
+        if self.from_content and message.by_orjson and type(message.json_body) is dict:
             # orjson wrote it: read back, it is what the copy makes of the body
             slot.body, slot.content = _IN_CONTENT, content
         else:
-            slot.body = body
-        slot.run = run
+            slot.body = message.json_body
+        slot.run = message.run
         if self.keeps_parameters:
-            slot.parameters = parameters
+            slot.parameters = message.parameters
 
     def give(self, chunk: list[_Slot], method: str, url: str, shown: dict[str, str]) -> None:
         """Give each answered slot of ``chunk`` its result: its bundles, redacted and
@@ -180,8 +175,8 @@ class Outputs:
                 continue
             done.append(slot)
         if quick:
-            # No null to look for: orjson wrote these bodies without one (dumps hands
-            # anything with "null" in it to the standard library, which marks it), and
+            # No null to look for: orjson wrote these bodies without one (encode hands
+            # anything with "null" in it to the standard library, and says so), and
             # X's JSON was checked once (see _merged_object). Secrets are looked for in
             # all of it, X's members included.
             parts[-1] = b"]]"

@@ -184,13 +184,7 @@ class Engine:
                 f"module {module_id} is a trigger: hand it webhook deliveries with "
                 "handle_webhook (or `connector webhook`), it sends nothing"
             )
-        prepared = prepare_run(module, self.connection(module, connection), parameters, context)
-        content = prepared.request.content
-        if content is not None and type(content) is not bytes:
-            # Plain bytes for hosts (a StdlibJSON mark is the engine's own business, and
-            # orjson.loads refuses a bytes subclass).
-            prepared = prepared._replace(request=prepared.request._replace(content=bytes(content)))
-        return prepared
+        return prepare_run(module, self.connection(module, connection), parameters, context)
 
     def handle_webhook(
         self,

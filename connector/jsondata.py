@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["MAX_DEPTH", "StdlibJSON", "dumps", "find_null", "loads_strict", "too_deep"]
+__all__ = ["MAX_DEPTH", "dumps", "encode", "find_null", "loads_strict", "too_deep"]
 
 #: Deepest nesting the engine accepts in any JSON it reads (manifests, mapped values,
 #: webhook deliveries); real data stays under 20, and the engine's recursive steps
@@ -65,16 +65,28 @@ find_null = re.compile(b"null").search
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, strictly: NaN and Infinity are errors (ValueError). Keys
-    must be text; a key that is a number, a boolean or None is written as the text
-    JSON gives it (``1`` as ``"1"``, ``None`` as ``"null"``), as the standard library
-    does, and any other key is an error (TypeError).
+    """Compact UTF-8 JSON, strictly: see :func:`encode`."""
+    return encode(value)[0]
+
+
+def encode(value: Any) -> tuple[bytes, bool]:
+    """Compact UTF-8 JSON, strictly, and whether orjson wrote it.
+
+    NaN and Infinity are errors (ValueError). Keys must be text; a key that is a number,
+    a boolean or None is written as the text JSON gives it (``1`` as ``"1"``, ``None``
+    as ``"null"``), as the standard library does, and any other key is an error
+    (TypeError).
 
     orjson is ~10x faster than the standard library here (0.4 µs against 5.5 µs for a
     track message), but it writes NaN as ``null`` and refuses integers over 64 bits.
     So any output containing ``null`` (rare in messages), and anything orjson refuses,
     is redone by the standard library, which raises on NaN and handles big integers:
     the result never changes data silently.
+
+    The flag says which wrote it. JSON orjson wrote never holds ``null``, and orjson
+    reads it back as the redacting copy would copy the value (batch runs rely on this,
+    see :mod:`connector.batch_items`); the standard library's may not read back so (an
+    integer over 64 bits becomes a float).
     """
     try:
         out = orjson.dumps(value)
@@ -82,16 +94,5 @@ def dumps(value: Any) -> bytes:
         out = None
     if out is None or find_null(out):
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return StdlibJSON(text.encode())
-    return out
-
-
-class StdlibJSON(bytes):
-    """JSON that :func:`dumps` had the standard library write: bytes like any other,
-    marked because orjson may not read them back as the same value (an integer over 64
-    bits becomes a float). ``type(data) is bytes`` thus means orjson wrote ``data``, and
-    ``orjson.loads(data)`` is what the redacting copy makes of the value serialised
-    (equal for JSON values; a date or UUID as the text orjson writes for it). Hosts get
-    plain bytes (``Engine.prepare``): orjson refuses to read a bytes subclass."""
-
-    __slots__ = ()
+        return text.encode(), False
+    return out, True

@@ -92,9 +92,9 @@ def prepare_run(
 
 class Message(NamedTuple):
     """A run checked and rendered: its parameters, run, request head, the module's
-    headers (with the body's content type, without auth), and its body (rendered, and
-    as bytes). A batch item of a literal-head module needs no more; a single run wraps
-    it into a request (:func:`prepared_from`)."""
+    headers (with the body's content type, without auth), and its body (rendered, as
+    bytes, and whether orjson wrote the bytes). A batch item needs no more; a single
+    run wraps it into a request (:func:`prepared_from`)."""
 
     parameters: Values
     run: dict[str, str]
@@ -102,6 +102,7 @@ class Message(NamedTuple):
     headers: dict[str, str]
     json_body: Any
     content: bytes | None
+    by_orjson: bool
 
 
 def prepare_message(
@@ -123,10 +124,10 @@ def prepare_message(
     try:
         head = request_head(module, conn, scope)
         headers = dict(head[2])  # the module's own headers decide how a body is encoded
-        content, json_body = build_body(module, conn, scope, headers)
+        content, json_body, by_orjson = build_body(module, conn, scope, headers)
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
-    return Message(values, run, head, headers, json_body, content)
+    return Message(values, run, head, headers, json_body, content, by_orjson)
 
 
 def prepared_from(module: LoadedModule, conn: Connection, message: Message) -> Prepared:
@@ -215,13 +216,13 @@ def output_bundles(
 
 def build_body(
     module: LoadedModule, conn: Connection, scope: Mapping[str, Any], headers: dict[str, str]
-) -> tuple[bytes | None, Any]:
-    """The body rendered, as bytes and as JSON, within the module's size limit;
-    ``headers`` (the module's, without auth) gain a content type where the body needs
-    one."""
+) -> tuple[bytes | None, Any, bool]:
+    """The body rendered, as bytes and as JSON, within the module's size limit, and
+    whether orjson wrote the bytes; ``headers`` (the module's, without auth) gain a
+    content type where the body needs one."""
     fields = module.part_fields
     body = render_part(module, "body", module.body, scope, conn)
-    content, json_body = encode_body(body, headers, fields.get("body"))
+    content, json_body, by_orjson = encode_body(body, headers, fields.get("body"))
     limit = module.max_body_bytes
     if limit is not None and content is not None and len(content) > limit:
         biggest = largest_fields(json_body)
@@ -231,7 +232,7 @@ def build_body(
             + (f"; largest fields: {named}" if named else ""),
             field=_parameter_for(biggest, scope["parameters"]) or fields.get("body"),
         )
-    return content, json_body
+    return content, json_body, by_orjson
 
 
 def request_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any]) -> RequestHead:

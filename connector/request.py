@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from connector.errors import DataError
-from connector.jsondata import dumps, loads_strict
+from connector.jsondata import encode, loads_strict
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -201,19 +201,22 @@ def _content_type(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[bytes | None, Any]:
-    """The body as bytes, plus its parsed JSON form (for output bundles), if any.
+def encode_body(
+    body: Any, headers: dict[str, str], field: str | None
+) -> tuple[bytes | None, Any, bool]:
+    """The body as bytes, its parsed JSON form (for output bundles) if any, and whether
+    orjson wrote the bytes from it (see :func:`connector.jsondata.encode`).
 
     Objects and lists go out as JSON; text goes out as-is, but must be valid JSON when
     the content type says JSON.
     """
     if body is None:
-        return None, None
+        return None, None, False
     if not headers and (type(body) is dict or type(body) is list):
         # The usual message: a JSON object, and no headers of the module's own.
-        content = _json_content(body, field)
+        content, by_orjson = _json_content(body, field)
         headers["Content-Type"] = "application/json"
-        return content, body
+        return content, body, by_orjson
     content_type = _content_type(headers)
     if isinstance(body, str | bytes):
         raw = body.encode() if isinstance(body, str) else body
@@ -229,16 +232,16 @@ def encode_body(body: Any, headers: dict[str, str], field: str | None) -> tuple[
                     ) from None
             if content_type is None and parsed is not None:
                 headers["Content-Type"] = "application/json"
-        return raw, parsed
-    raw = _json_content(body, field)
+        return raw, parsed, False
+    raw, by_orjson = _json_content(body, field)
     if content_type is None:
         headers["Content-Type"] = "application/json"
-    return raw, body
+    return raw, body, by_orjson
 
 
-def _json_content(body: Any, field: str | None) -> bytes:
+def _json_content(body: Any, field: str | None) -> tuple[bytes, bool]:
     try:
-        return dumps(body)
+        return encode(body)
     except RecursionError:
         raise DataError("the body is nested too deeply to send as JSON", field=field) from None
     except (ValueError, TypeError) as exc:

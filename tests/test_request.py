@@ -335,7 +335,7 @@ def test_normalize_query_does_not_send_python_none(query: dict[str, Any]) -> Non
 
 def test_encode_body_none_is_no_body() -> None:
     headers: dict[str, str] = {}
-    assert encode_body(None, headers, "body") == (None, None)
+    assert encode_body(None, headers, "body") == (None, None, False)
     assert headers == {}
 
 
@@ -350,7 +350,7 @@ def test_encode_body_none_is_no_body() -> None:
 )
 def test_encode_body_structured_is_compact_json(body: Any, raw: bytes) -> None:
     headers: dict[str, str] = {}
-    content, parsed = encode_body(body, headers, "body")
+    content, parsed, _ = encode_body(body, headers, "body")
     assert content == raw
     assert parsed is body
     assert headers == {"Content-Type": "application/json"}
@@ -358,7 +358,7 @@ def test_encode_body_structured_is_compact_json(body: Any, raw: bytes) -> None:
 
 def test_encode_body_keeps_an_existing_content_type() -> None:
     headers = {"content-type": "application/vnd.api+json"}
-    content, _ = encode_body({"a": 1}, headers, "body")
+    content, _, _ = encode_body({"a": 1}, headers, "body")
     assert content == b'{"a":1}'
     assert headers == {"content-type": "application/vnd.api+json"}
 
@@ -398,7 +398,7 @@ def test_encode_body_text_passes_as_is(
     body: str | bytes, headers_in: dict[str, str], parsed: Any, headers_out: dict[str, str]
 ) -> None:
     headers = dict(headers_in)
-    content, parsed_out = encode_body(body, headers, "body")
+    content, parsed_out, _ = encode_body(body, headers, "body")
     assert content == (body.encode() if isinstance(body, str) else body)
     assert parsed_out == parsed
     assert headers == headers_out
@@ -530,22 +530,22 @@ def test_literal_request_heads_are_reused_but_never_shared() -> None:
         ({"a": 2**64 + 1}, True),  # over 64 bits: orjson refuses it
     ],
 )
-def test_dumps_marks_what_the_standard_library_wrote(value: Any, by_stdlib: bool) -> None:
-    """``type(out) is bytes`` means orjson wrote it, and reads it back as equal."""
+def test_encode_says_what_the_standard_library_wrote(value: Any, by_stdlib: bool) -> None:
+    """``encode``'s flag says orjson wrote it, and then orjson reads it back as equal."""
     import orjson
 
-    from connector.jsondata import StdlibJSON, dumps
+    from connector.jsondata import dumps, encode
 
-    out = dumps(value)
-    assert isinstance(out, bytes) and (type(out) is StdlibJSON) is by_stdlib
+    out, by_orjson = encode(value)
+    assert type(out) is bytes and by_orjson is not by_stdlib and out == dumps(value)
     if not by_stdlib:
         assert orjson.loads(out) == value
     assert json.loads(out) == json.loads(json.dumps(value))
 
 
 def test_prepared_content_is_plain_bytes_for_hosts() -> None:
-    """A message the standard library wrote (it holds a null) still reaches hosts as
-    plain bytes, which orjson reads (it refuses subclasses)."""
+    """A message the standard library wrote (it holds a null) reaches hosts as plain
+    bytes, which orjson reads (it refuses subclasses)."""
     import orjson
 
     import connector
@@ -572,18 +572,18 @@ def test_prepared_content_is_plain_bytes_for_hosts() -> None:
         {"a": math.nan},
     ],
 )
-def test_plain_bytes_from_dumps_never_hold_null(value: Any) -> None:
+def test_json_orjson_wrote_never_holds_null(value: Any) -> None:
     """What batch runs rely on (connector.batch_items): only the standard library
-    writes JSON with "null" anywhere in it, and that JSON is marked (or refused)."""
-    from connector.jsondata import StdlibJSON, dumps
+    writes JSON with "null" anywhere in it, and encode says so (or refuses it)."""
+    from connector.jsondata import encode
 
     try:
-        out = dumps(value)
+        out, by_orjson = encode(value)
     except ValueError:
         assert value == {"a": math.nan} or math.isnan(value["a"])  # NaN: refused
         return
     assert b"null" in out  # every value here writes "null" somewhere
-    assert type(out) is StdlibJSON
+    assert not by_orjson
 
 
 def test_dumps_writes_number_keys_as_text_and_refuses_other_keys() -> None:
