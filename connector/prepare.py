@@ -4,6 +4,10 @@ This is step 1 of :mod:`connector.engine`'s run: render the builder's mappings o
 context, coerce and check every parameter, render the manifest's request templates and
 check the result (the URL stays on the base URL, headers are clean, size limits). It is
 pure: a DataError here means nothing was, or ever will be, sent.
+
+:func:`output_bundles` renders the output template over the same scope, plus the
+request and response, for the run's last step: the scopes templates see are all built
+here, in one place.
 """
 
 from __future__ import annotations
