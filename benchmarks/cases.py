@@ -32,7 +32,7 @@ import httpx
 import connector
 from benchmarks import workload
 from benchmarks.receiver import ROOT, Receiver
-from connector.manifest import RetrySpec
+from connector.format.manifest import RetrySpec
 
 __all__ = ["CASES", "ROW_LABELS", "Bench", "Config", "Row", "official_available"]
 
@@ -553,7 +553,7 @@ def cold_start(bench: Bench) -> list[Row]:
 
     Measured twice, each in a cache directory of its own: with the manifest cache as a
     host has it from its second start on (filled by one untimed start), and with the
-    cache off, as on the very first start (see connector.cache).
+    cache off, as on the very first start (see connector.core.cache).
     """
     import compileall
     import tempfile

@@ -1,6 +1,6 @@
 """A minimal, fast Segment-compatible receiver for benchmarks, run in its own process.
 
-Why not :mod:`connector.sink`: the sink is built for tests (it validates every message
+Why not :mod:`connector.testing.sink`: the sink is built for tests (it validates every message
 against Segment's limits, deep-copies and stores everything, one thread per connection),
 so under bulk load it would be the bottleneck and the benchmark would measure it. This
 receiver does the least a real endpoint must: HTTP/1.1 keep-alive over one asyncio

@@ -24,7 +24,9 @@ Errors are documented in :mod:`connector.errors`.
 from typing import TYPE_CHECKING
 
 from connector._version import __version__
-from connector.engine import Engine, Prepared
+from connector.core.engine import Engine, Prepared
+from connector.core.loader import load, load_app
+from connector.core.registry import LoadedModule, Registry
 from connector.errors import (
     ConnectorError,
     DataError,
@@ -37,12 +39,10 @@ from connector.errors import (
     RunError,
     UnknownModuleError,
 )
-from connector.loader import load, load_app
-from connector.manifest import AppManifest, ModuleManifest, RetrySpec
-from connector.registry import LoadedModule, Registry
+from connector.format.manifest import AppManifest, ModuleManifest, RetrySpec
 
 if TYPE_CHECKING:
-    from connector.incomplete import IncompleteStore
+    from connector.runs.incomplete import IncompleteStore
 
 __all__ = [
     "AppManifest",
@@ -72,7 +72,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # IncompleteStore pulls in sqlite3: imported when first asked for, not at import.
     if name == "IncompleteStore":
-        from connector.incomplete import IncompleteStore
+        from connector.runs.incomplete import IncompleteStore
 
         return IncompleteStore
     raise AttributeError(f"module 'connector' has no attribute {name!r}")

@@ -2,6 +2,6 @@
 
 import sys
 
-from connector.cli import main
+from connector.tools.cli import main
 
 sys.exit(main())

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import settings
 
 import connector
-from connector.manifest import RetrySpec
-from connector.sink import Sink
+from connector.format.manifest import RetrySpec
+from connector.testing.sink import Sink
 
 # In CI the property tests draw the same examples every run (a failure there is then
 # reproducible from the log); locally they explore new ones each time.

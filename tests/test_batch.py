@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import connector
-from connector.sink import Fault, Sink
+from connector.testing.sink import Fault, Sink
 from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def test_packing_respects_both_limits_at_volume(
 
 
 def test_packer_message_count_limit() -> None:
-    from connector.batch import _Packer, _Slot
+    from connector.runs.batch import _Packer, _Slot
 
     packer = _Packer(max_items=3, max_bytes=10_000, overhead=100)
     taken = []
@@ -232,7 +232,7 @@ def test_arun_batch_raises_a_failing_send_like_run_batch(
     registry: connector.Registry, sink: Sink, connection: dict, tmp_path: Path
 ) -> None:
     """A send that fails outside HTTP (here the store) is raised, never dropped."""
-    from connector.incomplete import IncompleteStore
+    from connector.runs.incomplete import IncompleteStore
 
     class BrokenStore(IncompleteStore):
         def begin_many(self, prepared: list[Any]) -> list[str]:
@@ -357,7 +357,7 @@ def test_batch_shows_each_items_headers_in_its_own_order(
 def test_a_store_set_during_a_batch_run_applies_to_the_next_run(
     registry: connector.Registry, sink: Sink, connection: dict, tmp_path: Path
 ) -> None:
-    from connector.incomplete import IncompleteStore
+    from connector.runs.incomplete import IncompleteStore
 
     with (
         connector.Engine(registry, retry=FAST_RETRY) as engine,
@@ -400,7 +400,7 @@ def test_merged_outputs_match_single_runs(
     """``{{ request.body | merge(X) }}`` with an X that reads only the response and the
     connection is rendered once per batch response; every bundle (or error) is still
     exactly its single run's."""
-    from connector.batch import _BatchPlan
+    from connector.runs.batch import _BatchPlan
 
     app = _echo_app(tmp_path, output)
     inputs = [track(i, messageId=f"m-{i}", timestamp="2026-11-25T10:00:00.000Z") for i in range(5)]
@@ -429,7 +429,7 @@ def test_merged_outputs_match_single_runs(
 def test_the_merged_object_is_rendered_once_per_batch_response(
     engine: connector.Engine, sink: Sink, connection: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connector.batch_items as batch_module
+    import connector.runs.batch_items as batch_module
 
     calls: list[int] = []
     real = batch_module.output_bundles
@@ -510,7 +510,7 @@ def test_bundles_made_from_message_bytes_match_single_runs(
 
 @pytest.mark.parametrize("name", ["parameters", "run", "request", "response"])
 def test_a_bare_name_merged_is_named(name: str) -> None:
-    from connector.templates import TemplateTree, merge_operand_names
+    from connector.templating.templates import TemplateTree, merge_operand_names
 
     tree = TemplateTree("{{ request.body | merge(" + name + ") }}")
     assert merge_operand_names(tree, ("request", "body")) == {name}

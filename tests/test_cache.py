@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 import connector
-from connector import cache as cache_module
-from connector.cache import ManifestCache, default_cache
-from connector.loader import packaged_manifests_dir, read_model
-from connector.manifest import AppManifest, ModuleManifest
+from connector.core import cache as cache_module
+from connector.core.cache import ManifestCache, default_cache
+from connector.core.loader import packaged_manifests_dir, read_model
+from connector.format.manifest import AppManifest, ModuleManifest
 from tests.conftest import WRITE_KEY
 
 SEGMENT = packaged_manifests_dir() / "segment"
@@ -110,7 +110,8 @@ def test_the_key_covers_model_content_and_engine(store: ManifestCache) -> None:
     assert key != store.key(AppManifest, content)
     assert key != store.key(ModuleManifest, content + b" ")
     fingerprint = (store.fingerprint() or b"").decode()
-    sources = sorted(p.name for p in Path(cache_module.__file__).parent.glob("*.py"))
+    package = Path(cache_module.__file__).parent.parent
+    sources = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py"))
     assert sources and all(f"\n{name}:" in fingerprint for name in sources)
     assert connector.__version__ in fingerprint
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connector.sink import Sink
+from connector.testing.sink import Sink
 from tests.conftest import WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_run_errors_are_json_on_stderr(
 
 
 def test_remote_failure_exit_code_and_type(sink: Sink) -> None:
-    from connector.sink import Fault
+    from connector.testing.sink import Fault
 
     sink.inject(Fault(status=403))
     done = cli(

@@ -11,8 +11,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import connector
-from connector.manifest import walk_parameters
-from connector.registry import Registry
+from connector.core.registry import Registry
+from connector.format.manifest import walk_parameters
 from tests.conftest import SHIPPED_MODULES, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

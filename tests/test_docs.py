@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.docs import manifest_reference, module_page, write_docs
-from connector.manifest import Parameter
-from connector.registry import Registry
+from connector.core.registry import Registry
+from connector.format.manifest import Parameter
+from connector.tools.docs import manifest_reference, module_page, write_docs
 from tests.conftest import SHIPPED_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import connector
-from connector.sink import Sink
+from connector.testing.sink import Sink
 from tests.conftest import WRITE_KEY
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

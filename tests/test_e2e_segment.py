@@ -1,6 +1,6 @@
 """End to end: every Segment module against a real HTTP server on 127.0.0.1.
 
-No mocks: the engine sends through httpx to the sink (connector.sink), and the tests
+No mocks: the engine sends through httpx to the sink (connector.testing.sink), and the tests
 check what arrived: exact path, Authorization header, body.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import connector
-from connector.sink import Sink
+from connector.testing.sink import Sink
 from tests.conftest import FAST_RETRY, WRITE_KEY
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -335,7 +335,7 @@ def test_wrong_write_key_maps_to_invalid_access_token(engine: connector.Engine, 
 def test_remote_status_maps_to_make_error_types(
     engine: connector.Engine, sink: Sink, connection: dict
 ) -> None:
-    from connector.sink import Fault
+    from connector.testing.sink import Fault
 
     sink.inject(Fault(status=401))
     with pytest.raises(connector.InvalidAccessTokenError) as info:
@@ -351,7 +351,7 @@ def test_remote_status_maps_to_make_error_types(
 def test_retries_resend_the_same_message_id(
     engine: connector.Engine, sink: Sink, connection: dict
 ) -> None:
-    from connector.sink import Fault
+    from connector.testing.sink import Fault
 
     sink.inject(Fault(status=503), Fault(status=429, retry_after="0"))
     bundles = engine.run("segment.track", connection, {"event": "Retry", "userId": "u"})
@@ -363,7 +363,7 @@ def test_retries_resend_the_same_message_id(
 def test_retries_run_out_and_the_error_is_raised(
     registry: connector.Registry, sink: Sink, connection: dict
 ) -> None:
-    from connector.sink import Fault
+    from connector.testing.sink import Fault
 
     sink.inject(*[Fault(status=500)] * 10)
     with (
@@ -420,7 +420,7 @@ def test_unknown_region_is_a_configuration_error(engine: connector.Engine) -> No
 def test_slow_reply_times_out_per_host_and_is_retried(
     registry: connector.Registry, sink: Sink, connection: dict
 ) -> None:
-    from connector.sink import Fault
+    from connector.testing.sink import Fault
 
     sink.inject(Fault(status=None, delay=1.0))  # the first answer comes too late
     with connector.Engine(registry, retry=FAST_RETRY, timeouts={"127.0.0.1": 0.2}) as engine:
@@ -432,7 +432,7 @@ def test_slow_reply_times_out_per_host_and_is_retried(
 def test_slow_replies_exhaust_retries_as_a_connection_error(
     registry: connector.Registry, sink: Sink, connection: dict
 ) -> None:
-    from connector.sink import Fault
+    from connector.testing.sink import Fault
 
     sink.inject(*[Fault(status=None, delay=0.5)] * FAST_RETRY.attempts)
     with (

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 
 import connector
 from connector.errors import ManifestError
-from connector.fixtures import (
+from connector.tools.fixtures import (
     FixtureCase,
     FixtureFile,
     fixture_path,
@@ -73,11 +73,11 @@ def test_run_fixtures_covers_all_shipped_cases() -> None:
 
 
 def test_fixture_schema_is_shipped_and_fixtures_follow_it() -> None:
-    path = ROOT / "connector" / "schema" / "fixture.schema.json"
+    path = ROOT / "connector" / "format" / "schema" / "fixture.schema.json"
     text = path.read_text(encoding="utf-8")
     assert text == json.dumps(fixture_schema(), indent=2) + "\n", (
-        "connector/schema/fixture.schema.json is stale: run "
-        "`connector schema --out connector/schema`"
+        "connector/format/schema/fixture.schema.json is stale: run "
+        "`connector schema --out connector/format/schema`"
     )
     validator = Draft202012Validator(json.loads(text))
     for file in sorted((ROOT / "manifests").glob("*/tests/*.json")):

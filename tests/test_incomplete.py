@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import connector
-from connector.incomplete import IncompleteStore
-from connector.sink import Fault, Sink
+from connector.runs.incomplete import IncompleteStore
+from connector.testing.sink import Fault, Sink
 from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import connector
+from connector.core.loader import MAX_MANIFEST_BYTES
 from connector.errors import ManifestError
-from connector.loader import MAX_MANIFEST_BYTES
 from tests.conftest import SHIPPED_MODULES
 
 APP: dict[str, Any] = {

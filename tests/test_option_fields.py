@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connector.describe import parameters_schema
-from connector.manifest import ModuleManifest, Parameter
-from connector.validation import validate_parameters
+from connector.core.describe import parameters_schema
+from connector.core.validation import validate_parameters
+from connector.format.manifest import ModuleManifest, Parameter
 
 QUEST = {"name": "quest_id", "type": "text", "label": "Quest ID"}
 BADGE = {"name": "badge_id", "type": "text"}

@@ -44,13 +44,13 @@ def test_wheel_contains_manifests_schemas_and_entry_point(wheel: Path) -> None:
     for manifest in sorted((ROOT / "manifests").rglob("*.json")):
         relative = manifest.relative_to(ROOT / "manifests").as_posix()
         assert f"connector/_manifests/{relative}" in names
-    assert "connector/schema/app.schema.json" in names
-    assert "connector/schema/module.schema.json" in names
-    assert "connector/schema/fixture.schema.json" in names
+    assert "connector/format/schema/app.schema.json" in names
+    assert "connector/format/schema/module.schema.json" in names
+    assert "connector/format/schema/fixture.schema.json" in names
     assert "connector/_manifests/segment/tests/track.json" in names  # the modules' examples
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "connector = connector.cli:main" in text
+    assert "connector = connector.tools.cli:main" in text
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -149,8 +149,8 @@ TREE_MODULES = [
 @given(data=st.data())
 def test_generated_tree_functions_match_node_by_node(module_id: str, data: Any) -> None:
     """The generated whole-tree functions give exactly the node-by-node results."""
-    from connector.engine import ENGINE_INFO
-    from connector.validation import validate_parameters
+    from connector.core.engine import ENGINE_INFO
+    from connector.core.validation import validate_parameters
 
     module = REGISTRY.get(module_id)
     names = [p.name for p in module.manifest.parameters]
@@ -184,7 +184,7 @@ _REGISTRY = connector.load()
 
 
 def _checked(fill: Any, level: Any, raw: dict[str, Any], context: dict[str, Any]) -> Any:
-    from connector.validation import Values
+    from connector.core.validation import Values
 
     out = Values()
     try:
@@ -200,7 +200,7 @@ def _checked(fill: Any, level: Any, raw: dict[str, Any], context: dict[str, Any]
 def test_generated_level_checks_equal_the_generic_loop(module: str, data: Any) -> None:
     """Each level's checks run as generated straight-line code: for any input, the
     result or the error must be the generic loop's, field for field."""
-    from connector.validation import _fill, _LevelPlan
+    from connector.core.validation import _fill, _LevelPlan
 
     plan = _LevelPlan(_REGISTRY.get(module).manifest.parameters)
     raw = data.draw(parameters_for(module), label="parameters")

@@ -1,4 +1,4 @@
-"""Unit tests for connector.request: URL joining, header checks, query and body encoding."""
+"""Unit tests for connector.core.request: URL joining, header checks, query and body encoding."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.errors import DataError
-from connector.request import (
+from connector.core.request import (
     ALLOWED_METHODS,
     check_headers,
     encode_body,
@@ -18,6 +17,7 @@ from connector.request import (
     largest_fields,
     normalize_query,
 )
+from connector.errors import DataError
 
 BASE = "https://api.example"
 AUTH = {"Authorization": "Basic c2VjcmV0LXdyaXRlLWtleTo="}
@@ -534,7 +534,7 @@ def test_encode_says_what_the_standard_library_wrote(value: Any, by_stdlib: bool
     """``encode``'s flag says orjson wrote it, and then orjson reads it back as equal."""
     import orjson
 
-    from connector.jsondata import dumps, encode
+    from connector.core.jsondata import dumps, encode
 
     out, by_orjson = encode(value)
     assert type(out) is bytes and by_orjson is not by_stdlib and out == dumps(value)
@@ -573,9 +573,9 @@ def test_prepared_content_is_plain_bytes_for_hosts() -> None:
     ],
 )
 def test_json_orjson_wrote_never_holds_null(value: Any) -> None:
-    """What batch runs rely on (connector.batch_items): only the standard library
+    """What batch runs rely on (connector.runs.batch_items): only the standard library
     writes JSON with "null" anywhere in it, and encode says so (or refuses it)."""
-    from connector.jsondata import encode
+    from connector.core.jsondata import encode
 
     try:
         out, by_orjson = encode(value)
@@ -587,7 +587,7 @@ def test_json_orjson_wrote_never_holds_null(value: Any) -> None:
 
 
 def test_dumps_writes_number_keys_as_text_and_refuses_other_keys() -> None:
-    from connector.jsondata import dumps
+    from connector.core.jsondata import dumps
 
     assert dumps({1: "a", 2.5: "b", None: "c"}) == b'{"1":"a","2.5":"b","null":"c"}'
     with pytest.raises(TypeError):

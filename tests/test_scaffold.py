@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import connector
-from connector.docs import module_page, write_docs
-from connector.fixtures import run_fixtures
-from connector.loader import check_json_schema
-from connector.scaffold import ScaffoldError, _list_module, new_app, new_module
+from connector.core.loader import check_json_schema
+from connector.tools.docs import module_page, write_docs
+from connector.tools.fixtures import run_fixtures
+from connector.tools.scaffold import ScaffoldError, _list_module, new_app, new_module
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_scaffolded_schema_paths_point_at_the_shipped_schemas(tmp_path: Path) ->
     ]:
         ref = json.loads((tmp_path / file).read_text())["$schema"]
         target = ((tmp_path / file).parent / ref).resolve()
-        assert target == (ROOT / "connector" / "schema" / schema).resolve()
+        assert target == (ROOT / "connector" / "format" / "schema" / schema).resolve()
 
 
 def test_scaffolded_module_runs(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The shipped JSON Schemas: generated from the pydantic models, never drifting from them.
 
 Editors validate manifests through their ``"$schema"`` key against
-``connector/schema/*.schema.json``; the engine validates with the pydantic models. These
+``connector/format/schema/*.schema.json``; the engine validates with the pydantic models. These
 tests keep the two in step: the files equal what the models generate, every shipped
 manifest passes both, and structural faults the models reject the schemas reject too.
 """
@@ -21,12 +21,12 @@ from pydantic import BaseModel, ValidationError
 
 import connector
 from connector.errors import ManifestError
-from connector.manifest import AppManifest, ModuleManifest, app_schema, module_schema
+from connector.format.manifest import AppManifest, ModuleManifest, app_schema, module_schema
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = ROOT / "connector" / "schema"
+SCHEMA_DIR = ROOT / "connector" / "format" / "schema"
 MANIFESTS = ROOT / "manifests"
-REGENERATE = "run `connector schema --out connector/schema` to regenerate it"
+REGENERATE = "run `connector schema --out connector/format/schema` to regenerate it"
 
 GENERATED: dict[str, Callable[[], dict[str, Any]]] = {
     "app.schema.json": app_schema,
@@ -58,10 +58,12 @@ def _schema_for(path: Path) -> str:
 @pytest.mark.parametrize("name", sorted(GENERATED))
 def test_shipped_schema_equals_generated(name: str) -> None:
     text = (SCHEMA_DIR / name).read_text(encoding="utf-8")
-    assert json.loads(text) == GENERATED[name](), f"connector/schema/{name} is stale: {REGENERATE}"
+    assert json.loads(text) == GENERATED[name](), (
+        f"connector/format/schema/{name} is stale: {REGENERATE}"
+    )
     # Byte for byte what `connector schema --out` writes, so regenerating is a no-op diff.
     assert text == json.dumps(GENERATED[name](), indent=2) + "\n", (
-        f"connector/schema/{name} is not formatted as generated: {REGENERATE}"
+        f"connector/format/schema/{name} is not formatted as generated: {REGENERATE}"
     )
 
 

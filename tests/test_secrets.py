@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import connector
-from connector.sink import Fault, Sink
+from connector.testing.sink import Fault, Sink
 from tests.conftest import FAST_RETRY, WRITE_KEY
 
 FORMS = [
@@ -135,9 +135,9 @@ def test_log_records_are_redacted(
     """Even a log line that quotes the key (say, remote text) reaches handlers redacted."""
     engine.dry_run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
     caplog.set_level(logging.DEBUG, logger="connector")
-    from connector.logs import get_logger
+    from connector.core.logs import get_logger
 
-    get_logger("connector.transport").warning("remote said: %s", WRITE_KEY)  # as engine code
+    get_logger("connector.core.transport").warning("remote said: %s", WRITE_KEY)  # as engine code
     assert_clean(caplog.text)
     assert "[REDACTED]" in caplog.text
 

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.sink import Fault, Sink, show_cli
+from connector.testing.sink import Fault, Sink, show_cli
 
 WRITE_KEY = "wk_TEST_s3cr3t_0123456789"
 TOKEN = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
@@ -421,7 +421,10 @@ def test_lifecycle_and_url() -> None:
 
 def test_serve_forever_cli_prints_url_and_stops_on_sigterm(tmp_path: Path) -> None:
     store = tmp_path / "cli.jsonl"
-    code = f"from connector.sink import serve_forever_cli as s; s('127.0.0.1', 0, {str(store)!r})"
+    code = (
+        "from connector.testing.sink import serve_forever_cli as s; "
+        f"s('127.0.0.1', 0, {str(store)!r})"
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=ROOT,

@@ -1,4 +1,4 @@
-"""Unit tests for connector.templates: native rendering, trees, filters, sandbox, bounds."""
+"""Unit tests for connector.templating.templates: rendering, trees, filters, sandbox, bounds."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import jinja2
 import pytest
 from jinja2.exceptions import SecurityError, TemplateAssertionError, TemplateSyntaxError
 
-from connector.templates import (
+from connector.core.validation import Values
+from connector.templating.templates import (
     MAX_OUTPUT,
     CompiledTemplate,
     TemplateTree,
@@ -21,7 +22,6 @@ from connector.templates import (
     is_template,
     referenced_names,
 )
-from connector.validation import Values
 
 SCOPE: dict[str, Any] = {
     "parameters": {
@@ -737,7 +737,7 @@ def test_referenced_names_of_a_literal_is_empty() -> None:
     ],
 )
 def test_text_growing_calls_are_bounded_before_they_allocate(source: str) -> None:
-    from connector.templates import CompiledTemplate
+    from connector.templating.templates import CompiledTemplate
 
     with pytest.raises((OverflowError, TypeError)):
         CompiledTemplate(source).render({})
@@ -746,8 +746,8 @@ def test_text_growing_calls_are_bounded_before_they_allocate(source: str) -> Non
 def test_fast_path_leaves_private_names_to_the_sandbox() -> None:
     from jinja2.exceptions import SecurityError
 
-    from connector.templates import CompiledTemplate
-    from connector.validation import Values
+    from connector.core.validation import Values
+    from connector.templating.templates import CompiledTemplate
 
     with pytest.raises(SecurityError):
         CompiledTemplate("{{ a.__missing__ }}").render({"a": Values()})

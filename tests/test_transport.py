@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import connector
+from connector.core.transport import error_for_status, parse_retry_after, retry_delay
 from connector.errors import (
     DataError,
     InvalidAccessTokenError,
@@ -18,8 +19,7 @@ from connector.errors import (
     RemoteConnectionError,
     RemoteRuntimeError,
 )
-from connector.manifest import RetrySpec
-from connector.transport import error_for_status, parse_retry_after, retry_delay
+from connector.format.manifest import RetrySpec
 from tests.conftest import FAST_RETRY, WRITE_KEY
 
 POLICY = RetrySpec(attempts=4, backoff=1.0, maxBackoff=8.0)

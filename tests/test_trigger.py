@@ -23,8 +23,8 @@ import pytest
 
 import connector
 from connector.errors import RunError
-from connector.manifest import SignatureSpec
-from connector.trigger import receive, sign
+from connector.format.manifest import SignatureSpec
+from connector.runs.trigger import receive, sign
 from tests.conftest import WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -441,7 +441,7 @@ def test_unsigned_trigger_accepts_any_delivery(tmp_path: Path) -> None:
 
 
 def test_module_page_describes_the_webhook(registry: connector.Registry) -> None:
-    from connector.docs import module_page
+    from connector.tools.docs import module_page
 
     page = module_page(registry.get(MODULE))
     assert "Kind: trigger (instant)" in page

@@ -1,4 +1,4 @@
-"""Unit tests for connector.types: Make-style coercion, dates and named formats."""
+"""Unit tests for connector.core.types: Make-style coercion, dates and named formats."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from connector.core.types import COERCERS, FORMATS, coerce_scalar, format_datetime, parse_datetime
 from connector.errors import DataError
-from connector.types import COERCERS, FORMATS, coerce_scalar, format_datetime, parse_datetime
 
 FIELD = "properties.price"
 
@@ -311,7 +311,7 @@ def test_message_ids_are_unique_version_4_uuids_across_threads_and_forks() -> No
     import threading
     import uuid
 
-    from connector.prepare import _uuid4
+    from connector.core.prepare import _uuid4
 
     ids: list[str] = []
 
@@ -346,7 +346,7 @@ def test_now_is_iso_8601_utc_with_milliseconds_and_keeps_up() -> None:
     import time
     from datetime import UTC, datetime
 
-    from connector.types import utc_now_iso
+    from connector.core.types import utc_now_iso
 
     before = datetime.now(UTC).replace(microsecond=0)
     stamps = []

@@ -1,4 +1,4 @@
-"""Unit tests for connector.validation.validate_parameters (and the helpers it uses)."""
+"""Unit tests for connector.core.validation.validate_parameters (and the helpers it uses)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from connector.core.validation import Values, normalize_name, render_mapping, validate_parameters
 from connector.errors import DataError
-from connector.manifest import Constraint, Parameter
-from connector.validation import Values, normalize_name, render_mapping, validate_parameters
+from connector.format.manifest import Constraint, Parameter
 
 
 def P(**spec: Any) -> Parameter:

@@ -1,0 +1,463 @@
+"""Loading manifests: read, validate, compile, and check every reference.
+
+A manifest that breaks the format, or refers to something that does not exist (an
+unknown parameter, connection field, filter, format or auth type, bad template syntax),
+fails here with a :class:`~connector.errors.ManifestError` naming the file and the JSON
+path of the fault, never at run time in front of a builder. Manifests are untrusted
+input too: any failure while reading one becomes a ManifestError, not a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jinja2 import TemplateError
+from pydantic import BaseModel, ValidationError
+
+from connector.core.auth import AUTH_REQUIRED, AUTH_TYPES
+from connector.core.cache import ManifestCache, default_cache
+from connector.core.jsondata import MAX_DEPTH, loads_strict, too_deep
+from connector.core.registry import REQUEST_PARTS, LoadedApp, LoadedModule, Registry
+from connector.core.types import FORMATS
+from connector.errors import ERROR_TYPES, ManifestError
+from connector.format.manifest import (
+    AppManifest,
+    ModuleManifest,
+    Parameter,
+    RuleError,
+    WebhookSpec,
+    walk_parameters,
+)
+from connector.templating.templates import (
+    CompiledTemplate,
+    TemplateTree,
+    compile_template,
+    referenced_names,
+)
+
+__all__ = ["check_json_schema", "load", "load_app", "packaged_manifests_dir", "read_model"]
+
+#: The largest manifest file read, so a hostile one cannot exhaust memory.
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024
+APP_FILE = "app.json"
+
+#: Names templates may use besides the scope ones: Jinja's loop and the engine globals.
+_GLOBALS = frozenset({"loop", "range", "dict", "now", "true", "false", "none"})
+_REQUEST_SCOPE = frozenset({"parameters", "connection", "run", "engine", "app"})
+_OUTPUT_SCOPE = _REQUEST_SCOPE | {"request", "response"}
+#: A trigger's filter and output see one event of the delivery (and no run: nothing is sent).
+_TRIGGER_SCOPE = frozenset({"parameters", "connection", "engine", "app", "event"})
+
+
+def packaged_manifests_dir() -> Path:
+    """Where the apps shipped with the package live (installed or in a checkout)."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "_manifests"
+    return installed if installed.is_dir() else package.parent / "manifests"
+
+
+def load(
+    *paths: str | os.PathLike[str], packaged: bool | None = None, cache: bool = True
+) -> Registry:
+    """Load apps from ``paths`` (app folders, app.json files, or folders of apps).
+
+    With no paths, or ``packaged=True``, the apps shipped with the package are loaded.
+    Manifests that validated before are read from the per-user cache (see
+    :mod:`connector.core.cache`); ``cache=False`` validates every file again.
+    """
+    if packaged is None:
+        packaged = not paths
+    registry = Registry()
+    roots = [Path(p) for p in paths]
+    if packaged:
+        roots.insert(0, packaged_manifests_dir())
+    # The same folder named twice (a checkout's manifests/ is also the packaged one)
+    # loads once.
+    unique: dict[Path, Path] = {}
+    for root in roots:
+        unique.setdefault(root.resolve(), root)
+    roots = list(unique.values())
+    store = default_cache() if cache else None
+    for app_file in _find_app_files(roots):
+        app, modules = _load_app(Path(app_file), store)
+        if app.name in registry.apps:
+            raise ManifestError(str(app_file), "$.name", f"app {app.name!r} is loaded twice")
+        registry.add(app, modules)
+    return registry
+
+
+def _find_app_files(roots: Iterable[Path]) -> list[Path]:
+    found: list[Path] = []
+    for root in roots:
+        if root.is_file():
+            found.append(root)
+        elif (root / APP_FILE).is_file():
+            found.append(root / APP_FILE)
+        elif root.is_dir():
+            found.extend(sorted(p / APP_FILE for p in root.iterdir() if (p / APP_FILE).is_file()))
+        else:
+            raise ManifestError(str(root), "$", "no such file or folder")
+    return found
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ManifestError(str(path), "$", f"file is larger than {MAX_MANIFEST_BYTES} bytes")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(str(path), "$", f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path, content: bytes | None = None) -> Any:
+    if content is None:
+        content = _read_bytes(path)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(str(path), "$", "not UTF-8 text") from None
+    try:
+        data = loads_strict(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            str(path), "$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except ValueError as exc:  # NaN, Infinity, overflowing numbers, runaway nesting
+        raise ManifestError(str(path), "$", f"invalid JSON: {exc}") from None
+    if too_deep(data):
+        raise ManifestError(str(path), "$", f"JSON nested too deeply (over {MAX_DEPTH} levels)")
+    return data
+
+
+def _json_path(loc: Sequence[int | str]) -> str:
+    out = "$"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _validation_error(source: str, exc: ValidationError) -> ManifestError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    message = first["msg"]
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error(s))"
+    cause = first.get("ctx", {}).get("error")
+    at = cause.at if isinstance(cause, RuleError) else ()
+    return ManifestError(source, _json_path((*first["loc"], *at)), message)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_model(path: Path, model: type[Model], cache: ManifestCache | None = None) -> Model:
+    """A JSON file read into one of the format's models, strictly (no coercion, no
+    snake_case aliases: what the shipped JSON Schemas accept); any fault is a
+    ManifestError with the file and the JSON path. With a ``cache``, a file that
+    validated before is not validated again."""
+    content = _read_bytes(path)
+    key = cache.key(model, content) if cache is not None else None
+    if cache is not None and key is not None:
+        hit = cache.get(key)
+        if type(hit) is model:
+            return hit
+    data = _read_json(path, content)
+    try:
+        value = model.model_validate(data, strict=True, by_name=False)
+    except ValidationError as exc:
+        raise _validation_error(str(path), exc) from None
+    if cache is not None and key is not None:
+        cache.put(key, value)
+    return value
+
+
+def load_app(
+    app_file: str | os.PathLike[str], *, cache: bool = True
+) -> tuple[LoadedApp, list[LoadedModule]]:
+    """Load one app.json and its modules; raises ManifestError. ``cache`` as in
+    :func:`load`."""
+    return _load_app(Path(app_file), default_cache() if cache else None)
+
+
+def _load_app(path: Path, cache: ManifestCache | None) -> tuple[LoadedApp, list[LoadedModule]]:
+    source = str(path)
+    manifest = read_model(path, AppManifest, cache)
+    app = _compile_app(manifest, source)
+    modules: list[LoadedModule] = []
+    seen: set[str] = set()
+    for i, relative in enumerate(manifest.modules):
+        module_path = (path.parent / relative).resolve()
+        if not module_path.is_relative_to(path.parent.resolve()):
+            raise ManifestError(source, f"$.modules[{i}]", "module files must be inside the app")
+        module = _load_module(module_path, app, cache)
+        if module.id in seen:
+            raise ManifestError(str(module_path), "$.id", f"duplicate module id {module.id!r}")
+        seen.add(module.id)
+        modules.append(module)
+    return app, modules
+
+
+def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
+    fields = {f.name for f in manifest.connection.fields}
+    auth = manifest.connection.auth
+    if auth.type not in AUTH_TYPES:
+        raise ManifestError(
+            source,
+            "$.connection.auth.type",
+            f"unknown auth type {auth.type!r}, expected one of: {', '.join(AUTH_TYPES)}",
+        )
+    for key in AUTH_REQUIRED[auth.type]:
+        if getattr(auth, key) is None:
+            raise ManifestError(
+                source, f"$.connection.auth.{key}", f"auth type {auth.type!r} needs {key!r}"
+            )
+    for key in ("username", "password", "value"):
+        text = getattr(auth, key)
+        if text is not None:
+            template = _compile(source, f"$.connection.auth.{key}", text)
+            _check_refs(source, f"$.connection.auth.{key}", template, {"connection"}, fields)
+    for status, error_type in manifest.errors.items():
+        if not re.fullmatch(r"[1-5][0-9]{2}", status):
+            raise ManifestError(source, f"$.errors.{status}", "keys must be HTTP statuses")
+        if error_type not in ERROR_TYPES:
+            raise ManifestError(
+                source,
+                f"$.errors.{status}",
+                f"unknown error type {error_type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+            )
+    for i, field in enumerate(manifest.connection.fields):
+        _check_parameter(source, f"$.connection.fields[{i}]", field)
+    secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
+    batch_url: CompiledTemplate | None = None
+    batch_extra: TemplateTree | None = None
+    if manifest.batch is not None:
+        batch_scope = {"connection", "run", "engine", "app"}
+        url = batch_url = _compile(source, "$.batch.url", manifest.batch.url)
+        _check_refs(source, "$.batch.url", url, batch_scope, fields - secret, secret_fields=secret)
+        extra = batch_extra = _compile_tree(source, "$.batch.extra", manifest.batch.extra)
+        for rel, template in extra.templates():
+            _check_refs(
+                source,
+                "$.batch.extra" + rel,
+                template,
+                batch_scope,
+                fields - secret,
+                secret_fields=secret,
+            )
+    base_url = _compile(source, "$.baseUrl", manifest.base_url)
+    # The base URL is shown in dry runs and errors: it must not be built from secrets.
+    _check_refs(
+        source, "$.baseUrl", base_url, {"connection"}, fields - secret, secret_fields=secret
+    )
+    return LoadedApp(
+        manifest=manifest,
+        source=source,
+        base_url=base_url,
+        secret_fields=secret,
+        batch_url=batch_url,
+        batch_extra=batch_extra,
+    )
+
+
+def _compile(source: str, path: str, text: str) -> CompiledTemplate:
+    try:
+        return compile_template(text)
+    except TemplateError as exc:
+        raise ManifestError(source, path, f"bad template: {exc.message or exc}") from None
+
+
+def _load_module(path: Path, app: LoadedApp, cache: ManifestCache | None) -> LoadedModule:
+    source = str(path)
+    manifest = read_model(path, ModuleManifest, cache)
+    if not manifest.id.startswith(app.name + "."):
+        raise ManifestError(
+            source,
+            "$.id",
+            f"module ids of app {app.name!r} start with '{app.name}.', got {manifest.id!r}",
+        )
+    if manifest.batchable and app.manifest.batch is None:
+        raise ManifestError(source, "$.batchable", f"app {app.name!r} declares no 'batch' endpoint")
+    for i, param in enumerate(manifest.parameters):
+        _check_parameter(source, f"$.parameters[{i}]", param)
+    names = {p.name for p in walk_parameters(manifest.parameters)}
+    for i, constraint in enumerate(manifest.constraints):
+        for name in constraint.one_of_required:
+            if name not in names:
+                raise ManifestError(
+                    source,
+                    f"$.constraints[{i}].oneOfRequired",
+                    f"unknown parameter {name!r}, expected one of: {', '.join(sorted(names))}",
+                )
+    request, webhook = manifest.request, manifest.webhook
+    if webhook is not None:
+        _check_webhook(source, webhook, app)
+    output_scope = _TRIGGER_SCOPE if webhook is not None else _OUTPUT_SCOPE
+    # Each part: its JSON path, its value, and the names its templates may use. A
+    # trigger has no request: its request parts are empty trees, never rendered.
+    parts: dict[str, tuple[str, Any, frozenset[str]]] = {
+        name: (f"$.request.{name}", getattr(request, name) if request else None, _REQUEST_SCOPE)
+        for name in REQUEST_PARTS
+    }
+    parts["output"] = ("$.output.bundle", manifest.output_bundle, output_scope)
+    parts["filter"] = ("$.webhook.filter", webhook.filter if webhook else None, _TRIGGER_SCOPE)
+    trees: dict[str, TemplateTree] = {}
+    for name, (base, value, scope) in parts.items():
+        trees[name] = tree = _compile_tree(source, base, value)
+        for rel, template in tree.templates():
+            _check_refs(
+                source,
+                base + rel,
+                template,
+                scope,
+                app.public_fields,
+                manifest.parameters,
+                app.secret_fields,
+            )
+    return LoadedModule.from_trees(manifest, app, source, trees)
+
+
+def _compile_tree(source: str, path: str, value: Any) -> TemplateTree:
+    try:
+        return TemplateTree(value)
+    except TemplateError as exc:
+        where = _find_bad_template(value, path)
+        raise ManifestError(source, where, f"bad template: {exc.message or exc}") from None
+
+
+def _check_webhook(source: str, webhook: WebhookSpec, app: LoadedApp) -> None:
+    """The signature secret must be a *secret* connection field of the app.
+
+    A secret field is redacted from bundles, errors and logs and hidden from templates;
+    a shared secret kept in a plain field would be neither.
+    """
+    if webhook.signature is None:
+        return
+    name = webhook.signature.secret
+    fields = [f.name for f in app.manifest.connection.fields]
+    if name not in fields:
+        raise ManifestError(
+            source,
+            "$.webhook.signature.secret",
+            f"unknown connection field {name!r}, expected one of: "
+            f"{', '.join(sorted(app.secret_fields)) or '(no secret fields)'}",
+        )
+    if name not in app.secret_fields:
+        raise ManifestError(
+            source,
+            "$.webhook.signature.secret",
+            f"connection field {name!r} is not secret: a shared secret must be a field with "
+            '"secret": true, so it is redacted and no template can read it',
+        )
+
+
+def _find_bad_template(value: Any, path: str) -> str:
+    """The JSON path of the first string in ``value`` that does not compile."""
+    if isinstance(value, str):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value or [])
+    for key, child in items:
+        sub = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+        try:
+            TemplateTree(child)
+        except TemplateError:
+            return _find_bad_template(child, sub)
+    return path
+
+
+def _check_parameter(source: str, path: str, param: Parameter) -> None:
+    if param.format is not None and param.format not in FORMATS:
+        raise ManifestError(
+            source,
+            f"{path}.format",
+            f"unknown format {param.format!r}, expected one of: {', '.join(FORMATS)}",
+        )
+    for i, child in enumerate(param.fields or ()):
+        _check_parameter(source, f"{path}.fields[{i}]", child)
+    if param.items is not None:
+        _check_parameter(source, f"{path}.items", param.items)
+    for i, option in enumerate(param.options or ()):
+        for j, nested in enumerate(option.nested):
+            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested)
+
+
+def _check_refs(
+    source: str,
+    path: str,
+    template: CompiledTemplate,
+    scope: Iterable[str],
+    connection_fields: set[str] | frozenset[str],
+    parameters: list[Parameter] | None = None,
+    secret_fields: frozenset[str] = frozenset(),
+) -> None:
+    allowed = set(scope) | _GLOBALS
+    for chain in referenced_names(template):
+        root = chain[0]
+        if root not in allowed:
+            raise ManifestError(
+                source,
+                path,
+                f"unknown name {root!r} in template, expected one of: "
+                f"{', '.join(sorted(set(scope)))}",
+            )
+        if root == "connection" and len(chain) > 1 and chain[1] not in connection_fields:
+            if chain[1] in secret_fields:
+                raise ManifestError(
+                    source,
+                    path,
+                    f"connection field {chain[1]!r} is secret: only the app's auth section "
+                    "may use it",
+                )
+            raise ManifestError(
+                source,
+                path,
+                f"unknown connection field {chain[1]!r}, expected one of: "
+                f"{', '.join(sorted(connection_fields)) or '(none)'}",
+            )
+        if root == "parameters" and parameters is not None and len(chain) > 1:
+            _check_parameter_chain(source, path, chain[1:], parameters)
+
+
+def _check_parameter_chain(
+    source: str, path: str, chain: tuple[str, ...], parameters: list[Parameter]
+) -> None:
+    level = list(walk_parameters(parameters))
+    for depth, name in enumerate(chain):
+        match = next((p for p in level if p.name == name), None)
+        if match is None:
+            dotted = ".".join(("parameters", *chain[: depth + 1]))
+            expected = ", ".join(sorted(p.name for p in level)) or "(none)"
+            raise ManifestError(
+                source, path, f"unknown parameter {dotted!r}, expected one of: {expected}"
+            )
+        if match.type != "collection":
+            return  # Deeper attributes are values' own (dict methods, keyvalue keys).
+        level = list(walk_parameters(match.fields or []))
+
+
+def check_json_schema(registry: Registry) -> None:
+    """Check every loaded manifest file against the shipped JSON Schemas, too.
+
+    The engine validates with the pydantic models; editors validate with the JSON Schema
+    generated from them. ``connector validate`` runs both so that a manifest an editor
+    accepts is one the engine accepts, and a drift between the two is caught.
+    """
+    import jsonschema
+
+    from connector.format.manifest import app_schema, module_schema
+
+    app_validator = jsonschema.Draft202012Validator(app_schema())
+    module_validator = jsonschema.Draft202012Validator(module_schema())
+    files: list[tuple[str, jsonschema.Draft202012Validator]] = []
+    for app in registry.apps.values():
+        files.append((app.source, app_validator))
+    for module in registry:
+        files.append((module.source, module_validator))
+    for source, validator in files:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(_read_json(Path(source))))
+        if error is not None:
+            raise ManifestError(source, error.json_path, f"JSON Schema: {error.message}")

@@ -1,0 +1,546 @@
+"""The manifest format: pydantic models, the single source of truth.
+
+An *app manifest* (``app.json``) declares the connection (its fields, which are
+secret, and how auth is applied), the base URL, retry and error policy, and lists its
+module manifests. A *module manifest* declares the parameters a builder maps, how those
+parameters become an HTTP request, and the output bundle. A *trigger* module has no
+request: its ``webhook`` section says how a delivery the host received is checked
+(signature) and split into events, one output bundle each.
+
+The JSON Schema shipped in ``connector/format/schema/`` is generated from these models
+(``connector schema``), and a test fails when the shipped copy drifts. Nothing else
+describes the format: the loader validates with these models, the docs are generated
+from them.
+
+Every string in ``request``, ``output``, ``webhook.filter`` and ``baseUrl`` is a
+template (see :mod:`connector.templating.templates`); the loader compiles them all at load time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AppManifest",
+    "AuthSpec",
+    "BatchSpec",
+    "ConnectionSpec",
+    "Constraint",
+    "ModuleManifest",
+    "Option",
+    "OutputField",
+    "OutputSpec",
+    "Parameter",
+    "RequestSpec",
+    "ReservedNames",
+    "RetrySpec",
+    "RuleError",
+    "SignatureSpec",
+    "WebhookSpec",
+    "app_schema",
+    "module_schema",
+]
+
+ParameterType = Literal[
+    "text",
+    "number",
+    "integer",
+    "boolean",
+    "date",
+    "email",
+    "url",
+    "select",
+    "collection",
+    "array",
+    "keyvalue",
+    "any",
+]
+
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: An app name, and each half of a module id (``app.module``).
+_SEGMENT = r"[a-z][a-z0-9_]*"
+APP_NAME_PATTERN = rf"^{_SEGMENT}$"
+MODULE_ID_PATTERN = rf"^{_SEGMENT}\.{_SEGMENT}$"
+Template = Annotated[str, Field(description="A Jinja2 template, rendered in the sandbox.")]
+# A value that is either one template (whose single expression may yield an object)
+# or a JSON structure whose string leaves are templates.
+TemplateTree = Any
+
+
+class RuleError(ValueError):
+    """A rule across a model's keys that one key breaks; ``at`` is that key's path.
+
+    Pydantic reports a model validator's error at the model itself; the loader appends
+    ``at`` so the message points at the key to fix (``$.request``), as for a field rule.
+    """
+
+    def __init__(self, message: str, *at: str | int) -> None:
+        super().__init__(message)
+        self.at = at
+
+
+class _Model(BaseModel):
+    """Strict base: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+#: Value rules of a parameter: manifest key, model attribute.
+_RULE_FIELDS = (
+    ("minLength", "min_length"),
+    ("maxLength", "max_length"),
+    ("pattern", "pattern"),
+    ("minimum", "minimum"),
+    ("maximum", "maximum"),
+    ("format", "format"),
+)
+
+
+class Option(_Model):
+    """One choice of a ``select`` parameter."""
+
+    value: str | int | float | bool
+    label: str | None = None
+    #: Parameters shown only when this option is chosen (as Make's nested parameters).
+    nested: list[Parameter] = Field(default_factory=list)
+
+
+class ReservedNames(_Model):
+    """Names a ``keyvalue`` parameter must not use as keys.
+
+    Matching ignores case and ``_``, ``-`` and spaces, so ``First Name`` clashes with
+    ``firstName``. ``use`` tells the builder where the value belongs instead; ``{name}``
+    is replaced with the reserved name, e.g. ``"traits.{name}"``.
+    """
+
+    names: list[str] = Field(min_length=1)
+    use: str | None = Field(
+        default=None, description="The field to use instead; '{name}' is the reserved name."
+    )
+    kind: str = Field(default="name", description="What the names are, for messages.")
+
+
+class Parameter(_Model):
+    """A field a builder fills in: one form input, or a group of them."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: ParameterType
+    label: str | None = None
+    help: str | None = None
+    required: bool = False
+    default: Any = None
+    advanced: bool = Field(default=False, description="Shown under 'advanced settings'.")
+    example: Any = None
+    options: list[Option] | None = Field(default=None, description="Choices of a select.")
+    fields: list[Parameter] | None = Field(default=None, description="Fields of a collection.")
+    items: Parameter | None = Field(default=None, description="The spec of an array's items.")
+    reserved: ReservedNames | None = None
+    # Validation rules, checked after coercion.
+    min_length: int | None = Field(default=None, alias="minLength", ge=0)
+    max_length: int | None = Field(default=None, alias="maxLength", ge=0)
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    min_items: int | None = Field(default=None, alias="minItems", ge=0)
+    max_items: int | None = Field(default=None, alias="maxItems", ge=0)
+    format: str | None = Field(
+        default=None, description="A named format from the engine's registry, e.g. 'currency'."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        """The value rules set on this parameter, by manifest key (``minLength``, ...)."""
+        return {
+            key: getattr(self, attr)
+            for key, attr in _RULE_FIELDS
+            if getattr(self, attr) is not None
+        }
+
+    @model_validator(mode="after")
+    def _check_type_specific(self) -> Parameter:
+        if self.type == "select" and not self.options:
+            raise ValueError("a select parameter needs 'options'")
+        if self.type != "select" and self.options is not None:
+            raise ValueError(f"'options' only applies to select, not {self.type}")
+        if self.type == "collection" and self.fields is None:
+            raise ValueError("a collection parameter needs 'fields'")
+        if self.type != "collection" and self.fields is not None:
+            raise ValueError(f"'fields' only applies to collection, not {self.type}")
+        if self.type != "array" and self.items is not None:
+            raise ValueError(f"'items' only applies to array, not {self.type}")
+        if self.type != "keyvalue" and self.reserved is not None:
+            raise ValueError(f"'reserved' only applies to keyvalue, not {self.type}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"'pattern' is not a valid regular expression: {exc}") from exc
+        if self.fields is not None:
+            check_parameter_names(self.fields, "field")
+        return self
+
+
+class Constraint(_Model):
+    """A rule across several parameters, checked after each one is valid on its own."""
+
+    one_of_required: list[str] = Field(
+        alias="oneOfRequired",
+        min_length=2,
+        description="At least one of these parameters must have a value.",
+    )
+    message: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class RequestSpec(_Model):
+    """How the rendered parameters become one HTTP request."""
+
+    method: Template = "POST"
+    url: Template = Field(description="A path relative to the app's base URL.")
+    headers: TemplateTree = Field(default_factory=dict)
+    query: TemplateTree = Field(default_factory=dict)
+    body: TemplateTree = None
+    #: A body that renders to a string is sent as-is; an object or list as JSON.
+    max_body_bytes: int | None = Field(
+        default=None, alias="maxBodyBytes", gt=0, description="Refuse bigger bodies (DataError)."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class OutputField(_Model):
+    """One field of the output bundle, so builders can map it before the first run."""
+
+    name: str
+    type: str = "any"
+    label: str | None = None
+    help: str | None = None
+    fields: list[OutputField] | None = None
+
+
+class OutputSpec(_Model):
+    """The output bundle: a template over ``request`` and ``response``, and its fields."""
+
+    bundle: TemplateTree = Field(
+        default="{{ response.body }}",
+        description="Rendered with request (method, url, headers, body) and response "
+        "(status, headers, body) in scope.",
+    )
+    fields: list[OutputField] = Field(default_factory=list)
+    sample: Any = Field(default=None, description="An example bundle, for mapping before a run.")
+
+
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+#: What a trigger's output bundle is when the manifest does not say: the event itself.
+TRIGGER_BUNDLE = "{{ event }}"
+
+
+class SignatureSpec(_Model):
+    """How a webhook delivery proves it comes from the app: an HMAC of the raw body.
+
+    The sender signs the exact bytes it posts with a secret both sides know; the engine
+    recomputes the HMAC over the bytes it received and compares in constant time. The
+    secret lives in a *secret* connection field, so it is redacted like a write key and
+    no template can read it.
+    """
+
+    header: str = Field(
+        pattern=HEADER_NAME_PATTERN, description="The request header carrying the signature."
+    )
+    algorithm: Literal["hmac-sha1", "hmac-sha256", "hmac-sha512"] = "hmac-sha256"
+    encoding: Literal["hex", "base64"] = Field(
+        default="hex", description="How the digest is written in the header."
+    )
+    prefix: str = Field(
+        default="", description="Text before the digest in the header, e.g. 'sha256='."
+    )
+    secret: str = Field(
+        pattern=NAME_PATTERN,
+        description="The name of the secret connection field that holds the shared secret.",
+    )
+
+
+class WebhookSpec(_Model):
+    """How a trigger turns one webhook delivery (raw headers and body) into bundles.
+
+    The body must be JSON. A JSON array is a batch, and so is an object whose
+    ``itemsKey`` holds a list; any other object is one event. Each event must be an
+    object with the ``requiredKeys``; ``filter`` (a template over ``event`` and
+    ``parameters``) drops the events the builder did not ask for.
+    """
+
+    signature: SignatureSpec | None = Field(
+        default=None, description="Refuse deliveries whose signature does not match."
+    )
+    items_key: str | None = Field(
+        default=None,
+        alias="itemsKey",
+        description="The key of an object body that holds a batch of events.",
+    )
+    required_keys: list[str] = Field(
+        default_factory=list,
+        alias="requiredKeys",
+        description="Keys every event must have, or the delivery is malformed.",
+    )
+    filter: Template | None = Field(
+        default=None,
+        description="Keeps an event when it renders truthy; 'event' and 'parameters' in scope.",
+    )
+    max_body_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        alias="maxBodyBytes",
+        gt=0,
+        description="Refuse bigger deliveries (DataError) before reading them as JSON.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+# A trigger has a webhook and no request; every other kind has a request and no webhook.
+# Said in JSON Schema too, so editors flag a module that misses its half.
+_KIND_RULES: dict[str, Any] = {
+    "if": {"properties": {"kind": {"const": "trigger"}}, "required": ["kind"]},
+    "then": {"required": ["webhook"], "not": {"required": ["request"]}},
+    "else": {"required": ["request"], "not": {"required": ["webhook"]}},
+}
+
+
+class ModuleManifest(_Model):
+    """One module: its form, its request (or, for a trigger, its webhook) and its output."""
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    id: str = Field(pattern=MODULE_ID_PATTERN, description="'app.module', e.g. segment.track.")
+    label: str
+    description: str
+    kind: Literal["action", "universal", "trigger"] = Field(
+        default="action",
+        description="'action' and 'universal' send a request; a 'trigger' receives webhooks.",
+    )
+    parameters: list[Parameter] = Field(default_factory=list)
+    constraints: list[Constraint] = Field(default_factory=list)
+    request: RequestSpec | None = Field(
+        default=None, description="The request an action sends; required unless a trigger."
+    )
+    webhook: WebhookSpec | None = Field(
+        default=None, description="How a trigger reads webhook deliveries; triggers only."
+    )
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    retry: bool = Field(default=True, description="Whether failed sends may be retried.")
+    batchable: bool = Field(
+        default=False,
+        description="Whether batch runs may pack this module's request bodies into the "
+        "app's batch endpoint.",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        json_schema_extra=_KIND_RULES,
+        defer_build=True,
+    )
+
+    @model_validator(mode="after")
+    def _check_names(self) -> ModuleManifest:
+        check_parameter_names(self.parameters, "parameter")
+        return self
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> ModuleManifest:
+        if self.kind == "trigger":
+            if self.webhook is None:
+                raise RuleError("Field required: a trigger needs 'webhook'", "webhook")
+            if self.request is not None:
+                raise RuleError("a trigger receives webhooks: it has no 'request'", "request")
+            if self.batchable:
+                raise RuleError("a trigger sends nothing, so it cannot be batchable", "batchable")
+        else:
+            if self.request is None:
+                raise RuleError(
+                    f"Field required: a module of kind {self.kind!r} needs 'request'", "request"
+                )
+            if self.webhook is not None:
+                raise RuleError(
+                    f"'webhook' is for triggers only, not {self.kind} modules", "webhook"
+                )
+        return self
+
+    @property
+    def output_bundle(self) -> Any:
+        """The output template in effect: a trigger's default bundle is its event."""
+        if self.kind == "trigger" and "bundle" not in self.output.model_fields_set:
+            return TRIGGER_BUNDLE
+        return self.output.bundle
+
+
+class AuthSpec(_Model):
+    """How the connection authenticates each request.
+
+    ``type`` picks an entry of :data:`connector.core.auth.AUTH_TYPES`. Auth templates are the
+    only templates that see the connection's secret fields.
+    """
+
+    type: str = Field(description="'basic', 'header' or 'none'.")
+    username: Template | None = None
+    password: Template | None = None
+    header: str | None = None
+    value: Template | None = None
+
+
+class ConnectionField(Parameter):
+    """A connection field; ``secret`` ones never reach module templates or output."""
+
+    secret: bool = False
+
+
+class ConnectionSpec(_Model):
+    """What a user enters once to connect, and how it authenticates requests."""
+
+    fields: list[ConnectionField] = Field(default_factory=list)
+    auth: AuthSpec
+
+
+class RetrySpec(_Model):
+    """When and how failed sends are retried."""
+
+    attempts: int = Field(default=3, ge=1, le=20, description="Tries in all, the first included.")
+    backoff: float = Field(default=0.5, ge=0, description="First backoff ceiling, seconds.")
+    max_backoff: float = Field(default=30.0, alias="maxBackoff", ge=0)
+    statuses: list[int] = Field(
+        default_factory=lambda: [408, 429, 500, 502, 503, 504],
+        description="HTTP statuses that are retried.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class BatchSpec(_Model):
+    """How many messages of a ``batchable`` module travel in one request.
+
+    The engine packs prepared message bodies into ``{itemsKey: [...], **extra}`` up to
+    the limits, so a batch run sends few large requests instead of one per bundle.
+    A message over ``maxItemBytes`` is a DataError for that bundle alone.
+    """
+
+    url: Template = Field(description="The batch endpoint, relative to the base URL.")
+    method: str = "POST"
+    items_key: str = Field(default="batch", alias="itemsKey")
+    extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More top-level keys of each batch body (templates; 'run' in scope).",
+    )
+    max_items: int = Field(default=2500, alias="maxItems", ge=1)
+    max_bytes: int = Field(default=512_000, alias="maxBytes", ge=1024)
+    max_item_bytes: int = Field(default=32_768, alias="maxItemBytes", ge=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class AppManifest(_Model):
+    """An app: one connection and the modules that use it."""
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    name: str = Field(pattern=APP_NAME_PATTERN)
+    label: str
+    version: str = "1.0.0"
+    description: str = ""
+    base_url: Template = Field(alias="baseUrl", description="Rendered with 'connection' in scope.")
+    connection: ConnectionSpec
+    timeout: float = Field(default=10.0, gt=0, description="Seconds per request.")
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    errors: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP status -> Make error type, overriding the engine's defaults.",
+    )
+    batch: BatchSpec | None = Field(
+        default=None, description="The app's batch endpoint, used by batchable modules."
+    )
+    modules: list[str] = Field(description="Module manifest files, relative to app.json.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> AppManifest:
+        check_parameter_names(list(self.connection.fields), "connection field")
+        return self
+
+
+def walk_parameters(params: Sequence[Parameter]) -> Iterator[Parameter]:
+    """Every parameter at one level, including select options' nested ones."""
+    for param in params:
+        yield param
+        for option in param.options or ():
+            yield from walk_parameters(option.nested)
+
+
+def check_parameter_names(params: list[Parameter], what: str) -> None:
+    """One level of names is one namespace, select options' nested parameters included.
+
+    Templates read every one of them as ``parameters.<name>``, so a nested name may not
+    repeat a name of its level. The one exception: options of the same select are never
+    shown together, so each may list the same parameter (the same definition, say the
+    ``quest_id`` of several LiveLike events). Different definitions under one name
+    would make the form and the docs ambiguous, so they are refused.
+    """
+    seen: dict[str, tuple[Parameter, tuple[tuple[int, int], ...]]] = {}
+    for param, chain in _with_option_chains(params, ()):
+        earlier = seen.get(param.name)
+        if earlier is None:
+            seen[param.name] = (param, chain)
+            continue
+        if not _exclusive(earlier[1], chain):
+            raise ValueError(f"duplicate {what} name {param.name!r}")
+        if earlier[0] != param:
+            raise ValueError(
+                f"{what} {param.name!r} appears under several options with different "
+                "definitions: give it one definition, or another name"
+            )
+
+
+def _with_option_chains(
+    params: list[Parameter], chain: tuple[tuple[int, int], ...]
+) -> list[tuple[Parameter, tuple[tuple[int, int], ...]]]:
+    """Each parameter with the (select, option) positions it is nested under."""
+    out: list[tuple[Parameter, tuple[tuple[int, int], ...]]] = []
+    for i, param in enumerate(params):
+        out.append((param, chain))
+        for j, option in enumerate(param.options or ()):
+            out.extend(_with_option_chains(option.nested, (*chain, (i, j))))
+    return out
+
+
+def _exclusive(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    """Whether two chains part at different options of one select (never both shown)."""
+    for (select_a, option_a), (select_b, option_b) in zip(a, b, strict=False):
+        if select_a != select_b:
+            return False
+        if option_a != option_b:
+            return True
+    return False
+
+
+def json_schema(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one of the format's files, for editors: shipped
+    as ``connector/format/schema/<name>.schema.json``."""
+    schema = model.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://connector.invalid/schema/{name}.schema.json"
+    return schema
+
+
+def app_schema() -> dict[str, Any]:
+    """The JSON Schema of app manifests (``app.json``)."""
+    return json_schema(AppManifest, "app")
+
+
+def module_schema() -> dict[str, Any]:
+    """The JSON Schema of module manifests."""
+    return json_schema(ModuleManifest, "module")

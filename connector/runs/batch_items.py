@@ -1,0 +1,230 @@
+"""A batch item while its request is out: what it keeps, and how its bundles are made.
+
+A batch holds thousands of items between preparing them and the answer. Two costs were
+measured there:
+
+* **What items keep.** Every object an item keeps alive costs cache misses and
+  garbage-collector passes on the items after it. Keeping each item's whole prepared run
+  cost ~6 us an event. So a slot keeps only what its output template needs: the body, the
+  run, the parameters only if the template names them, and the request head only when it
+  differs from the batch's.
+* **Making bundles.** Rendering the output template per item, then the redacting copy,
+  was ~4.5 us an item.
+
+Most action modules' output is ``{{ request.body | merge(X) }}``: what was sent, plus
+something from the answer. When X reads only what all items of a batch share (the
+response, the connection, the engine and app), it is rendered once per batch response.
+Each bundle is then the template's own result, ``{**body, **X}``. And when the body is a
+JSON object the engine serialised with orjson (:func:`~connector.core.jsondata.encode` says
+which wrote it), the slot keeps only the body's bytes. Those bytes are untracked by the
+collector. The bundle's JSON is then those bytes with X's members added, and the
+redacting copy (scan, then one parse) reads that JSON directly, without a render or a
+serialisation per item.
+
+Everything else takes the general path: the output template rendered per item, then
+:meth:`~connector.core.connection.Redactor.data_many`. That includes a secret anywhere in a
+chunk, a null in X (for that response's items), an X that fails or is no object, and a
+body the standard library wrote. Tests hold every path to the bundles a single run
+gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from connector.core.jsondata import find_null
+from connector.core.prepare import output_bundles
+from connector.errors import RunError
+
+if TYPE_CHECKING:
+    from connector.core.connection import Connection
+    from connector.core.engine import Prepared
+    from connector.core.prepare import Message
+    from connector.core.registry import LoadedModule
+
+__all__ = ["BatchResult", "Outputs", "drop"]
+
+#: One result per input: the output bundles, or the error of that input.
+BatchResult = list[dict[str, Any]] | RunError
+
+#: The scope names whose values every item of a batch shares.
+_PER_BATCH = frozenset({"response", "connection", "engine", "app"})
+#: What an output template that never reads ``parameters`` is given in their place.
+_UNREAD: Mapping[str, Any] = MappingProxyType({})
+#: A slot's body is in its content's bytes (see _Slot).
+_IN_CONTENT: Any = object()
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One input's place in the output order, and what it keeps while its batch is out
+    (slotted: a batch holds thousands)."""
+
+    result: BatchResult | None = None
+    #: The rendered body; or ``_IN_CONTENT``, and its bytes in ``content``.
+    body: Any = None
+    content: bytes | None = None
+    run: Mapping[str, Any] | None = None
+    parameters: Mapping[str, Any] | None = None
+    #: ``(method, url, headers without auth)`` when it differs from the batch's usual.
+    head: tuple[str, str, dict[str, str]] | None = None
+    #: The whole prepared run, only when a store writes it ahead of sending.
+    prepared: Prepared | None = None
+    #: The batch's response, once answered: the output bundles are made from it only
+    #: when the result is about to be yielded.
+    view: dict[str, Any] | None = None
+
+
+def drop(slot: _Slot) -> None:
+    """Let go of what the slot kept for its output."""
+    slot.body = slot.content = slot.run = slot.parameters = slot.head = slot.prepared = None
+
+
+class Outputs:
+    """What one batch run's items keep for their bundles, and the bundles made."""
+
+    def __init__(self, module: LoadedModule, conn: Connection) -> None:
+        self.module = module
+        self.conn = conn
+        #: Whether items keep their parameters (only if the output names them).
+        self.keeps_parameters = module.output_reads_parameters
+        names = module.output_merged_names
+        #: Whether the output is ``request.body | merge(X)`` with X the same for every
+        #: item of a batch response (rendered once per response).
+        self.merge_per_batch = names is not None and names <= _PER_BATCH
+        #: ... over a body the engine serialises (an object or list in the manifest):
+        #: bundles of object bodies can then be made from the body's bytes.
+        self.from_content = self.merge_per_batch and module.body_is_json
+        self._view: dict[str, Any] | None = None
+        self._merged: dict[str, Any] | None = None
+        self._merged_json: bytes | None = None
+
+    def keep(self, slot: _Slot, message: Message, content: bytes) -> None:
+        """Keep what the item's output needs while its batch is out (``content`` is the
+        message as the batch sends it)."""
+        if self.from_content and message.by_orjson and type(message.json_body) is dict:
+            # orjson wrote it: read back, it is what the copy makes of the body
+            slot.body, slot.content = _IN_CONTENT, content
+        else:
+            slot.body = message.json_body
+        slot.run = message.run
+        if self.keeps_parameters:
+            slot.parameters = message.parameters
+
+    def give(self, chunk: list[_Slot], method: str, url: str, shown: dict[str, str]) -> None:
+        """Give each answered slot of ``chunk`` its result: its bundles, redacted and
+        copied in one pass, or its own error. ``method``, ``url`` and ``shown`` (headers
+        without auth) are the batch's usual request head."""
+        rendered: list[list[Any]] = []
+        done: list[_Slot] = []
+        # The chunk's bundles as one JSON text, ``[[b1],[b2],...]``, in parts joined
+        # once: each bundle is its body's bytes without the closing brace (a view, not
+        # a copy), then X's members and the separator.
+        parts: list[bytes | memoryview] = [b"[["]
+        quick: list[tuple[_Slot, bytes, dict[str, Any]]] = []
+        last_view: dict[str, Any] | None = None
+        merged_json: bytes | None = None
+        members = b""
+        for slot in chunk:
+            view, slot.view = slot.view, None
+            assert view is not None and slot.run is not None
+            if slot.body is _IN_CONTENT:
+                content = slot.content
+                assert content is not None
+                if view is not last_view:  # a chunk's items nearly always share one
+                    last_view, merged_json = view, self._merged_bytes(view)
+                    members = _members(merged_json)
+                if merged_json is not None:
+                    drop(slot)
+                    if content == b"{}":
+                        parts += (merged_json, b"],[")
+                    else:
+                        parts += (memoryview(content)[:-1], members, b"],[")
+                    quick.append((slot, content, view))
+                    continue
+                slot.body = orjson.loads(content)  # as the copy makes it (see keep)
+            if self.merge_per_batch and type(slot.body) is dict:
+                merged = self._merged_object(view)
+                if merged is not None:
+                    rendered.append([{**slot.body, **merged}])  # the template's result
+                    drop(slot)
+                    done.append(slot)
+                    continue
+            head = slot.head
+            request = {
+                "method": method if head is None else head[0],
+                "url": url if head is None else head[1],
+                "headers": shown if head is None else head[2],
+                "body": slot.body,
+            }
+            parameters = slot.parameters if slot.parameters is not None else _UNREAD
+            run = slot.run
+            drop(slot)
+            try:
+                rendered.append(
+                    output_bundles(self.module, self.conn, parameters, run, request, view)
+                )
+            except RunError as exc:
+                slot.result = exc
+                continue
+            done.append(slot)
+        if quick:
+            # No null to look for: orjson wrote these bodies without one (encode hands
+            # anything with "null" in it to the standard library, and says so), and
+            # X's JSON was checked once (see _merged_object). Secrets are looked for in
+            # all of it, X's members included.
+            parts[-1] = b"]]"
+            joined = b"".join(parts)
+            if self.conn.redact.clean_bytes(joined):
+                for (slot, _, _), bundles in zip(quick, orjson.loads(joined), strict=True):
+                    slot.result = bundles
+            else:  # a secret somewhere: the general copy, which replaces it
+                for slot, content, view in quick:
+                    merged = self._merged_object(view)
+                    assert merged is not None
+                    rendered.append([{**orjson.loads(content), **merged}])
+                    done.append(slot)
+        for slot, bundles in zip(done, self.conn.redact.data_many(rendered), strict=True):
+            slot.result = bundles
+
+    def _merged_object(self, view: dict[str, Any]) -> dict[str, Any] | None:
+        """X of the output ``request.body | merge(X)``, rendered once per response;
+        None when it fails or is no object: every item then takes the general path,
+        which reports the failure as its own."""
+        if view is not self._view:
+            self._view, self._merged_json = view, None
+            request = {"method": "", "url": "", "headers": {}, "body": {}}
+            try:
+                [merged] = output_bundles(self.module, self.conn, _UNREAD, {}, request, view)
+            except (RunError, ValueError):
+                merged = None
+            self._merged = merged if isinstance(merged, dict) else None
+            if self._merged is not None:
+                # As the redacting copy would write it. What orjson refuses, or JSON
+                # with a null (orjson writes NaN so), takes the general path.
+                with contextlib.suppress(TypeError, ValueError, RecursionError):
+                    written = orjson.dumps(self._merged, default=str)
+                    if find_null(written) is None:
+                        self._merged_json = written
+        return self._merged
+
+    def _merged_bytes(self, view: dict[str, Any]) -> bytes | None:
+        """X as JSON, or None (then the general path)."""
+        self._merged_object(view)  # refreshes _merged_json with it
+        return self._merged_json
+
+
+def _members(merged: bytes | None) -> bytes:
+    """What follows a body's members for ``{**body, **merged}`` as JSON: X's members
+    and the closing brace. A key of both then appears twice, and JSON readers (orjson,
+    like a dict being filled) keep its first place and its last value: the merge's own
+    result."""
+    if merged is None or merged == b"{}":
+        return b"}"
+    return b"," + merged[1:]

@@ -1,0 +1,1 @@
+"""A local Segment-compatible sink, for demos and tests; not used by the engine."""

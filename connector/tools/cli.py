@@ -1,0 +1,555 @@
+"""The ``connector`` command: list, describe, validate and run modules; serve a sink.
+
+Output contract (hosts script against it):
+
+* ``run`` prints the output bundles as a JSON array on stdout and exits 0;
+  ``run --dry-run`` prints the request that would be sent (auth redacted).
+* On failure a command prints ``{"error": {"type", "message", "field"}}`` on stderr
+  and exits non-zero: 1 for a failed run (the type is Make's: DataError,
+  InvalidConfigurationError, InvalidAccessTokenError, RateLimitError, ConnectionError,
+  RuntimeError), 2 for bad command-line input, 3 for a broken manifest.
+* ``--connection``, ``--parameters`` and ``--context`` each take inline JSON or the
+  path of a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from connector._version import __version__
+from connector.core.loader import check_json_schema, load
+from connector.core.registry import Registry
+from connector.errors import (
+    ConnectorError,
+    DataError,
+    ManifestError,
+    RunError,
+    UnknownModuleError,
+)
+
+if TYPE_CHECKING:
+    from connector.core.engine import Engine
+    from connector.runs.incomplete import IncompleteExecution, IncompleteStore
+
+__all__ = ["main"]
+
+EXIT_RUN_ERROR = 1
+EXIT_USAGE = 2
+EXIT_MANIFEST = 3
+
+
+class UsageError(ConnectorError):
+    """Bad command-line input (not a module failure)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(message)
+
+
+def _print_json(value: Any, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    stream.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+    stream.flush()
+
+
+def _error(kind: str, message: str, field: str | None = None, **extra: Any) -> None:
+    _print_json({"error": {"type": kind, "message": message, "field": field, **extra}}, sys.stderr)
+
+
+def read_json_arg(value: str | None, option: str) -> Any:
+    """Inline JSON, or the path of a JSON file."""
+    if value is None:
+        return None
+    text = value
+    stripped = value.lstrip()
+    if not stripped.startswith(("{", "[")):
+        path = Path(value)
+        if not path.is_file():
+            raise UsageError(f"{option}: {value!r} is neither JSON nor a file", field=option)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{option}: cannot read {value!r}: {exc}", field=option) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{option}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
+            field=option,
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{option}: JSON nested too deeply", field=option) from None
+
+
+def _object_arg(value: str | None, option: str) -> dict[str, Any] | None:
+    data = read_json_arg(value, option)
+    if data is not None and not isinstance(data, dict):
+        raise UsageError(f"{option} must be a JSON object", field=option)
+    return data
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    paths = args.manifests or []
+    return load(*paths, packaged=not args.no_packaged or not paths)
+
+
+def cmd_modules(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.json:
+        _print_json(registry.list())
+    else:
+        for item in registry.list():
+            print(f"{item['id']:<28} {item['kind']:<10} {item['label']}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    _print_json(_registry(args).describe(args.module))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    paths = args.paths or []
+    registry = load(*paths, packaged=not paths)
+    check_json_schema(registry)
+    from connector.tools.fixtures import fixture_path, load_fixture
+
+    examples = 0
+    for module in registry:
+        path = fixture_path(module)
+        if path.is_file():
+            load_fixture(path)  # a broken example file is a ManifestError too
+            examples += 1
+    apps = ", ".join(sorted(registry.apps))
+    print(
+        f"ok: {len(registry.apps)} app(s) ({apps}), {len(registry)} module(s), "
+        f"{examples} example file(s)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from connector.core.engine import Engine
+
+    registry = _registry(args)
+    connection = _object_arg(args.connection, "--connection")
+    parameters = _object_arg(args.parameters, "--parameters")
+    context = _object_arg(args.context, "--context")
+    if args.batch and args.dry_run:
+        raise UsageError("--dry-run cannot be combined with --batch", field="--dry-run")
+    if args.batch and args.parameters:
+        raise UsageError("--batch reads the parameters from its file", field="--parameters")
+    store = None if args.no_store or args.dry_run else _store(args)
+    try:
+        with Engine(registry, incomplete=store) as engine:
+            if args.batch:
+                import gc
+
+                # This process is ours: the loaded manifests live as long as it does, so
+                # the garbage collector need not keep walking them during a long batch.
+                gc.freeze()
+                return _run_batch(engine, args.module, connection, args.batch, context)
+            if args.dry_run:
+                _print_json(engine.dry_run(args.module, connection, parameters, context))
+            else:
+                _print_json(engine.run(args.module, connection, parameters, context))
+    finally:
+        if store is not None:
+            store.close()
+    return 0
+
+
+def _store(args: argparse.Namespace) -> IncompleteStore:
+    import sqlite3
+
+    from connector.runs.incomplete import IncompleteStore, default_store_path
+
+    try:
+        return IncompleteStore(args.store)
+    except (OSError, sqlite3.Error) as exc:
+        where = args.store or str(default_store_path())
+        raise UsageError(
+            f"--store: cannot open the incomplete executions database {where!r}: {exc}; "
+            "give another --store, set CONNECTOR_HOME, or use --no-store",
+            field="--store",
+        ) from None
+
+
+def _read_batch(path: str) -> Iterator[dict[str, Any] | RunError]:
+    """Parameters, one JSON object a line, read lazily (the file may be huge).
+
+    A line that is not a JSON object becomes that input's DataError, in its place: the
+    lines around it still run, and the output keeps one line per input line.
+    """
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    try:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield DataError(f"line {number}: invalid JSON: {exc.msg}", field="--batch")
+                continue
+            except RecursionError:
+                yield DataError(f"line {number}: JSON nested too deeply", field="--batch")
+                continue
+            if not isinstance(item, dict):
+                yield DataError(f"line {number} must be a JSON object", field="--batch")
+                continue
+            yield item
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--batch: the file is not UTF-8 text: {exc}", field="--batch") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _run_batch(
+    engine: Engine,
+    module: str,
+    connection: dict[str, Any] | None,
+    path: str,
+    context: dict[str, Any] | None,
+) -> int:
+    """One JSON line per input on stdout, in order: {"bundles": [...]} or {"error": ...}."""
+    if path != "-" and not Path(path).is_file():
+        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    failed = 0
+    for result in engine.run_batch(module, connection, _read_batch(path), context):
+        line: dict[str, Any]
+        if isinstance(result, RunError):
+            failed += 1
+            line = {"error": result.to_dict()}
+        else:
+            line = {"bundles": result}
+        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+    return EXIT_RUN_ERROR if failed else 0
+
+
+def cmd_incomplete(args: argparse.Namespace) -> int:
+    from connector.core.engine import Engine
+
+    store = _store(args)
+    try:
+        if args.action == "list":
+            _print_json([e.summary() for e in store.executions()])
+        elif args.action == "show":
+            _print_json(_get_execution(store, args.id).to_dict())
+        elif args.action == "discard":
+            _get_execution(store, args.id)
+            store.discard(args.id)
+            _print_json({"discarded": args.id})
+        else:  # retry
+            connection = _object_arg(args.connection, "--connection")
+            with Engine(_registry(args)) as engine:
+                if args.all:
+                    outcomes = store.retry_all(engine, connection)
+                    _print_json(outcomes)
+                    return EXIT_RUN_ERROR if any(not o["delivered"] for o in outcomes) else 0
+                if not args.id:
+                    raise UsageError("retry takes an ID or --all", field="id")
+                _get_execution(store, args.id)
+                _print_json(store.retry(engine, args.id, connection))
+    finally:
+        store.close()
+    return 0
+
+
+def _get_execution(store: IncompleteStore, execution_id: str | None) -> IncompleteExecution:
+    try:
+        return store.get(execution_id or "")
+    except KeyError:
+        raise UsageError(f"no incomplete execution {execution_id!r}", field="id") from None
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from connector.testing import sink
+
+    if args.show:
+        sink.show_cli(args.store or args.show)
+        return 0
+    sink.serve_forever_cli(args.host, args.port, args.store)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from connector.format.manifest import app_schema, module_schema
+    from connector.tools.fixtures import fixture_schema
+
+    schemas = {
+        "app.schema.json": app_schema(),
+        "module.schema.json": module_schema(),
+        "fixture.schema.json": fixture_schema(),
+    }
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            (out / name).write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+            print(out / name)
+    else:
+        _print_json(schemas)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from connector.tools.docs import write_docs
+
+    # The format reference documents the engine: written with the shipped apps only.
+    reference = not (args.no_packaged and args.manifests)
+    stale = write_docs(_registry(args), Path(args.out), check=args.check, reference=reference)
+    if args.check and stale:
+        _error(
+            "InvalidConfigurationError",
+            "docs are stale: " + ", ".join(stale) + "; run the same command without --check",
+        )
+        return EXIT_MANIFEST
+    for path in stale:
+        print(f"wrote {path}")
+    if not stale:
+        print("docs are up to date")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from connector.tools.scaffold import ScaffoldError, new_app, new_module
+
+    root = Path(args.dir)
+    try:
+        if args.module:
+            done = new_module(root, args.app, args.module, Path(args.docs))
+        else:
+            done = new_app(root, args.app)
+    except ScaffoldError as exc:
+        raise UsageError(exc.message, field=exc.field) from None
+    for path in done.created:
+        print(f"created {path}")
+    for path in done.updated:
+        print(f"updated {path}")
+    folder = root / args.app
+    if args.module:
+        print(
+            f"next: edit {folder / (args.module + '.json')} and its cases in "
+            f"{folder / 'tests' / (args.module + '.json')}, then run\n"
+            f"  connector validate {folder}\n"
+            f"  connector test {args.app} --manifests {root}{_no_packaged_hint(args.app, root)}"
+        )
+    else:
+        print(f"next: connector new {args.app} MODULE --dir {root}")
+    return 0
+
+
+def _no_packaged_hint(app: str, root: Path) -> str:
+    """`` --no-packaged`` when a shipped app of that name would clash with this one."""
+    from connector.core.loader import packaged_manifests_dir
+
+    shipped = packaged_manifests_dir()
+    same_folder = shipped.resolve() == root.resolve()
+    return " --no-packaged" if (shipped / app).is_dir() and not same_folder else ""
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from connector.tools.fixtures import run_fixtures
+
+    try:
+        results = run_fixtures(_registry(args), args.target)
+    except LookupError as exc:
+        raise UsageError(str(exc.args[0]), field="target") from None
+    failed = [r for r in results if not r.ok]
+    for result in results:
+        if result.ok and args.quiet:
+            continue
+        print(f"{'ok  ' if result.ok else 'FAIL'}  {result.module}: {result.case}")
+        for problem in result.problems:
+            print(f"        {problem}")
+    modules = len({r.module for r in results})
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed ({modules} module(s))")
+    return EXIT_RUN_ERROR if failed else 0
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from connector.core.engine import Engine
+    from connector.runs.trigger import sign
+
+    registry = _registry(args)
+    connection = _object_arg(args.connection, "--connection") or {}
+    parameters = _object_arg(args.parameters, "--parameters")
+    if args.body == "-":
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            body = Path(args.body).read_bytes()
+        except OSError as exc:
+            message = f"--body: cannot read {args.body!r}: {exc.strerror}"
+            raise UsageError(message, field="--body") from None
+    headers: list[tuple[str, str]] = []
+    for item in args.header or []:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {item!r} must be 'Name: value'", field="--header")
+        headers.append((name.strip(), value.strip()))
+    if args.sign:
+        module = registry.get(args.module)
+        webhook = module.manifest.webhook
+        if webhook is None or webhook.signature is None:
+            raise UsageError(f"--sign: {args.module} checks no signature", field="--sign")
+        secret = connection.get(webhook.signature.secret)
+        if not isinstance(secret, str) or not secret:
+            raise UsageError(
+                f"--sign needs the connection field {webhook.signature.secret!r}",
+                field="--connection",
+            )
+        headers.append((webhook.signature.header, sign(webhook.signature, secret, body)))
+    with Engine(registry) as engine:
+        _print_json(engine.handle_webhook(args.module, connection, parameters, headers, body))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connector", description="Run declarative, Make-style connector modules."
+    )
+    parser.add_argument("--version", action="version", version=f"connector {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries to stderr")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--manifests",
+        action="append",
+        metavar="PATH",
+        help="an app folder, app.json or folder of apps to load (repeatable)",
+    )
+    common.add_argument(
+        "--no-packaged", action="store_true", help="with --manifests, skip the shipped apps"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("modules", parents=[common], help="list the loaded modules")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_modules)
+
+    p = sub.add_parser("describe", parents=[common], help="describe a module as JSON")
+    p.add_argument("module")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("validate", help="load and check manifests")
+    p.add_argument("paths", nargs="*", help="app folders (default: the shipped apps)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", parents=[common], help="run a module")
+    p.add_argument("module")
+    p.add_argument("--connection", "-c", help="JSON or a JSON file")
+    p.add_argument("--parameters", "-p", help="JSON or a JSON file")
+    p.add_argument("--context", "-x", help="earlier bundles by name: JSON or a JSON file")
+    p.add_argument("--dry-run", action="store_true", help="print the request; send nothing")
+    p.add_argument(
+        "--batch",
+        metavar="FILE.jsonl",
+        help="run one parameters object a line (- for stdin) through the app's batch "
+        "endpoint; prints one JSON line per input",
+    )
+    p.add_argument(
+        "--store",
+        help="incomplete executions database (default: "
+        "$CONNECTOR_HOME/incomplete.sqlite, CONNECTOR_HOME=~/.connector)",
+    )
+    p.add_argument(
+        "--no-store", action="store_true", help="do not keep failed runs as incomplete executions"
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "incomplete", parents=[common], help="list, show, retry or discard incomplete executions"
+    )
+    p.add_argument("action", choices=["list", "show", "retry", "discard"])
+    p.add_argument("id", nargs="?", help="an incomplete execution id")
+    p.add_argument("--all", action="store_true", help="with retry: every stored run")
+    p.add_argument(
+        "--connection", "-c", help="the connection (JSON or file): secrets are never stored"
+    )
+    p.add_argument("--store", help="the database (default as for run)")
+    p.set_defaults(func=cmd_incomplete)
+
+    p = sub.add_parser("sink", help="a local Segment-compatible receiver")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--store", help="append what arrives to this JSONL file")
+    p.add_argument("--show", metavar="STORE", help="print what a sink stored, then exit")
+    p.set_defaults(func=cmd_sink)
+
+    p = sub.add_parser("schema", help="print or write the manifest JSON Schemas")
+    p.add_argument("--out", help="write app.schema.json and module.schema.json here")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("docs", parents=[common], help="generate docs/modules/*.md")
+    p.add_argument("--out", default="docs/modules")
+    p.add_argument("--check", action="store_true", help="fail when the docs are stale")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("new", help="scaffold an app, or a module with fixtures and a doc page")
+    p.add_argument("app", help="the app name, e.g. acme")
+    p.add_argument("module", nargs="?", help="a module name, e.g. send_event")
+    p.add_argument("--dir", default="manifests", help="the folder of apps (default: manifests)")
+    p.add_argument("--docs", default="docs/modules", help="where the module's doc page goes")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("test", parents=[common], help="run the modules' fixture cases")
+    p.add_argument("target", nargs="?", help="an app or module id (default: all)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("webhook", parents=[common], help="hand a delivery to a trigger")
+    p.add_argument("module")
+    p.add_argument("--connection", "-c", help="JSON or a JSON file")
+    p.add_argument("--parameters", "-p", help="JSON or a JSON file")
+    p.add_argument("--body", required=True, help="the raw body: a file, or - for stdin")
+    p.add_argument("--header", "-H", action="append", help="'Name: value' (repeatable)")
+    p.add_argument(
+        "--sign", action="store_true", help="sign the body with the connection's shared secret"
+    )
+    p.set_defaults(func=cmd_webhook)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+        )
+    try:
+        code: int = args.func(args)
+        return code
+    except RunError as exc:
+        _print_json({"error": exc.to_dict()}, sys.stderr)
+        return EXIT_RUN_ERROR
+    except ManifestError as exc:
+        _error("InvalidConfigurationError", str(exc), None, source=exc.source, path=exc.path)
+        return EXIT_MANIFEST
+    except UnknownModuleError as exc:
+        _error("InvalidConfigurationError", str(exc), "module")
+        return EXIT_USAGE
+    except UsageError as exc:
+        _error("DataError", exc.message, exc.field)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            logging.getLogger("connector").exception("unexpected error")
+        # The message of an unexpected exception is not known to be secret-free.
+        _error("RuntimeError", f"unexpected {type(exc).__name__}; run with -v for details")
+        return EXIT_RUN_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
