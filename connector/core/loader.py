@@ -284,7 +284,7 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
                 f"unknown error type {error_type!r}, expected one of: {', '.join(ERROR_TYPES)}",
             )
     for i, field in enumerate(manifest.connection.fields):
-        _check_parameter(source, f"$.connection.fields[{i}]", field)
+        _check_parameter(source, f"$.connection.fields[{i}]", field, False)
     secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
     batch_url: CompiledTemplate | None = None
     batch_extra: TemplateTree | None = None
@@ -645,20 +645,24 @@ def _find_bad_template(value: Any, path: str) -> str:
     return path
 
 
-def _check_parameter(source: str, path: str, param: Parameter) -> None:
+def _check_parameter(source: str, path: str, param: Parameter, top: bool = True) -> None:
     if param.format is not None and param.format not in FORMATS:
         raise ManifestError(
             source,
             f"{path}.format",
             f"unknown format {param.format!r}, expected one of: {', '.join(FORMATS)}",
         )
+    if param.remote is not None and not top:
+        raise ManifestError(
+            source, f"{path}.remote", "remote options are for top-level parameters only"
+        )
     for i, child in enumerate(param.fields or ()):
-        _check_parameter(source, f"{path}.fields[{i}]", child)
+        _check_parameter(source, f"{path}.fields[{i}]", child, False)
     if param.items is not None:
-        _check_parameter(source, f"{path}.items", param.items)
+        _check_parameter(source, f"{path}.items", param.items, False)
     for i, option in enumerate(param.options or ()):
         for j, nested in enumerate(option.nested):
-            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested)
+            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested, False)
 
 
 def _check_refs(

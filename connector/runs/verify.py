@@ -67,7 +67,7 @@ def verify_connection(
     response, _ = engine.send_for_app(app, request, conn)
     if app.verify_check is not None:
         view = engine.response_view(response)
-        from connector.runs.pages import lenient
+        from connector.runs.trigger import lenient
 
         check_scope = {
             **scope,
