@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import connector
 from connector.core.compose import compose_request
+from connector.core.prepare import check_parameters
 from connector.errors import RunError
 
 CONNECTION = {"token": "tok-ABCDEFGHIJ", "ws": "blue", "host": "http://127.0.0.1:9/base"}
@@ -107,22 +108,28 @@ def test_compose_matches_a_modules_request(
             expected: Any = engine.prepare("diff.raw", CONNECTION, parts).request
         except RunError as exc:
             expected = exc.type
-        conn = engine.connection(registry.get("diff.raw"), CONNECTION)
+        module = registry.get("diff.raw")
+        conn = engine.connection(module, CONNECTION)
+        # The same rendered values: the parameters as checked (an empty text is absent).
+        try:
+            values = check_parameters(module, conn, parts)
+        except RunError as exc:  # a mapping that is no template: no request either way
+            assert expected == exc.type
+            return
         try:
             got: Any = compose_request(
                 "diff.raw",
                 conn,
-                parts["method"],
-                parts["url"],
-                parts["headers"],
-                parts["query"],
-                parts["body"],
+                values.get("method"),
+                values.get("url"),
+                values.get("headers"),
+                values.get("query"),
+                values.get("body"),
             )
         except RunError as exc:
             got = exc.type
     if isinstance(expected, str) or isinstance(got, str):
         assert got == expected
-        assert parts["url"] != "/a/b?x=1"  # the explicit example must build a request
         return
     assert (got.method, got.url, got.headers, got.query, got.content) == (
         expected.method,
@@ -131,3 +138,21 @@ def test_compose_matches_a_modules_request(
         expected.query,
         expected.content,
     )
+
+
+def test_the_explicit_example_builds_a_request(registry: connector.Registry) -> None:
+    """Not every example is an error: this one is a request, app headers and query in."""
+    with connector.Engine(registry) as engine:
+        conn = engine.connection(registry.get("diff.raw"), CONNECTION)
+        request = compose_request(
+            "diff.raw", conn, "post", "/a/b?x=1", {"X-A": "1"}, {"q": "z"}, {"a": "b"}
+        )
+    assert (request.method, request.url) == ("POST", "http://127.0.0.1:9/base/a/b?x=1")
+    assert request.headers == {
+        "X-Ws": "blue",
+        "X-A": "1",
+        "Content-Type": "application/json",
+        "Authorization": "Bearer tok-ABCDEFGHIJ",
+    }
+    assert request.query == {"ws": "blue", "q": "z"}
+    assert request.content == b'{"a":"b"}'
