@@ -433,3 +433,25 @@ def test_async_runs_page_and_check_too(api: FakeAPI, registry: connector.Registr
     bundles, error = asyncio.run(main())
     assert [b["id"] for b in bundles] == ["i1", "i2", "i3"]
     assert error == "DataError"
+
+
+@pytest.mark.parametrize("kind", ["search", "poll", "options"])
+def test_an_api_echoing_a_secret_never_hands_it_over(
+    api: FakeAPI, engine: connector.Engine, kind: str
+) -> None:
+    if kind == "search":
+        api.state.traits = {"u": [{"leak": PASSCODE}, {"other": f"x {ACCOUNT} y"}]}
+        out: Any = engine.run("fakeapi.get_traits", api.connection(), {"externalId": "u"})
+    elif kind == "poll":
+        api.state.records = [
+            {"id": "r1", "event": "E", "ts": 20260301000000, "profile": {"identity": PASSCODE}}
+        ]
+        out = engine.poll(
+            "fakeapi.watch_records", api.connection(), {"eventName": "E", "start": "all"}
+        ).bundles
+    else:
+        api.state.channels = {"t": [{"id": ACCOUNT, "name": PASSCODE}]}
+        out = engine.options("fakeapi.send_message", "channel", api.connection(), {"team": "t"})
+    text = json.dumps(out)
+    assert PASSCODE not in text and ACCOUNT not in text
+    assert "[REDACTED]" in text
