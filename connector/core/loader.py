@@ -44,7 +44,7 @@ from connector.format.manifest import (
     PaginationSpec,
     Parameter,
     RequestSpec,
-    ResponseCheck,
+    ResponseError,
     RuleError,
     WebhookSpec,
     walk_parameters,
@@ -337,8 +337,9 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
         )
         verify_check = _compile_check(
             source,
-            "$.connection.verify.check",
-            spec.check,
+            "$.connection.verify",
+            spec.valid,
+            spec.error,
             _VERIFY_SCOPE | {"request", "response"},
             public,
             secret,
@@ -399,26 +400,29 @@ def _compile_one(
 def _compile_check(
     source: str,
     base: str,
-    check: ResponseCheck | None,
+    valid: str | None,
+    error: ResponseError | None,
     scope: Iterable[str],
     public: frozenset[str] | set[str],
     secret: frozenset[str],
     parameters: list[Parameter] | None = None,
 ) -> CompiledCheck | None:
-    if check is None:
+    """``valid`` and ``error`` (at ``base``) compiled, or None without ``valid``."""
+    if valid is None:
         return None
-    if check.type not in ERROR_TYPES:
+    error = error or ResponseError()
+    if error.type not in ERROR_TYPES:
         raise ManifestError(
             source,
-            f"{base}.type",
-            f"unknown error type {check.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+            f"{base}.error.type",
+            f"unknown error type {error.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
         )
     return CompiledCheck(
-        valid=_compile_one(source, f"{base}.valid", check.valid, scope, public, secret, parameters),
+        valid=_compile_one(source, f"{base}.valid", valid, scope, public, secret, parameters),
         message=_compile_one(
-            source, f"{base}.message", check.message, scope, public, secret, parameters
+            source, f"{base}.error.message", error.message, scope, public, secret, parameters
         ),
-        error_type=check.type,
+        error_type=error.type,
     )
 
 
@@ -513,8 +517,9 @@ def _load_module(
     response = manifest.response
     check = _compile_check(
         source,
-        "$.response.check",
-        response.check if response else None,
+        "$.response",
+        response.valid if response else None,
+        response.error if response else None,
         _OUTPUT_SCOPE | request_scope,
         public,
         secret,

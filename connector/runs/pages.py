@@ -9,7 +9,7 @@ endless paging: ``maxPages`` (reaching it with pages left is an error, since ite
 would be left unread silently otherwise) and a request asked for twice (an API that
 keeps answering the same cursor), which is an error too.
 
-Each page's answer goes through the module's ``response.check`` and its items are
+Each page's answer goes through the module's ``response.valid``/``error`` and its items are
 ``response.iterate`` rendered over it. Answers and items are read leniently, as an
 instant trigger's events are (a missing key reads as none). The caller consumes pages
 lazily: a search that has its ``limit`` stops asking for more.
