@@ -29,10 +29,11 @@ would match ordinary words in the data and change what builders receive.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -224,13 +225,20 @@ def _register(redactor: Redactor) -> None:
             _PINNED.append(redactor)
 
 
-def pin_redactors() -> None:
-    """Keep every redactor built from now on for the life of the process.
+@contextlib.contextmanager
+def pin_redactors() -> Iterator[None]:
+    """While inside, keep every redactor built, even after its connection is gone.
 
-    For a short-lived process (the CLI) that prints after its connections are gone;
-    a long-lived host does not call it, so old connections' redactors are freed.
+    For a short-lived process (the CLI) that prints after its engine closed; a
+    long-lived host does not need it, and leaving the block frees what it kept.
     """
     _PIN.set()
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _PIN.clear()
+            _PINNED.clear()
 
 
 def _live() -> list[Redactor]:

@@ -525,11 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every line this process prints passes the redaction chokepoint, and the secrets
     # of the connections it used are kept until it ends (errors print after the engine
     # closed). See connector.core.redaction.
-    pin_redactors()
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingWriter(stdout), RedactingWriter(stderr)
     try:
-        return _main(argv)
+        with pin_redactors():
+            return _main(argv)
     finally:
         sys.stdout, sys.stderr = stdout, stderr
 
