@@ -347,13 +347,15 @@ def test_a_key_in_the_url_path_shows_nowhere(registry: connector.Registry, tmp_p
 
     path = tmp_path / "store.sqlite"
     store = IncompleteStore(path)
-    with _failing_engine(registry, store, echo=True) as engine:
-        with pytest.raises(connector.RunError) as info:
-            engine.run(
-                "segment.api_call",
-                {"writeKey": WRITE_KEY},
-                {"url": f"/v1/items/{WRITE_KEY}", "method": "POST", "body": {"a": 1}},
-            )
+    with (
+        _failing_engine(registry, store, echo=True) as engine,
+        pytest.raises(connector.RunError) as info,
+    ):
+        engine.run(
+            "segment.api_call",
+            {"writeKey": WRITE_KEY},
+            {"url": f"/v1/items/{WRITE_KEY}", "method": "POST", "body": {"a": 1}},
+        )
     assert_clean(str(info.value) + repr(info.value.to_dict()))
     (row,) = store.executions()
     assert_clean(repr(row.to_dict()))

@@ -6,8 +6,9 @@ statuses in the app's retry policy (by default 408, 429, 500, 502, 503, 504). Wh
 not: every other 4xx, because sending the same bad request again cannot help, and
 501/505, which are permanent (never retried even if a policy lists them, and their
 errors are not ``retryable``, so no incomplete execution keeps them). ``Retry-After``
-(seconds or an HTTP date) is honoured, capped at the policy's ``maxBackoff``. Every attempt sends the very same request, so a
-message keeps its ``messageId`` and Segment deduplicates.
+(seconds or an HTTP date) is honoured, capped at the policy's ``maxBackoff``. Every
+attempt sends the very same request, so a message keeps its ``messageId`` and Segment
+deduplicates.
 
 A failure is never swallowed: after the last attempt the error is raised with the
 status, a redacted excerpt of the answer (redacted whole, then cut to 300 characters)
