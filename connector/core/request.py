@@ -4,7 +4,7 @@ The URL a module renders is a *path* under the app's base URL. It can never chan
 the scheme, host or port: absolute URLs, ``//host``, ``@host``, backslashes, control
 characters and dot segments are all refused, in every form a server might decode them
 from: percent-encoded once or twice, overlong UTF-8 (``%c0%ae``), full-width
-(``．．／``, by Unicode compatibility folding) or with ``;parameters`` (``..;``).
+(U+FF0E, U+FF0F, by Unicode compatibility folding) or with ``;parameters`` (``..;``).
 Header names must be HTTP tokens and values visible ASCII with inner spaces and tabs
 only, so a mapped value cannot smuggle a header or fail inside the HTTP client; two
 names that differ only in case are refused. The auth header belongs
@@ -137,7 +137,7 @@ def _unsafe_path_reason(path: str) -> str | None:
             "hide '.' and '/' from checks)"
         )
     # What servers may read the path as: Unicode compatibility forms folded (a
-    # full-width '．' or '／' is a '.' or '/' to some of them), as must be safe too.
+    # full-width dot or solidus, U+FF0E or U+FF0F, is a '.' or '/' to some of them), as must be safe too.
     folded = unicodedata.normalize("NFKC", before_query)
     # Raw: nothing unencoded. Decoded path (not the query, where %20 is fine): no
     # control characters or backslashes that a server might read as a separator.
