@@ -707,3 +707,40 @@ def test_unsafe_api_calls_are_data_errors_and_nothing_is_sent_or_stored(
     assert sent == []
     assert len(store) == 0
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "path"),
+    [
+        pytest.param('"customProperties": {"x": NaN}', "customProperties", "properties.x", id="prop"),
+        pytest.param('"context": {"ip": Infinity}', "context", "context.ip", id="context"),
+        pytest.param('"integrations": {"A": -Infinity}', "integrations", "integrations.A", id="int"),
+        pytest.param(
+            '"customProperties": {"x": [1, {"y": NaN}]}', "customProperties", "properties.x[1].y",
+            id="deep",
+        ),
+    ],
+)  # fmt: skip
+def test_a_nan_in_a_batch_line_is_reported_against_its_field(
+    tmp_path: Any, line: str, field: str, path: str
+) -> None:
+    """Issue 10: the error named the body's first parameter ('event'), not the one that
+    held the NaN. The neighbouring lines are still sent."""
+    from connector.testing.sink import Sink
+    from tests.conftest import run_cli
+
+    lines = tmp_path / "events.jsonl"
+    good = '{"event": "E", "userId": "u"}'
+    lines.write_text(f'{good}\n{{"event": "E", "userId": "u", {line}}}\n{good}\n')
+    with Sink() as sink:
+        result = run_cli(
+            "run", "segment.track", "--no-store", "--batch", str(lines),
+            "-c", json.dumps({"writeKey": "wk_test_1234567", "host": sink.url}),
+        )  # fmt: skip
+        received = sink.received()
+    outputs = [json.loads(out) for out in result.stdout.splitlines() + result.stderr.splitlines()]
+    errors = [out["error"] for out in outputs if "error" in out]
+    assert len(errors) == 1, outputs
+    assert errors[0]["field"] == field
+    assert f"{path} is " in errors[0]["message"]
+    assert sum(len(request["body"]["batch"]) for request in received) == 2

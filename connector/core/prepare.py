@@ -28,6 +28,7 @@ from connector.core.request import (
     encode_body,
     join_url,
     largest_fields,
+    non_finite_path,
     normalize_query,
 )
 from connector.core.types import utc_now_iso
@@ -226,7 +227,12 @@ def build_body(
     content type where the body needs one."""
     fields = module.part_fields
     body = render_part(module, "body", module.body, scope, conn)
-    content, json_body, by_orjson = encode_body(body, headers, fields.get("body"))
+    try:
+        content, json_body, by_orjson = encode_body(body, headers, fields.get("body"))
+    except DataError as exc:
+        # A NaN or infinity in the body: name the parameter that holds it.
+        exc.field = _parameter_holding_non_finite(body, scope["parameters"]) or exc.field
+        raise
     limit = module.max_body_bytes
     if limit is not None and content is not None and len(content) > limit:
         biggest = largest_fields(json_body)
@@ -311,6 +317,24 @@ _ID_MASK = int.from_bytes(bytes.fromhex("ffffffffffff0fff3fffffffffffffff") * _I
 _ID_BITS = int.from_bytes(bytes.fromhex("00000000000040008000000000000000") * _ID_BATCH)
 _IDS: deque[str] = deque()
 os.register_at_fork(after_in_child=_IDS.clear)
+
+
+def _parameter_holding_non_finite(body: Any, values: Mapping[str, Any]) -> str | None:
+    """The parameter whose value holds the body's first NaN or infinity: the one named
+    by the body path's head or tail (``properties.x`` from ``customProperties``), else
+    the first that holds one at all; None when the body made it itself."""
+    where = non_finite_path(body)
+    if where is None:
+        return None
+    holders = [name for name, value in values.items() if non_finite_path(value) is not None]
+    if not holders:
+        return None
+    parts = where[0].replace("[", ".").split(".")
+    for name in holders:
+        value = values[name]
+        if name == parts[0] or (isinstance(value, Mapping) and parts[-1] in value):
+            return name
+    return holders[0]
 
 
 def _parameter_for(biggest: list[tuple[str, int]], values: Mapping[str, Any]) -> str | None:

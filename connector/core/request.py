@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ __all__ = [
     "encode_body",
     "join_url",
     "largest_fields",
+    "non_finite_path",
     "normalize_query",
 ]
 
@@ -324,7 +326,31 @@ def _json_content(body: Any, field: str | None) -> tuple[bytes, bool]:
     except RecursionError:
         raise DataError("the body is nested too deeply to send as JSON", field=field) from None
     except (ValueError, TypeError) as exc:
+        where = non_finite_path(body)
+        if where is not None:
+            path, value = where
+            raise DataError(
+                f"the body cannot be sent as JSON: {path} is {value}, which JSON cannot hold",
+                field=field,
+            ) from None
         raise DataError(f"the body cannot be sent as JSON: {exc}", field=field) from None
+
+
+def non_finite_path(value: Any) -> tuple[str, str] | None:
+    """Where ``value`` first holds a NaN or an infinity, as a dotted path (``properties.x``,
+    ``items[2]``; ``$`` for the value itself), and what it is; None when nowhere.
+    Iterative: only called on a failure, but the value may be deep."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path or "$", "NaN" if math.isnan(item) else "an infinity"
+        if isinstance(item, Mapping):
+            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()]
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed([(v, f"{path}[{i}]") for i, v in enumerate(item)]))
+    return None
 
 
 def largest_fields(body: Any, top: int = 3) -> list[tuple[str, int]]:
