@@ -336,7 +336,7 @@ def test_verbose_http_client_logs_do_not_show_a_key_in_the_query(sink: Sink) -> 
     result = run_cli(
         "-v", "run", "segment.api_call", "--no-store",
         "-c", json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
-        "-p", json.dumps({"url": "/v1/track", "method": "GET", "qs": {"k": WRITE_KEY}}),
+        "-p", json.dumps({"url": "/v1/echo", "method": "GET", "qs": {"k": WRITE_KEY}}),
     )  # fmt: skip
     assert "HTTP Request" in result.stderr  # httpx's own logger was on
     assert_clean(result.stdout + result.stderr)

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from connector._version import __version__
 from connector.core.connection import REDACTED, Connection, RequestHead
+from connector.core.messages import check_message_request
 from connector.core.registry import LoadedModule
 from connector.core.request import (
     ALLOWED_METHODS,
@@ -130,9 +131,46 @@ def prepare_message(
         head = request_head(module, conn, scope)
         headers = dict(head[2])  # the module's own headers decide how a body is encoded
         content, json_body, by_orjson = build_body(module, conn, scope, headers)
+        if module.manifest.kind == "universal" and module.app.manifest.messages is not None:
+            _check_messages(module, conn, scope, head[1], json_body, content)
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
     return Message(values, run, head, headers, json_body, content, by_orjson)
+
+
+def _check_messages(
+    module: LoadedModule,
+    conn: Connection,
+    scope: Mapping[str, Any],
+    url: str,
+    json_body: Any,
+    content: bytes | None,
+) -> None:
+    """A universal module's request to one of the app's message endpoints gets the
+    checks its messages get from the app's own modules (:mod:`connector.core.messages`)."""
+    app = module.app
+    assert app.manifest.messages is not None
+    relative = url[len(conn.base_url) :] if url.startswith(conn.base_url) else url
+    batch_path: str | None = None
+    limits: tuple[str, int, int] | None = None
+    if app.batch_url is not None and app.manifest.batch is not None:
+        try:
+            batch_path = str(app.batch_url.render(scope))
+        except RENDER_FAILURES as exc:
+            raise InvalidConfigurationError(
+                f"the app's batch url template failed: {conn.redact(describe_error(exc))}"
+            ) from None
+        spec = app.manifest.batch
+        limits = (spec.items_key, spec.max_items, spec.max_bytes)
+    check_message_request(
+        app.manifest.messages,
+        relative,
+        batch_path,
+        limits,
+        json_body,
+        content,
+        module.part_fields.get("body"),
+    )
 
 
 def prepared_from(module: LoadedModule, conn: Connection, message: Message) -> Prepared:
