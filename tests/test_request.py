@@ -710,9 +710,13 @@ def test_unsafe_api_calls_are_data_errors_and_nothing_is_sent_or_stored(
 @pytest.mark.parametrize(
     ("line", "field", "path"),
     [
-        pytest.param('"customProperties": {"x": NaN}', "customProperties", "properties.x", id="prop"),
+        pytest.param(
+            '"customProperties": {"x": NaN}', "customProperties", "properties.x", id="prop"
+        ),
         pytest.param('"context": {"ip": Infinity}', "context", "context.ip", id="context"),
-        pytest.param('"integrations": {"A": -Infinity}', "integrations", "integrations.A", id="int"),
+        pytest.param(
+            '"integrations": {"A": -Infinity}', "integrations", "integrations.A", id="int"
+        ),
         pytest.param(
             '"customProperties": {"x": [1, {"y": NaN}]}', "customProperties", "properties.x[1].y",
             id="deep",

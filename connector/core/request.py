@@ -138,8 +138,8 @@ def _unsafe_path_reason(path: str) -> str | None:
             "its percent-encoding is not valid UTF-8 (overlong forms such as %c0%ae "
             "hide '.' and '/' from checks)"
         )
-    # What servers may read the path as: Unicode compatibility forms folded (a
-    # full-width dot or solidus, U+FF0E or U+FF0F, is a '.' or '/' to some of them), as must be safe too.
+    # What servers may read the path as must be safe too: Unicode compatibility forms
+    # folded (a full-width dot or solidus, U+FF0E or U+FF0F, is '.' or '/' to some).
     folded = unicodedata.normalize("NFKC", before_query)
     # Raw: nothing unencoded. Decoded path (not the query, where %20 is fine): no
     # control characters or backslashes that a server might read as a separator.
