@@ -129,15 +129,16 @@ class Redactor:
         for secret in secrets:
             if len(secret) >= MIN_SECRET:
                 forms |= _forms(secret)
+        #: The patterns' source; compiled on first need (most text fails the anchor
+        #: pre-check, and compiling is the costly part of a connection's redactor).
+        self._source: str | None = None
         self._pattern: re.Pattern[str] | None = None
         self._bytes_pattern: re.Pattern[bytes] | None = None
         anchors: set[str] = set()
         self._anchored = True
         if forms:
             ordered = sorted(forms, key=len, reverse=True)
-            source = "|".join(secret_pattern(form) for form in ordered)
-            self._pattern = re.compile(source)
-            self._bytes_pattern = re.compile(source.encode("utf-8", "surrogatepass"))
+            self._source = "|".join(secret_pattern(form) for form in ordered)
             for form in ordered:
                 runs = _ALNUM.findall(form)
                 longest = max(runs, key=len) if runs else ""
@@ -147,23 +148,30 @@ class Redactor:
                     self._anchored = False  # this form is always searched in full
         self._anchors = tuple(anchors)
         self._byte_anchors = tuple(a.encode("ascii") for a in anchors)
-        if self._pattern is not None:
+        if self._source is not None:
             _register(self)
 
     def __call__(self, text: str) -> str:
-        if self._pattern is None:
+        if self._source is None:
             return text
         if self._anchored and not any(anchor in text for anchor in self._anchors):
             return text
-        return self._pattern.sub(REDACTED, text)
+        pattern = self._pattern
+        if pattern is None:
+            pattern = self._pattern = re.compile(self._source)
+        return pattern.sub(REDACTED, text)
 
     def clean_bytes(self, data: bytes) -> bool:
         """Whether ``data`` (serialised JSON, say) holds no form of a secret."""
-        if self._bytes_pattern is None:
+        if self._source is None:
             return True
         if self._anchored and not any(anchor in data for anchor in self._byte_anchors):
             return True
-        return self._bytes_pattern.search(data) is None
+        pattern = self._bytes_pattern
+        if pattern is None:
+            source = self._source.encode("utf-8", "surrogatepass")
+            pattern = self._bytes_pattern = re.compile(source)
+        return pattern.search(data) is None
 
     def data(self, value: Any) -> Any:
         """A fresh copy of ``value`` with secrets replaced in every string, keys included.
