@@ -128,8 +128,8 @@ keys = st.text(st.sampled_from(_SPECIAL + _LETTERS), min_size=8, max_size=20).fi
     # indented text, and eight zeros in a hex address).
     lambda k: sum(c.isascii() and c.isalpha() for c in k) >= 3 and len(set(k)) >= 4
 )
-PLACES = ["event", "userId", "propertyValue", "propertyName", "context", "header", "path",
-          "pathEncoded", "query", "body", "bodyText"]  # fmt: skip
+PLACES = ["event", "userId", "messageId", "propertyValue", "propertyName", "context", "header",
+          "path", "pathEncoded", "query", "body", "bodyText"]  # fmt: skip
 OUTCOMES = ["ok", "fail-400", "fail-422", "fail-503", "input"]
 
 
@@ -152,6 +152,8 @@ def _parameters(module: str, key: str, places: set[str], outcome: str) -> tuple[
         }
         if "context" in places:
             parameters["context"] = {"ip": value}
+        if "messageId" in places:
+            parameters["messageId"] = value
         if outcome == "input":
             parameters["currency"] = key  # not ISO 4217: refused, quoting the value
         return parameters, context

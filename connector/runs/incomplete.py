@@ -169,7 +169,7 @@ class IncompleteStore:
             now,
             now,
             0,
-            prepared.request.message_id,
+            redact(prepared.request.message_id) if prepared.request.message_id else None,
             None,
             text,
             json.dumps(redact.data(prepared.parameters), default=str),
