@@ -299,7 +299,12 @@ def test_a_key_with_quotes_mapped_into_data_is_not_stored_and_marks_the_row(
         engine.run(
             "segment.track",
             {"writeKey": ODD_KEY},
-            {"event": "E", "userId": "u", "customProperties": {"note": "{{ k }}"}},
+            {
+                "event": "E",
+                "userId": "u",
+                "messageId": "{{ k }}",
+                "customProperties": {"note": "{{ k }}"},
+            },
             context={"k": ODD_KEY},
         )
     (row,) = store.executions()
@@ -308,9 +313,11 @@ def test_a_key_with_quotes_mapped_into_data_is_not_stored_and_marks_the_row(
     with sqlite3.connect(path) as db:
         stored = repr(db.execute("SELECT * FROM executions").fetchall())
     shown = run_cli("incomplete", "show", row.id, "--store", str(path))
+    listed = run_cli("incomplete", "list", "--store", str(path))
+    assert row.id in listed.stdout
     for form in _odd_forms(ODD_KEY):
         assert form not in stored
-        assert form not in shown.stdout + shown.stderr
+        assert form not in shown.stdout + shown.stderr + listed.stdout + listed.stderr
 
 
 def test_remote_text_is_redacted_before_it_is_cut(registry: connector.Registry) -> None:
