@@ -165,6 +165,7 @@ def test_the_checks_come_from_the_manifest_of_any_app(tmp_path: Path) -> None:
         ({"types": {"t": {"path": "/x", "requird": ["a"]}}}, "requird"),
         ({"types": {}, "maxBytes": 0}, "maxBytes"),
         ({"maxBytes": 10}, "types"),
+        ({"types": {}, "batchPaths": ["/import"]}, "declare 'batch' too"),
     ],
 )
 def test_a_broken_messages_spec_is_a_manifest_error(

@@ -517,6 +517,8 @@ class AppManifest(_Model):
     @model_validator(mode="after")
     def _check_fields(self) -> AppManifest:
         check_parameter_names(list(self.connection.fields), "connection field")
+        if self.messages is not None and self.messages.batch_paths and self.batch is None:
+            raise ValueError("messages.batchPaths are aliases of batch.url: declare 'batch' too")
         return self
 
 
