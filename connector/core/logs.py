@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HTTP_CLIENT_LOGGERS", "get_logger", "redact_message", "redacting_filter"]
 
-#: The HTTP client's loggers (httpx and httpcore name one per module).
+#: The HTTP client's loggers (httpx and httpcore name one per module; hpack and h2 are
+#: HTTP/2's).
 HTTP_CLIENT_LOGGERS = (
     "httpx",
     "httpcore",
@@ -38,6 +39,11 @@ HTTP_CLIENT_LOGGERS = (
     "httpcore.http2",
     "httpcore.proxy",
     "httpcore.socks",
+    # HTTP/2, when a host brings a client with it on: hpack logs header values.
+    "hpack",
+    "hpack.hpack",
+    "hpack.table",
+    "h2",
 )
 
 _FILTER: list[Any] = []
