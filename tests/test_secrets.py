@@ -412,3 +412,19 @@ def test_log_records_of_any_logger_get_tracebacks_redacted(
         logging.getLogger("httpx").warning("url %s", f"/x?k={WRITE_KEY}")
     assert_clean(caplog.text)
     assert caplog.text.count("[REDACTED]") >= 3
+
+
+@pytest.mark.parametrize("name", ["httpx", "httpcore.connection", "httpcore.http11", "hpack.hpack"])
+def test_the_http_clients_own_loggers_are_redacted(
+    engine: connector.Engine, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """A host's plain handler receives the HTTP client's records already redacted (a
+    filter on a logger does not cover its children: each is named)."""
+    engine.dry_run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    from connector.core.logs import get_logger
+
+    get_logger("connector.core.transport")  # as the first send does
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger(name).debug("GET /x?k=%s %r", WRITE_KEY, {"auth": FORMS[1]})
+    assert_clean(caplog.text)
+    assert "[REDACTED]" in caplog.text
