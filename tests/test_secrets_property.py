@@ -8,7 +8,8 @@ runs that succeed, fail remotely (the fake remote echoes the whole request back 
 error), fail on input, or are kept as incomplete executions. Every output is searched
 for the key in each escaped form the test computes itself (not the engine's patterns):
 bundles, dry runs, exceptions, log records (httpx's and httpcore's included),
-every column of every stored row, and ``connector incomplete list``/``show``.
+every column of every stored row, ``connector incomplete list``/``show``, and what
+``connector run`` prints on stdout and stderr.
 """
 
 from __future__ import annotations
@@ -280,5 +281,10 @@ def _outputs(
             outputs[f"incomplete show {execution_id}"] = _cli(
                 "incomplete", "show", execution_id, "--store", str(store_path)
             )
+        if outcome != "fail-503":  # the CLI retries with the app's real backoff
+            outputs["connector run"] = _cli(
+                "run", module, "--no-store", "-c", json.dumps(connection),
+                "-p", json.dumps(parameters), "--context", json.dumps(context),
+            )  # fmt: skip
     outputs["logs"] = "\n".join(logs.lines)
     return outputs
