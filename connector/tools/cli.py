@@ -516,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sign", action="store_true", help="sign the body with the connection's shared secret"
     )
     p.set_defaults(func=cmd_webhook)
+
+    from connector.tools.cli_kinds import add_parsers
+
+    add_parsers(sub, common)  # poll, options, verify
     return parser
 
 

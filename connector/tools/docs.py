@@ -105,7 +105,7 @@ def module_page(module: LoadedModule) -> str:
     run = (
         f"connector webhook {m.id} --connection connection.json --parameters parameters.json "
         "--body delivery.json --sign"
-        if m.kind == "trigger"
+        if m.kind == "instant_trigger"
         else f"connector run {m.id} --connection connection.json --parameters parameters.json "
         "--dry-run"
     )

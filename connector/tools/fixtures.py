@@ -227,7 +227,7 @@ def run_case(
         httpx.Client(transport=transport) as client,
         Engine(registry, client=client, retry=RetrySpec(attempts=1)) as engine,
     ):
-        if module.is_trigger:
+        if module.is_instant:
             _run_trigger(engine, module, case, connection, result)
         else:
             _run_action(engine, module, case, connection, result)
