@@ -36,7 +36,7 @@ from connector.errors import (
     RemoteRuntimeError,
     RunError,
 )
-from connector.format.manifest import RetrySpec
+from connector.format.manifest import RetrySpec, StatusError
 
 __all__ = ["DEFAULT_STATUS_ERRORS", "PreparedRequest", "Sender", "error_for_status", "retry_delay"]
 
@@ -56,10 +56,10 @@ DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {
 }
 
 
-def error_for_status(status: int, overrides: Mapping[str, str]) -> type[RunError]:
+def error_for_status(status: int, overrides: Mapping[str, str | StatusError]) -> type[RunError]:
     override = overrides.get(str(status))
     if override is not None:
-        return ERROR_TYPES[override]
+        return ERROR_TYPES[override if isinstance(override, str) else override.type]
     if status in DEFAULT_STATUS_ERRORS:
         return DEFAULT_STATUS_ERRORS[status]
     if 400 <= status < 500:
@@ -121,10 +121,12 @@ def _status_error(
     request: PreparedRequest,
     response: httpx.Response,
     attempts: int,
-    overrides: Mapping[str, str],
+    overrides: Mapping[str, str | StatusError],
     redact: Callable[[str], str],
 ) -> RunError:
     cls = error_for_status(response.status_code, overrides)
+    override = overrides.get(str(response.status_code))
+    field = override.field if isinstance(override, StatusError) else None
     path = httpx.URL(request.url).path
     message = f"{request.method} {path} answered {response.status_code}"
     excerpt = _excerpt(response, redact)
@@ -132,7 +134,7 @@ def _status_error(
         message += f": {excerpt}"
     if attempts > 1:
         message += f" (after {attempts} attempts)"
-    return cls(message, status=response.status_code, attempts=attempts)
+    return cls(message, field=field, status=response.status_code, attempts=attempts)
 
 
 def _network_error(
@@ -153,7 +155,7 @@ class Sender:
     def __init__(
         self,
         policy: RetrySpec,
-        errors: Mapping[str, str],
+        errors: Mapping[str, str | StatusError],
         *,
         retry: bool = True,
         sleep: Callable[[float], None] = time.sleep,
