@@ -94,6 +94,8 @@ class FakeAPI:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self._routes: list[tuple[str, re.Pattern[str], Route]] = []
+        #: Replies given, in order, to the next requests instead of the routes' own.
+        self.faults: list[Reply] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -105,6 +107,8 @@ class FakeAPI:
     def handle(self, request: Request) -> Reply:
         with self._lock:
             self.requests.append(request)
+            if self.faults:
+                return self.faults.pop(0)
             allowed = False
             for method, pattern, handler in self._routes:
                 match = pattern.match(request.path)
