@@ -83,7 +83,7 @@ class FakeAPI:
                 status, answer = route(state, self.command, unquote(url.path), query, body)
                 self._answer(status, answer)
 
-            do_GET = do_POST = _handle  # noqa: N815
+            do_GET = do_POST = _handle
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

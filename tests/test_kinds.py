@@ -213,9 +213,9 @@ def test_verify(
 
 def test_verify_check_refuses_a_200_that_says_no(tmp_path: Path, api: FakeAPI) -> None:
     app = _copy_app(tmp_path, lambda a: a["connection"]["verify"].update(request={"url": "/echo"}))
-    with connector.Engine(connector.load(app, packaged=False)) as engine:
-        with pytest.raises(RunError) as info:
-            engine.verify("fakeapi", api.connection())
+    registry = connector.load(app, packaged=False)
+    with connector.Engine(registry) as engine, pytest.raises(RunError) as info:
+        engine.verify("fakeapi", api.connection())
     assert info.value.type == "InvalidAccessTokenError"
 
 

@@ -356,11 +356,11 @@ class Engine:
             raise
         self._succeeded(execution_id)
         if prepared.module.response_check is not None:
-            self._check(prepared, response)
+            self.check_body(prepared, response)
         return self.finish(prepared, response)
 
-    def _check(self, prepared: Prepared, response: httpx.Response) -> None:
-        """Errors inside a 2xx body (``response.check``)."""
+    def check_body(self, prepared: Prepared, response: httpx.Response) -> None:
+        """Errors inside a 2xx body (``response.check``); raises the check's error."""
         from connector.core.response_check import check_response
         from connector.runs.pages import lenient
 
@@ -408,7 +408,7 @@ class Engine:
             raise
         self._succeeded(execution_id)
         if prepared.module.response_check is not None:
-            self._check(prepared, response)
+            self.check_body(prepared, response)
         return self.finish(prepared, response)
 
     # -- incomplete executions (write-ahead) --------------------------------------------

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +38,7 @@ from connector.errors import ERROR_TYPES, ManifestError
 from connector.format.manifest import (
     HEADER_NAME_PATTERN,
     POLL_PARAMETERS,
+    AppCode,
     AppManifest,
     ModuleManifest,
     PaginationSpec,
@@ -73,6 +75,9 @@ _PAGE_SCOPE = frozenset({"response", "page"})
 #: App-wide headers and query, and the connection check, see the connection only.
 _APP_SCOPE = frozenset({"connection", "engine", "app"})
 _VERIFY_SCOPE = _APP_SCOPE | {"run"}
+#: The filters of the app being loaded (its ``code.filters``, by full name).
+_APP_FILTERS: ContextVar[frozenset[str]] = ContextVar("connector_app_filters", default=frozenset())
+_NO_CODE = AppCode()
 #: Parameters every polling trigger gets from the engine.
 _POLL_PARAMETERS = tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
 
@@ -213,6 +218,18 @@ def load_app(
 def _load_app(path: Path, cache: ManifestCache | None) -> tuple[LoadedApp, list[LoadedModule]]:
     source = str(path)
     manifest = read_model(path, AppManifest, cache)
+    token = _APP_FILTERS.set(
+        frozenset(f"{manifest.name}_{n}" for n in (manifest.code or _NO_CODE).filters)
+    )
+    try:
+        return _load_app_modules(path, source, manifest, cache)
+    finally:
+        _APP_FILTERS.reset(token)
+
+
+def _load_app_modules(
+    path: Path, source: str, manifest: AppManifest, cache: ManifestCache | None
+) -> tuple[LoadedApp, list[LoadedModule]]:
     app = _compile_app(manifest, source)
     salt = app.code.digest.encode() if app.code is not None else b""
     modules: list[LoadedModule] = []
@@ -638,6 +655,7 @@ def _check_refs(
     parameters: list[Parameter] | None = None,
     secret_fields: frozenset[str] = frozenset(),
 ) -> None:
+    _check_app_filters(source, path, template)
     allowed = set(scope) | _GLOBALS
     for chain in referenced_names(template):
         root = chain[0]
@@ -664,6 +682,26 @@ def _check_refs(
             )
         if root == "parameters" and parameters is not None and len(chain) > 1:
             _check_parameter_chain(source, path, chain[1:], parameters)
+
+
+def _check_app_filters(source: str, path: str, template: CompiledTemplate) -> None:
+    """An app's own filters (``code.filters``) are registered process-wide; a template
+    may only use those of its own app, so an app never depends on another's code."""
+    from jinja2 import nodes
+
+    from connector.templating.templates import environment
+
+    filters = environment().filters
+    own = _APP_FILTERS.get()
+    for node in template.ast.find_all(nodes.Filter):
+        owner = getattr(filters.get(node.name), "_connector_app_filter", None)
+        if owner is not None and node.name not in own:
+            raise ManifestError(
+                source,
+                path,
+                f"filter {node.name!r} belongs to another app's code; declare it in this "
+                "app's code.filters",
+            )
 
 
 def _check_parameter_chain(

@@ -106,6 +106,9 @@ def module_page(module: LoadedModule) -> str:
         f"connector webhook {m.id} --connection connection.json --parameters parameters.json "
         "--body delivery.json --sign"
         if m.kind == "instant_trigger"
+        else f"connector poll {m.id} --connection connection.json --parameters parameters.json "
+        "--state state.json"
+        if m.kind == "trigger"
         else f"connector run {m.id} --connection connection.json --parameters parameters.json "
         "--dry-run"
     )
