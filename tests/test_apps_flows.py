@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,20 +48,12 @@ TO_LIVELIKE = {
     "properties": "{{ webhook.properties | default({}) }}",
 }
 
-#: CleverTap record -> Segment track: Charged's Amount and Currency are Segment's
-#: revenue and currency, the other properties stay custom; the message ID is derived
-#: from the record, so a record polled twice is one message for Segment.
-TO_SEGMENT = {
-    "event": "{{ ct.eventName }}",
-    "userId": "{{ ct.identity }}",
-    "timestamp": "{{ ct.ts }}",
-    "revenue": "{{ ct.event_props.Amount | default(none) }}",
-    "currency": "{{ ct.event_props.Currency | default(none) }}",
-    "customProperties": (
-        "{{ ct.event_props | toArray | rejectattr('key', 'in', ['Amount', 'Currency']) | list }}"
-    ),
-    "messageId": "{{ ['clevertap', ct.eventName, ct.identity, ct.ts] | join('|') | sha256 }}",
-}
+#: CleverTap record -> Segment track, the mapping `make demo` uses too: Charged's Amount
+#: and Currency are Segment's revenue and currency, the other properties stay custom;
+#: the message ID is derived from the record, so a record polled twice is one message.
+TO_SEGMENT: dict[str, str] = json.loads(
+    (Path(__file__).resolve().parent.parent / "examples" / "clevertap_to_segment.json").read_text()
+)
 
 
 class _Host:

@@ -69,10 +69,18 @@ def test_livelike_profile_id_alone_is_enough(
     engine.run(
         SEND,
         conn,
-        {"action_key": "poll_voted", "livelike_profile_id": "p-9", "timestamp": "2026-11-25T09:41:15Z"},
+        {
+            "action_key": "poll_voted",
+            "livelike_profile_id": "p-9",
+            "timestamp": "2026-11-25T09:41:15Z",
+        },
     )
     assert fake.events == [
-        {"action_key": "poll_voted", "livelike_profile_id": "p-9", "timestamp": "2026-11-25T09:41:15.000Z"}
+        {
+            "action_key": "poll_voted",
+            "livelike_profile_id": "p-9",
+            "timestamp": "2026-11-25T09:41:15.000Z",
+        }
     ]
 
 

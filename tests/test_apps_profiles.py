@@ -63,7 +63,9 @@ def test_get_traits_follows_every_page_and_merges_them(
 def test_get_traits_include_and_accounts_collection(
     engine: connector.Engine, fake: ProfilesFake, conn: dict[str, str]
 ) -> None:
-    fake.add_profile("group_id:acme", {"plan": "pro", "seats": 12, "mrr": 900}, collection="accounts")
+    fake.add_profile(
+        "group_id:acme", {"plan": "pro", "seats": 12, "mrr": 900}, collection="accounts"
+    )
     bundles = engine.run(
         SEARCH_TRAITS,
         conn,
@@ -82,7 +84,10 @@ def test_list_events_newest_first_at_most_limit_across_pages(
     assert [b["message_id"] for b in bundles] == [f"m-{i:03d}" for i in range(149, 29, -1)]
     assert set(bundles[0]) == {"message_id", "timestamp", "type", "event", "properties"}
     pages = [r for r in fake.requests if r.path.endswith("/events")]
-    assert [(r.query["limit"], r.query.get("next")) for r in pages] == [("100", None), ("100", "100")]
+    assert [(r.query["limit"], r.query.get("next")) for r in pages] == [
+        ("100", None),
+        ("100", "100"),
+    ]
 
 
 def test_unknown_profile_is_a_data_error_naming_external_id(
