@@ -101,7 +101,16 @@ def test_search_merge_without_parent(api: FakeAPI, engine: connector.Engine) -> 
 def test_search_remote_404_is_a_run_error(api: FakeAPI, engine: connector.Engine) -> None:
     with pytest.raises(RunError) as info:
         engine.run("fakeapi.get_traits", api.connection(), {"externalId": "user_id:nobody"})
-    assert info.value.status == 404
+    # The module's errors: a 404 here means the builder's id names no profile.
+    assert (info.value.type, info.value.field, info.value.status) == (
+        "DataError",
+        "externalId",
+        404,
+    )
+    assert info.value.message.startswith("no such profile: GET /profiles/")
+    with pytest.raises(RunError) as info:  # the app's mapping, for a module without its own
+        engine.options("fakeapi.send_message", "channel", api.connection(), {"team": "nope"})
+    assert (info.value.type, info.value.field) == ("InvalidConfigurationError", None)
 
 
 def test_search_bad_limit_is_a_data_error_before_sending(

@@ -283,7 +283,12 @@ class Engine:
         """Send with the app's retry policy; returns the response and the attempts."""
         if connection.app.code is not None:
             request = connection.sign(request)
-        return self._sender(module).send(self.client, request, connection.redact)
+        try:
+            return self._sender(module).send(self.client, request, connection.redact)
+        except RunError as exc:
+            if module.manifest.errors and exc.status is not None:
+                raise _module_error(module, exc) from None
+            raise
 
     def send_for_app(
         self, app: LoadedApp, request: PreparedRequest, connection: Connection
@@ -302,7 +307,12 @@ class Engine:
         """:meth:`send` over the pooled async client."""
         if connection.app.code is not None:
             request = connection.sign(request)
-        return await self._sender(module).asend(self.async_client, request, connection.redact)
+        try:
+            return await self._sender(module).asend(self.async_client, request, connection.redact)
+        except RunError as exc:
+            if module.manifest.errors and exc.status is not None:
+                raise _module_error(module, exc) from None
+            raise
 
     @staticmethod
     def response_view(response: httpx.Response) -> dict[str, Any]:
@@ -477,6 +487,21 @@ class Engine:
         from connector.runs.batch import abatch
 
         return abatch(self, module_id, connection, inputs, context, concurrency=concurrency)
+
+
+def _module_error(module: LoadedModule, exc: RunError) -> RunError:
+    """A status error as the module's ``errors`` map it (type, field, message)."""
+    from connector.errors import ERROR_TYPES
+
+    spec = module.manifest.errors.get(str(exc.status))
+    if spec is None:
+        return exc
+    message = f"{spec.message}: {exc.message}" if spec.message else exc.message
+    mapped = ERROR_TYPES[spec.type](
+        message, field=spec.field or exc.field, status=exc.status, attempts=exc.attempts
+    )
+    mapped.incomplete_id = exc.incomplete_id
+    return mapped
 
 
 def _parse_body(response: httpx.Response) -> Any:

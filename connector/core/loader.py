@@ -460,6 +460,22 @@ def _load_module(
                     f"$.constraints[{i}].oneOfRequired",
                     f"unknown parameter {name!r}, expected one of: {', '.join(sorted(names))}",
                 )
+    for status, mapping in manifest.errors.items():
+        at = f"$.errors.{status}"
+        if not re.fullmatch(r"[45][0-9]{2}", status):
+            raise ManifestError(source, at, "keys must be HTTP error statuses (4xx, 5xx)")
+        if mapping.type not in ERROR_TYPES:
+            raise ManifestError(
+                source,
+                f"{at}.type",
+                f"unknown error type {mapping.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+            )
+        if mapping.field is not None and mapping.field not in names:
+            raise ManifestError(
+                source,
+                f"{at}.field",
+                f"unknown parameter {mapping.field!r}, expected one of: {', '.join(sorted(names))}",
+            )
     request, webhook = manifest.request, manifest.webhook
     if webhook is not None:
         _check_webhook(source, webhook, app)

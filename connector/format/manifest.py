@@ -262,6 +262,17 @@ class ResponseCheck(_Model):
     )
 
 
+class StatusError(_Model):
+    """How one HTTP status of a module maps onto Make's errors, over the app's
+    ``errors``: e.g. a 404 that means the builder's id names no profile."""
+
+    type: str = Field(description="Make's error type, e.g. DataError.")
+    field: str | None = Field(default=None, description="The parameter the error names.")
+    message: str | None = Field(
+        default=None, description="Said before the remote's answer, e.g. 'no such profile'."
+    )
+
+
 class ResponseSpec(_Model):
     """What a search or polling trigger reads from each page, and the body check."""
 
@@ -546,6 +557,11 @@ class ModuleManifest(_Model):
     )
     output: OutputSpec = Field(default_factory=OutputSpec)
     retry: bool = Field(default=True, description="Whether failed sends may be retried.")
+    errors: dict[str, StatusError] = Field(
+        default_factory=dict,
+        description="HTTP status -> the error this module's requests raise for it "
+        "(type, the parameter named, a message), over the app's 'errors'.",
+    )
     batchable: bool = Field(
         default=False,
         description="Whether batch runs may pack this module's request bodies into the "
