@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import connector
-from connector.errors import DataError, InvalidAccessTokenError, ManifestError
+from connector.errors import DataError, InvalidAccessTokenError
 from tests.fakes import ProfilesFake
 
 SEARCH_TRAITS = "segment_profiles.get_traits"
@@ -98,6 +98,7 @@ def test_unknown_profile_is_a_data_error_naming_external_id(
             engine.run(module, conn, {"externalId": "user_id:nobody"})
         assert caught.value.field == "externalId"
         assert caught.value.status == 404
+        assert "no such profile" in caught.value.message
         assert "user_id:nobody" in caught.value.message
 
 
@@ -170,16 +171,3 @@ def test_watch_events_stops_paging_once_past_the_last_poll(
     # 251 events: three pages, but the first already reaches back past the state.
     assert state["since"] == "2026-11-25T04:09:00Z"
     assert len(fake.requests) == 1
-
-
-def test_errors_override_refuses_an_unknown_type(tmp_path: Any) -> None:
-    app = tmp_path / "acme"
-    app.mkdir()
-    (app / "app.json").write_text(
-        '{"name": "acme", "label": "Acme", "baseUrl": "https://acme.example",'
-        ' "connection": {"auth": {"type": "none"}},'
-        ' "errors": {"404": {"type": "NotAnError", "field": "id"}}, "modules": []}'
-    )
-    with pytest.raises(ManifestError) as caught:
-        connector.load(str(app), packaged=False)
-    assert "$.errors.404" in str(caught.value) and "NotAnError" in str(caught.value)

@@ -274,10 +274,9 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
         raise ManifestError(
             source, "$.connection.auth.header", f"{auth.header!r} is not a valid header name"
         )
-    for status, mapped in manifest.errors.items():
+    for status, error_type in manifest.errors.items():
         if not re.fullmatch(r"[1-5][0-9]{2}", status):
             raise ManifestError(source, f"$.errors.{status}", "keys must be HTTP statuses")
-        error_type = mapped if isinstance(mapped, str) else mapped.type
         if error_type not in ERROR_TYPES:
             raise ManifestError(
                 source,

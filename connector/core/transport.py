@@ -36,7 +36,7 @@ from connector.errors import (
     RemoteRuntimeError,
     RunError,
 )
-from connector.format.manifest import RetrySpec, StatusError
+from connector.format.manifest import RetrySpec
 
 __all__ = ["DEFAULT_STATUS_ERRORS", "PreparedRequest", "Sender", "error_for_status", "retry_delay"]
 
@@ -56,10 +56,10 @@ DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {
 }
 
 
-def error_for_status(status: int, overrides: Mapping[str, str | StatusError]) -> type[RunError]:
+def error_for_status(status: int, overrides: Mapping[str, str]) -> type[RunError]:
     override = overrides.get(str(status))
     if override is not None:
-        return ERROR_TYPES[override if isinstance(override, str) else override.type]
+        return ERROR_TYPES[override]
     if status in DEFAULT_STATUS_ERRORS:
         return DEFAULT_STATUS_ERRORS[status]
     if 400 <= status < 500:
@@ -121,12 +121,10 @@ def _status_error(
     request: PreparedRequest,
     response: httpx.Response,
     attempts: int,
-    overrides: Mapping[str, str | StatusError],
+    overrides: Mapping[str, str],
     redact: Callable[[str], str],
 ) -> RunError:
     cls = error_for_status(response.status_code, overrides)
-    override = overrides.get(str(response.status_code))
-    field = override.field if isinstance(override, StatusError) else None
     path = httpx.URL(request.url).path
     message = f"{request.method} {path} answered {response.status_code}"
     excerpt = _excerpt(response, redact)
@@ -134,7 +132,7 @@ def _status_error(
         message += f": {excerpt}"
     if attempts > 1:
         message += f" (after {attempts} attempts)"
-    return cls(message, field=field, status=response.status_code, attempts=attempts)
+    return cls(message, status=response.status_code, attempts=attempts)
 
 
 def _network_error(
@@ -155,7 +153,7 @@ class Sender:
     def __init__(
         self,
         policy: RetrySpec,
-        errors: Mapping[str, str | StatusError],
+        errors: Mapping[str, str],
         *,
         retry: bool = True,
         sleep: Callable[[float], None] = time.sleep,

@@ -775,20 +775,6 @@ class BatchSpec(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
-class StatusError(_Model):
-    """An HTTP status's Make error type and the parameter it blames.
-
-    ``{"404": {"type": "DataError", "field": "externalId"}}``: an API that answers 404
-    for an unknown record the builder named says which field to fix; the error's
-    ``field`` is set as for a failed check.
-    """
-
-    type: str = Field(description="Make's error type, e.g. DataError.")
-    field: str | None = Field(
-        default=None, description="The parameter the error names, e.g. externalId."
-    )
-
-
 class AppManifest(_Model):
     """An app: one connection and the modules that use it."""
 
@@ -801,10 +787,9 @@ class AppManifest(_Model):
     connection: ConnectionSpec
     timeout: float = Field(default=10.0, gt=0, description="Seconds per request.")
     retry: RetrySpec = Field(default_factory=RetrySpec)
-    errors: dict[str, str | StatusError] = Field(
+    errors: dict[str, str] = Field(
         default_factory=dict,
-        description="HTTP status -> Make error type (or {type, field}), overriding the "
-        "engine's defaults.",
+        description="HTTP status -> Make error type, overriding the engine's defaults.",
     )
     batch: BatchSpec | None = Field(
         default=None, description="The app's batch endpoint, used by batchable modules."
