@@ -161,3 +161,94 @@ def test_default_base_url(engine: connector.Engine) -> None:
         "https://cf-blast.livelikecdn.com/api/v1/applications/abc/segment-events/"
     )
     assert "secret-token-1" not in str(request)
+
+
+def test_batch_mode_sends_many_events_a_request(
+    engine: connector.Engine, fake: LiveLikeFake, conn: dict[str, str]
+) -> None:
+    inputs: list[dict[str, Any]] = [
+        {"action_key": f"k{i}", "user_id": f"u{i}", "timestamp": 1795599675 + i} for i in range(6)
+    ]
+    inputs[2] = {"action_key": "k2", "timestamp": 1795599677}  # no user: refused alone
+    results = list(engine.run_batch(SEND, conn, inputs))
+    (request,) = fake.requests  # one request for the five good events
+    assert request.path == f"/api/v1/applications/{fake.client_id}/segment-events/"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    sent = request.json()
+    assert list(sent) == ["events"]
+    assert [e["action_key"] for e in sent["events"]] == ["k0", "k1", "k3", "k4", "k5"]
+    assert sent["events"][0] == {
+        "action_key": "k0",
+        "user_id": "u0",
+        "timestamp": "2026-11-25T09:41:15.000Z",
+    }
+    assert fake.events == sent["events"]
+    assert isinstance(results[2], DataError)
+    good = [r for i, r in enumerate(results) if i != 2]
+    assert [r[0]["action_key"] for r in good if isinstance(r, list)] == [
+        "k0",
+        "k1",
+        "k3",
+        "k4",
+        "k5",
+    ]
+    assert {r[0]["status"] for r in good if isinstance(r, list)} == {202}
+
+
+def test_batch_mode_matches_single_runs(
+    engine: connector.Engine, fake: LiveLikeFake, conn: dict[str, str]
+) -> None:
+    """The events a batch sends are exactly those single runs send, one by one."""
+    inputs = [
+        {"action_key": "a", "livelike_profile_id": "p-1", "timestamp": "2026-11-25T09:41:15Z"},
+        {
+            "action_key": "b",
+            "user_id": "u-2",
+            "timestamp": "2026-11-25",
+            "action_name": "B",
+            "properties": {"n": 1, "tags": ["x"]},
+        },
+    ]
+    batched = list(engine.run_batch(SEND, conn, inputs))
+    in_batch = list(fake.events)
+    fake.events.clear()
+    single = [engine.run(SEND, conn, p) for p in inputs]
+    assert fake.events == in_batch
+    assert batched == single
+
+
+def test_batch_unwrap_refuses_a_body_without_its_list(tmp_path: Any) -> None:
+    """An unwrap app whose module body has no list under itemsKey: that item's DataError."""
+    import json
+    from pathlib import Path
+
+    app = Path(tmp_path) / "acme"
+    app.mkdir()
+    (app / "app.json").write_text(
+        json.dumps(
+            {
+                "name": "acme",
+                "label": "Acme",
+                "baseUrl": "https://acme.example",
+                "connection": {"auth": {"type": "none"}},
+                "batch": {"url": "/events", "itemsKey": "events", "unwrap": True},
+                "modules": ["send.json"],
+            }
+        )
+    )
+    (app / "send.json").write_text(
+        json.dumps(
+            {
+                "id": "acme.send",
+                "label": "Send",
+                "description": "d",
+                "parameters": [{"name": "x", "type": "text"}],
+                "request": {"url": "/events", "body": {"event": "{{ parameters.x }}"}},
+                "batchable": True,
+            }
+        )
+    )
+    registry = connector.load(str(app), packaged=False)
+    with connector.Engine(registry) as engine:
+        (result,) = list(engine.run_batch("acme.send", {}, [{"x": "1"}]))
+    assert isinstance(result, DataError) and "'events': [...]" in result.message
