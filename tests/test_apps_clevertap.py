@@ -121,7 +121,7 @@ def test_wrong_passcode_is_refused_and_never_shown(
     assert "CT-WRONG-999" not in str(caught.value.to_dict())
 
 
-@pytest.mark.parametrize("region", ["us1", "eu1", "in1", "sg1"])
+@pytest.mark.parametrize("region", ["us1", "eu1", "in1", "sg1", "aps3", "mec1"])
 def test_region_picks_the_base_url(engine: connector.Engine, region: str) -> None:
     request = engine.dry_run(
         UPLOAD,
@@ -181,3 +181,23 @@ def test_watch_fails_on_a_failed_status_and_keeps_no_state(
     with pytest.raises(RemoteRuntimeError) as caught:
         engine.poll(WATCH, conn, {"eventName": "Nope", "start": "all"})
     assert "Event name not found" in caught.value.message
+
+
+def test_default_region_is_clevertaps_default_europe(engine: connector.Engine) -> None:
+    request = engine.dry_run(
+        UPLOAD, {"accountId": "a", "passcode": "p"}, {"identity": "u", "evtName": "E"}
+    )
+    assert request["url"] == "https://eu1.api.clevertap.com/1/upload"
+
+
+def test_watch_asks_for_days_in_the_account_time_zone(
+    engine: connector.Engine, fake: CleverTapFake, conn: dict[str, str]
+) -> None:
+    """A state at 2026-11-25T20:00Z is already the 26th in Kolkata (UTC+5:30): the query
+    asks from the 26th there."""
+    state = {"module": WATCH, "since": "2026-11-25T20:00:00Z", "ids": []}
+    engine.poll(WATCH, {**conn, "timezone": "Asia/Kolkata"}, {"eventName": "Charged"}, state)
+    assert fake.requests[0].json()["from"] == 20261126
+    fake.requests.clear()
+    engine.poll(WATCH, conn, {"eventName": "Charged"}, state)
+    assert fake.requests[0].json()["from"] == 20261125
