@@ -414,3 +414,22 @@ def test_options_cli(api: FakeAPI, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"label": "#general", "value": "c1"}]
+
+
+def test_async_runs_page_and_check_too(api: FakeAPI, registry: connector.Registry) -> None:
+    import asyncio
+
+    async def main() -> tuple[list[dict[str, Any]], str]:
+        async with connector.Engine(registry) as engine:
+            bundles = await engine.arun("fakeapi.list_items", api.connection(), {"limit": 3})
+            try:
+                await engine.arun(
+                    "fakeapi.upload", api.connection(), {"identity": "u", "name": "bad", "when": 0}
+                )
+            except RunError as exc:
+                return bundles, exc.type
+            return bundles, "no error"
+
+    bundles, error = asyncio.run(main())
+    assert [b["id"] for b in bundles] == ["i1", "i2", "i3"]
+    assert error == "DataError"

@@ -132,9 +132,19 @@ def _kind_line(module: LoadedModule) -> str:
     m = module.manifest
     if m.request is not None:
         limit = m.request.max_body_bytes
-        return f"Kind: {m.kind}. Request: `{m.request.method} {m.request.url}`" + (
+        line = f"Kind: {m.kind}. Request: `{m.request.method} {m.request.url}`" + (
             f", at most {limit:,} bytes." if limit else "."
         )
+        if m.pagination is not None:
+            line += f" Then the next pages, at most {m.pagination.max_pages} in all."
+        if m.kind == "search":
+            line += " One bundle per item."
+        if m.kind == "trigger":
+            line += (
+                " Polls: one bundle per item newer than the saved state, oldest first, "
+                "at most `limit` a poll."
+            )
+        return line
     webhook = m.webhook
     assert webhook is not None
     shapes = "a JSON event, a JSON array of events"
