@@ -3,10 +3,16 @@ on 127.0.0.1 (tests/fakes/livelike.py)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import connector
 from connector.errors import (
@@ -14,12 +20,14 @@ from connector.errors import (
     InvalidAccessTokenError,
     InvalidConfigurationError,
     RemoteRuntimeError,
+    RunError,
 )
 from tests.fakes import LiveLikeFake
 from tests.fakes._server import Reply
 
 SEND = "livelike_cloud.send_event"
 TOKEN = "ll_producer_token"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -219,9 +227,6 @@ def test_batch_mode_matches_single_runs(
 
 def test_batch_unwrap_refuses_a_body_without_its_list(tmp_path: Any) -> None:
     """An unwrap app whose module body has no list under itemsKey: that item's DataError."""
-    import json
-    from pathlib import Path
-
     app = Path(tmp_path) / "acme"
     app.mkdir()
     (app / "app.json").write_text(
@@ -252,3 +257,66 @@ def test_batch_unwrap_refuses_a_body_without_its_list(tmp_path: Any) -> None:
     with connector.Engine(registry) as engine:
         (result,) = list(engine.run_batch("acme.send", {}, [{"x": "1"}]))
     assert isinstance(result, DataError) and "'events': [...]" in result.message
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+_VALUE = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _TEXT
+_EVENT = st.fixed_dictionaries(
+    {"action_key": _TEXT, "timestamp": st.integers(0, 4_000_000_000)},
+    optional={
+        "user_id": _TEXT,
+        "livelike_profile_id": _TEXT,
+        "action_name": _TEXT,
+        "properties": st.dictionaries(
+            st.text("abcdefgh_", min_size=1, max_size=6), _VALUE | st.just(TOKEN), max_size=4
+        ),
+    },
+)
+
+
+def test_batch_unwrap_is_single_runs_property(tmp_path: Path) -> None:
+    """Differential: for any events, a batch run (three events a request, to cross
+    batches) sends the same events, in order, and gives the same bundles or errors as one
+    single run each (a mock LiveLike answering 202)."""
+    app = tmp_path / "livelike_cloud"
+    shutil.copytree(ROOT / "manifests" / "livelike_cloud", app)
+    manifest = json.loads((app / "app.json").read_text())
+    manifest["batch"]["maxItems"] = 3
+    (app / "app.json").write_text(json.dumps(manifest))
+    registry = connector.load(str(app), packaged=False)
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(202, json={"received": len(sent[-1]["events"])})
+
+    conn = {"clientId": "c-1", "producerToken": TOKEN, "host": "http://127.0.0.1:9/api/v1"}
+
+    @given(st.lists(_EVENT, min_size=1, max_size=10))
+    @settings(max_examples=60, deadline=None)
+    def check(inputs: list[dict[str, Any]]) -> None:
+        client = httpx.Client(transport=httpx.MockTransport(answer))
+        with connector.Engine(registry, client=client) as engine:
+            sent.clear()
+            batched = list(engine.run_batch(SEND, conn, inputs))
+            in_batches = [e for body in sent for e in body["events"]]
+            assert all(len(body["events"]) <= 3 for body in sent)
+            sent.clear()
+            singles: list[Any] = []
+            for item in inputs:
+                try:
+                    singles.append(engine.run(SEND, conn, item))
+                except RunError as exc:
+                    singles.append(exc)
+            one_by_one = [e for body in sent for e in body["events"]]
+        assert in_batches == one_by_one
+        assert len(batched) == len(singles)
+        for got, want in zip(batched, singles, strict=True):
+            if isinstance(want, RunError):
+                assert isinstance(got, RunError)
+                assert (got.type, got.field, got.message) == (want.type, want.field, want.message)
+            else:
+                assert got == want
+                assert TOKEN not in json.dumps(got)
+
+    check()
