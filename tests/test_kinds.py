@@ -208,11 +208,8 @@ def test_verify(
 ) -> None:
     api.state.check_signature = signature
     if ok:
-        assert engine.verify("fakeapi", api.connection(**changes)) == {
-            "ok": True,
-            "app": "fakeapi",
-            "status": 200,
-        }
+        assert engine.verify("fakeapi", api.connection(**changes)) == {"ok": True}
+        assert api.sent("/verify")[-1].headers["x-workspace"] == WORKSPACE
     else:
         with pytest.raises(RunError) as info:
             engine.verify("fakeapi", api.connection(**changes))
@@ -235,7 +232,7 @@ def test_verify_cli(api: FakeAPI, tmp_path: Path) -> None:
         "verify", "fakeapi", "-c", str(conn), "--manifests", str(APP_DIR), "--no-packaged"
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["ok"] is True
+    assert json.loads(done.stdout) == {"ok": True}
     conn.write_text(json.dumps(api.connection(passcode="nope-nope-nope")))
     done = run_cli(
         "verify", "fakeapi", "-c", str(conn), "--manifests", str(APP_DIR), "--no-packaged"
@@ -433,3 +430,37 @@ def test_async_runs_page_and_check_too(api: FakeAPI, registry: connector.Registr
     bundles, error = asyncio.run(main())
     assert [b["id"] for b in bundles] == ["i1", "i2", "i3"]
     assert error == "DataError"
+
+
+@pytest.mark.parametrize("kind", ["search", "poll", "options"])
+def test_an_api_echoing_a_secret_never_hands_it_over(
+    api: FakeAPI, engine: connector.Engine, kind: str
+) -> None:
+    if kind == "search":
+        api.state.traits = {"u": [{"leak": PASSCODE}, {"other": f"x {ACCOUNT} y"}]}
+        out: Any = engine.run("fakeapi.get_traits", api.connection(), {"externalId": "u"})
+    elif kind == "poll":
+        api.state.records = [
+            {"id": "r1", "event": "E", "ts": 20260301000000, "profile": {"identity": PASSCODE}}
+        ]
+        out = engine.poll(
+            "fakeapi.watch_records", api.connection(), {"eventName": "E", "start": "all"}
+        ).bundles
+    else:
+        api.state.channels = {"t": [{"id": ACCOUNT, "name": PASSCODE}]}
+        out = engine.options("fakeapi.send_message", "channel", api.connection(), {"team": "t"})
+    text = json.dumps(out)
+    assert PASSCODE not in text and ACCOUNT not in text
+    assert "[REDACTED]" in text
+
+
+def test_verify_without_a_verify_request_says_it_checked_fields_only(tmp_path: Path) -> None:
+    app = _copy_app(tmp_path, lambda a: a["connection"].pop("verify"))
+    with connector.Engine(connector.load(app, packaged=False)) as engine:
+        out = engine.verify(
+            "fakeapi", {"accountId": ACCOUNT, "passcode": PASSCODE, "workspace": "w"}
+        )
+        assert out["ok"] is True and out["checked"].startswith("fields only")
+        with pytest.raises(RunError) as info:  # the fields are still checked
+            engine.verify("fakeapi", {"accountId": ACCOUNT})
+    assert info.value.type == "InvalidConfigurationError"

@@ -109,16 +109,23 @@ MODULE_CASES: list[tuple[str, str, Change, str, str]] = [
     ),
     (
         "upload.json",
+        "error-without-valid",
+        lambda d: d["response"].pop("valid"),
+        "$.response.error",
+        "give 'valid'",
+    ),
+    (
+        "upload.json",
         "check-unknown-type",
-        lambda d: d["response"]["check"].update(type="Oops"),
-        "$.response.check.type",
+        lambda d: d["response"]["error"].update(type="Oops"),
+        "$.response.error.type",
         "unknown error type 'Oops'",
     ),
     (
         "upload.json",
         "check-reads-a-secret",
-        lambda d: d["response"]["check"].update(valid="{{ connection.passcode }}"),
-        "$.response.check.valid",
+        lambda d: d["response"].update(valid="{{ connection.passcode }}"),
+        "$.response.valid",
         "is secret",
     ),
     (
@@ -208,8 +215,8 @@ APP_CASES: list[tuple[str, Change, str, str]] = [
     ),
     (
         "verify-check-unknown-type",
-        lambda d: d["connection"]["verify"]["check"].update(type="Nope"),
-        "$.connection.verify.check.type",
+        lambda d: d["connection"]["verify"]["error"].update(type="Nope"),
+        "$.connection.verify.error.type",
         "unknown error type",
     ),
     (

@@ -37,7 +37,7 @@ def compose_request(
     field: str | None = None,
 ) -> PreparedRequest:
     """The checked request for these rendered parts, auth and app headers added."""
-    verb = str(method or "GET").upper()
+    verb = str(method or "").upper()
     if verb not in ALLOWED_METHODS:
         raise DataError(
             f"unknown method {verb!r}, expected one of: {', '.join(sorted(ALLOWED_METHODS))}",

@@ -370,9 +370,9 @@ class Engine:
         return self.finish(prepared, response)
 
     def check_body(self, prepared: Prepared, response: httpx.Response) -> None:
-        """Errors inside a 2xx body (``response.check``); raises the check's error."""
+        """Errors inside a 2xx body (``response.valid``/``error``); raises the check's error."""
         from connector.core.response_check import check_response
-        from connector.runs.pages import lenient
+        from connector.runs.trigger import lenient
 
         check = prepared.module.response_check
         assert check is not None

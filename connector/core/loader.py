@@ -44,7 +44,7 @@ from connector.format.manifest import (
     PaginationSpec,
     Parameter,
     RequestSpec,
-    ResponseCheck,
+    ResponseError,
     RuleError,
     WebhookSpec,
     walk_parameters,
@@ -284,7 +284,7 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
                 f"unknown error type {error_type!r}, expected one of: {', '.join(ERROR_TYPES)}",
             )
     for i, field in enumerate(manifest.connection.fields):
-        _check_parameter(source, f"$.connection.fields[{i}]", field)
+        _check_parameter(source, f"$.connection.fields[{i}]", field, False)
     secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
     batch_url: CompiledTemplate | None = None
     batch_extra: TemplateTree | None = None
@@ -337,8 +337,9 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
         )
         verify_check = _compile_check(
             source,
-            "$.connection.verify.check",
-            spec.check,
+            "$.connection.verify",
+            spec.valid,
+            spec.error,
             _VERIFY_SCOPE | {"request", "response"},
             public,
             secret,
@@ -399,26 +400,29 @@ def _compile_one(
 def _compile_check(
     source: str,
     base: str,
-    check: ResponseCheck | None,
+    valid: str | None,
+    error: ResponseError | None,
     scope: Iterable[str],
     public: frozenset[str] | set[str],
     secret: frozenset[str],
     parameters: list[Parameter] | None = None,
 ) -> CompiledCheck | None:
-    if check is None:
+    """``valid`` and ``error`` (at ``base``) compiled, or None without ``valid``."""
+    if valid is None:
         return None
-    if check.type not in ERROR_TYPES:
+    error = error or ResponseError()
+    if error.type not in ERROR_TYPES:
         raise ManifestError(
             source,
-            f"{base}.type",
-            f"unknown error type {check.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+            f"{base}.error.type",
+            f"unknown error type {error.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
         )
     return CompiledCheck(
-        valid=_compile_one(source, f"{base}.valid", check.valid, scope, public, secret, parameters),
+        valid=_compile_one(source, f"{base}.valid", valid, scope, public, secret, parameters),
         message=_compile_one(
-            source, f"{base}.message", check.message, scope, public, secret, parameters
+            source, f"{base}.error.message", error.message, scope, public, secret, parameters
         ),
-        error_type=check.type,
+        error_type=error.type,
     )
 
 
@@ -513,8 +517,9 @@ def _load_module(
     response = manifest.response
     check = _compile_check(
         source,
-        "$.response.check",
-        response.check if response else None,
+        "$.response",
+        response.valid if response else None,
+        response.error if response else None,
         _OUTPUT_SCOPE | request_scope,
         public,
         secret,
@@ -645,20 +650,24 @@ def _find_bad_template(value: Any, path: str) -> str:
     return path
 
 
-def _check_parameter(source: str, path: str, param: Parameter) -> None:
+def _check_parameter(source: str, path: str, param: Parameter, top: bool = True) -> None:
     if param.format is not None and param.format not in FORMATS:
         raise ManifestError(
             source,
             f"{path}.format",
             f"unknown format {param.format!r}, expected one of: {', '.join(FORMATS)}",
         )
+    if param.remote is not None and not top:
+        raise ManifestError(
+            source, f"{path}.remote", "remote options are for top-level parameters only"
+        )
     for i, child in enumerate(param.fields or ()):
-        _check_parameter(source, f"{path}.fields[{i}]", child)
+        _check_parameter(source, f"{path}.fields[{i}]", child, False)
     if param.items is not None:
-        _check_parameter(source, f"{path}.items", param.items)
+        _check_parameter(source, f"{path}.items", param.items, False)
     for i, option in enumerate(param.options or ()):
         for j, nested in enumerate(option.nested):
-            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested)
+            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested, False)
 
 
 def _check_refs(

@@ -56,7 +56,7 @@ class CompiledRequest:
 
 @dataclass(frozen=True)
 class CompiledCheck:
-    """A compiled ``response.check``: errors inside a 2xx body."""
+    """A compiled ``response.valid``/``error``: errors inside a 2xx body."""
 
     valid: TemplateTree
     message: TemplateTree
@@ -155,7 +155,7 @@ class LoadedModule:
     part_fields: dict[str, str | None] = field(default_factory=dict)
     #: A trigger's event filter (``webhook.filter``); None keeps every event.
     webhook_filter: TemplateTree | None = None
-    #: Errors in a 2xx body (``response.check``); None: every 2xx is a success.
+    #: Errors in a 2xx body (``response.valid``/``error``); None: every 2xx is a success.
     response_check: CompiledCheck | None = None
     #: Searches and polling triggers: how pages and items are read.
     paging: Paging | None = None

@@ -1,10 +1,10 @@
-"""Errors inside a 2xx answer, mapped onto Make's error types (``response.check``).
+"""Errors inside a 2xx answer, mapped onto Make's error types (``response.valid``/``error``).
 
 Some APIs answer 200 and say in the body that the request failed, wholly or in part
-(CleverTap's ``unprocessed`` items). A module's ``response.check`` renders ``valid``
+(CleverTap's ``unprocessed`` items). A module's ``response.valid``/``error`` renders ``valid``
 over the answer; when it is falsy the run fails with the check's ``type`` and rendered
 ``message``, redacted, instead of handing over bundles of a failure. Searches and
-polling triggers check every page; ``connection.verify`` has its own check.
+polling triggers check every page; ``connection.verify`` has its own ``valid`` and ``error``.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ __all__ = [
     "RemoteOptions",
     "RequestSpec",
     "ReservedNames",
-    "ResponseCheck",
+    "ResponseError",
     "ResponseSpec",
     "RetrySpec",
     "RuleError",
@@ -241,25 +241,30 @@ class RequestSpec(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
-class ResponseCheck(_Model):
-    """Errors a 2xx answer carries in its body, mapped onto Make's error types.
+class ResponseError(_Model):
+    """The error an answer that is not ``valid`` raises (Make's ``response.error``)."""
 
-    ``valid`` renders truthy for a good answer (``response``, ``request``,
-    ``parameters`` and ``connection`` in scope); otherwise the run fails with ``type``
-    and the rendered ``message``. E.g. ``{"valid": "{{ not response.body.unprocessed }}",
-    "message": "{{ response.body.unprocessed | tojson }}", "type": "DataError"}``.
-    """
-
-    valid: Template = Field(description="Truthy when the answer is a success.")
     message: Template = Field(
         default="the API reported an error in a {{ response.status }} answer",
-        description="The error's message (redacted like every error).",
+        description="The error's message, a template over the answer (redacted like every error).",
     )
     type: str = Field(
         default="RuntimeError",
         description="Make's error type: DataError, InvalidConfigurationError, "
         "InvalidAccessTokenError, RateLimitError, ConnectionError or RuntimeError.",
     )
+
+
+_VALID = (
+    "Errors inside a 2xx body (Make's response.valid): the answer is a success when this "
+    "renders truthy ('response', 'request', 'parameters', 'connection' in scope), else "
+    "'error' is raised."
+)
+
+
+def _check_error_needs_valid(valid: str | None, error: ResponseError | None) -> None:
+    if error is not None and valid is None:
+        raise RuleError("'error' is raised when 'valid' renders falsy: give 'valid'", "error")
 
 
 class StatusError(_Model):
@@ -291,9 +296,15 @@ class ResponseSpec(_Model):
         default=False,
         description="Searches: shallow-merge the bundles of all items of all pages into one.",
     )
-    check: ResponseCheck | None = Field(
-        default=None, description="Refuse 2xx answers whose body says they failed."
+    valid: Template | None = Field(default=None, description=_VALID)
+    error: ResponseError | None = Field(
+        default=None, description="The error of an answer that is not valid."
     )
+
+    @model_validator(mode="after")
+    def _error_needs_valid(self) -> ResponseSpec:
+        _check_error_needs_valid(self.valid, self.error)
+        return self
 
 
 class PaginationSpec(_Model):
@@ -629,7 +640,7 @@ class ModuleManifest(_Model):
                 response.iterate is not None or response.limit is not None or response.merge
             ):
                 raise RuleError(
-                    f"'response' of a {kind} only checks errors ('check'): iterate, limit "
+                    f"'response' of a {kind} only checks errors ('valid', 'error'): iterate, limit "
                     "and merge are for searches and triggers",
                     "response",
                 )
@@ -700,11 +711,19 @@ class VerifySpec(_Model):
 
     Its templates see ``connection`` (the public fields); auth and the app's headers
     are added. A non-2xx answer fails with its Make error type, and so does a 2xx one
-    that ``check`` refuses.
+    that ``valid`` refuses (with ``error``).
     """
 
     request: RequestSpec
-    check: ResponseCheck | None = None
+    valid: Template | None = Field(default=None, description=_VALID)
+    error: ResponseError | None = Field(
+        default=None, description="The error of an answer that is not valid."
+    )
+
+    @model_validator(mode="after")
+    def _error_needs_valid(self) -> VerifySpec:
+        _check_error_needs_valid(self.valid, self.error)
+        return self
 
 
 class ConnectionSpec(_Model):

@@ -18,7 +18,7 @@ from connector.core.compose import compose_request, request_view
 from connector.core.prepare import ENGINE_INFO, render_part
 from connector.core.types import utc_now_iso
 from connector.errors import DataError, RemoteRuntimeError
-from connector.runs.pages import lenient
+from connector.runs.trigger import lenient
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine

@@ -9,9 +9,10 @@ endless paging: ``maxPages`` (reaching it with pages left is an error, since ite
 would be left unread silently otherwise) and a request asked for twice (an API that
 keeps answering the same cursor), which is an error too.
 
-Each page's answer goes through the module's ``response.check`` and its items are
-``response.iterate`` rendered over it. The caller consumes pages lazily: a search
-that has its ``limit`` stops asking for more.
+Each page's answer goes through the module's ``response.valid``/``error`` and its items are
+``response.iterate`` rendered over it. Answers and items are read leniently, as an
+instant trigger's events are (a missing key reads as none). The caller consumes pages
+lazily: a search that has its ``limit`` stops asking for more.
 """
 
 from __future__ import annotations
@@ -26,23 +27,13 @@ from connector.core.prepare import render_part
 from connector.core.registry import LoadedModule, Paging
 from connector.core.request import PreparedRequest
 from connector.core.response_check import check_response
-from connector.core.validation import Values
 from connector.errors import InvalidConfigurationError, RemoteRuntimeError
+from connector.runs.trigger import lenient
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["lenient", "pages"]
-
-
-def lenient(value: Any) -> Any:
-    """JSON as templates see it: a missing key reads as ``none``, at every level, so
-    ``response.body.cursor.next`` is none on the last page instead of an error."""
-    if isinstance(value, dict):
-        return Values((k, lenient(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [lenient(v) for v in value]
-    return value
+__all__ = ["pages"]
 
 
 def pages(

@@ -110,8 +110,10 @@ def poll(
                 date = parse_datetime(raw_date)
             except (ValueError, OverflowError, OSError):
                 raise RemoteRuntimeError(
-                    f"{module_id}: item {str(ident)[:80]!r} has no readable date "
-                    f"(trigger.date gave {str(raw_date)[:60]!r})"
+                    conn.redact(
+                        f"{module_id}: item {str(ident)[:80]!r} has no readable date "
+                        f"(trigger.date gave {str(raw_date)[:60]!r})"
+                    )
                 ) from None
             key = str(ident)
             if cutoff is not None and (date < cutoff or (date == cutoff and key in seen)):

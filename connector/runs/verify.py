@@ -5,7 +5,7 @@ fields, builds its auth and base URL, sends the verify request (auth, app header
 the signer added) and answers ``{"ok": true}``. A refusal is Make's error type for the
 status (401/403: InvalidAccessTokenError), or the verify ``check``'s for a 2xx body
 that says no. Without a verify request, only the fields are checked, and the answer
-says so (``"checked": "fields"``).
+says so (``"checked": "fields only: ..."``), so no one takes it for a remote check.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["verify_connection"]
 def verify_connection(
     engine: Engine, app_name: str, connection: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    """``{"ok": True, ...}``, or a RunError subclass naming what failed."""
+    """``{"ok": True}``, or a RunError subclass naming what failed."""
     app = engine.registry.apps.get(app_name)
     if app is None:
         raise InvalidConfigurationError(
@@ -38,7 +38,7 @@ def verify_connection(
         )
     conn = Connection(app, connection)
     if app.verify is None:
-        return {"ok": True, "app": app_name, "checked": "fields"}
+        return {"ok": True, "checked": "fields only: the app declares no verify request"}
     scope: dict[str, Any] = {
         "connection": conn.public,
         "engine": ENGINE_INFO,
@@ -67,7 +67,7 @@ def verify_connection(
     response, _ = engine.send_for_app(app, request, conn)
     if app.verify_check is not None:
         view = engine.response_view(response)
-        from connector.runs.pages import lenient
+        from connector.runs.trigger import lenient
 
         check_scope = {
             **scope,
@@ -75,4 +75,4 @@ def verify_connection(
             "response": {**view, "body": lenient(view["body"])},
         }
         check_response(app.verify_check, check_scope, conn, f"{app_name} verify")
-    return {"ok": True, "app": app_name, "status": response.status_code}
+    return {"ok": True}
