@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import connector
 from connector.errors import RunError
 from tests.conftest import run_cli
-from tests.fakeapi import APP_DIR, FakeAPI
+from tests.fakeapi import APP_DIR, FakeAPI, FakeState, route
 
 MODULE = "fakeapi.watch_records"
 
@@ -198,3 +200,68 @@ def test_poll_cli_state_file(api: FakeAPI, tmp_path: Path) -> None:
     assert json.loads(done.stderr)["error"]["type"] == "InvalidAccessTokenError"
     assert state.read_text() == after_second
     assert [p.name for p in state.parent.iterdir()] == ["watch.json"]  # no temporary left
+
+
+# -- the property: over any sequence of polls, every item once, in date order ------------
+
+
+CONN = {"accountId": "acct-7f3a9c21", "passcode": "pass-Secret-5e8d2b", "workspace": "w"}
+
+
+def _mock_engine(registry: connector.Registry, state: FakeState) -> connector.Engine:
+    """The fake API's routes behind httpx's mock transport (no sockets: hundreds of
+    polls per example), the signature check left to the end-to-end tests above."""
+    import httpx
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        query = {k: v for k, v in request.url.params.items()}
+        status, answer = route(state, request.method, request.url.path, query, body)
+        return httpx.Response(status, json=answer)
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    return connector.Engine(registry, client=client)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    waves=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 3), max_size=6),  # new items: date steps (ties likely)
+            st.integers(1, 4),  # this poll's limit
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_every_item_once_in_date_order(
+    registry: connector.Registry, waves: list[tuple[list[int], int]]
+) -> None:
+    state = FakeState()
+    newest = 20260301000000
+    handed: list[str] = []
+    saved: dict[str, Any] | None = None
+    params = {"eventName": "Charged", "start": "all"}
+    with _mock_engine(registry, state) as engine:
+        for steps, limit in waves:
+            for step in steps:  # items arrive dated at or after the newest so far
+                newest += step
+                state.records.append(record(len(state.records) + 1, newest))
+            bundles, saved = engine.poll(
+                MODULE, {**CONN, "host": "http://fake.invalid"}, {**params, "limit": limit}, saved
+            )
+            assert len(bundles) <= limit
+            handed += [b["id"] for b in bundles]
+        while True:  # drain: later polls hand over the rest, then nothing
+            bundles, saved = engine.poll(
+                MODULE, {**CONN, "host": "http://fake.invalid"}, {**params, "limit": 4}, saved
+            )
+            if not bundles:
+                break
+            handed += [b["id"] for b in bundles]
+    expected = [r["id"] for r in sorted(state.records, key=lambda r: (r["ts"], r["id"]))]
+    assert sorted(handed) == sorted(expected)  # each once, none skipped
+    order = {r["id"]: r["ts"] for r in state.records}
+    assert [order[i] for i in handed] == sorted(order[i] for i in handed)  # oldest first

@@ -79,6 +79,11 @@ class Paging:
     item_id: TemplateTree | None = None
     item_date: TemplateTree | None = None
 
+    @functools.cached_property
+    def limit_field(self) -> str | None:
+        """The parameter the limit is read from, for errors (``parameters.limit``)."""
+        return _first_parameter(self.limit) if self.limit is not None else None
+
 
 @dataclass(frozen=True)
 class CompiledRemote:

@@ -71,7 +71,8 @@ def _limit(prepared: Prepared, scope: Mapping[str, Any]) -> int | None:
         number = -1
     if number < 1 or isinstance(value, bool):
         raise DataError(
-            f"the limit must be a whole number of 1 or more, got {value!r}", field="limit"
+            f"the limit must be a whole number of 1 or more, got {value!r}",
+            field=paging.limit_field,
         )
     return number
 
