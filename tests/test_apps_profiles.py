@@ -99,7 +99,8 @@ def test_unknown_profile_is_a_data_error_naming_external_id(
         assert caught.value.field == "externalId"
         assert caught.value.status == 404
         assert "no such profile" in caught.value.message
-        assert "user_id:nobody" in caught.value.message
+        # The message quotes the request as sent: the id is percent-encoded in its path.
+        assert "/profiles/user_id%3Anobody/" in caught.value.message
 
 
 def test_bad_token_is_refused_and_never_shown(
