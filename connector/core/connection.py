@@ -3,7 +3,7 @@
 A :class:`Connection` holds the validated fields, the base URL, the precomputed auth
 headers and a :class:`~connector.core.redaction.Redactor` that knows every form in which
 the secrets could leak (raw, base64 of ``key:``, the whole header value, each escaped
-at any depth). Secret values are kept out of the
+to the bounds in core/redaction.py). Secret values are kept out of the
 connection's ``public`` view, which is the only one module templates see, and out of
 ``repr``.
 """

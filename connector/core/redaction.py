@@ -7,11 +7,13 @@ kept as text, then stored as JSON: every backslash doubled again); URL-encoded i
 path or query (``%22``, ``%c3%a9`` or ``%C3%A9``, a space as ``%20`` or ``+``, and
 ``%2522`` when encoded twice); or as Python's ``repr`` writes it (``\\'``, ``\\xe9``).
 Listing each combination would never end, so a :class:`Redactor` matches each
-*character* of a secret under any number of those layers at once: a ``"`` is any run
-of backslashes (raw or ``%5C``) then ``"``, ``%22``, ``\\u0022`` or ``\\x22``, at any
-depth. ASCII letters and digits are the exception: no encoder escapes them, so they
-match only as themselves, and a secret's longest run of them is a cheap literal
-pre-check before the pattern runs at all.
+*character* of a secret under those layers at once, in any combination: a ``"`` is a
+run of backslashes (raw or ``%5C``) then ``"``, ``%22``, ``\\u0022`` or ``\\x22``. The
+depth is bounded, for linear time on hostile text: runs of up to 128 backslashes (seven
+layers of JSON or repr escaping) and up to 16 layers of URL encoding. ASCII letters and
+digits are the exception: no encoder escapes them, so they match only as themselves,
+and a secret's longest run of them is a cheap literal pre-check before the pattern runs
+at all.
 
 The chokepoint: each Redactor, once built, registers itself here (weakly: it lives as
 long as its connection). :func:`redact_text` and :func:`redact_data` apply every live
@@ -83,7 +85,7 @@ def _hex(number: int, width: int) -> str:
 
 
 def _char_pattern(char: str) -> str:
-    """A regex matching ``char`` under any number of JSON, URL and repr layers: a run of
+    """A regex matching ``char`` under JSON, URL and repr layers (to the bounds above): a run of
     backslashes (each raw or URL-encoded), then the character as itself,
     percent-encoded, or as the rest of a backslash escape (``u00e9``, ``x22``, ``n``).
 
@@ -120,7 +122,7 @@ def _char_pattern(char: str) -> str:
 
 
 def secret_pattern(form: str) -> str:
-    """A regex matching ``form`` in any of its escaped forms, at any depth. A run of
+    """A regex matching ``form`` in any of its escaped forms (to the bounds above). A run of
     backslashes in ``form`` is one run in the pattern (how many there are is not
     told apart: the run's pattern takes any number)."""
     form = re.sub(r"\\+", r"\\", form)
