@@ -3,7 +3,7 @@
 A :class:`Connection` holds the validated fields, the base URL, the precomputed auth
 headers and a :class:`~connector.core.redaction.Redactor` that knows every form in which
 the secrets could leak (raw, base64 of ``key:``, the whole header value, each escaped
-to the bounds in core/redaction.py). Secret values are kept out of the
+at any depth). Secret values are kept out of the
 connection's ``public`` view, which is the only one module templates see, and out of
 ``repr``.
 """
@@ -136,6 +136,36 @@ class Connection:
             return json.dumps(values, sort_keys=True, default=str)
 
 
+def _app_parts(
+    app: LoadedApp, public: Mapping[str, Any], auth: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The app-wide headers and query (``headers``/``query`` in app.json), rendered
+    once per connection over its public fields and checked like a module's."""
+    if app.headers is None and app.query is None:
+        return {}, {}
+    from connector._version import __version__
+    from connector.core.request import check_headers, normalize_query
+
+    scope = {
+        "connection": public,
+        "engine": {"name": "connector", "version": __version__},
+        "app": app.info,
+    }
+    try:
+        headers = app.headers.render(scope) if app.headers is not None else {}
+        query = app.query.render(scope) if app.query is not None else {}
+        return (
+            check_headers(headers or {}, auth, None) if headers else {},
+            normalize_query(query, None) if query else {},
+        )
+    except RENDER_FAILURES as exc:
+        raise InvalidConfigurationError(
+            f"the app's headers or query: {describe_error(exc)}"
+        ) from None
+    except DataError as exc:
+        raise InvalidConfigurationError(f"the app's headers or query: {exc.message}") from None
+
+
 def _check_encodable(values: Mapping[str, Any]) -> None:
     """Refuse text that UTF-8 cannot encode (a lone surrogate, from a broken decoder):
     it could neither be sent nor searched for, so it fails here, named, not later as a
@@ -174,36 +204,6 @@ def _shown(text: str) -> str:
     if "@" in parts.netloc:
         parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
     return repr(parts.geturl())
-
-
-def _app_parts(
-    app: LoadedApp, public: Mapping[str, Any], auth: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """The app-wide headers and query (``headers``/``query`` in app.json), rendered
-    once per connection over its public fields and checked like a module's."""
-    if app.headers is None and app.query is None:
-        return {}, {}
-    from connector._version import __version__
-    from connector.core.request import check_headers, normalize_query
-
-    scope = {
-        "connection": public,
-        "engine": {"name": "connector", "version": __version__},
-        "app": app.info,
-    }
-    try:
-        headers = app.headers.render(scope) if app.headers is not None else {}
-        query = app.query.render(scope) if app.query is not None else {}
-        return (
-            check_headers(headers or {}, auth, None) if headers else {},
-            normalize_query(query, None) if query else {},
-        )
-    except RENDER_FAILURES as exc:
-        raise InvalidConfigurationError(
-            f"the app's headers or query: {describe_error(exc)}"
-        ) from None
-    except DataError as exc:
-        raise InvalidConfigurationError(f"the app's headers or query: {exc.message}") from None
 
 
 def _check_base_url(text: str) -> str:

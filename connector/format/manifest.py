@@ -856,10 +856,6 @@ class AppManifest(_Model):
     batch: BatchSpec | None = Field(
         default=None, description="The app's batch endpoint, used by batchable modules."
     )
-    messages: MessagesSpec | None = Field(
-        default=None,
-        description="Message endpoints whose checks also apply to universal modules' requests.",
-    )
     headers: dict[str, Template] = Field(
         default_factory=dict,
         description="Headers of every module request ('connection' in scope, public fields); "
@@ -871,6 +867,10 @@ class AppManifest(_Model):
     )
     code: AppCode | None = Field(
         default=None, description="Python from modules/: a request signer, filters."
+    )
+    messages: MessagesSpec | None = Field(
+        default=None,
+        description="Message endpoints whose checks also apply to universal modules' requests.",
     )
     modules: list[str] = Field(description="Module manifest files, relative to app.json.")
 
