@@ -7,11 +7,13 @@ kept as text, then stored as JSON: every backslash doubled again); URL-encoded i
 path or query (``%22``, ``%c3%a9`` or ``%C3%A9``, a space as ``%20`` or ``+``, and
 ``%2522`` when encoded twice); or as Python's ``repr`` writes it (``\\'``, ``\\xe9``).
 Listing each combination would never end, so a :class:`Redactor` matches each
-*character* of a secret under any number of those layers at once: a ``"`` is any run
-of backslashes (raw or ``%5C``) then ``"``, ``%22``, ``\\u0022`` or ``\\x22``, at any
-depth. ASCII letters and digits are the exception: no encoder escapes them, so they
-match only as themselves, and a secret's longest run of them is a cheap literal
-pre-check before the pattern runs at all.
+*character* of a secret under those layers at once, in any combination: a ``"`` is a
+run of backslashes (raw or ``%5C``) then ``"``, ``%22``, ``\\u0022`` or ``\\x22``. The
+depth is bounded, for linear time on hostile text: runs of up to 128 backslashes (seven
+layers of JSON or repr escaping) and up to 16 layers of URL encoding. ASCII letters and
+digits are the exception: no encoder escapes them, so they match only as themselves,
+and a secret's longest run of them is a cheap literal pre-check before the pattern runs
+at all.
 
 The chokepoint: each Redactor, once built, registers itself here (weakly: it lives as
 long as its connection). :func:`redact_text` and :func:`redact_data` apply every live
@@ -57,10 +59,21 @@ MIN_SECRET = 8
 #: none as long is matched by its pattern alone.
 _MIN_ANCHOR = 4
 
-#: One backslash, as itself or URL-encoded at any depth (%5C, %255C, ...).
-_BS = r"(?:\\|%(?:25)*5[cC])"
+#: How deep the escaping layers go that are searched. URL encoding: 16 layers of ``%25``.
+#: Backslashes: a run of up to 128 (seven layers of JSON or repr escaping make 127 of
+#: one). Bounded so that hostile text (a run of 100,000 backslashes) costs linear time:
+#: the regex engine tries a match at each position of a run.
+_URL_DEPTH = 16
+_BACKSLASH_RUN = 128
 #: One percent sign at any URL-encoding depth (%, %25, %2525, ...).
-_PCT = r"%(?:25)*"
+_PCT = rf"%(?:25){{0,{_URL_DEPTH}}}"
+#: One backslash, as itself or URL-encoded (%5C, %255C, ...).
+_BS = rf"(?:\\|{_PCT}5[cC])"
+#: A run of backslashes, possessive (never gives one back: see _char_pattern).
+_RUN = rf"{_BS}{{0,{_BACKSLASH_RUN}}}+"
+#: Where a match may not start: inside a run of backslashes (its first one starts it),
+#: raw or URL-encoded up to three times (deeper runs cost the bound above per position).
+_NOT_IN_RUN = r"(?<!\\)(?<!%5[cC])(?<!%255[cC])(?<!%25255[cC])"
 #: Escapes with a letter of their own (JSON: \b \f \n \r \t; repr: \n \r \t, \x0b ...).
 _NAMED = {"\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t", "\v": "v", "\a": "a"}
 _ALNUM = re.compile(r"[A-Za-z0-9]+")
@@ -72,38 +85,49 @@ def _hex(number: int, width: int) -> str:
 
 
 def _char_pattern(char: str) -> str:
-    """A regex matching ``char`` under any number of JSON, URL and repr layers: any run
-    of backslashes (each raw or URL-encoded), then the character as itself,
-    percent-encoded, or as a backslash escape."""
+    """A regex matching ``char`` under JSON, URL and repr layers (to the bounds above): a run of
+    backslashes (each raw or URL-encoded), then the character as itself,
+    percent-encoded, or as the rest of a backslash escape (``u00e9``, ``x22``, ``n``).
+
+    The run is possessive (``*+``): it never gives a backslash back, so a long run in
+    hostile text costs linear time, never a backtracking search over its splits. So
+    the escapes' own backslash is part of the run, and ``u00e9`` after no backslash
+    matches too (an over-match that only ever redacts more)."""
     if char.isascii() and char.isalnum():
         return char  # no encoder escapes letters and digits
+    if char == "\\":
+        return _BS + _RUN  # \, \\, %5C, %5C%5C, %255C, ...
     code = ord(char)
-    # The character itself (a backslash: one more of the run), or the
-    # percent-encoding of each of its UTF-8 bytes (upper or lower hex, %25 layers).
-    alternatives = [_BS if char == "\\" else re.escape(char)]
+    # The character itself, or the percent-encoding of each of its UTF-8 bytes (upper
+    # or lower hex, %25 layers).
+    alternatives = [re.escape(char)]
     utf8 = char.encode("utf-8", "surrogatepass")
     alternatives.append("".join(_PCT + _hex(byte, 2) for byte in utf8))
     # \uXXXX (JSON, ascii()), as a surrogate pair beyond the BMP; \xXX and \UXXXXXXXX
     # (repr, ascii()); the named escapes.
     if code <= 0xFFFF:
-        alternatives.append(_BS + "u" + _hex(code, 4))
+        alternatives.append("u" + _hex(code, 4))
     else:
         high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
-        alternatives.append(_BS + "u" + _hex(high, 4) + _BS + "+u" + _hex(low, 4))
-        alternatives.append(_BS + "U" + _hex(code, 8))
+        alternatives.append("u" + _hex(high, 4) + _RUN + "u" + _hex(low, 4))
+        alternatives.append("U" + _hex(code, 8))
     if code <= 0xFF:
-        alternatives.append(_BS + "x" + _hex(code, 2))
+        alternatives.append("x" + _hex(code, 2))
     if char in _NAMED:
-        alternatives.append(_BS + _NAMED[char])
+        alternatives.append(_NAMED[char])
     if char == " ":
         alternatives.append(r"\+")  # form encoding
         alternatives.append(_PCT + "2[bB]")  # ... then URL-encoded
-    return _BS + "*(?:" + "|".join(alternatives) + ")"
+    return _RUN + "(?:" + "|".join(alternatives) + ")"
 
 
 def secret_pattern(form: str) -> str:
-    """A regex matching ``form`` in any of its escaped forms, at any depth."""
-    return "".join(_char_pattern(char) for char in form)
+    """A regex matching ``form`` in any of its escaped forms (to the bounds above). A run of
+    backslashes in ``form`` is one run in the pattern (how many there are is not
+    told apart: the run's pattern takes any number)."""
+    form = re.sub(r"\\+", r"\\", form)
+    pattern = "".join(_char_pattern(char) for char in form)
+    return pattern if form[:1].isascii() and form[:1].isalnum() else _NOT_IN_RUN + pattern
 
 
 def _forms(secret: str) -> set[str]:
