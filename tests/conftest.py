@@ -67,6 +67,21 @@ def _own_manifest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ["CONNECTOR_CACHE"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_connector_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests, and the CLI processes they start, keep incomplete executions under a
+    CONNECTOR_HOME of their own, never the user's ~/.connector: a database another
+    version of the engine wrote there made runs fail ("table executions has 17 columns
+    but 12 values were supplied")."""
+    before = os.environ.get("CONNECTOR_HOME")
+    os.environ["CONNECTOR_HOME"] = str(tmp_path_factory.mktemp("connector-home"))
+    yield
+    if before is None:
+        os.environ.pop("CONNECTOR_HOME", None)
+    else:
+        os.environ["CONNECTOR_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def registry() -> connector.Registry:
     return connector.load()
