@@ -69,10 +69,8 @@ def _own_manifest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_connector_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The tests, and the CLI processes they start, keep incomplete executions under a
-    CONNECTOR_HOME of their own, never the user's ~/.connector: a database another
-    version of the engine wrote there made runs fail ("table executions has 17 columns
-    but 12 values were supplied")."""
+    """The tests, and the CLI processes they start, keep incomplete executions in a home
+    of their own, never the user's ~/.connector (whose store may be another version's)."""
     before = os.environ.get("CONNECTOR_HOME")
     os.environ["CONNECTOR_HOME"] = str(tmp_path_factory.mktemp("connector-home"))
     yield
