@@ -75,4 +75,3 @@ def _limit(prepared: Prepared, scope: Mapping[str, Any]) -> int | None:
             field=paging.limit_field,
         )
     return number
-
