@@ -42,7 +42,10 @@ def run_cli(
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
 #: Every module the package ships, sorted (the registry's order).
 SHIPPED_MODULES = [
+    "clevertap.upload_events",
+    "clevertap.watch_events",
     "livelike.track_event",
+    "livelike_cloud.send_event",
     "segment.alias",
     "segment.api_call",
     "segment.group",
@@ -51,6 +54,9 @@ SHIPPED_MODULES = [
     "segment.screen",
     "segment.track",
     "segment.watch_events",
+    "segment_profiles.get_traits",
+    "segment_profiles.list_events",
+    "segment_profiles.watch_events",
 ]
 
 

@@ -792,6 +792,12 @@ class BatchSpec(_Model):
     max_items: int = Field(default=2500, alias="maxItems", ge=1)
     max_bytes: int = Field(default=512_000, alias="maxBytes", ge=1024)
     max_item_bytes: int = Field(default=32_768, alias="maxItemBytes", ge=1)
+    unwrap: bool = Field(
+        default=False,
+        description="Each message body is already {itemsKey: [items]} (an API whose one "
+        "endpoint takes a list, as LiveLike's): a batch sends the items of those lists, "
+        "not the bodies.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
