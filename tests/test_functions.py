@@ -72,3 +72,76 @@ FORMAT = "YYYY-MM-DD HH:mm:ss.SSS Z"
 def test_parse_date_reads_what_format_date_writes(moment: object, zone: str) -> None:
     iso = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"  # type: ignore[attr-defined]
     assert parse_date(format_date(iso, FORMAT, zone), FORMAT) == iso
+
+
+def _unbounded_repeats(pattern: str) -> list[str]:
+    """The repeats in ``pattern`` with no upper bound (``+``, ``*``, ``{n,}``)."""
+    import re._constants as constants  # type: ignore[import-not-found]
+    import re._parser as parser  # type: ignore[import-not-found]
+
+    found: list[str] = []
+
+    def walk(items: object) -> None:
+        for op, arg in items:  # type: ignore[attr-defined]
+            if op in (constants.MAX_REPEAT, constants.MIN_REPEAT):
+                if arg[1] == constants.MAXREPEAT:
+                    found.append(str(op))
+                walk(arg[2])
+            elif op is constants.SUBPATTERN:
+                walk(arg[3])
+            elif op is constants.BRANCH:
+                for branch in arg[1]:
+                    walk(branch)
+
+    walk(parser.parse(pattern))
+    return found
+
+
+def test_parse_date_token_patterns_are_named_and_bounded() -> None:
+    # Bounded by construction: each token may appear once (a named group) and matches
+    # a bounded width, so how a text may split is bounded by the format alone.
+    from connector.templating.functions import _PARSE_PATTERNS
+
+    for token, pattern in _PARSE_PATTERNS.items():
+        assert pattern.startswith(f"(?P<{token}>"), token
+        assert _unbounded_repeats(pattern) == [], token
+    assert _unbounded_repeats("[A-Za-z]+") != []  # the checker itself sees "+"
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "message"),
+    [
+        ("a" * 51 + "1", "dddd" * 50, "repeats the token 'dddd'"),
+        ("Mon Mon", "ddd ddd", "repeats the token 'ddd'"),
+        ("March March", "MMMM MMMM", "repeats the token 'MMMM'"),
+        ("2026 2026", "YYYY YYYY", "repeats the token 'YYYY'"),
+        ("1 1000", "X x", "both X and x"),
+        ("1" * 201, "X", "at most 200 characters"),
+        ("Funday 01", "dddd DD", "does not match"),
+    ],
+)
+def test_parse_date_refuses_formats_that_could_backtrack(
+    value: str, fmt: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_date(value, fmt)
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "expected"),
+    [
+        ("Monday, 02 March 2026", "dddd, DD MMMM YYYY", "2026-03-02T00:00:00.000Z"),
+        ("mon 2 mar 2026", "ddd D MMM YYYY", "2026-03-02T00:00:00.000Z"),
+        ("Mar 2nd 2026", "MMMM Do YYYY", "2026-03-02T00:00:00.000Z"),
+        ("1772368200", "X", "2026-03-01T12:30:00.000Z"),
+        ("1772368200000", "x", "2026-03-01T12:30:00.000Z"),
+    ],
+)
+def test_parse_date_reads_names_and_epochs(value: str, fmt: str, expected: str) -> None:
+    assert parse_date(value, fmt) == expected
+
+
+def test_repeated_day_names_in_a_template_are_a_render_failure() -> None:
+    template = "{{ '%s' | parseDate('%s') }}" % ("a" * 28 + "1", "dddd" * 27)
+    with pytest.raises(RENDER_FAILURES):
+        compile_template(template).render({})

@@ -126,11 +126,20 @@ def format_date(value: Any, fmt: Any = "YYYY-MM-DDTHH:mm:ss.SSS[Z]", zone: Any =
     return "".join(out)
 
 
+def _names(names: list[str]) -> str:
+    return "(?i:" + "|".join(re.escape(name) for name in names) + ")"
+
+
+#: Each token's pattern. Every one is a named group (so a token given twice is refused)
+#: of bounded width (no ``+`` or ``*``): with each token at most once, the ways the
+#: regex can split a text are bounded by the format alone, whatever the text, so a
+#: crafted format cannot make matching backtrack for long (Python's ``re`` cannot be
+#: interrupted by the render deadline). Names are fixed alternations, not free text.
 _PARSE_PATTERNS = {
     "YYYY": r"(?P<YYYY>\d{4})",
     "YY": r"(?P<YY>\d{2})",
-    "MMMM": r"(?P<MMMM>[A-Za-z]+)",
-    "MMM": r"(?P<MMM>[A-Za-z]{3})",
+    "MMMM": rf"(?P<MMMM>{_names(_MONTHS + [m[:3] for m in _MONTHS])})",
+    "MMM": rf"(?P<MMM>{_names([m[:3] for m in _MONTHS])})",
     "MM": r"(?P<MM>\d{2})",
     "M": r"(?P<M>\d{1,2})",
     "DD": r"(?P<DD>\d{2})",
@@ -149,27 +158,35 @@ _PARSE_PATTERNS = {
     "a": r"(?P<a>AM|PM|am|pm)",
     "Z": r"(?P<Z>Z|[+-]\d{2}:?\d{2})",
     "ZZ": r"(?P<ZZ>Z|[+-]\d{2}:?\d{2})",
-    "X": r"(?P<X>-?\d+(?:\.\d+)?)",
-    "x": r"(?P<x>-?\d+)",
-    "dddd": r"[A-Za-z]+",
-    "ddd": r"[A-Za-z]{3}",
+    "X": r"(?P<X>-?\d{1,12}(?:\.\d{1,6})?)",
+    "x": r"(?P<x>-?\d{1,15})",
+    "dddd": rf"(?P<dddd>{_names(_DAYS)})",
+    "ddd": rf"(?P<ddd>{_names([d[:3] for d in _DAYS])})",
     "DDDD": r"(?P<DDDD>\d{3})",
 }
+
+#: Longest text ``parseDate`` reads: no date in any format is longer.
+_MAX_DATE_TEXT = 200
 
 
 @lru_cache(maxsize=256)
 def _parser(fmt: str) -> re.Pattern[str]:
-    parts, end = [], 0
+    parts, end, seen = [], 0, set()
     for match in _TOKENS.finditer(fmt):
         parts.append(re.escape(fmt[end : match.start()]))
         token = match.group()
-        parts.append(re.escape(token[1:-1]) if token.startswith("[") else _PARSE_PATTERNS[token])
+        if token.startswith("["):
+            parts.append(re.escape(token[1:-1]))
+        elif token in seen:
+            raise ValueError(f"date format {fmt[:60]!r} repeats the token {token!r}")
+        else:
+            seen.add(token)
+            parts.append(_PARSE_PATTERNS[token])
         end = match.end()
+    if {"X", "x"} <= seen:
+        raise ValueError(f"date format {fmt[:60]!r} has both X and x, expected one of them")
     parts.append(re.escape(fmt[end:]))
-    try:
-        return re.compile("".join(parts))
-    except re.error:
-        raise ValueError(f"date format {fmt!r} repeats a token") from None
+    return re.compile("".join(parts))
 
 
 def _month(name: str) -> int:
@@ -192,6 +209,8 @@ def parse_date(value: Any, fmt: Any = None, zone: Any = "UTC") -> str:
     text, pattern = str(value).strip(), str(fmt)
     if len(pattern) > 200:
         raise ValueError("a date format is at most 200 characters")
+    if len(text) > _MAX_DATE_TEXT:
+        raise ValueError(f"a date to parse is at most {_MAX_DATE_TEXT} characters")
     match = _parser(pattern).fullmatch(text)
     if match is None:
         raise ValueError(f"date {text[:60]!r} does not match the format {pattern!r}")
