@@ -142,6 +142,7 @@ def test_parse_date_reads_names_and_epochs(value: str, fmt: str, expected: str) 
 
 
 def test_repeated_day_names_in_a_template_are_a_render_failure() -> None:
-    template = "{{ '%s' | parseDate('%s') }}" % ("a" * 28 + "1", "dddd" * 27)
+    value, fmt = "a" * 28 + "1", "dddd" * 27
+    template = "{{ '" + value + "' | parseDate('" + fmt + "') }}"
     with pytest.raises(RENDER_FAILURES):
         compile_template(template).render({})
