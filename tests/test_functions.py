@@ -146,3 +146,92 @@ def test_repeated_day_names_in_a_template_are_a_render_failure() -> None:
     template = "{{ '" + value + "' | parseDate('" + fmt + "') }}"
     with pytest.raises(RENDER_FAILURES):
         compile_template(template).render({})
+
+
+class _Counted:
+    """An item that counts the equality comparisons made on it."""
+
+    comparisons = 0
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        type(self).comparisons += 1
+        return isinstance(other, _Counted) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+class _Unhashable(_Counted):
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _naive_distinct(items: list[object]) -> list[object]:
+    out: list[object] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from([0.0, 1.0, 2.5])
+    | st.text(max_size=2),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.lists(_JSON, max_size=12), st.lists(_JSON, max_size=4))
+def test_distinct_and_remove_agree_with_plain_equality(
+    items: list[object], drop: list[object]
+) -> None:
+    # One semantics: hashing by canonical key gives what comparing with == gives.
+    assert FUNCTIONS["distinct"](items) == _naive_distinct(items)
+    assert FUNCTIONS["remove"](items, *drop) == [i for i in items if i not in drop]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ [1, 1.0, true, 2] | distinct | tojson }}", "[1,2]"),
+        ('{{ [[1], [1], {"a": [1]}, {"a": [1.0]}] | distinct | tojson }}', '[[1],{"a":[1]}]'),
+        (
+            '{{ [{"id": [1]}, {"id": [1]}, {"id": 2}] | distinct("id") | tojson }}',
+            '[{"id":[1]},{"id":2}]',
+        ),
+        ('{{ [[1], {"a": 1}, 3] | remove([1], {"a": 1.0}) | tojson }}', "[3]"),
+    ],
+)
+def test_distinct_and_remove_compare_by_value(template: str, expected: str) -> None:
+    assert compile_template(template).render({}) == expected
+
+
+@pytest.mark.parametrize("name", ["distinct", "remove"])
+def test_distinct_and_remove_are_linear_in_comparisons(name: str) -> None:
+    # 3,000 different items: comparing each with all before it makes ~4.5 million
+    # comparisons; hashing makes next to none.
+    items = [_Counted(i) for i in range(3000)]
+    _Counted.comparisons = 0
+    args = [_Counted(-i) for i in range(1, 3000)] if name == "remove" else []
+    assert len(FUNCTIONS[name](items, *args)) == 3000
+    assert _Counted.comparisons <= 3000
+
+
+def test_items_without_a_key_are_compared_within_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connector.templating import functions
+
+    monkeypatch.setattr(functions, "_MAX_COMPARISONS", 100)
+    _Unhashable.comparisons = 0
+    assert FUNCTIONS["distinct"]([_Unhashable(1), _Unhashable(1), 5]) == [_Unhashable(1), 5]
+    _Unhashable.comparisons = 0
+    with pytest.raises(OverflowError, match="over 100 steps"):
+        FUNCTIONS["distinct"]([_Unhashable(i) for i in range(50)])
+    assert _Unhashable.comparisons <= 100

@@ -371,15 +371,81 @@ def _flatten(value: Any, depth: Any = 1) -> list[Any]:
     return out
 
 
+#: Most equality comparisons ``distinct``/``remove`` make between items that have no
+#: canonical key (not JSON-like, not hashable); past it they refuse rather than run on.
+_MAX_COMPARISONS = 1_000_000
+
+
+class _List:
+    """Tags a list's canonical key: ``[1]`` is not ``(1,)``, as in Python."""
+
+
+class _Dict:
+    """Tags an object's canonical key."""
+
+
+def _canonical(item: Any) -> Any:
+    """A hashable key equal for two items exactly when the items are equal (``==``):
+    hashable items are their own key, lists, tuples and objects are keyed by their
+    contents. Raises TypeError for an item with no such key."""
+    if isinstance(item, Mapping):
+        return (_Dict, frozenset((k, _canonical(v)) for k, v in item.items()))
+    if isinstance(item, list):
+        return (_List, tuple(_canonical(v) for v in item))
+    if isinstance(item, tuple):
+        return tuple(_canonical(v) for v in item)
+    hash(item)
+    return item
+
+
+class _Marks:
+    """A set of items by equality, in linear time: items are hashed by their canonical
+    key. The rare item with none (not JSON-like, not hashable) is compared with every
+    item one by one, all such comparisons counted against _MAX_COMPARISONS."""
+
+    def __init__(self, items: Any = ()) -> None:
+        self._keys: set[Any] = set()
+        self._all: list[Any] = []
+        self._others: list[Any] = []
+        self._compared = 0
+        for item in items:
+            self.add(item)
+
+    def add(self, item: Any) -> None:
+        self._all.append(item)
+        try:
+            self._keys.add(_canonical(item))
+        except TypeError:
+            self._others.append(item)
+
+    def _equal_to_any(self, item: Any, items: list[Any]) -> bool:
+        for other in items:
+            self._compared += 1
+            if self._compared > _MAX_COMPARISONS:
+                raise OverflowError(
+                    f"comparing items without a key took over {_MAX_COMPARISONS} steps"
+                )
+            if other == item:
+                return True
+        return False
+
+    def __contains__(self, item: Any) -> bool:
+        try:
+            key = _canonical(item)
+        except TypeError:
+            return self._equal_to_any(item, self._all)
+        return key in self._keys or self._equal_to_any(item, self._others)
+
+
 def _distinct(value: Any, key: Any = None) -> list[Any]:
     """``distinct(array; key)``: items without repeats (by ``key`` for objects), first kept."""
-    seen: list[Any] = []
+    seen = _Marks()
     out: list[Any] = []
     for item in _as_list(value):
         mark = item.get(key) if key is not None and isinstance(item, Mapping) else item
         if mark in seen:
             continue
-        seen.append(mark)
+        seen.add(mark)
         out.append(item)
     return out
 
@@ -417,7 +483,8 @@ def _slice(value: Any, start: Any, end: Any = None) -> list[Any]:
 
 def _remove(value: Any, *values: Any) -> list[Any]:
     """``remove(array; value1; ...)``: the array without those values."""
-    return [item for item in _as_list(value) if item not in values]
+    marks = _Marks(values)
+    return [item for item in _as_list(value) if item not in marks]
 
 
 def _add_items(value: Any, *values: Any) -> list[Any]:
