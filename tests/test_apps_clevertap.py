@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 import connector
-from connector.errors import DataError, InvalidAccessTokenError, RemoteRuntimeError
+from connector.errors import (
+    DataError,
+    InvalidAccessTokenError,
+    InvalidConfigurationError,
+    RemoteRuntimeError,
+)
 from tests.fakes import CleverTapFake
 from tests.fakes._server import Reply
 
@@ -201,3 +206,18 @@ def test_watch_asks_for_days_in_the_account_time_zone(
     fake.requests.clear()
     engine.poll(WATCH, conn, {"eventName": "Charged"}, state)
     assert fake.requests[0].json()["from"] == 20261125
+
+
+@pytest.mark.parametrize("zone", ["Europe", "x" * 300, "Mars/Olympus", "../etc/passwd"])
+def test_a_bad_account_time_zone_is_a_configuration_error_naming_the_field(
+    engine: connector.Engine, fake: CleverTapFake, conn: dict[str, str], zone: str
+) -> None:
+    bad = {**conn, "timezone": zone}
+    with pytest.raises(InvalidConfigurationError) as caught:
+        engine.dry_run(UPLOAD, bad, {"identity": "u", "evtName": "E"})
+    assert caught.value.field == "timezone"
+    assert "'timezone'" in caught.value.message and "IANA time zone" in caught.value.message
+    with pytest.raises(InvalidConfigurationError) as polled:
+        engine.poll(WATCH, bad, {"eventName": "Charged"}, None)
+    assert polled.value.field == "timezone"
+    assert fake.requests == []

@@ -235,3 +235,23 @@ def test_items_without_a_key_are_compared_within_a_budget(monkeypatch: pytest.Mo
     with pytest.raises(OverflowError, match="over 100 steps"):
         FUNCTIONS["distinct"]([_Unhashable(i) for i in range(50)])
     assert _Unhashable.comparisons <= 100
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Europe",  # a directory of the zone database: IsADirectoryError
+        "x" * 300,  # too long a file name: ENAMETOOLONG
+        "Europe/" + "y" * 300,
+        "/etc/localtime",
+        "Europe/../../etc/passwd",
+        "Europe/Paris/",
+        "a\x00b",
+        "Mars/Olympus",
+    ],
+)
+@pytest.mark.parametrize("name", ["formatDate", "parseDate"])
+def test_a_bad_time_zone_is_a_value_error_never_an_os_error(name: str, zone: str) -> None:
+    args = ("2026-03-01T12:00:00", "YYYY-MM-DDTHH:mm:ss")
+    with pytest.raises(ValueError, match="unknown time zone"):
+        FUNCTIONS[name](*args, zone)

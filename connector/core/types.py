@@ -19,9 +19,10 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connector.core.redaction import redact_text
 from connector.errors import DataError
@@ -32,6 +33,7 @@ __all__ = [
     "coerce_scalar",
     "format_datetime",
     "parse_datetime",
+    "time_zone",
     "utc_now_iso",
 ]
 
@@ -420,7 +422,41 @@ def _currency(value: Any) -> str | None:
     return None
 
 
+#: An IANA zone name's shape: ``Area/Location`` parts of letters, digits, ``_+-``.
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]{1,30}(?:/[A-Za-z0-9_+-]{1,30}){0,2}")
+
+
+def time_zone(name: Any) -> tzinfo:
+    """The time zone an IANA name (or UTC, Z, GMT; UTC when empty) names.
+
+    Raises ValueError for anything else. The name's shape is checked before the zone
+    database is asked, and the database's own OSErrors (``Europe`` is a directory, a
+    300-character name is too long for the file system) are the same ValueError: an
+    unknown zone is bad input, never an unexpected fault.
+    """
+    text = str(name or "UTC")
+    if text.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    if _ZONE_NAME.fullmatch(text):
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise ValueError(f"unknown time zone {text[:60]!r}, expected an IANA name such as Europe/Paris")
+
+
+def _timezone(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        time_zone(value)
+    except ValueError:
+        return None
+    return value
+
+
 #: Named formats: each returns the normalised value, or None when the value is invalid.
 FORMATS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "currency": (_currency, "an ISO 4217 currency code such as USD or EUR"),
+    "timezone": (_timezone, "an IANA time zone such as Europe/Paris, or UTC"),
 }

@@ -28,9 +28,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from connector.core.types import format_datetime, parse_datetime
+from connector.core.types import format_datetime, parse_datetime, time_zone
 
 __all__ = ["FUNCTIONS", "format_date", "parse_date", "register_filter"]
 
@@ -46,15 +45,7 @@ _TOKENS = re.compile(
 
 
 def _zone(name: Any) -> tzinfo:
-    text = str(name or "UTC")
-    if text.upper() in ("UTC", "Z", "GMT"):
-        return UTC
-    try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {text!r}, expected an IANA name such as Europe/Paris"
-        ) from None
+    return time_zone(name)
 
 
 def _offset(moment: datetime, colon: bool) -> str:
