@@ -80,6 +80,8 @@ class FakeAPI:
                     good = hmac.new(PASSCODE.encode(), message, hashlib.sha256).hexdigest()
                     if headers.get("x-signature") != good:
                         return self._answer(401, {"error": "bad signature"})
+                if "x-next" in headers:  # a cursor sent as a header instead
+                    query = {**query, "next": headers["x-next"]}
                 status, answer = route(state, self.command, unquote(url.path), query, body)
                 self._answer(status, answer)
 

@@ -146,4 +146,4 @@ def test_a_signer_that_fails_is_a_configuration_error(tmp_path: Path) -> None:
 def test_load_app_loads_code(tmp_path: Path) -> None:
     app, modules = load_app(APP_DIR / "app.json")
     assert app.code is not None and app.code.signer_name == "fakeapi/sign.py:sign"
-    assert len(app.code.digest) == 64 and len(modules) == 5
+    assert len(app.code.digest) == 64 and len(modules) == 6

@@ -85,6 +85,29 @@ def test_search_repeated_cursor_is_refused(api: FakeAPI, engine: connector.Engin
     assert len(api.sent("/items")) == 2  # the first, the cursor "0", and no third
 
 
+@pytest.mark.parametrize(("items", "pages"), [(7, 4), (4, 2), (1, 1)])
+def test_search_follows_a_cursor_sent_in_a_header(
+    api: FakeAPI, engine: connector.Engine, items: int, pages: int
+) -> None:
+    api.state.items = ITEMS[:items]
+    bundles = engine.run("fakeapi.list_items_by_header", api.connection(), {})
+    assert [b["id"] for b in bundles] == [item["id"] for item in ITEMS[:items]]
+    sent = api.sent("/items")
+    assert [r.headers.get("x-next") for r in sent] == [
+        None,
+        *[str(2 * n) for n in range(1, pages)],
+    ]
+
+
+def test_a_repeated_header_cursor_is_refused(api: FakeAPI, engine: connector.Engine) -> None:
+    api.state.repeat_cursor = True
+    with pytest.raises(RunError) as info:
+        engine.run("fakeapi.list_items_by_header", api.connection(), {})
+    assert "repeat an earlier request" in info.value.message
+    # The first asks without a cursor, the second with "0", a third with "0" again is refused.
+    assert [r.headers.get("x-next") for r in api.sent("/items")] == [None, "0"]
+
+
 def test_search_merge_without_parent(api: FakeAPI, engine: connector.Engine) -> None:
     api.state.traits = {"user_id:u1": [{"a": 1, "b": 1}, {"b": 2}, {"c": 3}]}
     bundles = engine.run("fakeapi.get_traits", api.connection(), {"externalId": "user_id:u1"})
@@ -464,3 +487,34 @@ def test_verify_without_a_verify_request_says_it_checked_fields_only(tmp_path: P
         with pytest.raises(RunError) as info:  # the fields are still checked
             engine.verify("fakeapi", {"accountId": ACCOUNT})
     assert info.value.type == "InvalidConfigurationError"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ({"X-Next": "a"}, {"X-Next": "a"}, True),
+        ({"X-Next": "a"}, {"x-next": "a"}, True),  # header names are case-insensitive
+        ({"X-Next": "a"}, {"X-Next": "b"}, False),
+        ({}, {"X-Next": "a"}, False),
+        ({"X-Next": "a", "X-Passcode": "p0"}, {"X-Next": "a", "X-Passcode": "p0"}, True),
+    ],
+)
+def test_request_key_tells_requests_apart_by_their_headers(
+    registry: connector.Registry,
+    first: dict[str, str],
+    second: dict[str, str],
+    same: bool,
+) -> None:
+    from connector.core.connection import Connection
+    from connector.core.request import PreparedRequest
+    from connector.runs.pages import _request_key
+
+    values = {"accountId": ACCOUNT, "passcode": "p0", "workspace": WORKSPACE, "host": "http://h"}
+    conn = Connection(registry.apps["fakeapi"], values)
+
+    def key(headers: dict[str, str]) -> str:
+        request = PreparedRequest("GET", "http://h/items", headers, {"q": "1"}, None, None, "m")
+        return _request_key(request, conn)
+
+    assert (key(first) == key(second)) is same
+    assert "X-Next" not in key(first) and "p0" not in key(first)  # a digest, nothing else

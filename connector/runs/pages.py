@@ -7,7 +7,7 @@ over that scope, merged over the first request's (``mergeWithParent``, the defau
 headers and query key by key, an object body too) or replacing it. Two guards refuse
 endless paging: ``maxPages`` (reaching it with pages left is an error, since items
 would be left unread silently otherwise) and a request asked for twice (an API that
-keeps answering the same cursor), which is an error too.
+keeps answering the same cursor, in its query, headers or body), which is an error too.
 
 Each page's answer goes through the module's ``response.valid``/``error`` and its items are
 ``response.iterate`` rendered over it. Answers and items are read leniently, as an
@@ -17,6 +17,7 @@ lazily: a search that has its ``limit`` stops asking for more.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ def pages(
     parent = _parts(request, conn)
     page = 1
     while True:
-        key = _request_key(request)
+        key = _request_key(request, conn)
         if key in sent:
             raise RemoteRuntimeError(
                 f"{module.id}: page {page} would repeat an earlier request "
@@ -164,7 +165,15 @@ def _next_request(
         ) from None
 
 
-def _request_key(request: PreparedRequest) -> str:
+def _request_key(request: PreparedRequest, conn: Connection) -> str:
+    """What makes a page's request the same as an earlier one: method, URL, query,
+    headers (a cursor may travel in one; names case-insensitively, the auth ones left
+    out as they never change between pages) and body. Kept as a digest, so the set of
+    requests sent holds no header value."""
     query = json.dumps(request.query, sort_keys=True, default=str)
-    body = request.content.decode("utf-8", "replace") if request.content else ""
-    return f"{request.method} {request.url}?{query}\n{body}"
+    headers = json.dumps(
+        sorted((k.lower(), v) for k, v in conn.without_auth(request.headers).items())
+    )
+    key = hashlib.sha256(f"{request.method} {request.url}?{query}\n{headers}\n".encode())
+    key.update(request.content or b"")
+    return key.hexdigest()
