@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import connector
 from connector.errors import RunError
+from connector.runs.poll import digest_id
 from tests.conftest import run_cli
 from tests.fakeapi import APP_DIR, FakeAPI, FakeState, route
 
@@ -111,7 +112,12 @@ def test_poll_requests_and_state(api: FakeAPI, registry: connector.Registry) -> 
         first = engine.poll(MODULE, api.connection(), {"eventName": "Charged", "start": "all"})
         assert [b["id"] for b in first.bundles] == ["r1", "r2", "r3", "r4", "r5"]
         assert first.bundles[0] == {"id": "r1", "identity": "u1", "at": "2026-03-01T09:00:01.000Z"}
-        assert first.state == {"module": MODULE, "since": "2026-03-01T09:00:05Z", "ids": ["r5"]}
+        assert first.state == {
+            "module": MODULE,
+            "since": "2026-03-01T09:00:05Z",
+            "ids": [digest_id("r5")],
+            "idHash": "sha256",
+        }
         # The POST opened a cursor; GETs read 3 pages of 2 (mergeWithParent false).
         methods = [(r.method, r.query.get("cursor")) for r in api.sent("/events.json")]
         assert methods == [("POST", None), ("GET", "c-0"), ("GET", "c-1"), ("GET", "c-2")]
@@ -121,6 +127,45 @@ def test_poll_requests_and_state(api: FakeAPI, registry: connector.Registry) -> 
         assert again.bundles == [] and again.state == first.state
         # The next poll asks the API from the state's day (state.since in the template).
         assert api.sent("/events.json")[0].body["from"] == 20260301
+
+
+def test_the_state_keeps_ids_as_digests_never_in_clear(
+    api: FakeAPI, registry: connector.Registry
+) -> None:
+    # An item id may be an email address or a token: the state keeps only its digest.
+    secret_ids = ["ada@example.com", "tok_live_5e8d2b", "plain"]
+    api.state.records = [{**record(n, D1), "id": i} for n, i in enumerate(secret_ids)]
+    with connector.Engine(registry) as engine:
+        bundles, state = engine.poll(
+            MODULE, api.connection(), {"eventName": "Charged", "start": "all"}
+        )
+        assert sorted(b["id"] for b in bundles) == sorted(secret_ids)
+        assert state["idHash"] == "sha256"
+        assert state["ids"] == sorted(digest_id(i) for i in secret_ids)
+        text = json.dumps(state)
+        assert not any(i in text for i in secret_ids)
+        again, same = engine.poll(MODULE, api.connection(), {"eventName": "Charged"}, state)
+        assert again == [] and same == state  # the digests keep the comparison exact
+
+
+@pytest.mark.parametrize(
+    ("legacy_ids", "expected"),
+    [
+        (["r1", "r2"], ["r3"]),  # both handed over at that date: only r3 is new
+        (["r1"], ["r2", "r3"]),
+        ([], ["r1", "r2", "r3"]),
+    ],
+)
+def test_a_state_written_before_with_raw_ids_still_works(
+    api: FakeAPI, registry: connector.Registry, legacy_ids: list[str], expected: list[str]
+) -> None:
+    api.state.records = [record(1, D1), record(2, D1), record(3, D1)]
+    legacy = {"module": MODULE, "since": "2026-03-01T09:00:00Z", "ids": legacy_ids}
+    with connector.Engine(registry) as engine:
+        bundles, state = engine.poll(MODULE, api.connection(), {"eventName": "Charged"}, legacy)
+    assert [b["id"] for b in bundles] == expected
+    assert state["ids"] == sorted(digest_id(f"r{n}") for n in (1, 2, 3))
+    assert state["idHash"] == "sha256"
 
 
 @pytest.mark.parametrize(
@@ -137,6 +182,12 @@ def test_poll_requests_and_state(api: FakeAPI, registry: connector.Registry) -> 
             "state",
         ),
         ({"eventName": "E"}, {"since": "yesterday"}, "InvalidConfigurationError", "state"),
+        (
+            {"eventName": "E"},
+            {"since": "2026-03-01T09:00:00Z", "ids": [], "idHash": "md5"},
+            "InvalidConfigurationError",
+            "state",
+        ),
     ],
 )
 def test_poll_bad_input_sends_nothing(
@@ -188,7 +239,7 @@ def test_poll_cli_state_file(api: FakeAPI, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert [b["id"] for b in json.loads(done.stdout)] == ["r1", "r2"]
     saved = json.loads(state.read_text())
-    assert saved["ids"] == ["r2"]
+    assert saved["ids"] == [digest_id("r2")] and "r2" not in state.read_text()
     done = run_cli(*args)
     assert [b["id"] for b in json.loads(done.stdout)] == ["r3"]
     after_second = state.read_text()

@@ -17,14 +17,19 @@ One poll:
 3. The rest, sorted oldest first (then by id), are handed over up to the ``limit``
    parameter; the remainder is newer than the new state, so the next poll returns it.
    Nothing is skipped and nothing comes twice.
-4. The new state is *returned*, never saved here: a host saves it only after it has
+4. The state keeps no item id in clear (an id may be an email address or a token):
+   ``ids`` holds each id's sha256 digest (hex), marked ``"idHash": "sha256"``. Digests
+   keep the comparison exact; a state without the mark (written before) has raw ids,
+   which are read as their digests, so it keeps working.
+5. The new state is *returned*, never saved here: a host saves it only after it has
    handed the bundles on (``connector poll`` writes its state file after printing), so
    a crash in between repeats a poll rather than losing one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,7 +47,10 @@ from connector.runs.pages import pages
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["PollResult", "poll"]
+__all__ = ["ID_HASH", "PollResult", "digest_id", "poll", "with_digests"]
+
+#: How a state's ``ids`` are kept: their sha256 digests, as hex.
+ID_HASH = "sha256"
 
 #: The most ids kept in a state (ids sharing the newest date); past it, a poll fails
 #: rather than forget which items it handed over.
@@ -116,7 +124,9 @@ def poll(
                     )
                 ) from None
             key = str(ident)
-            if cutoff is not None and (date < cutoff or (date == cutoff and key in seen)):
+            if cutoff is not None and (
+                date < cutoff or (date == cutoff and digest_id(key) in seen)
+            ):
                 continue
             fresh.setdefault(key, _Item(date, key, item, item_scope))
     limit = int(prepared.parameters.get("limit") or 100)
@@ -129,7 +139,7 @@ def poll(
     if not chosen:
         return PollResult(bundles, _state(module_id, cutoff, sorted(seen)))
     newest = chosen[-1].date
-    ids = [e.id for e in chosen if e.date == newest]
+    ids = [digest_id(e.id) for e in chosen if e.date == newest]
     if cutoff is not None and newest == cutoff:
         ids = sorted(set(ids) | seen)
     if len(ids) > MAX_STATE_IDS:
@@ -161,7 +171,12 @@ def _read_state(
         raise InvalidConfigurationError(
             f"the state's 'since' is not a date: {str(since)[:60]!r}", field="state"
         ) from None
-    return cutoff, {str(i) for i in ids}
+    marked = state.get("idHash")
+    if marked not in (None, ID_HASH):
+        raise InvalidConfigurationError(
+            f"the state's 'idHash' is {str(marked)[:20]!r}, expected {ID_HASH!r}", field="state"
+        )
+    return cutoff, {str(i) for i in ids} if marked else {digest_id(str(i)) for i in ids}
 
 
 def _text(moment: datetime) -> str:
@@ -169,5 +184,23 @@ def _text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _state(module_id: str, since: datetime | None, ids: list[str]) -> dict[str, Any]:
-    return {"module": module_id, "since": _text(since) if since else None, "ids": ids}
+def digest_id(ident: str) -> str:
+    """How a state keeps an item's id: its sha256 digest, as hex (never the id)."""
+    return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def with_digests(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` as :func:`poll` writes it: raw ``ids`` (a state without ``idHash``,
+    e.g. a fixture's expected one) replaced by their sorted digests."""
+    if state.get("idHash") is not None or not isinstance(state.get("ids"), list):
+        return dict(state)
+    return {**state, "ids": sorted(digest_id(str(i)) for i in state["ids"]), "idHash": ID_HASH}
+
+
+def _state(module_id: str, since: datetime | None, ids: Iterable[str]) -> dict[str, Any]:
+    return {
+        "module": module_id,
+        "since": _text(since) if since else None,
+        "ids": sorted(ids),
+        "idHash": ID_HASH,
+    }

@@ -33,6 +33,7 @@ from connector.core.redaction import redact_text
 from connector.core.registry import LoadedModule, Registry
 from connector.errors import ERROR_TYPES, ManifestError, RunError
 from connector.format.manifest import RetrySpec, json_schema
+from connector.runs.poll import with_digests
 from connector.templating.templates import RENDER_FAILURES, TemplateTree
 
 __all__ = [
@@ -125,7 +126,8 @@ class FixtureCase(_Model):
     new_state: dict[str, Any] | None = Field(
         default=None,
         alias="newState",
-        description="Polling triggers: the state the poll must return (exact).",
+        description="Polling triggers: the state the poll must return (exact; raw 'ids', "
+        "without 'idHash', are compared as the digests a state keeps).",
     )
     delivery: Delivery | None = Field(default=None, description="Instant triggers: the delivery.")
     output: list[Any] | None = Field(default=None, description="The exact output bundles.")
@@ -331,7 +333,7 @@ def _run_poll(
         return
     _check_output(module, case, bundles, _expectation_scope(module, {}), result)
     if case.new_state is not None:
-        _diff(case.new_state, state, "newState", result.problems)
+        _diff(with_digests(case.new_state), state, "newState", result.problems)
 
 
 def _run_trigger(
