@@ -11,6 +11,7 @@ import hmac
 import http.server
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ class FakeState:
     #: The cursor a POST to /events.json opened: (records, page size).
     cursor: tuple[list[dict[str, Any]], int] = ([], 2)
     received: list[Received] = field(default_factory=list)
+    #: Called with each request as it arrives, before it is answered.
+    on_request: Callable[[Received], None] | None = None
 
 
 class FakeAPI:
@@ -71,6 +74,8 @@ class FakeAPI:
                 body = json.loads(raw) if raw else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 state.received.append(Received(self.command, url.path, query, headers, body))
+                if state.on_request is not None:
+                    state.on_request(state.received[-1])
                 if url.path == "/echo":
                     return self._answer(200, {"headers": headers, "query": query})
                 if headers.get("x-account-id") != ACCOUNT or headers.get("x-passcode") != PASSCODE:

@@ -4,7 +4,9 @@ events API (a POST opens a cursor, GETs read the pages) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 import connector
 from connector.errors import RunError
 from connector.runs.poll import digest_id
+from connector.tools.cli_kinds import lock_path
 from tests.conftest import run_cli
 from tests.fakeapi import APP_DIR, FakeAPI, FakeState, route
 
@@ -250,7 +253,8 @@ def test_poll_cli_state_file(api: FakeAPI, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert json.loads(done.stderr)["error"]["type"] == "InvalidAccessTokenError"
     assert state.read_text() == after_second
-    assert [p.name for p in state.parent.iterdir()] == ["watch.json"]  # no temporary left
+    # No temporary file left; the lock file stays, for the next poll to lock.
+    assert sorted(p.name for p in state.parent.iterdir()) == ["watch.json", "watch.json.lock"]
 
 
 # -- the property: over any sequence of polls, every item once, in date order ------------
@@ -317,3 +321,65 @@ def test_every_item_once_in_date_order(
     assert sorted(handed) == sorted(expected)  # each once, none skipped
     order = {r["id"]: r["ts"] for r in state.records}
     assert [order[i] for i in handed] == sorted(order[i] for i in handed)  # oldest first
+
+
+def _poll_args(api: FakeAPI, state: Path) -> list[str]:
+    return [
+        "poll",
+        MODULE,
+        "-c",
+        json.dumps(api.connection()),
+        "-p",
+        '{"eventName": "Charged", "start": "all"}',
+        "--state",
+        str(state),
+        "--manifests",
+        str(APP_DIR),
+        "--no-packaged",
+    ]
+
+
+def _try_lock(path: Path) -> bool:
+    """Whether this process could take the poll's lock on ``path`` now."""
+    descriptor = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)  # releases it again
+    return True
+
+
+def test_a_poll_holds_the_state_lock_while_it_sends(api: FakeAPI, tmp_path: Path) -> None:
+    api.state.records = [record(1, D1)]
+    state = tmp_path / "watch.json"
+    free_while_sending: list[bool] = []
+    api.state.on_request = lambda _: free_while_sending.append(_try_lock(state))
+    done = run_cli(*_poll_args(api, state))
+    assert done.returncode == 0, done.stderr
+    assert free_while_sending and not any(free_while_sending)  # held for every request
+    assert _try_lock(state)  # and released at the end
+
+
+def test_a_second_poll_of_the_same_state_fails_and_sends_nothing(
+    api: FakeAPI, tmp_path: Path
+) -> None:
+    api.state.records = [record(1, D1), record(2, D2)]
+    state = tmp_path / "watch.json"
+    state.write_text(json.dumps({"module": MODULE, "since": None, "ids": []}))
+    before = state.read_text()
+    # Another poll holds the lock (as a running `connector poll` does).
+    descriptor = os.open(lock_path(state), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        done = run_cli(*_poll_args(api, state))
+    finally:
+        os.close(descriptor)
+    assert done.returncode == 1
+    error = json.loads(done.stderr)["error"]
+    assert error["field"] == "--state" and "another poll is using" in error["message"]
+    assert done.stdout == "" and api.state.received == [] and state.read_text() == before
+    done = run_cli(*_poll_args(api, state))  # once the other has finished
+    assert done.returncode == 0, done.stderr
+    assert [b["id"] for b in json.loads(done.stdout)] == ["r1", "r2"]

@@ -13,10 +13,12 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parsers", "read_state", "write_state"]
+__all__ = ["add_parsers", "lock_path", "read_state", "state_lock", "write_state"]
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -31,7 +33,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--state",
         required=True,
         help="the trigger's state file: created when missing, written (atomically) only "
-        "after the bundles are printed",
+        "after the bundles are printed; a poll holds STATE.lock throughout, and a second "
+        "poll of the same file meanwhile fails at once, sending nothing",
     )
     p.set_defaults(func=cmd_poll)
 
@@ -60,14 +63,62 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     connection, parameters = _inputs(args, "connection", "parameters")
-    state = read_state(Path(args.state))
-    with Engine(registry) as engine:
-        result = engine.poll(args.module, connection, parameters, state)
-    # Handed over first: a failure to print (a closed pipe) leaves the old state, so the
-    # next poll repeats these items instead of losing them.
-    _print_json(result.bundles)
-    write_state(Path(args.state), result.state)
+    path = Path(args.state)
+    # One poll at a time per state file, from reading the state to writing the new one:
+    # two polls reading the same state would hand over the same items twice.
+    with state_lock(path):
+        state = read_state(path)
+        with Engine(registry) as engine:
+            result = engine.poll(args.module, connection, parameters, state)
+        # Handed over first: a failure to print (a closed pipe) leaves the old state, so
+        # the next poll repeats these items instead of losing them.
+        _print_json(result.bundles)
+        write_state(path, result.state)
     return 0
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside a state file: ``STATE.lock``."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextmanager
+def state_lock(path: Path) -> Iterator[None]:
+    """Hold the state file's lock (an exclusive ``flock`` on ``STATE.lock``) or fail at
+    once. Failing rather than waiting: a poll that waited would only start after the
+    other, from its state, which the next scheduled poll does anyway, and waiters could
+    pile up behind a slow one. The lock file is left in place (removing it would let a
+    third poll lock a new file while the second holds the old); the OS releases the lock
+    when the process ends, however it ends."""
+    from connector.errors import RunError
+    from connector.tools.cli import UsageError
+
+    lock = lock_path(path)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"--state: cannot open the lock file {str(lock)!r}: {exc.strerror}", field="--state"
+        ) from None
+    try:
+        if sys.platform != "win32":
+            import fcntl
+
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                error = RunError(
+                    f"--state: another poll is using {str(path)!r} (it holds "
+                    f"{str(lock)!r}); this poll stopped before sending anything: poll "
+                    "again once that one has finished",
+                    field="--state",
+                )
+                error.retryable = True
+                raise error from None
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def cmd_options(args: argparse.Namespace) -> int:
