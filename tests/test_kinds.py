@@ -5,6 +5,7 @@ API on 127.0.0.1 (tests/fakeapi.py)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -310,10 +311,7 @@ AUTH_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("auth", "expected"), AUTH_CASES, ids=[c[0]["type"] for c in AUTH_CASES])
-def test_auth_types_against_the_fake(
-    tmp_path: Path, api: FakeAPI, auth: dict[str, Any], expected: dict[str, str]
-) -> None:
+def _auth_app(tmp_path: Path, auth: dict[str, Any]) -> connector.Registry:
     folder = tmp_path / "authapp"
     folder.mkdir()
     (folder / "app.json").write_text(
@@ -345,13 +343,21 @@ def test_auth_types_against_the_fake(
             }
         )
     )
+    return connector.load(folder, packaged=False)
+
+
+@pytest.mark.parametrize(("auth", "expected"), AUTH_CASES, ids=[c[0]["type"] for c in AUTH_CASES])
+def test_auth_types_against_the_fake(
+    tmp_path: Path, api: FakeAPI, auth: dict[str, Any], expected: dict[str, str]
+) -> None:
+    registry = _auth_app(tmp_path, auth)
     connection = {
         "token": "tok-ABCDEFGHIJ",
         "other": "other-KLMNOPQRS",
         "user": "ada",
         "host": api.url,
     }
-    with connector.Engine(connector.load(folder, packaged=False)) as engine:
+    with connector.Engine(registry) as engine:
         (bundle,) = engine.run("authapp.echo", connection, {})
         dry = engine.dry_run("authapp.echo", connection, {})
     got = {
@@ -365,6 +371,59 @@ def test_auth_types_against_the_fake(
     (sent,) = api.sent("/echo")
     assert {k: sent.headers[k] for k in expected} == expected
     assert "tok-ABCDEFGHIJ" not in json.dumps(dry)
+
+
+BEARER = {"type": "bearer", "value": "{{ connection.token }}"}
+HEADER = {"type": "header", "header": "X-Api-Key", "value": "{{ connection.token }}"}
+HEADERS = {
+    "type": "headers",
+    "headers": {"X-A": "{{ connection.other }}", "X-B": "{{ connection.token }}"},
+}
+
+
+@pytest.mark.parametrize(
+    ("auth", "token", "fault"),
+    [
+        (BEARER, "tök-ÄBCDEFGH", "non-ASCII"),
+        (HEADER, "tok-ABC€DEFG", "non-ASCII"),
+        (HEADERS, "токен-секрет", "non-ASCII"),
+        (HEADERS, "tok-ABC\nX-Evil: 1", "CR, LF or NUL"),
+        (BEARER, "tok-ABCDEFG ", "begins or ends with a space"),
+        (HEADER, "tok-ABC\x01DEFG", "control character"),
+    ],
+)
+def test_an_auth_header_the_client_cannot_send_is_refused_naming_the_field(
+    tmp_path: Path, api: FakeAPI, auth: dict[str, Any], token: str, fault: str
+) -> None:
+    # Refused when the connection is made, so a dry run fails as the real run would
+    # (before, the dry run passed and the run crashed with a UnicodeEncodeError).
+    connection = {"token": token, "other": "other-KLMNOPQRS", "user": "ada", "host": api.url}
+    with connector.Engine(_auth_app(tmp_path, auth)) as engine:
+        for attempt in (engine.dry_run, engine.run):
+            with pytest.raises(RunError) as info:
+                attempt("authapp.echo", connection, {})
+            assert (info.value.type, info.value.field) == ("InvalidConfigurationError", "token")
+            assert fault in info.value.message and "auth header" in info.value.message
+            assert token.strip() not in json.dumps(info.value.to_dict(), ensure_ascii=False)
+    assert api.state.received == []
+
+
+def test_a_non_ascii_basic_auth_secret_is_sent_as_base64_of_utf8(
+    tmp_path: Path, api: FakeAPI
+) -> None:
+    # Basic auth encodes its secrets itself: any text can be sent.
+    auth = {
+        "type": "basic",
+        "username": "{{ connection.user }}",
+        "password": "{{ connection.token }}",
+    }
+    connection = {"token": "pässwört", "user": "ada", "host": api.url}
+    with connector.Engine(_auth_app(tmp_path, auth)) as engine:
+        engine.run("authapp.echo", connection, {})
+    (sent,) = api.sent("/echo")
+    assert sent.headers["authorization"] == "Basic " + base64.b64encode(
+        "ada:pässwört".encode()
+    ).decode("ascii")
 
 
 # -- remote options ----------------------------------------------------------------------

@@ -72,6 +72,7 @@ class Connection:
             raise InvalidConfigurationError(
                 f"connection: {Redactor(secret_values)(describe_error(exc))}"
             ) from None
+        _check_auth_headers(self.auth_headers, validated, Redactor(secret_values))
         self._auth_names = frozenset(name.lower() for name in self.auth_headers)
         # Built once the auth headers exist: every form the secrets can take, theirs too.
         self.redact = Redactor([*secret_values, *self.auth_headers.values()])
@@ -180,6 +181,37 @@ def _check_encodable(values: Mapping[str, Any]) -> None:
                     "surrogate, which UTF-8 cannot encode",
                     field=str(name),
                 ) from None
+
+
+def _check_auth_headers(
+    headers: Mapping[str, str], values: Mapping[str, Any], redact: Redactor
+) -> None:
+    """Refuse auth headers the HTTP client cannot send (httpx encodes header values as
+    ASCII; h11 refuses control characters and edge whitespace): a non-ASCII secret would
+    pass a dry run, then fail the real run with a UnicodeEncodeError. Refused here, as
+    the connection's fault, naming the field at fault (never quoting it: a secret)."""
+    from connector.core.request import header_value_fault
+
+    for header, value in headers.items():
+        fault = header_value_fault(value)
+        if fault is None:
+            continue
+        culprits = [
+            str(name)
+            for name, field_value in values.items()
+            if isinstance(field_value, str)
+            and field_value
+            and field_value in value
+            and header_value_fault(field_value) is not None
+        ]
+        subject = f"field {culprits[0]!r}" if culprits else "the value the auth template gives"
+        raise InvalidConfigurationError(
+            redact(
+                f"connection: {subject} cannot be sent in the {header!r} auth header: "
+                f"the header {fault}"
+            ),
+            field=culprits[0] if culprits else None,
+        )
 
 
 def _url_credentials(values: Mapping[str, Any]) -> list[str]:

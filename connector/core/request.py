@@ -31,6 +31,7 @@ __all__ = [
     "PreparedRequest",
     "check_headers",
     "encode_body",
+    "header_value_fault",
     "join_url",
     "largest_fields",
     "non_finite_path",
@@ -215,6 +216,14 @@ def check_headers(
         seen[lowered] = name
         out[name] = text
     return out
+
+
+def header_value_fault(text: str) -> str | None:
+    """Which rule a header value breaks (None when it may be sent): the rules of
+    :func:`check_headers`, for values it does not see, such as the auth headers."""
+    if not text.isascii():
+        return "has non-ASCII characters (HTTP header values are sent as ASCII)"
+    return None if _FIELD_VALUE.fullmatch(text) else _value_fault(text)
 
 
 def _value_fault(text: str) -> str:
