@@ -57,7 +57,9 @@ class Engine:
     ``incomplete`` stores runs that still fail after their retries, write-ahead, to be
     replayed later (:mod:`connector.runs.incomplete`); without it such a failure is only
     raised. ``timeouts`` sets the per-request timeout in seconds by host name (e.g.
-    ``{"api.segment.io": 5}``), over the app's ``timeout``.
+    ``{"api.segment.io": 5}``), over the app's ``timeout``. ``max_response_bytes`` bounds
+    one answer's body (16 MiB by default) and ``max_pages_bytes`` all the pages of one
+    search or poll together (64 MiB): past either, the run fails rather than read on.
     """
 
     def __init__(
@@ -69,8 +71,14 @@ class Engine:
         retry: RetrySpec | None = None,
         incomplete: IncompleteStore | None = None,
         timeouts: Mapping[str, float] | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
+        max_pages_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.registry = registry
+        #: The largest answer body read, and the most all pages of one search or poll
+        #: may come to (connector.runs.pages), in bytes after decoding.
+        self.max_response_bytes = max_response_bytes
+        self.max_pages_bytes = max_pages_bytes
         self._retry = retry
         self._timeouts = dict(timeouts or {})
         #: Where runs that fail with a retryable error are kept (None: not kept).
@@ -273,7 +281,12 @@ class Engine:
 
             app = module.app.manifest
             policy = self._retry or app.retry
-            sender = Sender(policy, app.errors, retry=module.manifest.retry)
+            sender = Sender(
+                policy,
+                app.errors,
+                retry=module.manifest.retry,
+                max_response_bytes=self.max_response_bytes,
+            )
             self._senders[key] = sender
         return sender
 
@@ -298,7 +311,11 @@ class Engine:
 
         if app.code is not None:
             request = connection.sign(request)
-        sender = Sender(self._retry or app.manifest.retry, app.manifest.errors)
+        sender = Sender(
+            self._retry or app.manifest.retry,
+            app.manifest.errors,
+            max_response_bytes=self.max_response_bytes,
+        )
         return sender.send(self.client, request, connection.redact)
 
     async def asend(

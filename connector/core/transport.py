@@ -10,6 +10,11 @@ errors are not ``retryable``, so no incomplete execution keeps them). ``Retry-Af
 attempt sends the very same request, so a message keeps its ``messageId`` and Segment
 deduplicates.
 
+An answer's body is read as it streams in, up to ``max_response_bytes`` (16 MiB by
+default, an Engine option) after decoding: a larger one (by its Content-Length, or once
+the bytes read pass the limit) is a RuntimeError naming the limit, not a whole read into
+memory, and is not retried (the same request would get the same answer).
+
 A failure is never swallowed: after the last attempt the error is raised with the
 status, a redacted excerpt of the answer (redacted whole, then cut to 300 characters)
 and the number of attempts. The path an error or log line quotes is redacted too.
@@ -43,6 +48,7 @@ from connector.format.manifest import RetrySpec
 
 __all__ = [
     "DEFAULT_STATUS_ERRORS",
+    "MAX_RESPONSE_BYTES",
     "PERMANENT_STATUSES",
     "PreparedRequest",
     "Sender",
@@ -64,6 +70,64 @@ DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {
     422: DataError,
     429: RateLimitError,
 }
+
+
+#: The largest answer body read (decoded), unless the Engine is given another.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+def _too_large(request: PreparedRequest, limit: int, redact: Callable[[str], str]) -> RunError:
+    error = RemoteRuntimeError(
+        f"{request.method} {_path(request, redact)} answered with a body over {limit} bytes "
+        "(the engine's max_response_bytes); refused rather than read whole"
+    )
+    error.retryable = False
+    return error
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers.get("content-length", ""))
+    except ValueError:
+        return None
+
+
+def _keep(response: httpx.Response, chunks: list[bytes]) -> None:
+    # What httpx's own read() does once it has the decoded bytes: later reads of
+    # .content/.text/.json() use them.
+    response._content = b"".join(chunks)
+
+
+def _read_bounded(
+    response: httpx.Response, limit: int, request: PreparedRequest, redact: Callable[[str], str]
+) -> None:
+    """Read a streamed answer's body, refusing it past ``limit`` decoded bytes."""
+    declared = _declared_length(response)
+    if declared is not None and declared > limit:
+        raise _too_large(request, limit, redact)
+    chunks, total = [], 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(request, limit, redact)
+        chunks.append(chunk)
+    _keep(response, chunks)
+
+
+async def _aread_bounded(
+    response: httpx.Response, limit: int, request: PreparedRequest, redact: Callable[[str], str]
+) -> None:
+    """:func:`_read_bounded` for an async answer."""
+    declared = _declared_length(response)
+    if declared is not None and declared > limit:
+        raise _too_large(request, limit, redact)
+    chunks, total = [], 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(request, limit, redact)
+        chunks.append(chunk)
+    _keep(response, chunks)
 
 
 def error_for_status(status: int, overrides: Mapping[str, str]) -> type[RunError]:
@@ -183,8 +247,10 @@ class Sender:
         retry: bool = True,
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Any] = asyncio.sleep,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.policy = policy if retry else policy.model_copy(update={"attempts": 1})
+        self.max_response_bytes = max_response_bytes
         self.errors = errors
         self._sleep = sleep
         self._asleep = asleep
@@ -236,8 +302,11 @@ class Sender:
         while True:
             attempt += 1
             try:
-                response = client.send(self._build(client, req))
-                response.read()
+                response = client.send(self._build(client, req), stream=True)
+                try:
+                    _read_bounded(response, self.max_response_bytes, req, redact)
+                finally:
+                    response.close()
             except httpx.HTTPError as exc:
                 self._sleep(self._decide(req, attempt, None, exc, redact))
                 continue
@@ -252,8 +321,11 @@ class Sender:
         while True:
             attempt += 1
             try:
-                response = await client.send(self._build(client, req))
-                await response.aread()
+                response = await client.send(self._build(client, req), stream=True)
+                try:
+                    await _aread_bounded(response, self.max_response_bytes, req, redact)
+                finally:
+                    await response.aclose()
             except httpx.HTTPError as exc:
                 await self._asleep(self._decide(req, attempt, None, exc, redact))
                 continue

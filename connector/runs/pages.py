@@ -7,7 +7,9 @@ over that scope, merged over the first request's (``mergeWithParent``, the defau
 headers and query key by key, an object body too) or replacing it. Two guards refuse
 endless paging: ``maxPages`` (reaching it with pages left is an error, since items
 would be left unread silently otherwise) and a request asked for twice (an API that
-keeps answering the same cursor, in its query, headers or body), which is an error too.
+keeps answering the same cursor, in its query, headers or body), which is an error too,
+and so is an answer of pages over the engine's ``max_pages_bytes`` in all (each page
+being bounded by its ``max_response_bytes``).
 
 Each page's answer goes through the module's ``response.valid``/``error`` and its items are
 ``response.iterate`` rendered over it. Answers and items are read leniently, as an
@@ -48,6 +50,7 @@ def pages(
     paging = module.paging
     assert paging is not None
     sent: set[str] = set()
+    read = 0  # bytes of all pages so far, against engine.max_pages_bytes
     request = first
     parent = _parts(request, conn)
     page = 1
@@ -61,6 +64,13 @@ def pages(
             )
         sent.add(key)
         response, _ = engine.send(module, request, conn)
+        read += len(response.content)
+        if read > engine.max_pages_bytes:
+            raise RemoteRuntimeError(
+                f"{module.id}: its pages came to over {engine.max_pages_bytes} bytes by page "
+                f"{page} (the engine's max_pages_bytes); stopped rather than read on: narrow "
+                "the search"
+            )
         view = engine.response_view(response)
         page_scope = {
             **scope,
