@@ -383,3 +383,26 @@ def test_a_second_poll_of_the_same_state_fails_and_sends_nothing(
     done = run_cli(*_poll_args(api, state))  # once the other has finished
     assert done.returncode == 0, done.stderr
     assert [b["id"] for b in json.loads(done.stdout)] == ["r1", "r2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"since": ' + "9" * 5000 + "}", "cannot be read"),  # over Python's digit limit
+        ("[" * 100_000 + "]" * 100_000, "cannot be read"),
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        (b"\xff\xfe".decode("latin-1"), "is not JSON"),
+    ],
+)
+def test_an_unreadable_state_file_is_a_usage_error_naming_state(
+    api: FakeAPI, tmp_path: Path, text: str, reason: str
+) -> None:
+    state = tmp_path / "watch.json"
+    state.write_text(text)
+    done = run_cli(*_poll_args(api, state))
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stderr)["error"]
+    assert error["field"] == "--state" and reason in error["message"]
+    assert "unexpected" not in error["message"]
+    assert api.state.received == [] and state.read_text() == text

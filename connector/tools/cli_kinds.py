@@ -166,6 +166,13 @@ def read_state(path: Path) -> dict[str, Any] | None:
         raise UsageError(
             f"--state: {str(path)!r} is not JSON: {exc.msg}", field="--state"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        # Valid JSON Python will not read: an integer of over 4,300 digits (its
+        # int-from-text limit), or nesting deeper than the recursion limit.
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise UsageError(
+            f"--state: {str(path)!r} cannot be read: {reason}", field="--state"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"--state: {str(path)!r} must hold a JSON object", field="--state")
     return data
