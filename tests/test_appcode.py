@@ -147,3 +147,61 @@ def test_load_app_loads_code(tmp_path: Path) -> None:
     app, modules = load_app(APP_DIR / "app.json")
     assert app.code is not None and app.code.signer_name == "fakeapi/sign.py:sign"
     assert len(app.code.digest) == 64 and len(modules) == 6
+
+
+def _filter_app(root: Path, app: str, filter_name: str) -> Path:
+    folder = root / app
+    (folder / "modules" / app).mkdir(parents=True)
+    (folder / "modules" / app / "filters.py").write_text(
+        f"def f(value):\n    return {app!r} + ':' + str(value)\n"
+    )
+    (folder / "app.json").write_text(
+        json.dumps(
+            {
+                "name": app,
+                "label": app,
+                "baseUrl": "http://127.0.0.1:9",
+                "connection": {"fields": [], "auth": {"type": "none"}},
+                "code": {"filters": {filter_name: f"{app}/filters.py:f"}},
+                "modules": ["echo.json"],
+            }
+        )
+    )
+    (folder / "echo.json").write_text(
+        json.dumps(
+            {
+                "id": f"{app}.echo",
+                "label": "Echo",
+                "description": "Echo.",
+                "request": {"method": "GET", "url": "/echo"},
+            }
+        )
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("clash", "x_f"), ("clash_x", "f")),  # clash + x_f, clash_x + f: clash_x_f
+        (("clash2_y", "g"), ("clash2", "y_g")),  # the other order
+    ],
+)
+def test_filter_names_of_two_apps_that_collide_are_refused_naming_both(
+    tmp_path: Path, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    shared = f"{first[0]}_{first[1]}"
+    assert shared == f"{second[0]}_{second[1]}"
+    loaded = connector.load(_filter_app(tmp_path, *first), packaged=False)
+    assert loaded.apps[first[0]].code.filters == {shared: f"{first[0]}/filters.py:f"}  # type: ignore[union-attr]
+    with pytest.raises(connector.ManifestError) as info:
+        connector.load(_filter_app(tmp_path, *second), packaged=False)
+    assert info.value.path == f"$.code.filters.{second[1]}"
+    message = info.value.message
+    assert shared in message and repr(first[0]) in message and repr(second[0]) in message
+    # The first app's filter is still the one the name renders with.
+    from connector.templating.templates import compile_template
+
+    assert compile_template("{{ 1 | " + shared + " }}").render({}) == f"{first[0]}:1"
+    # The same app loaded again replaces its own, as before.
+    connector.load(_filter_app(tmp_path / "again", *first), packaged=False)

@@ -19,7 +19,9 @@ loaded with the app, by the CLI and the Python API alike (both go through
   returns headers to add (e.g. a signature and its timestamp). It runs for every send;
   dry runs name it and show its headers redacted, like auth.
 * A **filter** is a template filter, used as ``<app>_<name>`` (``acme_normalize``) so
-  apps never clash. Its result goes through the sandbox's size limits like any value.
+  apps never clash; where two still would (``a`` + ``b_c`` and ``a_b`` + ``c``), the
+  app loaded second is refused with a ManifestError naming both. Its result goes
+  through the sandbox's size limits like any value.
 
 The files' SHA-256 is part of the app's manifest cache key (see
 :mod:`connector.core.cache`): editing the code is a new key, like editing a manifest.
@@ -95,7 +97,7 @@ def load_code(manifest: AppManifest, app_file: Path) -> AppCodeLoaded | None:
         fn = function(reference, at)
         full = f"{manifest.name}_{name}"
         try:
-            register_filter(full, fn)
+            register_filter(full, fn, manifest.name)
         except ValueError as exc:
             raise ManifestError(source, at, str(exc)) from None
         filters[full] = reference

@@ -544,21 +544,29 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
-def register_filter(name: str, function: Callable[..., Any]) -> None:
-    """Add an app's filter to the sandbox (``code.filters``). A name the engine already
-    uses is refused; the same app loaded again replaces its own."""
+def register_filter(name: str, function: Callable[..., Any], app: str | None = None) -> None:
+    """Add app ``app``'s filter to the sandbox (``code.filters``). A name the engine
+    already uses is refused, and so is one another app registered: ``a`` + ``b_c`` and
+    ``a_b`` + ``c`` both make ``a_b_c``, and the one loaded last must not silently take
+    the other's place. The same app loaded again replaces its own."""
     from connector.templating.sandbox import EXTRA_FILTERS, environment
 
     env = environment()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"filter name {name!r} must be letters, digits and '_'")
     existing = env.filters.get(name)
-    if existing is not None and getattr(existing, "_connector_app_filter", None) is None:
+    owner = getattr(existing, "_connector_app_filter", None)
+    if existing is not None and owner is None:
         raise ValueError(f"filter {name!r} is the engine's own")
+    if owner is not None and owner != (app or name):
+        raise ValueError(
+            f"filter {name!r} is already app {owner!r}'s: app {app!r} cannot use the same "
+            "name (app and filter names joined with '_' collide); rename one of the filters"
+        )
 
     def app_filter(*args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
 
-    app_filter._connector_app_filter = name  # type: ignore[attr-defined]
+    app_filter._connector_app_filter = app or name  # type: ignore[attr-defined]
     env.filters[name] = app_filter
     EXTRA_FILTERS[name] = app_filter
