@@ -23,14 +23,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import NoReturn
 
 __all__ = [
     "MAX_RENDER_SECONDS",
     "MAX_RENDER_STEPS",
     "MAX_RENDER_WORK",
+    "arm",
     "charge",
+    "current",
+    "disarm",
     "enter",
     "leave",
+    "overrun",
     "render_budget",
     "spend",
 ]
@@ -62,6 +67,33 @@ def leave(token: Token[list[float] | None]) -> None:
     _BUDGET.reset(token)
 
 
+_IDLE = float("inf")
+
+
+def arm() -> list[float]:
+    """:func:`enter` for the fast path, cheaper: a budget list of this context's own,
+    set once and reset in place for each render, then :func:`disarm`'d (its allowances
+    made endless, so that nothing outside a render is ever refused). Fast-path renders
+    never yield or nest, so one list per context serves them all; a render's own budget
+    (render_budget) is never reused: a list of the fast path's is marked by a fifth
+    item."""
+    budget = _BUDGET.get()
+    if budget is None or len(budget) < 5:
+        budget = [_IDLE, _IDLE, _IDLE, 0.0, 1.0]
+        _BUDGET.set(budget)
+    limit = MAX_RENDER_SECONDS
+    budget[0] = MAX_RENDER_STEPS
+    budget[1] = MAX_RENDER_WORK
+    budget[2] = time.monotonic() + limit
+    budget[3] = limit
+    return budget
+
+
+def disarm(budget: list[float]) -> None:
+    """End the render :func:`arm` started."""
+    budget[0] = budget[1] = budget[2] = _IDLE
+
+
 @contextmanager
 def render_budget(seconds: float | None = None) -> Iterator[None]:
     """One render's allowance of steps, work and time (see :func:`enter`)."""
@@ -74,6 +106,20 @@ def render_budget(seconds: float | None = None) -> Iterator[None]:
 
 def _late(budget: list[float]) -> OverflowError:
     return OverflowError(f"the template ran over {budget[3]:g} seconds")
+
+
+#: The current render's budget list, or None outside a render: callers on a hot path
+#: (the filter guard) spend from it directly, as :func:`charge` does.
+current = _BUDGET.get
+
+
+def overrun(budget: list[float]) -> NoReturn:
+    """Raise the error of a budget whose work ran out, or whose deadline passed."""
+    if budget[1] < 0:
+        raise OverflowError(
+            f"the template ran over {MAX_RENDER_WORK:,} characters and items of work"
+        )
+    raise _late(budget)
 
 
 def spend() -> None:

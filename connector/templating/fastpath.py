@@ -44,13 +44,15 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import _PassArg
 
-from connector.templating.budget import charge, enter, leave, spend
-from connector.templating.limits import MAX_OUTPUT, check_value, size
+from connector.templating.budget import arm, disarm, spend
+from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import (
     COMPARE_GUARD,
     CONCAT_GUARD,
     SIZE_GUARD,
+    bounded_concat,
     materialise,
+    sized,
 )
 
 __all__ = ["Fallback", "FastFunction", "expression_function", "tree_function"]
@@ -80,9 +82,31 @@ _OPERATORS = {
     "in": "in",
     "notin": "not in",
 }
-#: The result check of a single expression, as generated code: scalars as Jinja's
-#: ``materialise`` checks them (inline: the common case), anything else through it.
-_RESULT = (
+#: Filters whose result may hold what ``materialise`` changes (an iterator, a generator,
+#: tuples): their expressions' results go through it.
+_UNPLAIN_FILTERS = frozenset(
+    {
+        "reverse",
+        "items",
+        "dictsort",
+        "map",
+        "select",
+        "reject",
+        "selectattr",
+        "rejectattr",
+        "unique",
+    }
+)
+#: The result check of a single expression, as Jinja's ``materialise`` does it. Scope
+#: values are JSON data (bytes and ranges too, in tests), which materialise leaves as
+#: they are but for the length of a text; so are the literals, texts, numbers and booleans
+#: the other filters, tests and guards build from them. For such a *plain* expression
+#: only the length check is written out; any other goes through materialise.
+_READ_CHECK = (
+    "if (type({value}) is _str or type({value}) is _bytes) and len({value}) > _MAX: "
+    "raise OverflowError('result exceeds the output limit')"
+)
+_BUILT_CHECK = (
     "if type({value}) is _str:\n"
     "    if len({value}) > _MAX: raise OverflowError('result exceeds the output limit')\n"
     "elif {value} is not None and type({value}) not in _SCALARS: {value} = _materialise({value})"
@@ -108,13 +132,17 @@ def _index(value: Any, index: int) -> Any:
     raise Fallback(index)
 
 
-def _guard_call(function: Callable[..., Any], *args: Any) -> Any:
-    """A guard templates.py puts into Jinja's AST as a call, accounted as the sandbox's
-    ``call`` accounts it: one step, then the result's size charged and checked."""
+def _literal(value: Any) -> Any:
+    """A list, tuple or dict literal through the size guard, as the sandbox's ``call``
+    calls that guard: one step, then the guard (which charges what it checks)."""
     spend()
-    result = function(*args)
-    charge(size(result))
-    return check_value(result)
+    return sized(value)
+
+
+def _concat(*parts: Any) -> str:
+    """``~``, as the sandbox's ``call`` calls the bounded concat: one step, then it."""
+    spend()
+    return bounded_concat(*parts)
 
 
 class FastFunction:
@@ -154,11 +182,12 @@ class _Generator:
             "_DROP": drop,
             "_MAX": MAX_OUTPUT,
             "_str": str,
+            "_bytes": bytes,
             "_dict": dict,
             "_SCALARS": frozenset({int, float, bool}),
             "_materialise": materialise,
-            "_enter": enter,
-            "_leave": leave,
+            "_arm": arm,
+            "_disarm": disarm,
         }
         self.jinja = env
         #: One context for the filters that take one (select, map, ...): they read only
@@ -168,6 +197,8 @@ class _Generator:
         self.scope_names: set[str] = set()
         #: Whether the expression being written calls anything (and needs a budget).
         self.calls = False
+        #: Whether its value is one materialise leaves as it is (see _READ_CHECK).
+        self.plain = True
         self.depth = 0
 
     def temp(self) -> str:
@@ -256,21 +287,23 @@ class _Generator:
             return self.bind(value)  # inf, nan, huge integers: no literal spells them
         raise _Unsupported("constant")
 
-    def _guard(self, name: str, argument: str) -> str:
-        """A guard call templates.py adds to Jinja's AST, with the same accounting."""
+    def _literal(self, source: str) -> str:
+        """A literal through the size guard templates.py puts around it for Jinja."""
+        if self.jinja.globals[SIZE_GUARD] is not sized:
+            raise _Unsupported("size guard")
         self.calls = True
-        return f"{self.bind(_guard_call)}({self.bind(self.jinja.globals[name])}, {argument})"
+        return f"{self.bind(_literal)}({source})"
 
     def _List(self, node: nodes.List) -> str:
-        return self._guard(SIZE_GUARD, "[" + ", ".join(self.expr(i) for i in node.items) + "]")
+        return self._literal("[" + ", ".join(self.expr(i) for i in node.items) + "]")
 
     def _Tuple(self, node: nodes.Tuple) -> str:
-        items = "(" + "".join(self.expr(i) + ", " for i in node.items) + ")"
-        return self._guard(SIZE_GUARD, items)
+        self.plain = False  # materialise makes a list of a tuple holding containers
+        return self._literal("(" + "".join(self.expr(i) + ", " for i in node.items) + ")")
 
     def _Dict(self, node: nodes.Dict) -> str:
         pairs = ", ".join(f"{self.expr(p.key)}: {self.expr(p.value)}" for p in node.items)
-        return self._guard(SIZE_GUARD, "{" + pairs + "}")
+        return self._literal("{" + pairs + "}")
 
     def _Or(self, node: nodes.Or) -> str:
         return f"({self.expr(node.left)} or {self.expr(node.right)})"
@@ -298,13 +331,10 @@ class _Generator:
         return "(" + " ".join(parts) + ")"
 
     def _Concat(self, node: nodes.Concat) -> str:
+        if self.jinja.globals[CONCAT_GUARD] is not bounded_concat:
+            raise _Unsupported("concat guard")
         self.calls = True
-        function = self.bind(self.jinja.globals[CONCAT_GUARD])
-        return (
-            f"{self.bind(_guard_call)}({function}, "
-            + ", ".join(self.expr(n) for n in node.nodes)
-            + ")"
-        )
+        return f"{self.bind(_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
 
     def _Test(self, node: nodes.Test) -> str:
         return self._apply(node, self.jinja.tests)
@@ -321,6 +351,8 @@ class _Generator:
         if function is None or node.name.startswith("_"):
             raise _Unsupported("unknown filter or test")
         self.calls = True
+        if node.name in _UNPLAIN_FILTERS and isinstance(node, nodes.Filter):
+            self.plain = False
         parts: list[str] = []
         pass_arg = _PassArg.from_obj(function)
         if pass_arg is _PassArg.context:
@@ -344,22 +376,21 @@ class _Generator:
         it returns it: within a budget of its own when it calls anything, and through
         the result check (``materialise``)."""
         self.calls = False
+        self.plain = True
         value = self.expr(node)
         if not self.calls:
             self.emit(f"{target} = {value}", depth)
-            self.result(target, depth)
+            self.emit(_READ_CHECK.format(value=target), depth)
             return
         token = self.temp()
-        self.emit(f"{token} = _enter()", depth)
+        self.emit(f"{token} = _arm()", depth)
         self.emit("try:", depth)
         self.emit(f"{target} = {value}", depth + 1)
-        self.result(target, depth + 1)
+        check = _READ_CHECK if self.plain else _BUILT_CHECK
+        for line in check.format(value=target).split("\n"):
+            self.emit(line, depth + 1)
         self.emit("finally:", depth)
-        self.emit(f"_leave({token})", depth + 1)
-
-    def result(self, target: str, depth: int) -> None:
-        for line in _RESULT.format(value=target).split("\n"):
-            self.emit(line, depth)
+        self.emit(f"_disarm({token})", depth + 1)
 
     # -- statements (the tree) ----------------------------------------------------------
 

@@ -32,6 +32,7 @@ __all__ = [
     "check_bits",
     "check_method_call",
     "check_value",
+    "filter_check",
     "filter_cost",
     "size",
 ]
@@ -64,15 +65,20 @@ def check_value(value: Any) -> Any:
     if kind is str or kind is bytes:
         if len(value) > MAX_OUTPUT:
             raise _too_long()
+    elif kind is dict or kind is list:
+        if len(value) > MAX_OUTPUT:
+            raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
     elif kind is int:
         check_bits(value.bit_length())
+    elif kind is float or kind is bool or value is None:
+        pass
     elif isinstance(value, _TEXT):
         if len(value) > MAX_OUTPUT:
             raise _too_long()
     elif isinstance(value, _SIZED) and not isinstance(value, range):
         if len(value) > MAX_OUTPUT:
             raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
-    elif isinstance(value, int) and not isinstance(value, bool):
+    elif isinstance(value, int):
         check_bits(value.bit_length())
     return value
 
@@ -82,10 +88,12 @@ def size(value: Any) -> int:
     budget: its characters, bytes or items (not nested ones), an integer's 64-bit
     words, or one."""
     kind = type(value)
-    if kind is str or kind is list or kind is dict:
+    if kind is str or kind is list or kind is dict or kind is bytes:
         return len(value) + 1
     if kind is int:
         return int(value.bit_length()) // 64 + 1
+    if kind is float or kind is bool or value is None:
+        return 1
     if isinstance(value, _SIZED):
         return len(value) + 1
     return 1
@@ -94,8 +102,8 @@ def size(value: Any) -> int:
 def bounded_replace(value: Any, old: Any, new: Any, count: Any = None) -> Any:
     """``replace`` on text or bytes, refused before building an oversized result. The
     filter turns its arguments into text; the method keeps bytes as bytes."""
-    if isinstance(value, bytes | bytearray):
-        if not isinstance(old, bytes | bytearray) or not isinstance(new, bytes | bytearray):
+    if isinstance(value, (bytes, bytearray)):
+        if not isinstance(old, (bytes, bytearray)) or not isinstance(new, (bytes, bytearray)):
             raise TypeError("bytes.replace takes bytes")
         _check_replace(value, old, new, count)
         return value.replace(old, new, -1 if count is None else count)
@@ -119,7 +127,7 @@ def _check_replace(text: Any, old: Any, new: Any, count: Any) -> None:
 def bounded_join(value: Iterable[Any], d: Any = "") -> Any:
     """``join``: the ``join`` filter (text of every item) and ``str.join`` /
     ``bytes.join`` (items as they are), refused before building an oversized result."""
-    if isinstance(d, bytes | bytearray):
+    if isinstance(d, (bytes, bytearray)):
         items = [bytes(item) if isinstance(item, bytearray) else item for item in value]
         if any(not isinstance(item, bytes) for item in items):
             raise TypeError("bytes.join takes bytes")
@@ -142,11 +150,18 @@ def bounded_join(value: Iterable[Any], d: Any = "") -> Any:
     return sep.join(parts)
 
 
-# -- filters: what each costs before it runs (and the arguments it may not take) ---------
+# -- filters: the arguments they may not take, and what each costs before it runs -------
+
+Cost = Callable[[Any, tuple[Any, ...], Mapping[str, Any]], int]
 
 
 def _linear(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-    return size(value) + sum(size(a) for a in args) + sum(size(a) for a in kwargs.values())
+    units = size(value)
+    for argument in args:
+        units += size(argument)
+    for argument in kwargs.values():
+        units += size(argument)
+    return units
 
 
 #: What one item costs a filter that calls Python code for it (a key function, a test,
@@ -164,26 +179,24 @@ def _sorting(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> in
     return n * (_PER_CALL + 4 * n.bit_length())
 
 
-def _round(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
+def _round(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     precision = args[0] if args else kwargs.get("precision", 0)
     if isinstance(precision, int) and abs(precision) > MAX_ROUND_DIGITS:
         raise OverflowError(f"round's precision is limited to {MAX_ROUND_DIGITS:,} digits")
-    return size(value)
 
 
 #: Bases whose digits Python converts without its own 4,300-digit limit.
 _UNLIMITED_BASES = frozenset({0, 2, 4, 8, 16, 32})
 
 
-def _int(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
+def _int(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     base = args[1] if len(args) > 1 else kwargs.get("base", 10)
     if isinstance(value, str) and base in _UNLIMITED_BASES:
         check_bits(math.ceil(len(value) * (math.log2(base) if base else 4)))
-    return size(value)
 
 
-#: Filters whose cost is not their input's size, or that check an argument first.
-_FILTER_COSTS: dict[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any]], int]] = {
+#: Filters (and tests) whose cost is not their input's size alone.
+_FILTER_COSTS: dict[str, Cost] = {
     "sort": _sorting,
     "dictsort": _sorting,
     "unique": _per_item,
@@ -198,14 +211,24 @@ _FILTER_COSTS: dict[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any]], int
     "sum": _per_item,
     "join": _per_item,
     "items": _per_item,
+    "merge": _linear,
+    "in": _linear,
+}
+#: Filters whose arguments could make them run for hours: checked before every call.
+_FILTER_CHECKS: dict[str, Callable[[Any, tuple[Any, ...], Mapping[str, Any]], None]] = {
     "round": _round,
     "int": _int,
 }
 
 
-def filter_cost(name: str) -> Callable[[Any, tuple[Any, ...], Mapping[str, Any]], int]:
-    """The function that checks a filter's arguments and says what calling it costs."""
-    return _FILTER_COSTS.get(name, _linear)
+def filter_cost(name: str) -> Cost | None:
+    """What calling a filter or test costs, when it is not its input's :func:`size`."""
+    return _FILTER_COSTS.get(name)
+
+
+def filter_check(name: str) -> Callable[[Any, tuple[Any, ...], Mapping[str, Any]], None] | None:
+    """The check of a filter's arguments, for the filters that have one."""
+    return _FILTER_CHECKS.get(name)
 
 
 # -- methods: arguments checked before the call --------------------------------------
@@ -236,7 +259,7 @@ def _translate(owner: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> 
     table = _argument(args, kwargs, "table", None)
     if isinstance(table, dict):
         values: Iterable[Any] = table.values()
-    elif isinstance(table, list | tuple | str):
+    elif isinstance(table, (list, tuple, str)):
         values = table
     else:
         raise TypeError("str.translate takes a dict (str.maketrans) or a list")

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
+from time import monotonic
 from typing import Any, cast
 
 from jinja2 import StrictUndefined
@@ -36,7 +37,7 @@ from jinja2.utils import _PassArg
 
 from connector.core.jsondata import loads_strict
 from connector.core.types import format_datetime, parse_datetime, utc_now_iso
-from connector.templating.budget import charge, spend
+from connector.templating.budget import charge, current, overrun, spend
 from connector.templating.limits import (
     MAX_OUTPUT,
     bounded_join,
@@ -44,6 +45,7 @@ from connector.templating.limits import (
     check_bits,
     check_method_call,
     check_value,
+    filter_check,
     filter_cost,
     size,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "bounded_concat",
     "environment",
     "materialise",
+    "sized",
 ]
 
 #: Largest ``range()`` a template may iterate over.
@@ -149,7 +152,7 @@ def _compact(value: Any) -> Any:
 
 
 def _is_blank(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, dict | list) and not value)
+    return value is None or value == "" or (isinstance(value, (dict, list)) and not value)
 
 
 def _tojson(value: Any) -> str:
@@ -254,7 +257,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         charge(size(left) + size(right))
         if operator == "**":
-            if isinstance(right, int | float) and abs(right) > 100:
+            if isinstance(right, (int, float)) and abs(right) > 100:
                 raise OverflowError("exponent too large")
             if isinstance(left, int) and isinstance(right, int):
                 check_bits(abs(left).bit_length() * max(right, 0))
@@ -272,7 +275,7 @@ class _Environment(ImmutableSandboxedEnvironment):
             if sized and _size(left) + _size(right) > MAX_OUTPUT:
                 raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
             return check_value(left + right)
-        if operator == "%" and isinstance(left, str | bytes):
+        if operator == "%" and isinstance(left, (str, bytes)):
             # printf-style widths ('%2000000s') allocate before any check could run.
             raise OverflowError("% formatting is not available in templates")
         return check_value(super().call_binop(context, operator, left, right))
@@ -285,13 +288,17 @@ class _Environment(ImmutableSandboxedEnvironment):
         # Every call of a render counts against its loop budget too: a macro that calls
         # itself twice runs 2^depth times without a single loop.
         spend()
+        if __obj is sized or __obj is bounded_concat:
+            # The guards templates.py puts in charge what they build themselves (and the
+            # fast path calls them so too).
+            return __obj(*args)
         # Methods that grow their result from a small argument ('a'.ljust(10**9),
         # (1).to_bytes(10**9, 'big')) are checked before they allocate (format is
         # refused in wrap_str_format); every result is checked after.
         owner = getattr(__obj, "__self__", None)
         if owner is not None:
             name = getattr(__obj, "__name__", "")
-            if isinstance(owner, str | bytes | bytearray):
+            if isinstance(owner, (str, bytes, bytearray)):
                 if name == "replace" and len(args) >= 2:
                     return bounded_replace(owner, *args[:3])
                 if name == "join" and args:
@@ -316,6 +323,29 @@ class _Environment(ImmutableSandboxedEnvironment):
 _SEQUENCES = (str, bytes, bytearray, list, tuple)
 
 
+def _flat_weight(value: Any) -> int:
+    """:func:`_size` of a literal holding only numbers, booleans, None and texts (the
+    usual case, counted without a walk); -1 for any other."""
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return -1
+    total = len(value)
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            total += len(item)
+        elif not (kind in _NUMBERS or item is None):
+            return -1
+    return total
+
+
+_NUMBERS = frozenset({int, float, bool})
+
+
 def _size(value: Any) -> int:
     """What a string, bytes, list or tuple stands for: its characters, or its items plus
     all that nested lists, tuples, dicts and strings hold. A shared nested list counts
@@ -326,27 +356,46 @@ def _size(value: Any) -> int:
 
 
 def _weight(value: Any, seen: dict[int, int], cap: int) -> int:
-    if isinstance(value, str | bytes | bytearray | range):
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif isinstance(value, _FLAT_SIZED):
         return len(value)
-    if not isinstance(value, list | tuple | dict):
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
         return 1
     known = seen.get(id(value))
     if known is not None:
         return known
-    items = value.values() if isinstance(value, dict) else value
     total = len(value)
     for item in items:
-        if isinstance(item, list | tuple | dict | str | bytes | bytearray | range):
+        kind = type(item)
+        if kind is str:
+            total += len(item)
+        elif kind in _NUMBERS or item is None:
+            continue
+        elif isinstance(item, _WEIGHED):
             total += _weight(item, seen, cap)
-            if total > cap:
-                break
+        if total > cap:
+            break
     seen[id(value)] = total
     return total
 
 
-def _sized(value: Any) -> Any:
+_FLAT_SIZED = (str, bytes, bytearray, range)
+_WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
+
+
+def sized(value: Any) -> Any:
     """A list, tuple or dict literal, if what it stands for is within the limit."""
-    weight = _size(value)
+    weight = _flat_weight(value)
+    if weight < 0:
+        weight = _size(value)
     if weight > MAX_OUTPUT:
         raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
     charge(weight)
@@ -367,10 +416,10 @@ def bounded_concat(*parts: Any) -> str:
 def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
     """The ``sum`` filter, for numbers only: summing lists would concatenate them."""
     items = list(value)
-    if attribute is not None or not isinstance(start, int | float):
+    if attribute is not None or not isinstance(start, (int, float)):
         raise TypeError("sum adds numbers only")
     for item in items:
-        if not isinstance(item, int | float) or isinstance(item, bool):
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
             raise TypeError("sum adds numbers only")
     return sum(items, start)
 
@@ -381,17 +430,37 @@ EXTRA_FILTERS["sum"] = _sum
 
 def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` (a filter or test) with its arguments checked and its cost charged
-    before it runs, and its result checked after. Keeps Jinja's pass_* marker, so
-    Jinja and the fast path call it exactly as they would call ``function``."""
+    before it runs, and its result checked and charged after. Keeps Jinja's pass_*
+    marker, so Jinja and the fast path call it exactly as they would call ``function``.
+    (On every fast-path render: written out rather than through charge().)"""
+    check = filter_check(name)
     cost = filter_cost(name)
     offset = 0 if _PassArg.from_obj(function) is None else 1
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        charge(cost(args[offset] if len(args) > offset else None, args[offset + 1 :], kwargs))
+        value = args[offset] if len(args) > offset else None
+        if check is not None:
+            check(value, args[offset + 1 :], kwargs)
+        budget = current()
+        if budget is not None:
+            budget[1] -= size(value) if cost is None else cost(value, args[offset + 1 :], kwargs)
+            if budget[1] < 0 or monotonic() > budget[2]:
+                overrun(budget)
         result = function(*args, **kwargs)
-        if type(result) is not bool:
-            charge(size(result))
+        kind = type(result)
+        if kind is str or kind is dict or kind is list:
+            units = len(result)
+            if units > MAX_OUTPUT:
+                check_value(result)  # raises, with the message for its kind
+        elif kind is bool or result is None:
+            return result
+        else:
             check_value(result)
+            units = size(result)
+        if budget is not None:
+            budget[1] -= units
+            if budget[1] < 0:
+                overrun(budget)
         return result
 
     functools.update_wrapper(guarded, function)
@@ -409,11 +478,11 @@ def materialise(value: Any) -> Any:
     """A native result as plain data: iterators become lists, undefined values fail.
     A dict or list whose contents need no change is returned as it is (not copied)."""
     kind = type(value)
-    if kind is str or kind is bytes or isinstance(value, str | bytes):
+    if kind is str or kind is bytes or isinstance(value, (str, bytes)):
         if len(value) > MAX_OUTPUT:
             raise OverflowError(f"result exceeds {MAX_OUTPUT:,} characters")
         return value
-    if isinstance(value, int | float | bool) or value is None:
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
     if isinstance(value, StrictUndefined):
         str(value)  # raises UndefinedError with Jinja's message
@@ -451,7 +520,7 @@ _PLAIN = frozenset({str, bytes, int, float, bool})
 
 
 def _needs_walk(value: Any) -> bool:
-    return any(not (isinstance(v, str | int | float | bool) or v is None) for v in value)
+    return any(not (isinstance(v, (str, int, float, bool)) or v is None) for v in value)
 
 
 def _build_environment() -> _Environment:
@@ -474,7 +543,7 @@ def _build_environment() -> _Environment:
         "now": utc_now_iso,
         LOOP_GUARD: _loop_guard,
         CONCAT_GUARD: bounded_concat,
-        SIZE_GUARD: _sized,
+        SIZE_GUARD: sized,
     }
     return env
 
