@@ -27,11 +27,13 @@ import base64
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from time import monotonic
 from typing import Any, cast
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 
@@ -467,6 +469,19 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
     return guarded
 
 
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator, writing infinite and NaN constants as Python reads them:
+    Jinja writes ``str(value)``, so ``{{ 1e400 }}`` compiled to a bare ``inf`` and failed
+    with a NameError instead of evaluating to infinity."""
+
+    def visit_Const(self, node: nodes.Const, frame: Frame) -> None:
+        value = node.value
+        if isinstance(value, float) and not math.isfinite(value):
+            self.write(f"float({str(value)!r})")
+        else:
+            super().visit_Const(node, frame)
+
+
 class _StrictUndefined(StrictUndefined):
     """Also fails when printed inside a container (``{{ [nope] }}``), not only alone."""
 
@@ -528,6 +543,7 @@ def _build_environment() -> _Environment:
     # No constant folding at compile time: folded filters would run outside any render's
     # budget. Every operation runs at render time, where it is counted.
     env.optimized = False
+    env.code_generator_class = _CodeGenerator
     # Jinja joins what blocks and macros capture with the environment's concat.
     env.concat = _bounded_capture  # type: ignore[method-assign]
     filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}

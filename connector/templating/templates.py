@@ -99,7 +99,10 @@ class CompiledTemplate:
         # Raises jinja2.TemplateSyntaxError; unknown filters and tests are checked here
         # too, so every fault shows at load time although Jinja's own code generation
         # (~0.5 ms a template) waits until a template first needs it, if ever.
-        self.ast: nodes.Template = _parse(source)
+        try:
+            self.ast: nodes.Template = _parse(source)
+        except ValueError as exc:  # an integer literal past Python's 4,300-digit limit
+            raise TemplateSyntaxError(str(exc), 1) from None
         _check_allowed(self.ast)
         #: The expression, when the whole template is one ``{{ ... }}``: it then keeps
         #: its native type (decided here only: the fast path and Jinja must agree).
