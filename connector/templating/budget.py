@@ -26,6 +26,7 @@ from contextvars import ContextVar, Token
 from typing import NoReturn
 
 __all__ = [
+    "IDLE",
     "MAX_RENDER_SECONDS",
     "MAX_RENDER_STEPS",
     "MAX_RENDER_WORK",
@@ -67,7 +68,8 @@ def leave(token: Token[list[float] | None]) -> None:
     _BUDGET.reset(token)
 
 
-_IDLE = float("inf")
+#: The allowances of a disarmed budget (see :func:`arm`): endless.
+IDLE = float("inf")
 
 
 def arm() -> list[float]:
@@ -79,7 +81,7 @@ def arm() -> list[float]:
     item."""
     budget = _BUDGET.get()
     if budget is None or len(budget) < 5:
-        budget = [_IDLE, _IDLE, _IDLE, 0.0, 1.0]
+        budget = [IDLE, IDLE, IDLE, 0.0, 1.0]
         _BUDGET.set(budget)
     limit = MAX_RENDER_SECONDS
     budget[0] = MAX_RENDER_STEPS
@@ -91,7 +93,7 @@ def arm() -> list[float]:
 
 def disarm(budget: list[float]) -> None:
     """End the render :func:`arm` started."""
-    budget[0] = budget[1] = budget[2] = _IDLE
+    budget[0] = budget[1] = budget[2] = IDLE
 
 
 @contextmanager

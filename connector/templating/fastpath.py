@@ -44,7 +44,7 @@ from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import _PassArg
 
-from connector.templating.budget import arm, disarm, spend
+from connector.templating.budget import IDLE, arm
 from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import (
     COMPARE_GUARD,
@@ -132,19 +132,6 @@ def _index(value: Any, index: int) -> Any:
     raise Fallback(index)
 
 
-def _literal(value: Any) -> Any:
-    """A list, tuple or dict literal through the size guard, as the sandbox's ``call``
-    calls that guard: one step, then the guard (which charges what it checks)."""
-    spend()
-    return sized(value)
-
-
-def _concat(*parts: Any) -> str:
-    """``~``, as the sandbox's ``call`` calls the bounded concat: one step, then it."""
-    spend()
-    return bounded_concat(*parts)
-
-
 class FastFunction:
     """Generated source, compiled into a function the first time it is called."""
 
@@ -187,7 +174,7 @@ class _Generator:
             "_SCALARS": frozenset({int, float, bool}),
             "_materialise": materialise,
             "_arm": arm,
-            "_disarm": disarm,
+            "_IDLE": IDLE,
         }
         self.jinja = env
         #: One context for the filters that take one (select, map, ...): they read only
@@ -292,7 +279,7 @@ class _Generator:
         if self.jinja.globals[SIZE_GUARD] is not sized:
             raise _Unsupported("size guard")
         self.calls = True
-        return f"{self.bind(_literal)}({source})"
+        return f"{self.bind(sized)}({source})"
 
     def _List(self, node: nodes.List) -> str:
         return self._literal("[" + ", ".join(self.expr(i) for i in node.items) + "]")
@@ -334,7 +321,7 @@ class _Generator:
         if self.jinja.globals[CONCAT_GUARD] is not bounded_concat:
             raise _Unsupported("concat guard")
         self.calls = True
-        return f"{self.bind(_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
+        return f"{self.bind(bounded_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
 
     def _Test(self, node: nodes.Test) -> str:
         return self._apply(node, self.jinja.tests)
@@ -390,7 +377,7 @@ class _Generator:
         for line in check.format(value=target).split("\n"):
             self.emit(line, depth + 1)
         self.emit("finally:", depth)
-        self.emit(f"_disarm({token})", depth + 1)
+        self.emit(f"{token}[0] = {token}[1] = {token}[2] = _IDLE  # budget.disarm", depth + 1)
 
     # -- statements (the tree) ----------------------------------------------------------
 

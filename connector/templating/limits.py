@@ -159,8 +159,9 @@ def _linear(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int
     units = size(value)
     for argument in args:
         units += size(argument)
-    for argument in kwargs.values():
-        units += size(argument)
+    if kwargs:
+        for argument in kwargs.values():
+            units += size(argument)
     return units
 
 
@@ -170,7 +171,8 @@ _PER_CALL = 32
 
 
 def _per_item(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-    return size(value) * _PER_CALL + _linear(None, args, kwargs)
+    units = size(value) * _PER_CALL
+    return units + _linear(None, args, kwargs) if args or kwargs else units
 
 
 def _sorting(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
@@ -211,7 +213,6 @@ _FILTER_COSTS: dict[str, Cost] = {
     "sum": _per_item,
     "join": _per_item,
     "items": _per_item,
-    "merge": _linear,
     "in": _linear,
 }
 #: Filters whose arguments could make them run for hours: checked before every call.

@@ -28,7 +28,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sized
 from time import monotonic
 from typing import Any, cast
 
@@ -289,11 +289,11 @@ class _Environment(ImmutableSandboxedEnvironment):
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         # Every call of a render counts against its loop budget too: a macro that calls
         # itself twice runs 2^depth times without a single loop.
-        spend()
         if __obj is sized or __obj is bounded_concat:
-            # The guards templates.py puts in charge what they build themselves (and the
-            # fast path calls them so too).
+            # The guards templates.py puts in spend their step and charge what they
+            # build themselves (the fast path calls them directly).
             return __obj(*args)
+        spend()
         # Methods that grow their result from a small argument ('a'.ljust(10**9),
         # (1).to_bytes(10**9, 'big')) are checked before they allocate (format is
         # refused in wrap_str_format); every result is checked after.
@@ -325,27 +325,9 @@ class _Environment(ImmutableSandboxedEnvironment):
 _SEQUENCES = (str, bytes, bytearray, list, tuple)
 
 
-def _flat_weight(value: Any) -> int:
-    """:func:`_size` of a literal holding only numbers, booleans, None and texts (the
-    usual case, counted without a walk); -1 for any other."""
-    kind = type(value)
-    if kind is dict:
-        items: Any = value.values()
-    elif kind is list or kind is tuple:
-        items = value
-    else:
-        return -1
-    total = len(value)
-    for item in items:
-        kind = type(item)
-        if kind is str:
-            total += len(item)
-        elif not (kind in _NUMBERS or item is None):
-            return -1
-    return total
-
-
 _NUMBERS = frozenset({int, float, bool})
+#: Types whose size (limits.size) is their length plus one.
+_LENGTHS = frozenset({str, list, dict, bytes})
 
 
 def _size(value: Any) -> int:
@@ -394,19 +376,39 @@ _WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
 
 
 def sized(value: Any) -> Any:
-    """A list, tuple or dict literal, if what it stands for is within the limit."""
-    weight = _flat_weight(value)
-    if weight < 0:
-        weight = _size(value)
+    """A list, tuple or dict literal, if what it stands for is within the limit. (On
+    every fast-path render of a literal: a literal holding only numbers, booleans, None
+    and texts, the usual case, is counted here without a walk.) Spends one step: the
+    sandbox's ``call`` leaves that to it."""
+    budget = current()
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            spend()  # raises the step limit's error
+    kind = type(value)
+    items: Any = value.values() if kind is dict else value
+    weight = len(value)
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            weight += len(item)
+        elif not (kind in _NUMBERS or item is None):
+            weight = _size(value)
+            break
     if weight > MAX_OUTPUT:
         raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
-    charge(weight)
+    if budget is not None:
+        budget[1] -= weight
+        if budget[1] < 0 or monotonic() > budget[2]:
+            overrun(budget)
     return value
 
 
 def bounded_concat(*parts: Any) -> str:
     """``a ~ b``: the text of each part, joined only if the result stays within the
-    output limit (doubling a text with ``~`` a few times would reach gigabytes)."""
+    output limit (doubling a text with ``~`` a few times would reach gigabytes). Spends
+    one step: the sandbox's ``call`` leaves that to it."""
+    spend()
     texts = [str(part) for part in parts]
     total = sum(map(len, texts))
     if total > MAX_OUTPUT:
@@ -445,7 +447,12 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
             check(value, args[offset + 1 :], kwargs)
         budget = current()
         if budget is not None:
-            budget[1] -= size(value) if cost is None else cost(value, args[offset + 1 :], kwargs)
+            if cost is not None:
+                budget[1] -= cost(value, args[offset + 1 :], kwargs)
+            elif type(value) in _LENGTHS:
+                budget[1] -= len(cast(Sized, value)) + 1
+            else:
+                budget[1] -= size(value)
             if budget[1] < 0 or monotonic() > budget[2]:
                 overrun(budget)
         result = function(*args, **kwargs)
