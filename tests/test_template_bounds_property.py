@@ -57,37 +57,36 @@ numbers = st.sampled_from(
     ]
 )
 texts = st.sampled_from(["'a'", "''", "'-'", "'%s'", "'{0}'", "'\\t'", "'x' * 1000000"])
-methods = st.sampled_from(
-    [
-        "ljust({n})",
-        "rjust({n})",
-        "center({n})",
-        "zfill({n})",
-        "expandtabs({n})",
-        "replace({e}, {e})",
-        "replace({e}, {e}, {n})",
-        "join({e})",
-        "translate({e})",
-        "encode()",
-        "encode('utf-32')",
-        "decode()",
-        "to_bytes({n}, 'big')",
-        "bit_length()",
-        "split()",
-        "splitlines()",
-        "upper()",
-        "count({e})",
-        "hex()",
-        "startswith({e})",
-        "keys()",
-        "values()",
-        "items()",
-        "get({e})",
-        "copy()",
-        "index({e})",
-        "format({e})",
-    ]
-)
+#: Methods by the kind of value they belong to, with the receivers drawn for them:
+#: ``{n}`` is a number, ``{t}`` a text, ``{b}`` bytes, ``{e}`` any expression.
+TEXTS = ["t", "s", "'a'", "('ab' * 1000)", "(t ~ t)"]
+BYTES = ["b", "'a'.encode()", "t.encode()", "(b + b)"]
+INTEGERS = ["n", "(1)", "(2**64)", "(-7)"]
+COLLECTIONS = ["l", "d", "[1, 2]", "{'a': 1}"]
+METHODS = {
+    "text": (
+        TEXTS,
+        [
+            *("ljust({n})", "rjust({n})", "center({n})", "zfill({n})", "expandtabs({n})"),
+            *("replace({t}, {t})", "replace({t}, {t}, {n})", "join({e})", "translate(m)"),
+            *("translate({e})", "encode()", "encode('utf-32')", "upper()", "split()"),
+            *("splitlines()", "count({t})", "startswith({t})", "format({e})", "format_map(d)"),
+        ],
+    ),
+    "bytes": (
+        BYTES,
+        [
+            *("ljust({n})", "rjust({n})", "center({n})", "zfill({n})", "expandtabs({n})"),
+            *("replace({b}, {b})", "replace({b}, {b} * {n})", "join([{b}, {b}])", "hex()"),
+            *("decode()", "translate({e})", "count({b})", "split()"),
+        ],
+    ),
+    "integer": (INTEGERS, ["to_bytes({n}, 'big')", "bit_length()", "to_bytes({n})"]),
+    "collection": (
+        COLLECTIONS,
+        ["keys()", "values()", "items()", "get({e})", "copy()", "index({e})", "count({e})"],
+    ),
+}
 operators = st.sampled_from(["*", "**", "+", "-", "/", "//", "%", "~", "==", "<", "in", "and"])
 
 
@@ -113,13 +112,19 @@ def expressions(draw: Any, depth: int = 0) -> str:
         return draw(texts)
     if kind == "filter":
         name = draw(st.sampled_from(FILTERS))
-        args = draw(st.lists(st.one_of(numbers, texts, inner), max_size=2))
+        args = draw(st.lists(st.one_of(numbers, numbers, texts, inner), max_size=2))
         call = f"{name}({', '.join(args)})" if args else name
         return f"({draw(inner)}) | {call}"
     if kind == "method":
-        template = draw(methods)
-        call = template.format(n=draw(numbers), e=draw(inner))
-        return f"({draw(inner)}).{call}"
+        receivers, calls = METHODS[draw(st.sampled_from(sorted(METHODS)))]
+        receiver = draw(st.sampled_from(receivers) | inner)
+        call = draw(st.sampled_from(calls)).format(
+            n=draw(numbers),
+            t=draw(st.sampled_from(TEXTS) | texts),
+            b=draw(st.sampled_from(BYTES)),
+            e=draw(inner),
+        )
+        return f"({receiver}).{call}"
     if kind == "operator":
         return f"({draw(inner)}) {draw(operators)} ({draw(inner)})"
     if kind == "test":
