@@ -213,3 +213,45 @@ def test_deeply_nested_expression_is_a_template_error() -> None:
     source = "{{ a" + " | list" * 300 + " }}"
     with pytest.raises(RENDER_FAILURES):
         render(source, {"a": [1]})
+
+
+def test_fast_path_budget_is_its_own_per_thread() -> None:
+    """The fast path re-arms one budget list per context in place; a context copied
+    into another thread (asyncio.to_thread does) gets a list of its own, so two threads
+    never reset each other's render."""
+    import contextvars
+    import threading
+
+    mine = budget.arm()
+    budget.disarm(mine)
+    context = contextvars.copy_context()
+    theirs: list[list[float]] = []
+    thread = threading.Thread(target=lambda: theirs.append(context.run(budget.arm)))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
+    assert budget.arm() is mine
+
+
+def test_nothing_is_refused_outside_a_render_after_a_fast_path_render() -> None:
+    template = CompiledTemplate("{{ x | upper }}")
+    assert template._fast is not None
+    assert template.render({"x": "a"}) == "A"
+    budget.charge(10 * budget.MAX_RENDER_WORK)  # outside any render: not counted
+    budget.spend()
+
+
+@pytest.mark.parametrize(
+    ("source", "scope"),
+    [
+        pytest.param("{{ x | dictsort }}", {"x": b"ab"}, id="dictsort-of-bytes"),
+        pytest.param("{{ x | truncate(0) }}", {"x": "abc"}, id="truncate-assertion"),
+        pytest.param("{{ 'a'.encode('no-such-codec') }}", {}, id="unknown-codec"),
+    ],
+)
+def test_whatever_a_filter_raises_is_a_render_failure(source: str, scope: dict[str, Any]) -> None:
+    """Found by the property test: Jinja's own filters raise AttributeError and
+    AssertionError for values of the wrong kind; callers must get a template fault
+    they report, never an exception they do not expect."""
+    with pytest.raises(RENDER_FAILURES):
+        render(source, scope)

@@ -15,6 +15,7 @@ less; the bound checked is the same: deadline plus margin.
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 from typing import Any
@@ -195,7 +196,7 @@ def _short_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("TEMPLATE_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

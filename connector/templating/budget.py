@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from threading import get_ident
 from typing import NoReturn
 
 __all__ = [
@@ -76,12 +77,14 @@ def arm() -> list[float]:
     """:func:`enter` for the fast path, cheaper: a budget list of this context's own,
     set once and reset in place for each render, then :func:`disarm`'d (its allowances
     made endless, so that nothing outside a render is ever refused). Fast-path renders
-    never yield or nest, so one list per context serves them all; a render's own budget
-    (render_budget) is never reused: a list of the fast path's is marked by a fifth
-    item."""
+    never yield or nest, so one list per context and thread serves them all; a render's
+    own budget (render_budget) is never reused: a list of the fast path's is marked by a
+    fifth item, the thread it belongs to."""
     budget = _BUDGET.get()
-    if budget is None or len(budget) < 5:
-        budget = [IDLE, IDLE, IDLE, 0.0, 1.0]
+    thread = get_ident()
+    if budget is None or len(budget) < 5 or budget[4] != thread:
+        # A context copied into another thread (asyncio.to_thread) must not share it.
+        budget = [IDLE, IDLE, IDLE, 0.0, thread]
         _BUDGET.set(budget)
     limit = MAX_RENDER_SECONDS
     budget[0] = MAX_RENDER_STEPS

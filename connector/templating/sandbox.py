@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator, Mapping, Sized
 from time import monotonic
 from typing import Any, cast
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import FilterArgumentError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 
@@ -432,6 +433,20 @@ def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
 EXTRA_FILTERS["sum"] = _sum
 
 
+#: What a filter or test may raise as it is: what callers report as a template fault
+#: (templates.RENDER_FAILURES).
+_FILTER_FAILURES = (
+    TemplateError,
+    OverflowError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    RecursionError,
+    AttributeError,
+    LookupError,
+)
+
+
 def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` (a filter or test) with its arguments checked and its cost charged
     before it runs, and its result checked and charged after. Keeps Jinja's pass_*
@@ -455,7 +470,14 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
                 budget[1] -= size(value)
             if budget[1] < 0 or monotonic() > budget[2]:
                 overrun(budget)
-        result = function(*args, **kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except _FILTER_FAILURES:
+            raise
+        except Exception as exc:
+            # Jinja's filters check some arguments with assert (truncate's length):
+            # whatever a filter raises is a fault of the template, never a crash.
+            raise FilterArgumentError(f"{name}: {type(exc).__name__}: {exc}") from None
         kind = type(result)
         if kind is str or kind is dict or kind is list:
             units = len(result)

@@ -52,6 +52,8 @@ __all__ = [
 _ENV = environment()
 #: What rendering an untrusted template may raise: a template error, a sandbox limit, or
 #: a filter given the wrong kind of value. Callers turn these into the right RunError.
+#: AttributeError and LookupError: Jinja's own filters raise them for values of the
+#: wrong kind (``'x' | dictsort``, ``'a'.encode('nope')``).
 RENDER_FAILURES: tuple[type[BaseException], ...] = (
     TemplateError,
     OverflowError,
@@ -59,6 +61,8 @@ RENDER_FAILURES: tuple[type[BaseException], ...] = (
     ValueError,
     ArithmeticError,
     RecursionError,
+    AttributeError,
+    LookupError,
 )
 _SINGLE_EXPRESSION = re.compile(r"\s*\{\{.*\}\}\s*", re.DOTALL)
 
