@@ -333,9 +333,10 @@ class TemplateTree:
         passed): templates cannot reach a scope name without writing it, so a tree for
         which this is False renders the same whatever ``name`` holds.
 
-        That holds because no global, filter or test of the sandbox is given the render
-        context (none is ``pass_context``): one that were could read any name, and
-        this answer would be wrong."""
+        That holds because no global, filter or test of the sandbox reads the render
+        context's variables (``select``, ``map`` and the like take the context only for
+        its environment; the fast path gives them an empty one): one that did could
+        read any name, and this answer would be wrong."""
         return any(
             node.name == name
             for _, template in self.templates()
