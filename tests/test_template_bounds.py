@@ -201,10 +201,13 @@ def test_work_budget_counts_heavy_steps_of_a_loop() -> None:
 
 def test_deadline_holds_inside_a_filter_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     """A chain of filters without loop or call is still stopped at the deadline: every
-    filter checks it before it runs."""
+    heavy filter checks it before it runs (light ones are many only in loops, which
+    check it at every iteration)."""
     monkeypatch.setattr(budget, "MAX_RENDER_SECONDS", 0.0)
     with pytest.raises(OverflowError, match="seconds"):
-        render("{{ a | list | list }}", {"a": [1, 2]})
+        render("{{ a | list | list }}", {"a": list(range(budget.HEAVY + 1))})
+    with pytest.raises(OverflowError, match="seconds"):
+        render("{% for x in a %}{{ x | string }}{% endfor %}", {"a": [1, 2]})
 
 
 def test_deeply_nested_expression_is_a_template_error() -> None:

@@ -27,6 +27,7 @@ from threading import get_ident
 from typing import NoReturn
 
 __all__ = [
+    "HEAVY",
     "IDLE",
     "MAX_RENDER_SECONDS",
     "MAX_RENDER_STEPS",
@@ -49,8 +50,11 @@ MAX_RENDER_STEPS = 100_000
 #: Most characters, bytes and items one render's filters, methods, operators and output
 #: may walk or build, all together (twenty times the largest single value).
 MAX_RENDER_WORK = 20_000_000
-#: Longest one render may run, checked at every step and every unit of work spent.
+#: Longest one render may run, checked at every step and before every heavy operation.
 MAX_RENDER_SECONDS = 2.0
+#: Work above which an operation reads the clock before it runs. Lighter operations
+#: are many only in loops, and every loop iteration reads it.
+HEAVY = 1000
 
 #: The current render's [steps left, work left, deadline, seconds allowed].
 _BUDGET: ContextVar[list[float] | None] = ContextVar("connector_render_budget", default=None)

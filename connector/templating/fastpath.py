@@ -38,13 +38,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping
+from time import monotonic
 from typing import Any, cast
 
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import _PassArg
 
-from connector.templating.budget import IDLE, arm
+from connector.templating.budget import IDLE, MAX_RENDER_STEPS, MAX_RENDER_WORK, arm
 from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import (
     COMPARE_GUARD,
@@ -175,6 +176,7 @@ class _Generator:
             "_materialise": materialise,
             "_arm": arm,
             "_IDLE": IDLE,
+            "_monotonic": monotonic,
         }
         self.jinja = env
         #: One context for the filters that take one (select, map, ...): they read only
@@ -187,6 +189,8 @@ class _Generator:
         #: Whether its value is one materialise leaves as it is (see _READ_CHECK).
         self.plain = True
         self.depth = 0
+        #: How many expressions of the function run within a budget (see _finish).
+        self.budgets = 0
 
     def temp(self) -> str:
         return f"_t{next(self.names)}"
@@ -369,15 +373,16 @@ class _Generator:
             self.emit(f"{target} = {value}", depth)
             self.emit(_READ_CHECK.format(value=target), depth)
             return
-        token = self.temp()
-        self.emit(f"{token} = _arm()", depth)
-        self.emit("try:", depth)
-        self.emit(f"{target} = {value}", depth + 1)
+        if self.budgets:
+            # A budget of its own for this template: the function's, re-armed in place
+            # (budget.arm; the first template's is the one the function started with).
+            self.emit(f"_b[0] = {MAX_RENDER_STEPS}; _b[1] = {MAX_RENDER_WORK}", depth)
+            self.emit("_b[2] = _monotonic() + _b[3]", depth)
+        self.budgets += 1
+        self.emit(f"{target} = {value}", depth)
         check = _READ_CHECK if self.plain else _BUILT_CHECK
         for line in check.format(value=target).split("\n"):
-            self.emit(line, depth + 1)
-        self.emit("finally:", depth)
-        self.emit(f"{token}[0] = {token}[1] = {token}[2] = _IDLE  # budget.disarm", depth + 1)
+            self.emit(line, depth)
 
     # -- statements (the tree) ----------------------------------------------------------
 
@@ -434,6 +439,9 @@ class _Generator:
 
 
 def _finish(generator: _Generator, body: list[str]) -> FastFunction:
+    """The function's source: the scope's names bound, then the body; within a budget
+    (budget.arm, disarmed when the function ends however it ends) when an expression of
+    it calls anything."""
     from connector.core.mapping import Values
 
     generator.env["_Values"] = Values
@@ -442,6 +450,14 @@ def _finish(generator: _Generator, body: list[str]) -> FastFunction:
         # A name the scope lacks: Jinja decides (and reports) on the ordinary path.
         prologue.append(f"    if {name!r} not in scope: raise Fallback({name!r})")
         prologue.append(f"    {generator.local(name)} = scope[{name!r}]")
+    if generator.budgets:
+        body = [
+            "    _b = _arm()",
+            "    try:",
+            *("    " + line for line in body),
+            "    finally:",
+            "        _b[0] = _b[1] = _b[2] = _IDLE  # budget.disarm",
+        ]
     return FastFunction("\n".join(prologue + body), generator.env)
 
 

@@ -171,7 +171,8 @@ _PER_CALL = 32
 
 
 def _per_item(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-    units = size(value) * _PER_CALL
+    kind = type(value)
+    units = (len(value) + 1 if kind is dict or kind is list else size(value)) * _PER_CALL
     return units + _linear(None, args, kwargs) if args or kwargs else units
 
 

@@ -28,7 +28,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterator, Mapping
 from time import monotonic
 from typing import Any, cast
 
@@ -40,7 +40,7 @@ from jinja2.utils import _PassArg
 
 from connector.core.jsondata import loads_strict
 from connector.core.types import format_datetime, parse_datetime, utc_now_iso
-from connector.templating.budget import charge, current, overrun, spend
+from connector.templating.budget import HEAVY, charge, current, overrun, spend
 from connector.templating.limits import (
     MAX_OUTPUT,
     bounded_join,
@@ -378,8 +378,9 @@ _WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
 
 def sized(value: Any) -> Any:
     """A list, tuple or dict literal, if what it stands for is within the limit. (On
-    every fast-path render of a literal: a literal holding only numbers, booleans, None
-    and texts, the usual case, is counted here without a walk.) Spends one step: the
+    every fast-path render of a literal: a literal holding numbers, booleans, None,
+    texts, and lists or dicts of those, the usual case, is counted here without a walk
+    of _weight.) Spends one step: the
     sandbox's ``call`` leaves that to it."""
     budget = current()
     if budget is not None:
@@ -393,14 +394,29 @@ def sized(value: Any) -> Any:
         kind = type(item)
         if kind is str:
             weight += len(item)
-        elif not (kind in _NUMBERS or item is None):
-            weight = _size(value)
+        elif kind in _NUMBERS or item is None:
+            continue
+        elif kind is dict or kind is list:  # one level down, as _weight counts it
+            weight += len(item)
+            for inner in item.values() if kind is dict else item:
+                kind = type(inner)
+                if kind is str:
+                    weight += len(inner)
+                elif not (kind in _NUMBERS or inner is None):
+                    weight = -1
+                    break
+            if weight < 0:
+                break
+        else:
+            weight = -1
             break
+    if weight < 0:
+        weight = _weight(value, {}, MAX_OUTPUT + 1)
     if weight > MAX_OUTPUT:
         raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
     if budget is not None:
         budget[1] -= weight
-        if budget[1] < 0 or monotonic() > budget[2]:
+        if budget[1] < 0 or (weight > HEAVY and monotonic() > budget[2]):
             overrun(budget)
     return value
 
@@ -463,12 +479,15 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
         budget = current()
         if budget is not None:
             if cost is not None:
-                budget[1] -= cost(value, args[offset + 1 :], kwargs)
+                units = cost(value, args[offset + 1 :], kwargs)
             elif type(value) in _LENGTHS:
-                budget[1] -= len(cast(Sized, value)) + 1
+                units = len(value) + 1  # type: ignore[arg-type]
             else:
-                budget[1] -= size(value)
-            if budget[1] < 0 or monotonic() > budget[2]:
+                units = size(value)
+            budget[1] -= units
+            # The clock is read before heavy calls only: light ones are many only in
+            # loops, whose every iteration reads it.
+            if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
                 overrun(budget)
         try:
             result = function(*args, **kwargs)
