@@ -83,19 +83,16 @@ _OPERATORS = {
     "in": "in",
     "notin": "not in",
 }
-#: Filters whose result may hold what ``materialise`` changes (an iterator, a generator,
-#: tuples): their expressions' results go through it.
-_UNPLAIN_FILTERS = frozenset(
+#: Filters whose result is *plain* when their input is (see _READ_CHECK): texts,
+#: numbers, booleans, JSON values, or an item of their input. Any other filter (one that
+#: makes an iterator, a generator or tuples, one added later, an app's) sends its
+#: expression's result through materialise.
+_PLAIN_FILTERS = frozenset(
     {
-        "reverse",
-        "items",
-        "dictsort",
-        "map",
-        "select",
-        "reject",
-        "selectattr",
-        "rejectattr",
-        "unique",
+        *("abs", "base64", "capitalize", "compact", "count", "d", "default", "e", "escape"),
+        *("first", "float", "fromjson", "int", "iso8601", "join", "last", "length", "list"),
+        *("lower", "max", "merge", "min", "replace", "round", "sha256", "sort", "string"),
+        *("sum", "title", "tojson", "trim", "truncate", "upper", "urlencode"),
     }
 )
 #: The result check of a single expression, as Jinja's ``materialise`` does it. Scope
@@ -342,7 +339,7 @@ class _Generator:
         if function is None or node.name.startswith("_"):
             raise _Unsupported("unknown filter or test")
         self.calls = True
-        if node.name in _UNPLAIN_FILTERS and isinstance(node, nodes.Filter):
+        if isinstance(node, nodes.Filter) and node.name not in _PLAIN_FILTERS:
             self.plain = False
         parts: list[str] = []
         pass_arg = _PassArg.from_obj(function)

@@ -41,6 +41,7 @@ from jinja2.utils import _PassArg
 from connector.core.jsondata import loads_strict
 from connector.core.types import format_datetime, parse_datetime, utc_now_iso
 from connector.templating.budget import HEAVY, charge, current, overrun, spend
+from connector.templating.functions import FUNCTIONS
 from connector.templating.limits import (
     MAX_OUTPUT,
     bounded_join,
@@ -64,6 +65,7 @@ __all__ = [
     "SIZE_GUARD",
     "bounded_concat",
     "environment",
+    "guard_filter",
     "materialise",
     "sized",
 ]
@@ -447,6 +449,8 @@ def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
 
 # A bounded replacement of Jinja's own sum (defined after the sandbox class).
 EXTRA_FILTERS["sum"] = _sum
+# Make's IML functions (dates, hashes, encodings, lists): connector/templating/functions.py.
+EXTRA_FILTERS.update(FUNCTIONS)
 
 
 #: What a filter or test may raise as it is: what callers report as a template fault
@@ -463,7 +467,7 @@ _FILTER_FAILURES = (
 )
 
 
-def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` (a filter or test) with its arguments checked and its cost charged
     before it runs, and its result checked and charged after. Keeps Jinja's pass_*
     marker, so Jinja and the fast path call it exactly as they would call ``function``.
@@ -596,11 +600,11 @@ def _build_environment() -> _Environment:
     env.concat = _bounded_capture  # type: ignore[method-assign]
     filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
     filters.update(EXTRA_FILTERS)
-    env.filters = {name: _guard_filter(name, f) for name, f in filters.items()}
+    env.filters = {name: guard_filter(name, f) for name, f in filters.items()}
     env.filters[OUTPUT_GUARD] = _output
     env.filters[COMPARE_GUARD] = _compared
     tests = cast(dict[str, Callable[..., Any]], env.tests)
-    env.tests = {name: _guard_filter(name, t) for name, t in tests.items() if name != "sameas"}
+    env.tests = {name: guard_filter(name, t) for name, t in tests.items() if name != "sameas"}
     env.globals = {
         "range": _bounded_range,
         "dict": dict,
