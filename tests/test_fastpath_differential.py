@@ -13,6 +13,7 @@ render is Jinja's by definition, so only the cases it evaluates itself are compa
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
@@ -179,7 +180,7 @@ def _outcome(render: Any, scope: dict[str, Any]) -> tuple[str, Any]:
 
 
 @settings(
-    max_examples=600,
+    max_examples=int(os.environ.get("FASTPATH_EXAMPLES", "600")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
