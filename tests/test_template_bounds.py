@@ -258,3 +258,19 @@ def test_whatever_a_filter_raises_is_a_render_failure(source: str, scope: dict[s
     they report, never an exception they do not expect."""
     with pytest.raises(RENDER_FAILURES):
         render(source, scope)
+
+
+def test_linear_filters_run_unguarded_but_loops_of_them_hit_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """merge and compact skip the filter guard (linear, and never larger than their
+    inputs): a loop of them is still stopped at the deadline, on both paths."""
+    from connector.templating.sandbox import _merge, environment
+
+    assert environment().filters["merge"] is _merge
+    monkeypatch.setattr(budget, "MAX_RENDER_SECONDS", 0.0)
+    big = {str(i): i for i in range(1000)}
+    with pytest.raises(OverflowError, match="seconds"):
+        render(
+            "{% for i in range(3) %}{{ d | merge(d) | compact | length }}{% endfor %}", {"d": big}
+        )

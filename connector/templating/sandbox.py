@@ -467,11 +467,22 @@ _FILTER_FAILURES = (
 )
 
 
+#: Our own filters whose time is linear in their input and whose result is no larger
+#: than their inputs together, raising only TypeError or RecursionError: there is
+#: nothing to check before or after them, so they run unwrapped. Their inputs were
+#: size-checked when they were made, and the loops and calls around them still read
+#: the clock. (Every Segment message body calls them: the guard would be a third of its
+#: fast-path render.)
+_LINEAR_FILTERS = {"merge": _merge, "compact": _compact}
+
+
 def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """``function`` (a filter or test) with its arguments checked and its cost charged
     before it runs, and its result checked and charged after. Keeps Jinja's pass_*
     marker, so Jinja and the fast path call it exactly as they would call ``function``.
     (On every fast-path render: written out rather than through charge().)"""
+    if _LINEAR_FILTERS.get(name) is function:
+        return function
     check = filter_check(name)
     cost = filter_cost(name)
     offset = 0 if _PassArg.from_obj(function) is None else 1
