@@ -516,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--sign", action="store_true", help="sign the body with the connection's shared secret"
     )
     p.set_defaults(func=cmd_webhook)
+
+    from connector.service.command import add_parser as add_serve_parser
+
+    add_serve_parser(sub, common)
     return parser
 
 
