@@ -79,4 +79,25 @@ def create_app(state: ServiceState) -> FastAPI:
     app.include_router(api_incomplete.router)
     app.include_router(api_hooks.router)
     app.include_router(api_hooks.public)
+    _document_module_ids(app, state)
     return app
+
+
+def _document_module_ids(app: FastAPI, state: ServiceState) -> None:
+    """The document lists the loaded modules as the values of ``module_id`` (the routes
+    take any text, and answer 404 naming the known ones)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            ids = state.registry.module_ids()
+            for item in document.get("paths", {}).values():
+                for operation in item.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("name") == "module_id":
+                            parameter["schema"]["enum"] = ids
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

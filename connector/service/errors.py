@@ -163,12 +163,14 @@ def install_handlers(app: Any) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = "InvalidAccessTokenError" if exc.status_code == 401 else "DataError"
+        status, message = exc.status_code, str(exc.detail)
+        if status == 400:  # FastAPI could not read the body (not UTF-8, not JSON)
+            status, message = 422, f"the request body is not valid JSON ({message.lower()})"
+        kind = "InvalidAccessTokenError" if status == 401 else "DataError"
+        field = "body" if status in (413, 422) else None
         return Json(
-            error_body(
-                kind, str(exc.detail), "body" if exc.status_code == 413 else None, "service"
-            ),
-            status_code=exc.status_code,
+            error_body(kind, message, field, "service"),
+            status_code=status,
             headers=getattr(exc, "headers", None),
         )
 

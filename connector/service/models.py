@@ -45,7 +45,8 @@ __all__ = [
 #: only, never stored).
 ConnectionRef = str | dict[str, Any]
 
-_ID = Field(min_length=1, max_length=200)
+#: The connection the document's examples use: the local sink's address.
+_EXAMPLE_CONNECTION = {"writeKey": "wk_example_0123456789", "host": "http://127.0.0.1:8765"}
 
 
 class _In(BaseModel):
@@ -82,6 +83,18 @@ class ModulesOut(BaseModel):
 
 
 class ConnectionIn(_In):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "app": "segment",
+                    "label": "production",
+                    "values": {**_EXAMPLE_CONNECTION, "sharedSecret": "whsec_example_42"},
+                }
+            ]
+        },
+    )
     app: str = Field(min_length=1, max_length=200, description="The app, e.g. segment.")
     values: dict[str, Any] = Field(description="The connection's fields, secrets included.")
     label: str | None = Field(default=None, max_length=200)
@@ -101,6 +114,20 @@ class ConnectionsOut(BaseModel):
 
 
 class RunIn(_In):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "connection": _EXAMPLE_CONNECTION,
+                    "parameters": {"event": "Signed Up", "userId": "{{ webhook.id }}"},
+                    "context": {"webhook": {"id": "u-1"}},
+                },
+                {"connection": "conn_Q2hlY2tlZA", "parameters": {"event": "E", "userId": "u-1"}},
+            ]
+        },
+    )
+
     connection: ConnectionRef = Field(
         description="A stored connection's id, or the connection's values inline."
     )
@@ -134,6 +161,9 @@ class ExecutionsOut(BaseModel):
 
 
 class RetryIn(_In):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"connection": _EXAMPLE_CONNECTION}]}
+    )
     connection: ConnectionRef = Field(
         description="The connection to send with (secrets are never stored with the run)."
     )
@@ -148,6 +178,18 @@ class DeletedOut(BaseModel):
 
 
 class HookIn(_In):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "module": "segment.watch_events",
+                    "connection": "conn_Q2hlY2tlZA",
+                    "parameters": {"types": ["track"]},
+                }
+            ]
+        },
+    )
     module: str = Field(min_length=1, max_length=200, description="An instant trigger.")
     connection: str = Field(
         min_length=1, max_length=200, description="A stored connection's id (holds the secret)."

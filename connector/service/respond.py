@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 __all__ = ["Json"]
 
 
-class Json(Response):
+class Json(JSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
