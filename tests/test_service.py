@@ -164,10 +164,19 @@ def test_dry_run_sends_nothing_and_hides_the_key(service: Served, sink: Sink) ->
     ("body", "status", "kind", "field"),
     [
         ({"connection": "CONN", "parameters": {"event": "E"}}, 422, "DataError", "userId"),
-        ({"connection": "CONN", "parameters": {**TRACK, "revenue": "x"}}, 422, "DataError", "revenue"),
+        (
+            {"connection": "CONN", "parameters": {**TRACK, "revenue": "x"}},
+            422,
+            "DataError",
+            "revenue",
+        ),
         ({"connection": "conn_missing", "parameters": TRACK}, 404, "DataError", "connection"),
-        ({"connection": {"host": "http://127.0.0.1:9"}, "parameters": TRACK}, 422,
-         "InvalidConfigurationError", "writeKey"),
+        (
+            {"connection": {"host": "http://127.0.0.1:9"}, "parameters": TRACK},
+            422,
+            "InvalidConfigurationError",
+            "writeKey",
+        ),
         ({"parameters": TRACK}, 422, "DataError", "connection"),
         ({"connection": "CONN", "parameters": TRACK, "extra": 1}, 422, "DataError", "extra"),
     ],
@@ -225,7 +234,11 @@ def test_a_run_that_fails_after_retries_is_kept_and_can_be_retried(
     )
     assert answer.status_code == 502
     error = answer.json()["error"]
-    assert (error["type"], error["origin"], error["retryable"]) == ("RuntimeError", "upstream", True)
+    assert (error["type"], error["origin"], error["retryable"]) == (
+        "RuntimeError",
+        "upstream",
+        True,
+    )
     execution_id = error["incompleteId"]
     listed = service.client.get("/v1/incomplete").json()["executions"]
     assert [e["id"] for e in listed] == [execution_id]
@@ -547,7 +560,12 @@ def _bad_deliveries() -> list[tuple[str, bytes, dict[str, str], int, str]]:
     ids=[c[0] for c in _bad_deliveries()],
 )
 def test_a_bad_delivery_gets_a_clear_4xx_and_nothing_is_stored(
-    service: Served, sink: Sink, case: str, body: bytes, headers: dict[str, str], status: int,
+    service: Served,
+    sink: Sink,
+    case: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
     kind: str,
 ) -> None:
     connection = service.connection(sink.url)
@@ -560,9 +578,7 @@ def test_a_bad_delivery_gets_a_clear_4xx_and_nothing_is_stored(
     assert service.state.db.read("SELECT COUNT(*) FROM bundles") == [(0,)]
 
 
-def test_a_delivery_over_the_limit_is_413_and_nothing_is_stored(
-    tmp_path: Path, sink: Sink
-) -> None:
+def test_a_delivery_over_the_limit_is_413_and_nothing_is_stored(tmp_path: Path, sink: Sink) -> None:
     with served(tmp_path, limits=Limits(max_delivery=1000)) as service:
         hook = _hook(service, service.connection(sink.url))
         body = json.dumps({"type": "track", "pad": "x" * 2000}).encode()

@@ -4,6 +4,10 @@ state the test chooses (data directory, limits, engine), and signing helpers."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +24,7 @@ from connector.runs.incomplete import IncompleteStore
 from connector.service import Limits, ServiceState, create_app
 from connector.service.server import bind
 from connector.service.state import INCOMPLETE
+from tests.conftest import ROOT
 
 TOKEN = "test-token-0123456789abcdef"
 SHARED_SECRET = "shh-shared-secret-42"
@@ -87,3 +92,23 @@ def signed(body: bytes, secret: str = SHARED_SECRET) -> dict[str, str]:
     import hmac
 
     return {"X-Signature": hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()}
+
+
+def start_service(data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """``connector serve --port 0`` in its own process; its URL once it listens."""
+    env = {**os.environ, "CONNECTOR_API_TOKEN": TOKEN}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connector", "serve", "--port", "0", "--data", str(data), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"listening on (http://\S+)", line)
+    if found is None:
+        process.kill()
+        raise AssertionError(f"the service did not start: {line}{process.stdout.read()}")
+    return process, found.group(1)
