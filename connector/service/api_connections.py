@@ -38,7 +38,7 @@ async def create_connection(body: ConnectionIn, state: State) -> Response:
 
 @router.get("", response_model=ConnectionsOut, responses=errors())
 async def list_connections(state: State) -> Response:
-    return Json({"connections": [c.describe() for c in state.connections.list()]})
+    return Json({"connections": [c.describe() for c in state.connections.all()]})
 
 
 @router.get("/{connection_id}", response_model=ConnectionOut, responses=errors(404))

@@ -102,7 +102,7 @@ async def create_hook(body: HookIn, state: State, request: Request) -> Response:
 
 @router.get("", response_model=HooksOut, responses=errors())
 async def list_hooks(state: State, request: Request) -> Response:
-    return Json({"hooks": [_describe(h, state, request) for h in state.hooks.list()]})
+    return Json({"hooks": [_describe(h, state, request) for h in state.hooks.all()]})
 
 
 @router.get("/{hook_id}", response_model=HookOut, responses=errors(404))

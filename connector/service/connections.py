@@ -123,7 +123,7 @@ class ConnectionStore:
         except UnknownConnectionError:
             return None
 
-    def list(self) -> list[StoredConnection]:
+    def all(self) -> list[StoredConnection]:
         rows = self._db.read(
             "SELECT id, app, label, public, secret_names, created FROM connections "
             "ORDER BY created, id"

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -125,10 +125,9 @@ def _validation_message(errors: list[Any]) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", (fields[0] if len(fields) == 1 else None)
 
 
-def install_handlers(app: Any) -> None:
+def install_handlers(app: FastAPI) -> None:
     """Map every exception to the error shape; nothing escapes as a bare 500 page."""
 
-    @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> Response:
         return Json(
             error_body(exc.type, exc.message, exc.field, "service"),
@@ -136,21 +135,16 @@ def install_handlers(app: Any) -> None:
             headers=exc.headers,
         )
 
-    @app.exception_handler(RunError)
     async def _run(request: Request, exc: RunError) -> Response:
         return run_error_response(exc)
 
-    @app.exception_handler(UnknownModuleError)
     async def _unknown(request: Request, exc: UnknownModuleError) -> Response:
         return Json(error_body("DataError", str(exc), "module", "service"), status_code=404)
 
-    @app.exception_handler(UnknownConnectionError)
-    @app.exception_handler(UnknownHookError)
     async def _missing(request: Request, exc: LookupError) -> Response:
         field = "connection" if isinstance(exc, UnknownConnectionError) else "hook"
         return Json(error_body("DataError", str(exc), field, "service"), 404)
 
-    @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         message, field = _validation_message(list(exc.errors()))
         kind = request.headers.get("content-type", "")
@@ -161,7 +155,6 @@ def install_handlers(app: Any) -> None:
             )
         return Json(error_body("DataError", message, field, "service"), status_code=422)
 
-    @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         status, message = exc.status_code, str(exc.detail)
         if status == 400:  # FastAPI could not read the body (not UTF-8, not JSON)
@@ -174,7 +167,6 @@ def install_handlers(app: Any) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         # The message of an unexpected exception is not known to be secret-free.
         _log.error("unexpected %s in %s %s", type(exc).__name__, request.method, request.url.path)
@@ -184,3 +176,12 @@ def install_handlers(app: Any) -> None:
             ),
             status_code=500,
         )
+
+    app.add_exception_handler(ServiceError, _service)  # type: ignore[arg-type]
+    app.add_exception_handler(RunError, _run)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownModuleError, _unknown)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownConnectionError, _missing)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownHookError, _missing)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

@@ -91,7 +91,7 @@ class HookStore:
             raise UnknownHookError(hook_id)
         return _hook(rows[0])
 
-    def list(self) -> list[Hook]:
+    def all(self) -> list[Hook]:
         return [_hook(r) for r in self._db.read("SELECT * FROM hooks ORDER BY created, id")]
 
     def using(self, connection_id: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = [
     "AckIn",
@@ -46,7 +46,7 @@ __all__ = [
 ConnectionRef = str | dict[str, Any]
 
 #: The connection the document's examples use: the local sink's address.
-_EXAMPLE_CONNECTION = {"writeKey": "wk_example_0123456789", "host": "http://127.0.0.1:8765"}
+_EXAMPLE_CONNECTION: dict[str, JsonValue] = {"writeKey": "wk_example_0123456789", "host": "http://127.0.0.1:8765"}
 
 
 class _In(BaseModel):
