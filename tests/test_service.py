@@ -198,6 +198,7 @@ def test_bad_run_input_is_refused_naming_the_field_and_nothing_is_sent(
 def test_a_connection_of_another_app_is_refused(service: Served, sink: Sink) -> None:
     connection = service.connection(sink.url)
     service.state.connections._values.clear()
+    service.state.connections._stored.clear()
     with service.state.db.transaction() as db:
         db.execute("UPDATE connections SET app = 'other' WHERE id = ?", (connection,))
     answer = service.client.post(

@@ -68,6 +68,7 @@ class ConnectionStore:
         self._box = box
         self._registry = registry
         self._values: dict[str, dict[str, Any]] = {}
+        self._stored: dict[str, StoredConnection] = {}
         self._lock = threading.Lock()
 
     def create(
@@ -106,16 +107,23 @@ class ConnectionStore:
             )
         with self._lock:
             self._values[stored.id] = dict(values)
+            self._stored[stored.id] = stored
         return stored
 
     def get(self, connection_id: str) -> StoredConnection:
+        cached = self._stored.get(connection_id)
+        if cached is not None:  # every run asks: no database read each time
+            return cached
         rows = self._db.read(
             "SELECT id, app, label, public, secret_names, created FROM connections WHERE id = ?",
             (connection_id,),
         )
         if not rows:
             raise UnknownConnectionError(connection_id)
-        return _stored(rows[0])
+        stored = _stored(rows[0])
+        with self._lock:
+            self._stored[connection_id] = stored
+        return stored
 
     def get_or_none(self, connection_id: str) -> StoredConnection | None:
         try:
@@ -155,6 +163,7 @@ class ConnectionStore:
             db.execute("DELETE FROM connections WHERE id = ?", (connection_id,))
         with self._lock:
             self._values.pop(connection_id, None)
+            self._stored.pop(connection_id, None)
 
 
 def _stored(row: tuple[object, ...]) -> StoredConnection:

@@ -46,7 +46,10 @@ __all__ = [
 ConnectionRef = str | dict[str, Any]
 
 #: The connection the document's examples use: the local sink's address.
-_EXAMPLE_CONNECTION: dict[str, JsonValue] = {"writeKey": "wk_example_0123456789", "host": "http://127.0.0.1:8765"}
+_EXAMPLE_CONNECTION: dict[str, JsonValue] = {
+    "writeKey": "wk_example_0123456789",
+    "host": "http://127.0.0.1:8765",
+}
 
 
 class _In(BaseModel):

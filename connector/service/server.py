@@ -56,8 +56,7 @@ def serve(
     out.write(f"connector serve: listening on http://{shown}:{bound} (data: {data_dir})\n")
     if state.token.created is not None:
         out.write(
-            f"API token (shown once; only its hash is kept in {data_dir}): "
-            f"{state.token.created}\n"
+            f"API token (shown once; only its hash is kept in {data_dir}): {state.token.created}\n"
         )
     elif state.token.source == "environment":
         out.write(f"API token: from {ENV_TOKEN}\n")
