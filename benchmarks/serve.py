@@ -175,9 +175,7 @@ async def _in_process(
     """The same runs with ``arun_many`` (throughput), then timed one by one under the
     same concurrency (latency)."""
     conn = receiver_connection(receiver_url)
-    params: list[Mapping[str, Any]] = [
-        {"event": "Bench", "userId": f"p-{i}"} for i in range(runs)
-    ]
+    params: list[Mapping[str, Any]] = [{"event": "Bench", "userId": f"p-{i}"} for i in range(runs)]
     started = time.perf_counter()
     results = await engine.arun_many("segment.track", conn, params, concurrency=clients)
     elapsed = time.perf_counter() - started
