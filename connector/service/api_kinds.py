@@ -120,5 +120,5 @@ async def verify(app: str, body: VerifyIn, state: State) -> Response:
         values = dict(body.connection)
     engine: Any = state.engine
     async with state.run_gate():
-        await anyio.to_thread.run_sync(engine.verify, app, values)
-    return Json({"ok": True})
+        result = await anyio.to_thread.run_sync(engine.verify, app, values)
+    return Json({"ok": True, **(result if isinstance(result, dict) else {})})

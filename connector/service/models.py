@@ -272,4 +272,6 @@ class VerifyIn(_In):
 
 
 class VerifyOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     ok: bool
