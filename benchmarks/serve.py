@@ -13,7 +13,9 @@ The clients are a minimal HTTP/1.1 writer and reader on asyncio streams, with th
 request bytes made beforehand: the point is the service's cost, and a heavier client
 would take CPU from it on a 2-core machine.
 
-Reported: throughput (runs/s) each way and their ratio (target: the service at least
+Reported: CPU seconds per run, the service process's own against the in-process
+engine's (on a shared machine throughput follows each process's share of the cores;
+CPU per run does not); throughput (runs/s) each way and their ratio (target: the service at least
 0.5x in-process), per-run latency p50/p99 each way (in-process: the same runs timed one
 by one under the same concurrency), also in-process at ``arun_many``'s default
 concurrency of 16, which is faster there than 200 (the target is checked against the
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +55,15 @@ _ARUN_MANY_DEFAULT = 16
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _cpu(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by a process (this one by default)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss(pid: int) -> int:
@@ -176,9 +188,11 @@ async def _in_process(
     same concurrency (latency)."""
     conn = receiver_connection(receiver_url)
     params: list[Mapping[str, Any]] = [{"event": "Bench", "userId": f"p-{i}"} for i in range(runs)]
+    cpu = _cpu()
     started = time.perf_counter()
     results = await engine.arun_many("segment.track", conn, params, concurrency=clients)
     elapsed = time.perf_counter() - started
+    cpu = _cpu() - cpu
     failures = sum(isinstance(r, Exception) for r in results)
 
     semaphore = asyncio.Semaphore(clients)
@@ -195,6 +209,7 @@ async def _in_process(
         "runs": runs,
         "seconds": elapsed,
         "rate": runs / elapsed,
+        "cpuPerRun": cpu / runs,
         "p50": _percentile(latencies, 0.5),
         "p99": _percentile(latencies, 0.99),
         "failures": failures,
@@ -210,7 +225,11 @@ async def _measure(args: argparse.Namespace, receiver: Receiver, work: Path) -> 
         rounds = []
         memory = [_rss(service.proc.pid)]
         for _ in range(args.rounds):
-            rounds.append(await _drive_service(service, connection_id, args.clients, args.runs))
+            service_cpu, client_cpu = _cpu(service.proc.pid), _cpu()
+            done = await _drive_service(service, connection_id, args.clients, args.runs)
+            done["cpuPerRun"] = (_cpu(service.proc.pid) - service_cpu) / done["runs"]
+            done["clientCpuPerRun"] = (_cpu() - client_cpu) / done["runs"]
+            rounds.append(done)
             memory.append(_rss(service.proc.pid))
     finally:
         service.stop()
@@ -239,6 +258,10 @@ async def _measure(args: argparse.Namespace, receiver: Receiver, work: Path) -> 
         "inProcessDefault": best_default,
         "ratio": served["rate"] / inproc["rate"],
         "ratioStrongest": served["rate"] / strongest,
+        # CPU per run: the service process's own, against the in-process engine's (the
+        # client's is reported apart). On a machine shared with other work, throughput
+        # follows each side's share of the cores; the CPU per run does not.
+        "cpuRatio": best_default["cpuPerRun"] / served["cpuPerRun"],
         "serviceRssMiB": [round(m / 2**20, 1) for m in memory],
         "rssGrowthMiB": round((memory[-1] - memory[1]) / 2**20, 1),
         "allServiceRates": [round(r["rate"]) for r in rounds],
@@ -261,6 +284,10 @@ def _report(result: dict[str, Any]) -> str:
         f"ratio, service / in-process at {result['clients']}: {result['ratio']:.2f}x; "
         f"against the faster in-process figure: {result['ratioStrongest']:.2f}x "
         f"(target >= 0.5x: {'met' if result['ratioStrongest'] >= 0.5 else 'MISSED'})",
+        f"CPU per run: service process {s['cpuPerRun'] * 1e6:,.0f} us (its clients "
+        f"{s['clientCpuPerRun'] * 1e6:,.0f} us), in-process {d['cpuPerRun'] * 1e6:,.0f} us at "
+        f"16 and {p['cpuPerRun'] * 1e6:,.0f} us at {result['clients']}; in-process / service: "
+        f"{result['cpuRatio']:.2f}x",
         f"service RSS after warm-up and each round (MiB): {result['serviceRssMiB']}; "
         f"growth over the rounds: {result['rssGrowthMiB']} MiB",
     ]
