@@ -30,7 +30,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, help="the Fernet key sealing stored secrets")
     p.add_argument("--max-body", type=int, default=1024 * 1024, help="bytes per API request")
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request")
-    p.add_argument("--max-runs", type=int, default=256, help="runs at once")
+    p.add_argument("--max-runs", type=int, default=64, help="runs at once")
     p.set_defaults(func=_run)
 
 

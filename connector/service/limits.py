@@ -10,6 +10,9 @@
   Long polls wait at most ``max_wait``, below the request limit.
 * **Concurrent runs.** At most ``max_runs`` runs at once; up to ``max_queued`` more
   wait for a slot, and beyond that a run is refused with 429 and ``Retry-After``.
+  The default (64) stays under the pooled HTTP client's 100 connections: runs beyond
+  that wait here, in one cheap semaphore, rather than in the client's pool, whose
+  bookkeeping grows with its waiters.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class Limits:
     request_timeout: float = 60.0
     batch_timeout: float = 3600.0
     max_wait: float = 30.0
-    max_runs: int = 256
+    max_runs: int = 64
     max_queued: int = 4096
 
 

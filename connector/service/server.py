@@ -19,7 +19,7 @@ from connector.core.registry import Registry
 from connector.service.app import create_app
 from connector.service.limits import Limits
 from connector.service.state import ServiceState
-from connector.service.token import ENV_TOKEN
+from connector.service.token import ENV_TOKEN, TOKEN_FILE
 
 __all__ = ["bind", "serve"]
 
@@ -60,6 +60,11 @@ def serve(
         )
     elif state.token.source == "environment":
         out.write(f"API token: from {ENV_TOKEN}\n")
+    else:
+        out.write(
+            "API token: the one printed on the first start (only its hash is kept; delete "
+            f"{data_dir / TOKEN_FILE} and restart for a new one)\n"
+        )
     out.flush()
     config = uvicorn.Config(
         create_app(state),
