@@ -22,7 +22,6 @@ from connector.errors import (
     InvalidConfigurationError,
     RunError,
 )
-from connector.service.connections import UnknownConnectionError
 from connector.service.errors import ServiceError, error_body
 from connector.service.hooks import Hook, UnknownHookError
 from connector.service.models import (
@@ -81,10 +80,7 @@ async def create_hook(body: HookIn, state: State, request: Request) -> Response:
             "only instant triggers get hook URLs",
             field="module",
         )
-    try:
-        values = state.resolve(module, body.connection)
-    except UnknownConnectionError as exc:  # pragma: no cover - resolve maps it
-        raise ServiceError(404, "DataError", str(exc), field="connection") from None
+    values = state.resolve(module, body.connection)
     check_parameters(module, state.engine.connection(module, values), body.parameters)
     if webhook.signature is not None:
         secret = values.get(webhook.signature.secret)
