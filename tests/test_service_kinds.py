@@ -149,3 +149,86 @@ def test_options_and_verify(client: tuple[TestClient, _KindsEngine]) -> None:
     assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "app"
     missing = http.post("/v1/apps/segment/verify", json={"connection": "conn_missing"})
     assert missing.status_code == 404
+
+
+# -- end to end, with the engine's real capabilities (issue 12) ------------------------
+
+needs_kinds = pytest.mark.skipif(
+    not callable(getattr(connector.Engine, "poll", None)),
+    reason="the engine has no poll/options/verify yet",
+)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[Any]:
+    from tests.fakeapi import FakeAPI
+
+    with FakeAPI() as running:
+        yield running
+
+
+def _record(n: int, ts: int) -> dict[str, Any]:
+    return {"id": f"r{n}", "event": "Charged", "ts": ts, "profile": {"identity": f"u{n}"}}
+
+
+@needs_kinds
+def test_poll_options_and_verify_over_http_against_the_fake_api(
+    tmp_path: Path, fake_api: Any
+) -> None:
+    from tests.fakeapi import APP_DIR, PASSCODE
+    from tests.test_service_support import served
+
+    registry = connector.load(APP_DIR, packaged=False)
+    data = tmp_path / "data"
+    with served(data, registry=registry) as service:
+        http = service.client
+        created = http.post(
+            "/v1/connections", json={"app": "fakeapi", "values": fake_api.connection()}
+        )
+        assert created.status_code == 201, created.text
+        connection = created.json()["id"]
+        assert PASSCODE not in created.text
+        assert set(http.get("/v1").json()["capabilities"]) == {"poll", "options", "verify"}
+
+        assert http.post("/v1/apps/fakeapi/verify", json={"connection": connection}).json() == {
+            "ok": True
+        }
+        refused = http.post(
+            "/v1/apps/fakeapi/verify",
+            json={"connection": fake_api.connection(passcode="wrong-passcode-1")},
+        )
+        assert refused.status_code == 502
+        assert (refused.json()["error"]["type"], refused.json()["error"]["origin"]) == (
+            "InvalidAccessTokenError",
+            "upstream",
+        )
+        assert "wrong-passcode-1" not in refused.text
+
+        fake_api.state.channels = {"t1": [{"id": "c1", "name": "general"}]}
+        options = http.post(
+            "/v1/modules/fakeapi.send_message/options/channel",
+            json={"connection": connection, "parameters": {"team": "t1"}},
+        )
+        assert options.json() == {"options": [{"label": "#general", "value": "c1"}]}
+
+        d1, d2, d3 = 20260301090000, 20260301100000, 20260302080000
+        fake_api.state.records.extend(
+            [_record(3, d3), _record(1, d1), _record(2, d2), _record(4, d3 + 1)]
+        )
+        parameters = {"eventName": "Charged", "start": "all", "limit": 2}
+        body = {"connection": connection, "parameters": parameters}
+
+        def ids(**extra: Any) -> list[str]:
+            answer = http.post("/v1/modules/fakeapi.watch_records/poll", json={**body, **extra})
+            assert answer.status_code == 200, answer.text
+            return [b["id"] for b in answer.json()["bundles"]]
+
+        assert ids() == ["r1", "r2"]
+        assert ids() == ["r3", "r4"]
+    # The state is the service's: kept across a restart.
+    with served(data, registry=registry) as service:
+        http = service.client
+        assert ids() == []
+        fake_api.state.records.append(_record(5, d3 + 2))
+        assert ids() == ["r5"]
+        assert ids(reset=True) == ["r1", "r2"]

@@ -52,9 +52,13 @@ class Served:
 
 @contextmanager
 def served(
-    data_dir: Path, *, limits: Limits | None = None, retry: RetrySpec | None = FAST_RETRY
+    data_dir: Path,
+    *,
+    limits: Limits | None = None,
+    retry: RetrySpec | None = FAST_RETRY,
+    registry: connector.Registry | None = None,
 ) -> Iterator[Served]:
-    registry = connector.load()
+    registry = registry or connector.load()
     engine = connector.Engine(
         registry, retry=retry, incomplete=IncompleteStore(data_dir / INCOMPLETE)
     )

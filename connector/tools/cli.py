@@ -119,13 +119,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     registry = load(*paths, packaged=not paths)
     check_json_schema(registry)
-    from connector.tools.fixtures import fixture_path, load_fixture
+    from connector.tools.fixtures import check_fixture, fixture_path, load_fixture
 
     examples = 0
     for module in registry:
         path = fixture_path(module)
         if path.is_file():
-            load_fixture(path)  # a broken example file is a ManifestError too
+            # A broken example file, or one that does not fit its module, is a
+            # ManifestError too.
+            check_fixture(module, load_fixture(path), path)
             examples += 1
     apps = ", ".join(sorted(registry.apps))
     print(
@@ -326,9 +328,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     try:
         if args.module:
-            done = new_module(root, args.app, args.module, Path(args.docs))
+            done = new_module(root, args.app, args.module, Path(args.docs), args.kind, args.auth)
         else:
-            done = new_app(root, args.app)
+            done = new_app(root, args.app, args.auth)
     except ScaffoldError as exc:
         raise UsageError(exc.message, field=exc.field) from None
     for path in done.created:
@@ -499,6 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("module", nargs="?", help="a module name, e.g. send_event")
     p.add_argument("--dir", default="manifests", help="the folder of apps (default: manifests)")
     p.add_argument("--docs", default="docs/modules", help="where the module's doc page goes")
+    p.add_argument(
+        "--kind",
+        default="action",
+        help="action (default), search, trigger, instant_trigger or universal",
+    )
+    p.add_argument(
+        "--auth",
+        default="bearer",
+        help="for a new app: bearer (default), basic, header or none",
+    )
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("test", parents=[common], help="run the modules' fixture cases")
@@ -517,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_webhook)
 
+    from connector.tools.cli_kinds import add_parsers
+
+    add_parsers(sub, common)  # poll, options, verify
+
     from connector.service.command import add_parser as add_serve_parser
 
     add_serve_parser(sub, common)
@@ -524,12 +540,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from connector.core.redaction import RedactingWriter, pin_redactors
+
+    # Every line this process prints passes the redaction chokepoint, and the secrets
+    # of the connections it used are kept until it ends (errors print after the engine
+    # closed). See connector.core.redaction.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingWriter(stdout), RedactingWriter(stderr)
+    try:
+        with pin_redactors():
+            return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
+        from connector.core.logs import redacting_filter
+
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
         )
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redacting_filter())  # records of any logger, httpx's too
     try:
         code: int = args.func(args)
         return code
