@@ -88,7 +88,7 @@ CHECKS = [
 
 @schema.parametrize()
 @settings(
-    max_examples=100,
+    max_examples=75,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
