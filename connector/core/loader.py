@@ -713,13 +713,11 @@ def _check_app_filters(source: str, path: str, template: CompiledTemplate) -> No
     may only use those of its own app, so an app never depends on another's code."""
     from jinja2 import nodes
 
-    from connector.templating.templates import environment
+    from connector.templating.functions import app_filter_owner
 
-    filters = environment().filters
     own = _APP_FILTERS.get()
     for node in template.ast.find_all(nodes.Filter):
-        owner = getattr(filters.get(node.name), "_connector_app_filter", None)
-        if owner is not None and node.name not in own:
+        if app_filter_owner(node.name) is not None and node.name not in own:
             raise ManifestError(
                 source,
                 path,

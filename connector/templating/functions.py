@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote
 
 from connector.core.types import format_datetime, parse_datetime, time_zone
 
-__all__ = ["FUNCTIONS", "format_date", "parse_date", "register_filter"]
+__all__ = ["FUNCTIONS", "app_filter_owner", "format_date", "parse_date", "register_filter"]
 
 #: Largest text or list a function may return (the sandbox's MAX_OUTPUT).
 _MAX_OUTPUT = 1_000_000
@@ -544,19 +544,28 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+#: Which app registered each app filter name, so another app's same name is refused
+#: (kept here, not on the filter: the sandbox wraps what it registers).
+_FILTER_OWNERS: dict[str, str] = {}
+
+
+def app_filter_owner(name: str) -> str | None:
+    """The app whose code registered filter ``name``; None for any other name."""
+    return _FILTER_OWNERS.get(name)
+
+
 def register_filter(name: str, function: Callable[..., Any], app: str | None = None) -> None:
     """Add app ``app``'s filter to the sandbox (``code.filters``). A name the engine
     already uses is refused, and so is one another app registered: ``a`` + ``b_c`` and
     ``a_b`` + ``c`` both make ``a_b_c``, and the one loaded last must not silently take
     the other's place. The same app loaded again replaces its own."""
-    from connector.templating.sandbox import EXTRA_FILTERS, environment
+    from connector.templating.sandbox import EXTRA_FILTERS, environment, guard_filter
 
     env = environment()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"filter name {name!r} must be letters, digits and '_'")
-    existing = env.filters.get(name)
-    owner = getattr(existing, "_connector_app_filter", None)
-    if existing is not None and owner is None:
+    owner = _FILTER_OWNERS.get(name)
+    if owner is None and name in env.filters:
         raise ValueError(f"filter {name!r} is the engine's own")
     if owner is not None and owner != (app or name):
         raise ValueError(
@@ -567,6 +576,8 @@ def register_filter(name: str, function: Callable[..., Any], app: str | None = N
     def app_filter(*args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
 
-    app_filter._connector_app_filter = app or name  # type: ignore[attr-defined]
-    env.filters[name] = app_filter
+    _FILTER_OWNERS[name] = app or name
+    # Bounded as the engine's own filters are (sandbox.guard_filter): its cost charged
+    # to the render's budget, its result size-checked, its failures template faults.
+    env.filters[name] = guard_filter(name, app_filter)
     EXTRA_FILTERS[name] = app_filter
