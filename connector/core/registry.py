@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.core.validation import ParameterPlan
 from connector.errors import UnknownModuleError
 from connector.format.manifest import AppManifest, ModuleManifest
 from connector.templating.templates import (
@@ -74,6 +75,12 @@ class LoadedModule:
     part_fields: dict[str, str | None] = field(default_factory=dict)
     #: A trigger's event filter (``webhook.filter``); None keeps every event.
     webhook_filter: TemplateTree | None = None
+    #: The parameters' checks, compiled when the module is loaded.
+    parameter_plan: ParameterPlan = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plan = ParameterPlan(self.manifest.parameters, self.manifest.constraints)
+        object.__setattr__(self, "parameter_plan", plan)
 
     @functools.cached_property
     def static_head(self) -> bool:
