@@ -52,6 +52,32 @@ class KeyRules:
         self.folded = {normalize_name(name): name for name in reserved.names} if reserved else None
         self.accepted: set[str] | None = set() if shortcuts else None
 
+    def clean_pairs(self, items: list[Any]) -> dict[str, Any] | None:
+        """The usual list, taken in a tight loop: plain ``{key, value}`` pairs whose
+        keys were accepted before, each once, with plain values. None for anything
+        else, which then takes the full checks (:func:`keyvalue_list`)."""
+        accepted = self.accepted
+        if accepted is None:
+            return None
+        out: dict[str, Any] = {}
+        for item in items:
+            if type(item) is not dict:
+                return None
+            key = item.get("key")
+            value = item.get("value")
+            kind = type(value)
+            if (
+                type(key) is str
+                and key in accepted
+                and key not in out
+                and "{" not in key
+                and (kind in PLAIN and not (kind is str and "{" in value))
+            ):
+                out[key] = value
+            else:
+                return None
+        return out
+
     def remember(self, key: str) -> None:
         accepted = self.accepted
         if accepted is not None and len(accepted) < _ACCEPTED_LIMIT:
@@ -126,31 +152,8 @@ def keyvalue_list(
     pair whose key or value reads a missing key of the data is left out (unmapped)."""
     out: dict[str, Any] = {}
     accepted = rules.accepted
-    start = 0
-    if accepted is not None:
-        # The usual list: plain pairs whose keys were accepted before, with plain
-        # values. Taken in a tight loop; the first item that is anything else, and all
-        # after it, go through the full checks below.
-        for item in items:
-            if type(item) is dict:
-                key: Any = item.get("key")
-                value: Any = item.get("value")
-                kind = type(value)
-                if (
-                    type(key) is str
-                    and key in accepted
-                    and key not in out
-                    and "{" not in key
-                    and (kind in PLAIN and not (kind is str and "{" in value))
-                ):
-                    out[key] = value
-                    continue
-            break
-        else:
-            return out
-        start = len(out)  # each item before this one added exactly one key
     faults: list[Fault] = []
-    for i, item in enumerate(items[start:], start):
+    for i, item in enumerate(items):
         try:
             pair = _rendered_pair(item, i, context, field, faults)
         except DataError as exc:

@@ -90,12 +90,16 @@ class ParameterPlan:
 class _Level:
     """One level of parameters: the names it accepts, and its fields' plans."""
 
-    __slots__ = ("fields", "known")
+    __slots__ = ("entries", "known")
 
     def __init__(self, specs: Sequence[Parameter], shortcuts: bool) -> None:
         #: Every name the level accepts, its select options' nested fields included.
         self.known = frozenset(p.name for p in walk_parameters(specs))
-        self.fields = tuple(_Field(spec, shortcuts) for spec in specs)
+        fields = [_Field(spec, shortcuts) for spec in specs]
+        #: Per field, what the loop over a level reads for every field (unpacked from a
+        #: tuple: a message's check is mostly this loop): name, whether an absent value
+        #: is skipped, the shortcut, and the field.
+        self.entries = tuple((f.name, f.skippable, f.fast, f) for f in fields)
 
 
 class _Field:
@@ -126,8 +130,9 @@ class _Field:
         self.optional_collection = (
             spec.type == "collection" and not spec.required and spec.default is None
         )
+        self.keys = KeyRules(spec, shortcuts=shortcuts) if spec.type == "keyvalue" else None
         #: The shortcut for the commonest clean values, or None (see _fast_validator).
-        self.fast = _fast_validator(spec) if shortcuts else None
+        self.fast = _fast_validator(spec, self.keys) if shortcuts else None
         self.has_rules = bool(spec.rules)
         self.level = _Level(spec.fields or (), shortcuts) if spec.type == "collection" else None
         self.items = _Field(spec.items, shortcuts) if spec.items is not None else None
@@ -137,7 +142,6 @@ class _Field:
             for option in spec.options or ()
         )
         self.has_nested = any(level is not None for _, level in self.options)
-        self.keys = KeyRules(spec, shortcuts=shortcuts) if spec.type == "keyvalue" else None
 
 
 def _is_empty(value: Any) -> bool:
@@ -183,22 +187,22 @@ def _fill(
     """Check each field of a level into ``out``; a select's chosen option adds its own
     fields, read from the same level."""
     get = raw.get
-    for f in level.fields:
-        name = f.name
+    for name, skippable, fast, f in level.entries:
         raw_value = get(name)
         if raw_value is None:
-            if f.skippable:
+            if skippable:
                 continue
             if f.optional_collection:
                 out[name] = _empty_collection(f.spec)
                 continue
-        elif f.fast is not None:
-            value = f.fast(raw_value)
+        elif fast is not None:
+            value = fast(raw_value)
             if value is not _SLOW:
                 out[name] = value
                 continue
         try:
-            value = _check_value(f, raw_value, context, _join(prefix, name), rendered)
+            field = f"{prefix}.{name}" if prefix else name
+            value = _check_value(f, raw_value, context, field, rendered)
         except DataError as exc:
             faults.extend(exc.faults)
             continue
@@ -215,14 +219,26 @@ def _fill(
 _SLOW = object()
 
 
-def _fast_validator(spec: Parameter) -> Callable[[Any], Any] | None:
+def _fast_validator(spec: Parameter, keys: KeyRules | None) -> Callable[[Any], Any] | None:
     """The shortcut for the commonest clean values of a field, built once per field.
 
     It accepts only values that need nothing but the checks it makes (text that holds no
-    template, within its length bounds and format; a finite number) and returns
-    ``_SLOW`` for anything else, which then takes the full path: results are identical,
-    only cheaper for clean input. None when every value takes the full path.
+    template, within its length bounds and format; a finite number; a list of plain
+    key/value pairs whose keys were accepted before) and returns ``_SLOW`` for anything
+    else, which then takes the full path: results are identical, only cheaper for clean
+    input. None when every value takes the full path.
     """
+    if keys is not None:
+        clean_pairs = keys.clean_pairs
+
+        def pairs(value: Any) -> Any:
+            if type(value) is list and value:
+                out = clean_pairs(value)
+                if out is not None:
+                    return out
+            return _SLOW
+
+        return pairs
     other_rules = spec.pattern is not None or spec.minimum is not None or (spec.maximum is not None)
     if spec.type == "text" and not other_rules:
         low = max(spec.min_length or 0, 1)
