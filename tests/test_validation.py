@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+import connector
 from connector.core.validation import (
     ParameterPlan,
     Values,
@@ -15,8 +20,10 @@ from connector.core.validation import (
     render_mapping,
     validate_parameters,
 )
-from connector.errors import DataError, Fault
+from connector.errors import DataError, Fault, InvalidConfigurationError, ManifestError
 from connector.format.manifest import Constraint, Parameter
+from tests.conftest import WRITE_KEY, run_cli
+from tests.test_loader import build_app
 
 
 def P(**spec: Any) -> Parameter:
@@ -1282,3 +1289,124 @@ def test_redaction_covers_every_fault() -> None:
     exc.redact(lambda text: text.replace("SECRET", "***"))
     assert "SECRET" not in repr(exc.to_dict()) and "SECRET" not in str(exc)
     assert [fault.message for fault in exc.faults] == ["field 'a' got '***'", "'***' again"]
+
+
+# -- through the engine and the command line --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def counting_engine() -> Any:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with connector.Engine(connector.load(), client=client) as engine:
+        yield engine, sent
+
+
+def test_a_run_reports_every_fault_redacted_and_sends_nothing(counting_engine: Any) -> None:
+    engine, sent = counting_engine
+    parameters = {
+        "event": "",
+        "currency": WRITE_KEY,
+        "revenue": f"{WRITE_KEY}!",
+        "customProperties": [{"key": "revenue", "value": 1}],
+    }
+    with pytest.raises(DataError) as info:
+        engine.run("segment.track", {"writeKey": WRITE_KEY}, parameters)
+    assert sent == []
+    exc = info.value
+    assert [(f.field, f.rule) for f in exc.faults] == [
+        ("event", "required"),
+        ("currency", "format"),
+        ("revenue", "type"),
+        ("customProperties", "reserved"),
+        ("userId", "oneOfRequired"),
+    ]
+    assert (exc.field, exc.message) == (exc.faults[0].field, exc.faults[0].message)
+    assert WRITE_KEY not in json.dumps(exc.to_dict())
+    assert "[REDACTED]" in exc.faults[1].message
+
+
+def test_the_loaded_module_holds_its_compiled_plan() -> None:
+    registry = connector.load()
+    module = registry.get("segment.track")
+    plan = module.parameter_plan
+    assert isinstance(plan, ParameterPlan)
+    # Its own, made when the module was loaded: another load compiles another.
+    assert connector.load().get("segment.track").parameter_plan is not plan
+    assert plan.check({"event": "E", "userId": "u"}) == {"event": "E", "userId": "u"}
+
+
+def test_the_command_line_prints_every_fault(tmp_path: Path) -> None:
+    done = run_cli(
+        "run",
+        "segment.track",
+        "--connection",
+        json.dumps({"writeKey": WRITE_KEY}),
+        "--parameters",
+        json.dumps({"event": "E", "userId": "u", "revenue": "x", "currency": "EURO", "zz": 1}),
+        "--dry-run",
+        env={**os.environ, "CONNECTOR_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1, done.stderr
+    error = json.loads(done.stderr)["error"]
+    assert error["type"] == "DataError"
+    assert error["field"] == "zz"
+    assert [(f["field"], f["rule"]) for f in error["faults"]] == [
+        ("zz", "additionalProperties"),
+        ("currency", "format"),
+        ("revenue", "type"),
+    ]
+    assert error["faults"][0]["message"] == error["message"]
+
+
+def _manifest_reads(template: str) -> Any:
+    def mutate(app: dict[str, Any], module: dict[str, Any]) -> None:
+        module["request"]["body"]["extra"] = template
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("manifest_template", "mapped", "error", "detail"),
+    [
+        pytest.param(
+            "{{ parameters.mesage }}",
+            "hi",
+            ManifestError,
+            "unknown parameter 'parameters.mesage'",
+            id="manifest-typo-at-load",
+        ),
+        pytest.param(
+            "{{ run.nope.x }}",
+            "hi",
+            InvalidConfigurationError,
+            "the manifest's body template failed",
+            id="manifest-missing-key-at-run",
+        ),
+        pytest.param(
+            "{{ parameters.message }}",
+            "{{ webhook.nope }}",
+            DataError,
+            "field 'message' is required, but its mapping reads 'webhook.nope', which the "
+            "data does not have (webhook has: id)",
+            id="builder-missing-key-in-a-required-field",
+        ),
+    ],
+)
+def test_a_manifest_s_own_template_stays_strict(
+    tmp_path: Path,
+    manifest_template: str,
+    mapped: str,
+    error: type[Exception],
+    detail: str,
+) -> None:
+    folder = build_app(tmp_path, _manifest_reads(manifest_template))
+    conn = {"writeKey": WRITE_KEY}
+    with pytest.raises(error) as info, connector.Engine(connector.load(folder)) as engine:
+        engine.dry_run("demo.ping", conn, {"message": mapped}, {"webhook": {"id": 1}})
+    assert detail in str(info.value)
