@@ -63,8 +63,8 @@ class KeyRules:
         for item in items:
             if type(item) is not dict:
                 return None
-            key = item.get("key")
-            value = item.get("value")
+            key: Any = item.get("key")
+            value: Any = item.get("value")
             kind = type(value)
             if (
                 type(key) is str
