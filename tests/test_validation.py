@@ -1166,6 +1166,13 @@ def test_a_template_s_output_is_data_never_rendered_again() -> None:
     values = validate([TRAITS, P(name="note", type="text")], raw, context)
     assert values["traits"]["address"]["city"] == "{{ 7 * 7 }}"
     assert values["note"] == "{{ 7 * 7 }}"
+    # JSON text a template gave is data too; JSON text the builder typed is the
+    # builder's, templates included.
+    context["webhook"]["json"] = '{"address": {"city": "{{ 6 * 7 }}"}}'
+    values = validate([TRAITS], {"traits": "{{ webhook.json }}"}, context)
+    assert values["traits"]["address"]["city"] == "{{ 6 * 7 }}"
+    values = validate([TRAITS], {"traits": '{"address": {"city": "{{ 6 * 7 }}"}}'}, context)
+    assert values["traits"]["address"]["city"] == "42"
 
 
 # -- every fault, not only the first ----------------------------------------------------------

@@ -292,7 +292,11 @@ def _check_value(
             return _collection(f, value, context, field, False)
         if kind == "array" and f.items is not None and isinstance(value, list | tuple) and value:
             return _array(f, value, context, field, False)
+        given = value
         value = render_mapping(value, context, field)
+        # Text that was no template is still the builder's (JSON text of an object may
+        # map its parts); anything rendered is data.
+        rendered = not (type(given) is str and value is given)
     spec = f.spec
     if type(value) is Unmapped or _is_empty(value):
         if spec.default is not None:
