@@ -385,7 +385,7 @@ def _outcome(plan: Any, raw: dict[str, Any]) -> Any:
     return ("values", json.dumps(values, default=repr, sort_keys=True))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_the_plan_shortcut_equals_the_interpreted_checks(data: Any) -> None:
     """A plan checks the commonest clean values by a shortcut (and remembers key/value
@@ -412,7 +412,7 @@ def test_the_plan_shortcut_equals_the_interpreted_checks(data: Any) -> None:
 @pytest.mark.parametrize(
     "kind", ["text", "number", "integer", "keyvalue", "select", "array", "collection"]
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_each_field_shortcut_equals_its_interpreted_check(kind: str, data: Any) -> None:
     """The same, one field of each kind at a time (where bounds and clean values are
