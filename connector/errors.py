@@ -7,7 +7,8 @@ The hierarchy::
     │                               names the file and the JSON path of the fault
     ├── UnknownModuleError          a module id that no loaded app declares
     └── RunError                    a module run failed; ``type`` is Make's error name
-        ├── DataError               bad input: a field broke a rule. Nothing was sent.
+        ├── DataError               bad input: fields broke rules, each listed in
+        │                           ``faults``. Nothing was sent.
         ├── InvalidConfigurationError
         │                           the connection or a manifest template is unusable
         │                           (bad base URL, a template that fails at run time)
