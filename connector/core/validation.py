@@ -27,9 +27,9 @@ templates can write ``parameters.traits.email`` without guarding every level.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from math import isfinite
 from typing import Any
 
 from connector.core.keyvalue import KeyRules, keyvalue, keyvalue_list, normalize_name
@@ -98,15 +98,16 @@ class _Level:
         fields = [_Field(spec, shortcuts) for spec in specs]
         #: Per field, what the loop over a level reads for every field (unpacked from a
         #: tuple: a message's check is mostly this loop): name, whether an absent value
-        #: is skipped, the shortcut, and the field.
-        self.entries = tuple((f.name, f.skippable, f.fast, f) for f in fields)
+        #: is skipped, the shortcut's kind and data (see _shortcut), and the field.
+        self.entries = tuple(
+            (f.name, f.skippable, *(_shortcut(f) if shortcuts else _NO_SHORTCUT), f) for f in fields
+        )
 
 
 class _Field:
     """One parameter's checks: what its spec implies, worked out once."""
 
     __slots__ = (
-        "fast",
         "has_nested",
         "has_rules",
         "items",
@@ -131,8 +132,6 @@ class _Field:
             spec.type == "collection" and not spec.required and spec.default is None
         )
         self.keys = KeyRules(spec, shortcuts=shortcuts) if spec.type == "keyvalue" else None
-        #: The shortcut for the commonest clean values, or None (see _fast_validator).
-        self.fast = _fast_validator(spec, self.keys) if shortcuts else None
         self.has_rules = bool(spec.rules)
         self.level = _Level(spec.fields or (), shortcuts) if spec.type == "collection" else None
         self.items = _Field(spec.items, shortcuts) if spec.items is not None else None
@@ -187,7 +186,7 @@ def _fill(
     """Check each field of a level into ``out``; a select's chosen option adds its own
     fields, read from the same level."""
     get = raw.get
-    for name, skippable, fast, f in level.entries:
+    for name, skippable, shortcut, low, high, extra, f in level.entries:
         raw_value = get(name)
         if raw_value is None:
             if skippable:
@@ -195,11 +194,27 @@ def _fill(
             if f.optional_collection:
                 out[name] = _empty_collection(f.spec)
                 continue
-        elif fast is not None:
-            value = fast(raw_value)
-            if value is not _SLOW:
-                out[name] = value
-                continue
+        elif shortcut:
+            # The shortcut (see _shortcut): values that need no check but these.
+            kind = type(raw_value)
+            if shortcut == _TEXT:
+                if kind is str and "{" not in raw_value and low <= len(raw_value) <= high:
+                    if extra is None:
+                        out[name] = raw_value
+                        continue
+                    normalised = extra(raw_value)
+                    if normalised is not None:
+                        out[name] = normalised
+                        continue
+            elif shortcut == _NUMBER:
+                if kind is int or (kind is float and low and isfinite(raw_value)):
+                    out[name] = raw_value
+                    continue
+            elif kind is list and raw_value:  # _PAIRS
+                pairs = extra(raw_value)
+                if pairs is not None:
+                    out[name] = pairs
+                    continue
         try:
             field = f"{prefix}.{name}" if prefix else name
             value = _check_value(f, raw_value, context, field, rendered)
@@ -216,55 +231,34 @@ def _fill(
                 _fill(nested, raw, context, prefix, rendered, out, faults)
 
 
-_SLOW = object()
+#: Shortcut kinds: none, text, a number (``low``: floats too), key/value pairs.
+_TEXT, _NUMBER, _PAIRS = 1, 2, 3
+_NO_SHORTCUT: tuple[int, int, int, Any] = (0, 0, 0, None)
 
 
-def _fast_validator(spec: Parameter, keys: KeyRules | None) -> Callable[[Any], Any] | None:
-    """The shortcut for the commonest clean values of a field, built once per field.
+def _shortcut(f: _Field) -> tuple[int, int, int, Any]:
+    """The shortcut for the commonest clean values of a field, worked out once:
+    ``(kind, low, high, extra)``, which :func:`_fill` reads inline.
 
-    It accepts only values that need nothing but the checks it makes (text that holds no
-    template, within its length bounds and format; a finite number; a list of plain
-    key/value pairs whose keys were accepted before) and returns ``_SLOW`` for anything
-    else, which then takes the full path: results are identical, only cheaper for clean
-    input. None when every value takes the full path.
+    It takes only values that need nothing but the checks it makes and leaves anything
+    else to the full path, so results are identical, only cheaper for clean input:
+    text that holds no template, within ``low``..``high`` characters (``extra``: its
+    format's check, the value taken when it passes); an int, or a finite float where
+    ``low`` is 1 (numbers, not integers); a list of plain key/value pairs whose keys
+    were accepted before (``extra``: :meth:`KeyRules.clean_pairs`).
     """
-    if keys is not None:
-        clean_pairs = keys.clean_pairs
-
-        def pairs(value: Any) -> Any:
-            if type(value) is list and value:
-                out = clean_pairs(value)
-                if out is not None:
-                    return out
-            return _SLOW
-
-        return pairs
+    spec = f.spec
     other_rules = spec.pattern is not None or spec.minimum is not None or (spec.maximum is not None)
     if spec.type == "text" and not other_rules:
         low = max(spec.min_length or 0, 1)
         high = spec.max_length if spec.max_length is not None else 2**62
         check = FORMATS[spec.format][0] if spec.format is not None else None
-
-        def text(value: Any) -> Any:
-            if type(value) is str and "{" not in value and low <= len(value) <= high:
-                if check is None:
-                    return value
-                normalised = check(value)
-                return normalised if normalised is not None else _SLOW
-            return _SLOW
-
-        return text
+        return (_TEXT, low, high, check)
     if spec.type in ("number", "integer") and not (other_rules or spec.format):
-        integer = spec.type == "integer"
-
-        def number(value: Any) -> Any:
-            kind = type(value)
-            if kind is int or (kind is float and not integer and math.isfinite(value)):
-                return value
-            return _SLOW
-
-        return number
-    return None
+        return (_NUMBER, int(spec.type == "number"), 0, None)
+    if f.keys is not None:
+        return (_PAIRS, 0, 0, f.keys.clean_pairs)
+    return _NO_SHORTCUT
 
 
 def _empty_collection(spec: Parameter) -> Values:
