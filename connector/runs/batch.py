@@ -16,6 +16,10 @@ Guarantees:
 * A batch that fails after its retries gives every item in it the same error; nothing
   is dropped silently.
 
+An app whose one endpoint already takes a list (LiveLike's ``{"events": [...]}``) sets
+``unwrap``: each message body is then ``{itemsKey: [items]}`` as a single run sends it,
+and the batch sends those items, not the bodies.
+
 The bodies are joined as bytes (each item was serialised once, when prepared), so
 packing costs no second serialisation. What an item keeps while its batch is out, and
 how its output bundles are made then, is :mod:`connector.runs.batch_items`.
@@ -152,7 +156,15 @@ class _BatchPlan:
         except RunError as exc:
             slot.result = exc
             return None
-        content = message.content or b"null"  # a module with no body: null
+        own = message.content or b"null"  # a module with no body: null
+        content = own if not self.spec.unwrap else self._unwrapped(message.json_body)
+        if content is None:
+            slot.result = DataError(
+                f"the message body is not {{{self.spec.items_key!r}: [...]}} with at least "
+                "one item, so the batch (unwrap) has nothing to send for it",
+                field=module.part_fields.get("body"),
+            )
+            return None
         limit = self.spec.max_item_bytes
         if len(content) > limit:
             slot.result = DataError(
@@ -161,7 +173,7 @@ class _BatchPlan:
                 field=module.part_fields.get("body"),
             )
             return None
-        self.bundles.keep(slot, message, content)
+        self.bundles.keep(slot, message, own)  # the output sees the module's own body
         method, url = message.head[0], message.head[1]
         headers = message.headers  # without auth: what the output may show
         head = self.head
@@ -177,6 +189,14 @@ class _BatchPlan:
         if self.store is not None:
             slot.prepared = prepared_from(module, conn, message)
         return content
+
+    def _unwrapped(self, body: Any) -> bytes | None:
+        """``unwrap``: the items of the body's ``{itemsKey: [...]}``, as the batch's
+        items (comma-joined JSON), or None when the body is not of that shape."""
+        items = body.get(self.spec.items_key) if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return None
+        return b",".join(dumps(item) for item in items)
 
     def _tail(self) -> bytes:
         """``],<extras>}``: what follows the items, with the extras rendered now."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from connector.core.redaction import redact_data
 from connector.core.request import PreparedRequest, join_url
 from connector.errors import (
     DataError,
@@ -149,15 +150,16 @@ class IncompleteStore:
         execution_id = str(uuid.uuid4())
         redact = prepared.connection.redact
         request = _request_record(prepared.request, prepared.connection)
-        text = json.dumps(request)
-        safe = redact(text)
-        if safe != text:
-            # The body itself holds a secret (a builder mapped the write key into the
-            # data). It is never stored in clear, and a changed body must not be sent as
-            # if it were the original: the run is kept, marked, and cannot be replayed.
-            request = json.loads(safe)
+        # Redacted string by string (every escaped form, at any depth), so the stored
+        # JSON stays valid however the key was escaped inside the body text.
+        safe = redact.data(request)
+        if safe != request:
+            # The request itself holds a secret (a builder mapped the write key into the
+            # data or the URL). It is never stored in clear, and a changed request must
+            # not be sent as if it were the original: kept, marked, never replayed.
+            request = safe
             request["redacted"] = True
-            text = json.dumps(request)
+        text = json.dumps(request)
         now = time.time()
         row = (
             execution_id,
@@ -167,11 +169,11 @@ class IncompleteStore:
             now,
             now,
             0,
-            prepared.request.message_id,
+            redact(prepared.request.message_id) if prepared.request.message_id else None,
             None,
             text,
-            redact(json.dumps(prepared.parameters, default=str)),
-            json.dumps(dict(prepared.connection.public), default=str),
+            json.dumps(redact.data(prepared.parameters), default=str),
+            json.dumps(redact.data(dict(prepared.connection.public)), default=str),
         )
         self._db.execute("INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row)
         return execution_id
@@ -217,7 +219,7 @@ class IncompleteStore:
         """Retries ran out: keep the run. A retryable error leaves it ``failed`` (to be
         retried); any other (say, a replay answered 400) marks it ``rejected``: kept for
         inspection, skipped by ``retry --all``, removed with ``discard``."""
-        record = json.dumps(error.to_dict())
+        record = json.dumps(redact_data(error.to_dict()))
         state = "failed" if error.retryable else "rejected"
         with self._lock:
             self._db.execute(
