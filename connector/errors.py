@@ -178,7 +178,16 @@ class DataError(RunError):
     ) -> None:
         super().__init__(message, field=field, status=status, attempts=attempts)
         self.rule = rule
-        self.faults: list[Fault] = list(faults) or [Fault(field, rule, message)]
+        self.faults = list(faults) or [Fault(field, rule, message)]
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Every fault, each redacted like the message (see the module docstring)."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Sequence[Fault]) -> None:
+        self._faults = [_redacted(fault) for fault in faults]
 
     @classmethod
     def of(cls, faults: Sequence[Fault]) -> DataError:
@@ -190,14 +199,19 @@ class DataError(RunError):
         """Pass the message, and every fault's, through ``redact`` (mapped text may
         quote anything, a secret included)."""
         self.message = redact(self.message)
-        self.args = (self.message,)
         self.faults = [Fault(f.field, f.rule, redact(f.message)) for f in self.faults]
 
     def to_dict(self) -> dict[str, Any]:
         """As :meth:`RunError.to_dict`, plus ``faults``: ``[{field, rule, message}]``."""
         out = super().to_dict()
-        out["faults"] = [fault.to_dict() for fault in self.faults]
+        out["faults"] = [_redacted(fault).to_dict() for fault in self.faults]
         return out
+
+
+def _redacted(fault: Fault) -> Fault:
+    """The fault through the redaction chokepoint, as a message is."""
+    field = redact_text(fault.field) if fault.field else fault.field
+    return Fault(field, fault.rule, redact_text(fault.message))
 
 
 class InvalidConfigurationError(RunError):
