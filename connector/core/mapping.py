@@ -3,7 +3,7 @@
 A builder maps a field with a template over the output of earlier modules
 (``{{ webhook.email }}``). :func:`render_mapping` renders every such value, anywhere in a
 nested structure, always into fresh containers, so nothing the engine returns aliases
-the caller's input. :class:`Values` is the dict checked parameters live in: an absent
+the caller's input. ``Values`` (core.values) is the dict checked parameters live in: an absent
 key reads as ``None``, so manifest templates can write ``parameters.traits.email``.
 
 A mapping that reads a key the data does not have (``{{ webhook.badge.missing }}``)
@@ -33,14 +33,7 @@ from connector.templating.templates import (
     referenced_names,
 )
 
-__all__ = ["PLAIN", "Unmapped", "Values", "maybe_json", "render_mapping"]
-
-
-class Values(dict[str, Any]):
-    """A dict in which a missing key reads as ``None`` (for templates)."""
-
-    def __missing__(self, key: str) -> None:
-        return None
+__all__ = ["PLAIN", "Unmapped", "maybe_json", "render_mapping"]
 
 
 class Unmapped:

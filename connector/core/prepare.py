@@ -33,7 +33,7 @@ from connector.core.request import (
     normalize_query,
 )
 from connector.core.types import utc_now_iso
-from connector.core.validation import Values
+from connector.core.values import Values
 from connector.errors import DataError, InvalidConfigurationError
 from connector.templating.templates import RENDER_FAILURES, TemplateTree, describe_error
 

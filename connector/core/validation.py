@@ -33,12 +33,13 @@ from math import isfinite
 from typing import Any
 
 from connector.core.keyvalue import KeyRules, keyvalue, keyvalue_list, normalize_name
-from connector.core.mapping import Unmapped, Values, maybe_json, render_mapping
+from connector.core.mapping import Unmapped, maybe_json, render_mapping
 from connector.core.types import FORMATS, coerce_scalar
+from connector.core.values import Values
 from connector.errors import DataError, Fault
 from connector.format.manifest import Constraint, Option, Parameter, walk_parameters
 
-__all__ = ["ParameterPlan", "Values", "normalize_name", "render_mapping", "validate_parameters"]
+__all__ = ["ParameterPlan", "normalize_name", "validate_parameters"]
 
 
 def validate_parameters(
