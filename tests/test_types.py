@@ -321,12 +321,12 @@ def test_message_ids_are_unique_version_4_uuids_across_threads_and_forks() -> No
     import threading
     import uuid
 
-    from connector.core.prepare import _uuid4
+    from connector.core.ids import new_id
 
     ids: list[str] = []
 
     def draw() -> None:
-        ids.extend(_uuid4() for _ in range(2000))
+        ids.extend(new_id() for _ in range(2000))
 
     threads = [threading.Thread(target=draw) for _ in range(4)]
     for thread in threads:
@@ -338,18 +338,18 @@ def test_message_ids_are_unique_version_4_uuids_across_threads_and_forks() -> No
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
     # A forked child must not hand out the ids its parent has not used yet.
-    _uuid4()  # the pool now holds unused ids
+    new_id()  # the pool now holds unused ids
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
-        os.write(write, _uuid4().encode())
+        os.write(write, new_id().encode())
         os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
     child_id = os.read(read, 100).decode()
     os.close(read)
     assert len(child_id) == 36
-    assert child_id != _uuid4()
+    assert child_id != new_id()
 
 
 def test_now_is_iso_8601_utc_with_milliseconds_and_keeps_up() -> None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from connector.core.compose import compose_request, request_view
 from connector.core.connection import Connection
-from connector.core.prepare import ENGINE_INFO, _uuid4
+from connector.core.ids import new_id
+from connector.core.prepare import ENGINE_INFO
 from connector.core.response_check import check_response
 from connector.core.types import utc_now_iso
 from connector.errors import InvalidConfigurationError
@@ -43,7 +44,7 @@ def verify_connection(
         "connection": conn.public,
         "engine": ENGINE_INFO,
         "app": app.info,
-        "run": {"id": _uuid4(), "timestamp": utc_now_iso()},
+        "run": {"id": new_id(), "timestamp": utc_now_iso()},
     }
     parts: dict[str, Any] = {}
     for name in ("method", "url", "headers", "query", "body"):
