@@ -68,14 +68,14 @@ def test_packing_respects_both_limits_at_volume(
 
 
 def test_packer_message_count_limit() -> None:
-    from connector.runs.batch import _Packer, _Slot
+    from connector.runs.batch import _Packer, PendingItem
 
     packer = _Packer(max_items=3, max_bytes=10_000, overhead=100)
     taken = []
     for _ in range(7):
         if not packer.fits(b"x" * 10):
             taken.append(len(packer.take()[0]))
-        packer.add(_Slot(), b"x" * 10)
+        packer.add(PendingItem(), b"x" * 10)
     taken.append(len(packer.take()[0]))
     assert taken == [3, 3, 1]
 
@@ -235,7 +235,7 @@ def test_arun_batch_raises_a_failing_send_like_run_batch(
     from connector.runs.incomplete import IncompleteStore
 
     class BrokenStore(IncompleteStore):
-        def begin_many(self, prepared: list[Any]) -> list[str]:
+        def begin_batch(self, *args: Any) -> str:
             raise RuntimeError("disk full")
 
     with BrokenStore(tmp_path / "s.sqlite") as store:
@@ -400,13 +400,13 @@ def test_merged_outputs_match_single_runs(
     """``{{ request.body | merge(X) }}`` with an X that reads only the response and the
     connection is rendered once per batch response; every bundle (or error) is still
     exactly its single run's."""
-    from connector.runs.batch import _BatchPlan
+    from connector.runs.batch import BatchPlan
 
     app = _echo_app(tmp_path, output)
     inputs = [track(i, messageId=f"m-{i}", timestamp="2026-11-25T10:00:00.000Z") for i in range(5)]
     inputs[2] = {"event": "no identity"}
     with connector.Engine(connector.load(app, packaged=False)) as engine:
-        plan = _BatchPlan(engine, "segment.echo", connection)
+        plan = BatchPlan(engine, "segment.echo", connection)
         assert plan.bundles.merge_per_batch is per_batch
         results = list(engine.run_batch("segment.echo", connection, inputs))
         singles: list[Any] = []

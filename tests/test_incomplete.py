@@ -57,11 +57,12 @@ def test_retryable_failure_is_stored_and_replayed_unchanged(
     assert execution.attempts == FAST_RETRY.attempts
     assert execution.error is not None and execution.error["status"] == 503
     assert execution.request["path"] == "/v1/track"
-    sent_body = json.loads(execution.request["body"]["text"])
+    sent_body = json.loads(execution.to_dict()["request"]["body"]["text"])
     assert execution.message_id == sent_body["messageId"]
     assert sink.received() == []
 
-    store.retry(stored_engine, execution_id, connection)
+    [outcome] = store.retry(stored_engine, execution_id, connection)
+    assert outcome["delivered"] is True and outcome["statusCode"] == 200
     [record] = sink.received()
     assert record["body"]["messageId"] == sent_body["messageId"]
     assert record["body"]["timestamp"] == sent_body["timestamp"]
@@ -99,8 +100,8 @@ def test_failed_retry_updates_the_record(
     sink.inject(*[Fault(status=500)] * (2 * FAST_RETRY.attempts))
     with pytest.raises(connector.RemoteRuntimeError) as info:
         stored_engine.run("segment.track", connection, TRACK)
-    with pytest.raises(connector.RemoteRuntimeError):
-        store.retry(stored_engine, str(info.value.incomplete_id), connection)
+    [outcome] = store.retry(stored_engine, str(info.value.incomplete_id), connection)
+    assert outcome["delivered"] is False and outcome["error"]["status"] == 500
     [execution] = store.executions()
     assert execution.attempts == 2 * FAST_RETRY.attempts
 
@@ -130,10 +131,15 @@ def test_batch_failure_stores_each_item(
     inputs = [{"event": f"E{i}", "userId": f"u{i}"} for i in range(5)]
     results = list(stored_engine.run_batch("segment.track", connection, inputs))
     ids = [r.incomplete_id for r in results if isinstance(r, connector.RunError)]
-    assert len(ids) == 5 and len(set(ids)) == 5
-    assert len(store) == 5
+    # Written ahead once per request: one row holds the batch, each item names it.
+    assert len(ids) == 5 and len(set(ids)) == 1
+    [row] = store.executions()
+    assert row.kind == "batch" and row.items == 5
+    sent = [m["messageId"] for m in row.messages()]
+    assert len(set(sent)) == 5
     outcomes = store.retry_all(stored_engine, connection)
-    assert all(o["delivered"] for o in outcomes)
+    assert [(o["delivered"], o["messages"]) for o in outcomes] == [(True, 5)]
+    assert [m["messageId"] for m in sink.messages()] == sent  # the same messages
     assert sorted(m["event"] for m in sink.messages()) == [f"E{i}" for i in range(5)]
 
 
@@ -274,9 +280,10 @@ def test_retry_never_sends_a_key_to_another_host(
         stored_engine.run("segment.track", connection, TRACK)
     execution_id = str(info.value.incomplete_id)
     # The stored host is not reused with another key: the connection given is the one used.
-    with pytest.raises(connector.InvalidConfigurationError) as refused:
-        store.retry(stored_engine, execution_id, {"writeKey": "prod_key_abcdef123"})
-    assert refused.value.field == "host"
+    [refused] = store.retry(stored_engine, execution_id, {"writeKey": "prod_key_abcdef123"})
+    assert refused["delivered"] is False
+    assert refused["error"]["type"] == "InvalidConfigurationError"
+    assert refused["error"]["field"] == "host"
     with pytest.raises(connector.InvalidConfigurationError):
         store.retry(stored_engine, execution_id, None)
     assert sink.received() == []
@@ -293,9 +300,9 @@ def test_a_secret_in_the_data_is_not_stored_and_not_replayed_changed(
         )
     execution = store.get(str(info.value.incomplete_id))
     assert execution.request["redacted"] is True
-    with pytest.raises(connector.DataError) as refused:
-        store.retry(stored_engine, execution.id, connection)
-    assert "cannot be replayed unchanged" in refused.value.message
+    [refused] = store.retry(stored_engine, execution.id, connection)
+    assert refused["error"]["type"] == "DataError"
+    assert "cannot be replayed unchanged" in refused["error"]["message"]
     assert sink.received() == []
 
 
@@ -307,7 +314,8 @@ def test_ordinary_data_is_replayed_byte_for_byte(
     params = {**TRACK, "event": "Contest Entered", "customProperties": {"plan": "latest"}}
     with pytest.raises(connector.RemoteRuntimeError) as info:
         stored_engine.run("segment.track", connection, params)
-    store.retry(stored_engine, str(info.value.incomplete_id), connection)
+    [outcome] = store.retry(stored_engine, str(info.value.incomplete_id), connection)
+    assert outcome["delivered"] is True
     [message] = sink.messages()
     assert message["event"] == "Contest Entered"
     assert message["properties"]["plan"] == "latest"
@@ -320,8 +328,8 @@ def test_a_replay_refused_for_good_is_kept_as_rejected(
     with pytest.raises(connector.RemoteRuntimeError) as info:
         stored_engine.run("segment.track", connection, TRACK)
     execution_id = str(info.value.incomplete_id)
-    with pytest.raises(connector.DataError):
-        store.retry(stored_engine, execution_id, connection)
+    [outcome] = store.retry(stored_engine, execution_id, connection)
+    assert outcome["error"]["type"] == "DataError" and outcome["error"]["status"] == 400
     assert store.get(execution_id).state == "rejected"
     assert store.retry_all(stored_engine, connection) == []  # skipped, not retried forever
     store.discard(execution_id)

@@ -1,22 +1,17 @@
-"""A batch item while its request is out: what it keeps, and how its bundles are made.
+"""A batch item while its request is out: what it holds, and how its bundles are made.
 
-A batch holds thousands of items between preparing them and the answer. Two costs were
-measured there:
-
-* **What items keep.** Every object an item keeps alive costs cache misses and
-  garbage-collector passes on the items after it. Keeping each item's whole prepared run
-  cost ~6 us an event. So a slot keeps only what its output template needs: the body, the
-  run, the parameters only if the template names them, and the request head only when it
-  differs from the batch's.
-* **Making bundles.** Rendering the output template per item, then the redacting copy,
-  was ~4.5 us an item.
+A batch holds thousands of items between preparing them and the answer, so what an item
+keeps alive matters (every object costs cache misses and garbage-collector passes on the
+items after it; figures in docs/performance.md). A :class:`PendingItem` holds only what
+its output template needs: the body, the run, the parameters only if the template names
+them, and the request head only when it differs from the batch's.
 
 Most action modules' output is ``{{ request.body | merge(X) }}``: what was sent, plus
 something from the answer. When X reads only what all items of a batch share (the
 response, the connection, the engine and app), it is rendered once per batch response.
 Each bundle is then the template's own result, ``{**body, **X}``. And when the body is a
 JSON object the engine serialised with orjson (:func:`~connector.core.jsondata.encode` says
-which wrote it), the slot keeps only the body's bytes. Those bytes are untracked by the
+which wrote it), the item holds only the body's bytes. Those bytes are untracked by the
 collector. The bundle's JSON is then those bytes with X's members added, and the
 redacting copy (scan, then one parse) reads that JSON directly, without a render or a
 serialisation per item.
@@ -44,11 +39,10 @@ from connector.errors import RunError
 
 if TYPE_CHECKING:
     from connector.core.connection import Connection
-    from connector.core.engine import Prepared
     from connector.core.prepare import Message
     from connector.core.registry import LoadedModule
 
-__all__ = ["BatchResult", "Outputs", "drop"]
+__all__ = ["BatchResult", "BundleMaker", "PendingItem", "release"]
 
 #: One result per input: the output bundles, or the error of that input.
 BatchResult = list[dict[str, Any]] | RunError
@@ -57,12 +51,12 @@ BatchResult = list[dict[str, Any]] | RunError
 _PER_BATCH = frozenset({"response", "connection", "engine", "app"})
 #: What an output template that never reads ``parameters`` is given in their place.
 _UNREAD: Mapping[str, Any] = MappingProxyType({})
-#: A slot's body is in its content's bytes (see _Slot).
+#: A slot's body is in its content's bytes (see PendingItem).
 _IN_CONTENT: Any = object()
 
 
 @dataclass(slots=True)
-class _Slot:
+class PendingItem:
     """One input's place in the output order, and what it keeps while its batch is out
     (slotted: a batch holds thousands)."""
 
@@ -74,19 +68,17 @@ class _Slot:
     parameters: Mapping[str, Any] | None = None
     #: ``(method, url, headers without auth)`` when it differs from the batch's usual.
     head: tuple[str, str, dict[str, str]] | None = None
-    #: The whole prepared run, only when a store writes it ahead of sending.
-    prepared: Prepared | None = None
     #: The batch's response, once answered: the output bundles are made from it only
     #: when the result is about to be yielded.
     view: dict[str, Any] | None = None
 
 
-def drop(slot: _Slot) -> None:
+def release(slot: PendingItem) -> None:
     """Let go of what the slot kept for its output."""
-    slot.body = slot.content = slot.run = slot.parameters = slot.head = slot.prepared = None
+    slot.body = slot.content = slot.run = slot.parameters = slot.head = None
 
 
-class Outputs:
+class BundleMaker:
     """What one batch run's items keep for their bundles, and the bundles made."""
 
     def __init__(self, module: LoadedModule, conn: Connection) -> None:
@@ -105,7 +97,7 @@ class Outputs:
         self._merged: dict[str, Any] | None = None
         self._merged_json: bytes | None = None
 
-    def keep(self, slot: _Slot, message: Message, content: bytes) -> None:
+    def hold_for_output(self, slot: PendingItem, message: Message, content: bytes) -> None:
         """Keep what the item's output needs while its batch is out (``content`` is the
         message as the batch sends it)."""
         if self.from_content and message.by_orjson and type(message.json_body) is dict:
@@ -117,17 +109,19 @@ class Outputs:
         if self.keeps_parameters:
             slot.parameters = message.parameters
 
-    def give(self, chunk: list[_Slot], method: str, url: str, shown: dict[str, str]) -> None:
+    def make_bundles(
+        self, chunk: list[PendingItem], method: str, url: str, headers_shown: dict[str, str]
+    ) -> None:
         """Give each answered slot of ``chunk`` its result: its bundles, redacted and
-        copied in one pass, or its own error. ``method``, ``url`` and ``shown`` (headers
+        copied in one pass, or its own error. ``method``, ``url`` and ``headers_shown`` (headers
         without auth) are the batch's usual request head."""
         rendered: list[list[Any]] = []
-        done: list[_Slot] = []
+        done: list[PendingItem] = []
         # The chunk's bundles as one JSON text, ``[[b1],[b2],...]``, in parts joined
         # once: each bundle is its body's bytes without the closing brace (a view, not
         # a copy), then X's members and the separator.
         parts: list[bytes | memoryview] = [b"[["]
-        quick: list[tuple[_Slot, bytes, dict[str, Any]]] = []
+        from_bytes: list[tuple[PendingItem, bytes, dict[str, Any]]] = []
         last_view: dict[str, Any] | None = None
         merged_json: bytes | None = None
         members = b""
@@ -141,31 +135,31 @@ class Outputs:
                     last_view, merged_json = view, self._merged_bytes(view)
                     members = _members(merged_json)
                 if merged_json is not None:
-                    drop(slot)
+                    release(slot)
                     if content == b"{}":
                         parts += (merged_json, b"],[")
                     else:
                         parts += (memoryview(content)[:-1], members, b"],[")
-                    quick.append((slot, content, view))
+                    from_bytes.append((slot, content, view))
                     continue
                 slot.body = orjson.loads(content)  # as the copy makes it (see keep)
             if self.merge_per_batch and type(slot.body) is dict:
                 merged = self._merged_object(view)
                 if merged is not None:
                     rendered.append([{**slot.body, **merged}])  # the template's result
-                    drop(slot)
+                    release(slot)
                     done.append(slot)
                     continue
             head = slot.head
             request = {
                 "method": method if head is None else head[0],
                 "url": url if head is None else head[1],
-                "headers": shown if head is None else head[2],
+                "headers": headers_shown if head is None else head[2],
                 "body": slot.body,
             }
             parameters = slot.parameters if slot.parameters is not None else _UNREAD
             run = slot.run
-            drop(slot)
+            release(slot)
             try:
                 rendered.append(
                     output_bundles(self.module, self.conn, parameters, run, request, view)
@@ -174,7 +168,7 @@ class Outputs:
                 slot.result = exc
                 continue
             done.append(slot)
-        if quick:
+        if from_bytes:
             # No null to look for: orjson wrote these bodies without one (encode hands
             # anything with "null" in it to the standard library, and says so), and
             # X's JSON was checked once (see _merged_object). Secrets are looked for in
@@ -182,10 +176,10 @@ class Outputs:
             parts[-1] = b"]]"
             joined = b"".join(parts)
             if self.conn.redact.clean_bytes(joined):
-                for (slot, _, _), bundles in zip(quick, orjson.loads(joined), strict=True):
+                for (slot, _, _), bundles in zip(from_bytes, orjson.loads(joined), strict=True):
                     slot.result = bundles
             else:  # a secret somewhere: the general copy, which replaces it
-                for slot, content, view in quick:
+                for slot, content, view in from_bytes:
                     merged = self._merged_object(view)
                     assert merged is not None
                     rendered.append([{**orjson.loads(content), **merged}])
