@@ -59,6 +59,7 @@ __all__ = [
     "abatch",
     "batch",
     "deliver",
+    "unprepared",
 ]
 
 #: Results waiting behind an unsent batch before it is sent early (bounds memory).
@@ -169,6 +170,16 @@ async def _adeliver(
     return answers
 
 
+def unprepared(exc: Exception) -> DataError:
+    """The DataError of an input whose preparation raised something unforeseen (say, a
+    template that renders a NaN): that input fails, its neighbours are still sent. The
+    exception's own text is not shown: it is not known to be free of secrets."""
+    return DataError(
+        f"the input could not be prepared: unexpected {type(exc).__name__} while "
+        "rendering or checking it; run it alone with -v for details"
+    )
+
+
 _ENGINE_STORE: Any = object()
 
 
@@ -249,6 +260,9 @@ class BatchPlan:
             message = prepare_message(module, conn, parameters, context)  # type: ignore[arg-type]
         except RunError as exc:
             slot.result = exc
+            return None
+        except Exception as exc:  # one input's unforeseen failure never ends the batch
+            slot.result = unprepared(exc)
             return None
         content = message.content or b"null"  # a module with no body: null
         limit = self.spec.max_item_bytes
