@@ -59,6 +59,7 @@ __all__ = [
     "abatch",
     "batch",
     "deliver",
+    "mark_stored",
     "unprepared",
 ]
 
@@ -168,6 +169,13 @@ async def _adeliver(
         else:
             answers.append(_Answer(lo, hi, response, None, attempts))
     return answers
+
+
+def mark_stored(error: RunError, execution_id: str) -> None:
+    """Say in ``error`` that its run is kept as an incomplete execution, and its id."""
+    error.incomplete_id = execution_id
+    error.message += f" (stored as incomplete execution {execution_id})"
+    error.args = (error.message,)
 
 
 def unprepared(exc: Exception) -> DataError:
@@ -333,9 +341,25 @@ class BatchPlan:
     ) -> None:
         """Give every item of a sent batch its answer, and settle its write-ahead row:
         deleted when nothing is left to retry, else kept with the items whose error a
-        retry may fix (each such item's error names the row)."""
-        kept: list[int] = []
-        kept_error: RunError | None = None
+        retry may fix (each such item's error names the row). The row is settled before
+        any item gets its result: a result, once set, is final (another thread may be
+        reading it)."""
+        answers = list(answers)
+        keeps = execution_id is not None and self.store is not None
+        failing = [a for a in answers if a.error is not None and a.error.retryable]
+        kept = [i for a in failing for i in range(a.lo, a.hi)]
+        kept_error = next((a.error for a in answers if a.error and a.error.retryable), None)
+        store = self.store
+        if keeps and store is not None and execution_id is not None:
+            if not kept:
+                store.succeeded(execution_id)
+            elif len(kept) == len(items):
+                assert kept_error is not None
+                store.failed(execution_id, kept_error)
+            else:
+                assert kept_error is not None
+                body = self.request([contents[i] for i in kept]).content or b""
+                store.keep_only(execution_id, body, len(kept), kept_error)
         for lo, hi, response, error, _ in answers:
             if error is None:
                 assert response is not None
@@ -343,32 +367,16 @@ class BatchPlan:
                 for slot in items[lo:hi]:
                     slot.view = view
                 continue
-            keep = execution_id is not None and error.retryable
-            for index in range(lo, hi):
-                slot = items[index]
+            keep = keeps and error.retryable
+            for slot in items[lo:hi]:
                 release(slot)
-                slot.result = copy.copy(error) if keep else error
-            if keep:
-                kept += range(lo, hi)
-                kept_error = kept_error or error
-        store = self.store
-        if execution_id is None or store is None:
-            return
-        if not kept:
-            store.succeeded(execution_id)
-            return
-        assert kept_error is not None
-        if len(kept) == len(items):
-            store.failed(execution_id, kept_error)
-        else:
-            body = self.request([contents[i] for i in kept]).content or b""
-            store.keep_only(execution_id, body, len(kept), kept_error)
-        from connector.runs.incomplete import mark_stored
-
-        for index in kept:
-            result = items[index].result
-            assert isinstance(result, RunError)
-            mark_stored(result, execution_id)
+                if keep:
+                    own = copy.copy(error)
+                    assert execution_id is not None
+                    mark_stored(own, execution_id)
+                    slot.result = own
+                else:
+                    slot.result = error
 
     def send(self, items: list[PendingItem], contents: list[bytes]) -> None:
         """Send one batch (split as :func:`deliver` does) and settle it."""
@@ -419,6 +427,53 @@ def _head(slots: deque[PendingItem]) -> Iterator[PendingItem]:
     return itertools.islice(slots, _CHUNK)
 
 
+class _Sender:
+    """Sends a sync batch run's requests on a thread of its own, one at a time, while
+    the caller's thread prepares the next batch: the write-ahead row, the request and
+    the wait for the answer (all spent outside the GIL, mostly) overlap with the
+    preparing. At most one batch waits while one is out, so memory stays bounded; a
+    failure outside HTTP (say, the store's disk is full) is raised in the caller's
+    thread, at its next hand-over or at the end."""
+
+    def __init__(self, plan: BatchPlan) -> None:
+        import queue
+        import threading
+
+        self._plan = plan
+        self._jobs: queue.Queue[tuple[list[PendingItem], list[bytes]] | None] = queue.Queue(1)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="connector-batch", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._plan.send(*job)
+                except BaseException as exc:  # raised in the caller's thread
+                    self._failure = exc
+            self._jobs.task_done()
+        self._jobs.task_done()
+
+    def put(self, items: list[PendingItem], contents: list[bytes]) -> None:
+        self._raise()
+        self._jobs.put((items, contents))
+
+    def wait(self) -> None:
+        """Until every batch handed over is answered."""
+        self._jobs.join()
+        self._raise()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+
 def batch(
     engine: Engine,
     module_id: str,
@@ -430,28 +485,34 @@ def batch(
     plan = BatchPlan(engine, module_id, connection)
     packer = plan.packer()
     slots: deque[PendingItem] = deque()
+    sender = _Sender(plan)
 
     def flush() -> None:
         items, contents = packer.take()
         if items:
-            plan.send(items, contents)
+            sender.put(items, contents)
 
     admit, fits, add, append = plan.admit, packer.fits, packer.add, slots.append
-    for parameters in inputs:
-        slot = PendingItem()
-        append(slot)
-        content = admit(slot, parameters, context)
-        if content is not None:
-            if not fits(content):
+    try:
+        for parameters in inputs:
+            slot = PendingItem()
+            append(slot)
+            content = admit(slot, parameters, context)
+            if content is not None:
+                if not fits(content):
+                    flush()
+                add(slot, content)
+            if len(slots) > _MAX_PENDING:
                 flush()
-            add(slot, content)
-        if len(slots) > _MAX_PENDING:
-            flush()
-        head = slots[0]
-        if head.result is not None or head.view is not None:  # else nothing is ready
-            yield from _ready(plan, slots)
-    flush()
-    yield from _ready(plan, slots)
+                sender.wait()
+            head = slots[0]
+            if head.result is not None or head.view is not None:  # else nothing is ready
+                yield from _ready(plan, slots)
+        flush()
+        sender.wait()
+        yield from _ready(plan, slots)
+    finally:
+        sender.close()
 
 
 async def abatch(

@@ -388,6 +388,8 @@ class IncompleteStore:
         if not error.retryable:
             self.succeeded(execution_id)
             return
+        from connector.runs.batch import mark_stored
+
         self.failed(execution_id, error)
         mark_stored(error, execution_id)
 
@@ -688,13 +690,6 @@ def _row_items(row: IncompleteExecution, engine: Engine, plan: Any) -> list[byte
     from connector.core.jsondata import dumps
 
     return [dumps(message) for message in row.messages()]
-
-
-def mark_stored(error: RunError, execution_id: str) -> None:
-    """Say in ``error`` that its run is stored, and under which id."""
-    error.incomplete_id = execution_id
-    error.message += f" (stored as incomplete execution {execution_id})"
-    error.args = (error.message,)
 
 
 def _need_connection(connection: Mapping[str, Any] | None) -> None:

@@ -144,10 +144,20 @@ class BatchFileRun:
         self.tally = _Tally()
         self._bar: Any = None
         if progress:
+            import shutil
+
             from tqdm import tqdm
 
+            # A terminal that reports no size (a bare pty) still gets a line (tqdm would
+            # draw nothing on a terminal of 0 rows).
+            size = shutil.get_terminal_size()
             self._bar = tqdm(
-                file=err, unit=" lines", unit_scale=True, dynamic_ncols=True, leave=False
+                file=err,
+                unit=" lines",
+                unit_scale=True,
+                ncols=size.columns or 80,
+                nrows=size.lines or 24,
+                leave=False,
             )
 
     def inputs(self) -> Iterator[Mapping[str, Any] | BatchInput | RunError]:
