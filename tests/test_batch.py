@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from connector.testing.sink import Fault, Sink
 from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "connector"]
 
 
 def run_batch_cli(sink: Sink, path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -68,7 +71,7 @@ def test_packing_respects_both_limits_at_volume(
 
 
 def test_packer_message_count_limit() -> None:
-    from connector.runs.batch import _Packer, PendingItem
+    from connector.runs.batch import PendingItem, _Packer
 
     packer = _Packer(max_items=3, max_bytes=10_000, overhead=100)
     taken = []
@@ -344,7 +347,8 @@ def test_cli_batch_progress_only_on_a_terminal(sink: Sink, tmp_path: Path) -> No
     os.close(primary)
     text = seen.decode(errors="replace")
     assert proc.returncode == 0
-    assert "lines" in text and "sent" in text and "/s" in text  # tqdm's line, with a rate
+    # The progress line: lines read, sent, failed, and the rate.
+    assert re.search(r"[\d,]+ lines read, [\d,]+ sent, 0 failed, [\d,]+ lines/s", text), text
     assert "3,000 sent, 0 failed, 0 kept for retry" in text
     piped = run_batch_cli(sink, path, "--no-store")
     assert piped.stderr == "3,000 sent, 0 failed, 0 kept for retry\n"  # no progress
@@ -876,8 +880,19 @@ def test_a_killed_batch_run_loses_nothing_and_replays_the_same_ids(
     conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
     sink.inject(Fault(status=None), Fault(status=503, retry_after="30"))  # 2nd request stalls
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", "segment.track", "-c", conn]
-        + ["--batch", str(path), "--store", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            "segment.track",
+            "-c",
+            conn,
+            "--batch",
+            str(path),
+            "--store",
+            str(db),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

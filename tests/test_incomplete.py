@@ -20,6 +20,7 @@ from connector.testing.sink import Fault, Sink
 from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "connector"]
 TRACK = {"event": "Order Completed", "userId": "u-1", "revenue": "9.5"}
 
 
@@ -473,8 +474,18 @@ def test_two_concurrent_retry_all_deliver_each_row_once(sink: Sink, tmp_path: Pa
     sink.inject(*[Fault(status=None, delay=0.1)] * 12)  # slow answers: the two overlap
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "connector", "incomplete", "retry", "--all"]
-            + ["--store", str(db), "-c", conn],
+            [
+                sys.executable,
+                "-m",
+                "connector",
+                "incomplete",
+                "retry",
+                "--all",
+                "--store",
+                str(db),
+                "-c",
+                conn,
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,7 @@ def _parse(raw: bytes, number: int) -> Any:
 
 
 def _item(value: Any, number: int) -> Mapping[str, Any] | BatchInput | RunError:
+    """A parsed line as a batch input, or its DataError."""
     from connector.runs.batch import BatchInput
 
     if isinstance(value, RunError):
@@ -142,6 +144,7 @@ class BatchFileRun:
         #: result answers (a blank line is answered when the results before it are).
         self._order: deque[int] = deque()
         self.tally = _Tally()
+        self._read = 0
         self._bar: Any = None
         if progress:
             import shutil
@@ -153,22 +156,37 @@ class BatchFileRun:
             size = shutil.get_terminal_size()
             self._bar = tqdm(
                 file=err,
-                unit=" lines",
-                unit_scale=True,
+                bar_format="{desc}",
                 ncols=size.columns or 80,
                 nrows=size.lines or 24,
                 leave=False,
+                desc="starting",
             )
+            self._started = time.monotonic()
 
     def inputs(self) -> Iterator[Mapping[str, Any] | BatchInput | RunError]:
-        """The file's lines as batch inputs; a blank line is noted, not handed on."""
-        order = self._order
+        """The file's lines as batch inputs; a blank line is noted, not handed on.
+        The usual line (an object of parameters, no long digit run) takes the inlined
+        path: orjson, one type check."""
+        append = self._order.append
+        loads, digits, table, wrapped = orjson.loads, _LONG_DIGITS, _DIGITS_AS_D, "parameters"
         number = 0
         for number, raw in enumerate(self._stream, start=1):
+            self._read = number
+            if digits not in raw.translate(table):
+                try:
+                    value = loads(raw)
+                except orjson.JSONDecodeError:
+                    value = None
+                else:
+                    if type(value) is dict and wrapped not in value:
+                        append(number)
+                        yield value
+                        continue
             if not raw.strip():
-                order.append(-number)
+                append(-number)
                 continue
-            order.append(number)
+            append(number)
             yield _item(_parse(raw, number), number)
         self.tally.read = number
 
@@ -185,30 +203,44 @@ class BatchFileRun:
             self._blanks()
         number = order.popleft()
         tally = self.tally
-        if isinstance(result, RunError):
-            tally.failed.append(number)
-            if result.incomplete_id is not None:
-                tally.kept += 1
-            error = result.to_dict()
-            prefix = f"line {number}"
-            if not error["message"].startswith(prefix + ":") and not error["message"].startswith(
-                prefix + " "
-            ):
-                error["message"] = f"{prefix}: {error['message']}"
-            error["line"] = number
-            line = _dumps({"line": number, "error": error})
-        else:
+        if type(result) is list or type(result) is dict:
             tally.sent += 1
-            line = b'{"line":%d,"%s":%s}' % (number, key, _dumps(result))
-        self._out.write(line + b"\n")
+            try:
+                data = orjson.dumps(result)
+            except TypeError:
+                data = _dumps(result)
+            self._out.write(b'{"line":%d,"%s":%s}\n' % (number, key, data))
+        else:
+            self._write_error(number, result)
         if self._bar is not None and (tally.sent + len(tally.failed)) % _PROGRESS_EVERY == 0:
             self._refresh()
 
+    def _write_error(self, number: int, result: RunError) -> None:
+        tally = self.tally
+        tally.failed.append(number)
+        if result.incomplete_id is not None:
+            tally.kept += 1
+        error = result.to_dict()
+        prefix = f"line {number}"
+        message = error["message"]
+        if not message.startswith((prefix + ":", prefix + " ")):
+            error["message"] = f"{prefix}: {message}"
+        error["line"] = number
+        self._out.write(_dumps({"line": number, "error": error}) + b"\n")
+
     def _refresh(self) -> None:
+        """Lines read, sent and failed, and the rate; tqdm draws it (at most ten times a
+        second, on one line it clears at the end)."""
         bar, tally = self._bar, self.tally
         done = tally.sent + len(tally.failed)
+        elapsed = time.monotonic() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        bar.set_description_str(
+            f"{self._read:,} lines read, {tally.sent:,} sent, {len(tally.failed):,} failed, "
+            f"{rate:,.0f} lines/s",
+            refresh=False,
+        )
         bar.update(done - bar.n)
-        bar.set_postfix_str(f"sent {tally.sent:,}, failed {len(tally.failed):,}", refresh=False)
 
     def finish(self, dry_run: bool = False) -> str:
         """Answer trailing blank lines; close the progress line; the summary."""
@@ -216,6 +248,7 @@ class BatchFileRun:
         self._out.flush()
         if self._bar is not None:
             self._refresh()
+            self._bar.refresh()  # the final figures are drawn once, however fast the run
             self._bar.close()
         return summary_line(self.tally, dry_run)
 
