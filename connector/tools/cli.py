@@ -8,8 +8,10 @@ Output contract (hosts script against it):
   and exits non-zero: 1 for a failed run (the type is Make's: DataError,
   InvalidConfigurationError, InvalidAccessTokenError, RateLimitError, ConnectionError,
   RuntimeError), 2 for bad command-line input, 3 for a broken manifest.
+* ``run --batch FILE`` prints one JSON line per input line instead, a summary line on
+  stderr, and exits 1 when any line failed (:mod:`connector.tools.batch_file`).
 * ``--connection``, ``--parameters`` and ``--context`` each take inline JSON or the
-  path of a JSON file.
+  path of a JSON file. ``-v`` may come anywhere on the line.
 """
 
 from __future__ import annotations
