@@ -25,9 +25,9 @@ import json
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from connector.core.engine import Engine
     from connector.runs.batch import BatchInput
 
-__all__ = ["BatchFileRun", "summary_line"]
+__all__ = ["BatchFileRun", "Progress", "summary_line"]
 
 #: Integers orjson reads as floats (over 64 bits) have 19 digits or more: a line with
 #: 19 digits in a row is read by the standard library. Found by mapping every digit to
@@ -98,6 +98,12 @@ def _item(value: Any, number: int) -> Mapping[str, Any] | BatchInput | RunError:
     return value
 
 
+class _Writer(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 @dataclass
 class _Tally:
     sent: int = 0
@@ -125,18 +131,65 @@ def summary_line(tally: _Tally, dry_run: bool = False) -> str:
     return text
 
 
+class Progress:
+    """The progress line on a terminal: lines read, sent and failed, and the rate. tqdm
+    draws it (at most ten times a second, on one line it clears at the end)."""
+
+    def __init__(self, err: IO[str]) -> None:
+        import shutil
+
+        from tqdm import tqdm
+
+        # A terminal that reports no size (a bare pty) still gets a line (tqdm draws
+        # nothing on a terminal of 0 rows).
+        size = shutil.get_terminal_size()
+        self._bar = tqdm(
+            file=err,
+            bar_format="{desc}",
+            ncols=size.columns or 80,
+            nrows=size.lines or 24,
+            leave=False,
+            desc="starting",
+        )
+        self._started = time.monotonic()
+
+    def show(self, read: int, tally: _Tally) -> None:
+        bar = self._bar
+        done = tally.sent + len(tally.failed)
+        elapsed = time.monotonic() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        bar.set_description_str(
+            f"{read:,} lines read, {tally.sent:,} sent, {len(tally.failed):,} failed, "
+            f"{rate:,.0f} lines/s",
+            refresh=False,
+        )
+        bar.update(done - bar.n)
+
+    def close(self, read: int, tally: _Tally) -> None:
+        self.show(read, tally)
+        self._bar.refresh()  # the final figures are drawn once, however fast the run
+        self._bar.close()
+
+
 class BatchFileRun:
     """One ``run --batch``: reads the file lazily, writes one line per input line."""
 
     def __init__(
         self,
-        stream: IO[bytes],
-        out: IO[bytes],
+        stream: IO[bytes] | Iterable[tuple[int, bytes]],
+        out: IO[bytes] | _Writer,
         err: IO[str],
         *,
         progress: bool,
+        numbered: bool = False,
     ) -> None:
-        self._stream = stream
+        """``stream`` is the file; or, with ``numbered``, its lines with their numbers
+        (a worker's share, see :mod:`connector.tools.batch_workers`)."""
+        self._lines: Iterable[tuple[int, bytes]] = (
+            cast("Iterable[tuple[int, bytes]]", stream)
+            if numbered
+            else enumerate(cast("IO[bytes]", stream), start=1)
+        )
         self._out = out
         self._err = err
         #: Line numbers of the inputs handed on, and of blank lines between them, in
@@ -145,24 +198,7 @@ class BatchFileRun:
         self._order: deque[int] = deque()
         self.tally = _Tally()
         self._read = 0
-        self._bar: Any = None
-        if progress:
-            import shutil
-
-            from tqdm import tqdm
-
-            # A terminal that reports no size (a bare pty) still gets a line (tqdm would
-            # draw nothing on a terminal of 0 rows).
-            size = shutil.get_terminal_size()
-            self._bar = tqdm(
-                file=err,
-                bar_format="{desc}",
-                ncols=size.columns or 80,
-                nrows=size.lines or 24,
-                leave=False,
-                desc="starting",
-            )
-            self._started = time.monotonic()
+        self._bar = Progress(err) if progress else None
 
     def inputs(self) -> Iterator[Mapping[str, Any] | BatchInput | RunError]:
         """The file's lines as batch inputs; a blank line is noted, not handed on.
@@ -171,7 +207,7 @@ class BatchFileRun:
         append = self._order.append
         loads, digits, table, wrapped = orjson.loads, _LONG_DIGITS, _DIGITS_AS_D, "parameters"
         number = 0
-        for number, raw in enumerate(self._stream, start=1):
+        for number, raw in self._lines:
             self._read = number
             if digits not in raw.translate(table):
                 try:
@@ -229,27 +265,15 @@ class BatchFileRun:
         self._out.write(_dumps({"line": number, "error": error}) + b"\n")
 
     def _refresh(self) -> None:
-        """Lines read, sent and failed, and the rate; tqdm draws it (at most ten times a
-        second, on one line it clears at the end)."""
-        bar, tally = self._bar, self.tally
-        done = tally.sent + len(tally.failed)
-        elapsed = time.monotonic() - self._started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        bar.set_description_str(
-            f"{self._read:,} lines read, {tally.sent:,} sent, {len(tally.failed):,} failed, "
-            f"{rate:,.0f} lines/s",
-            refresh=False,
-        )
-        bar.update(done - bar.n)
+        assert self._bar is not None
+        self._bar.show(self._read, self.tally)
 
     def finish(self, dry_run: bool = False) -> str:
         """Answer trailing blank lines; close the progress line; the summary."""
         self._blanks()
         self._out.flush()
         if self._bar is not None:
-            self._refresh()
-            self._bar.refresh()  # the final figures are drawn once, however fast the run
-            self._bar.close()
+            self._bar.close(self._read, self.tally)
         return summary_line(self.tally, dry_run)
 
     def run(

@@ -20,7 +20,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +145,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     context = _object_arg(args.context, "--context")
     if args.batch and args.parameters:
         raise UsageError("--batch reads the parameters from its file", field="--parameters")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be 1 or more", field="--workers")
+    if args.batch and not args.dry_run and _workers(args) > 1:
+        return _run_batch_in_workers(registry, args, connection, context)
     store = None if args.no_store or args.dry_run else _store(args)
     try:
         with Engine(registry, incomplete=store) as engine:
@@ -163,6 +167,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from connector.tools.batch_workers import default_workers
+
+    return int(args.workers) if args.workers is not None else default_workers()
+
+
+def _run_batch_in_workers(
+    registry: Registry,
+    args: argparse.Namespace,
+    connection: dict[str, Any] | None,
+    context: dict[str, Any] | None,
+) -> int:
+    """``run --batch`` over forked workers (:mod:`connector.tools.batch_workers`); what
+    can fail once for all (module, connection, store, file) is checked here first."""
+    import contextlib
+    import gc
+
+    from connector.core.engine import Engine
+    from connector.runs.batch import BatchPlan
+    from connector.tools.batch_file import open_batch, summary_line
+    from connector.tools.batch_workers import run_in_workers
+
+    path = args.batch
+    if path != "-" and not Path(path).is_file():
+        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    with Engine(registry) as checking:  # no client is made: nothing is sent
+        BatchPlan(checking, args.module, connection, store=None)
+    store_path = None
+    if not args.no_store:
+        opened = _store(args)
+        store_path = opened.path
+        opened.close()
+
+    @contextlib.contextmanager
+    def make_engine() -> Iterator[Engine]:
+        from connector.runs.incomplete import IncompleteStore
+
+        store = IncompleteStore(store_path) if store_path is not None else None
+        try:
+            with Engine(registry, incomplete=store) as engine:
+                yield engine
+        finally:
+            if store is not None:
+                store.close()
+
+    gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
+    progress = not args.no_progress and sys.stderr.isatty()
+    sys.stdout.flush()
+    with open_batch(path) as stream:
+        tally = run_in_workers(
+            _workers(args),
+            make_engine,  # type: ignore[arg-type]
+            args.module,
+            connection,
+            context,
+            stream,
+            sys.stdout.buffer,
+            sys.stderr,
+            progress=progress,
+        )
+    sys.stderr.write(summary_line(tally) + "\n")
+    sys.stderr.flush()
+    return EXIT_RUN_ERROR if tally.failed else 0
 
 
 def _store(args: argparse.Namespace) -> IncompleteStore:
@@ -467,6 +536,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--no-store", action="store_true", help="do not keep failed runs as incomplete executions"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --batch: processes that prepare and send lines side by side (default: "
+        "one per core, at most 4; 1 runs in this process)",
     )
     p.add_argument(
         "--no-progress",
