@@ -925,3 +925,48 @@ def test_a_killed_batch_run_loses_nothing_and_replays_the_same_ids(
     assert replayed == stored  # the same messages, in order
     with IncompleteStore(db) as store:
         assert len(store) == 0
+
+
+def _kinds(stdout: str) -> list[tuple[int, str, str | None]]:
+    out = []
+    for line in stdout.splitlines():
+        item = json.loads(line)
+        kind = next(k for k in item if k != "line")
+        event = item["bundles"][0]["event"] if kind == "bundles" else None
+        out.append((item["line"], kind, event))
+    return out
+
+
+def test_cli_batch_workers_answer_in_input_order_like_one_process(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """Several chunks over three workers: the same lines, kinds and summary as one
+    process, in input order (blank lines and bad lines across chunk borders)."""
+    lines = [json.dumps(track(i)) for i in range(3500)]
+    for bad in (0, 999, 1000, 2001, 3499):
+        lines[bad] = json.dumps({"event": f"bad {bad}"})
+    for blank in (5, 1001, 2999):
+        lines[blank] = ""
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    one = run_batch_cli(sink, path, "--no-store", "--workers", "1")
+    three = run_batch_cli(sink, path, "--no-store", "--workers", "3")
+    assert one.returncode == three.returncode == 1
+    assert _kinds(three.stdout) == _kinds(one.stdout)
+    assert [n for n, _, _ in _kinds(three.stdout)] == list(range(1, 3501))
+    assert three.stderr == one.stderr
+    assert three.stderr.startswith(
+        "3,492 sent, 5 failed (lines 1, 1,000, 1,001, 2,002, 3,500), 0 kept for retry, 3 blank"
+    )
+    assert len(sink.messages()) == 2 * 3492
+
+
+def test_cli_batch_workers_report_a_bad_module_once(sink: Sink, tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(track(1)) + "\n")
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    done = run_cli("run", "segment.api_call", "-c", conn, "--batch", str(path), "--workers", "2")
+    assert done.returncode == 1
+    assert "cannot run in batch mode" in json.loads(done.stderr)["error"]["message"]
+    bad = run_cli("run", "segment.track", "-c", conn, "--batch", str(path), "--workers", "0")
+    assert bad.returncode == 2
