@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import connector
 from connector.testing.sink import Fault, Sink
@@ -970,3 +972,79 @@ def test_cli_batch_workers_report_a_bad_module_once(sink: Sink, tmp_path: Path) 
     assert "cannot run in batch mode" in json.loads(done.stderr)["error"]["message"]
     bad = run_cli("run", "segment.track", "-c", conn, "--batch", str(path), "--workers", "0")
     assert bad.returncode == 2
+
+
+# -- bundles handed over as JSON are the bundles (one semantics) ------------------------
+
+_SCALARS = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.booleans(),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "success", 'q"', "é"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20),
+            st.dictionaries(
+                st.sampled_from(["sku", "success", "note", "x y", "ü"]), _VALUES, max_size=4
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_bundles_as_json_read_back_as_the_parsed_bundles(
+    engine: connector.Engine, sink: Sink, connection: dict, rows: list[tuple[str, dict]]
+) -> None:
+    from connector.runs.batch import batch
+    from connector.runs.batch_items import BundlesJSON
+
+    inputs = [
+        {
+            "event": event,
+            "userId": f"u{i}",
+            "messageId": f"m-{i}",
+            "timestamp": "2026-01-02T03:04:05.000Z",
+            "customProperties": props,
+        }
+        for i, (event, props) in enumerate(rows)
+    ]
+    parsed = list(batch(engine, "segment.track", connection, inputs))
+    as_json = list(batch(engine, "segment.track", connection, inputs, as_json=True))
+    assert len(parsed) == len(as_json) == len(inputs)
+    for one, other in zip(parsed, as_json, strict=True):
+        if isinstance(one, connector.RunError):
+            assert isinstance(other, connector.RunError) and other.message == one.message
+            continue
+        read = json.loads(other.data) if isinstance(other, BundlesJSON) else other
+        assert read == one
+        assert json.dumps(read) == json.dumps(one)  # the same keys, in the same order
+
+
+def test_bundles_as_json_are_taken_where_they_can_be(
+    engine: connector.Engine, sink: Sink, connection: dict
+) -> None:
+    from connector.runs.batch import batch
+    from connector.runs.batch_items import BundlesJSON
+
+    inputs = [track(0), track(1, customProperties={"success": 1}), {"event": "x"}]
+    results = list(batch(engine, "segment.track", connection, inputs, as_json=True))
+    assert isinstance(results[0], BundlesJSON)
+    assert json.loads(results[0].data)[0]["success"] is True
+    # A body with a key the output also sets would write it twice: parsed instead.
+    assert isinstance(results[1], list) and results[1][0]["properties"]["success"] == 1
+    assert isinstance(results[2], connector.DataError)

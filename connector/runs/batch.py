@@ -33,14 +33,20 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from connector.core.jsondata import dumps
 from connector.core.prepare import prepare_message
 from connector.core.request import PreparedRequest, join_url
 from connector.core.types import utc_now_iso
 from connector.errors import DataError, InvalidConfigurationError, RunError
-from connector.runs.batch_items import BatchResult, BundleMaker, PendingItem, release
+from connector.runs.batch_items import (
+    BatchResult,
+    BundleMaker,
+    BundlesJSON,
+    PendingItem,
+    release,
+)
 from connector.templating.templates import RENDER_FAILURES, describe_error
 
 if TYPE_CHECKING:
@@ -200,6 +206,8 @@ class BatchPlan:
         module_id: str,
         connection: Mapping[str, Any] | None,
         store: IncompleteStore | None = _ENGINE_STORE,
+        *,
+        as_json: bool = False,
     ) -> None:
         channel = engine.channel(module_id, connection)
         module = channel.module
@@ -237,7 +245,7 @@ class BatchPlan:
         #: order is compared too (a literal head builds every item's in one order).
         self.ordered_headers = not module.static_head
         #: What items hold for their output, and how their bundles are made.
-        self.bundles = BundleMaker(module, self.connection)
+        self.bundles = BundleMaker(module, self.connection, as_json)
         #: The usual item's method, URL and headers (without auth): items whose own
         #: differ keep theirs (``PendingItem.head``).
         self.head: tuple[str, str, dict[str, str]] | None = None
@@ -410,7 +418,7 @@ class BatchPlan:
 _CHUNK = 32
 
 
-def _ready(plan: BatchPlan, slots: deque[PendingItem]) -> Iterator[BatchResult]:
+def _ready(plan: BatchPlan, slots: deque[PendingItem]) -> Iterator[Any]:
     while slots:
         head = slots[0]
         if head.view is not None:
@@ -474,15 +482,43 @@ class _Sender:
             raise failure
 
 
+@overload
 def batch(
     engine: Engine,
     module_id: str,
     connection: Mapping[str, Any] | None,
     inputs: Iterable[Input],
     context: Mapping[str, Any] | None = None,
-) -> Iterator[BatchResult]:
-    """Run ``inputs`` through a batchable module; yields one result per input, in order."""
-    plan = BatchPlan(engine, module_id, connection)
+    *,
+    as_json: Literal[False] = False,
+) -> Iterator[BatchResult]: ...
+
+
+@overload
+def batch(
+    engine: Engine,
+    module_id: str,
+    connection: Mapping[str, Any] | None,
+    inputs: Iterable[Input],
+    context: Mapping[str, Any] | None = None,
+    *,
+    as_json: Literal[True],
+) -> Iterator[BatchResult | BundlesJSON]: ...
+
+
+def batch(
+    engine: Engine,
+    module_id: str,
+    connection: Mapping[str, Any] | None,
+    inputs: Iterable[Input],
+    context: Mapping[str, Any] | None = None,
+    *,
+    as_json: bool = False,
+) -> Iterator[BatchResult | BundlesJSON]:
+    """Run ``inputs`` through a batchable module; yields one result per input, in order.
+    With ``as_json``, bundles made from the messages' bytes come as their JSON text
+    (:class:`~connector.runs.batch_items.BundlesJSON`), for a host that writes them out."""
+    plan = BatchPlan(engine, module_id, connection, as_json=as_json)
     packer = plan.packer()
     slots: deque[PendingItem] = deque()
     sender = _Sender(plan)

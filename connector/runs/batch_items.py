@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -42,10 +42,20 @@ if TYPE_CHECKING:
     from connector.core.prepare import Message
     from connector.core.registry import LoadedModule
 
-__all__ = ["BatchResult", "BundleMaker", "PendingItem", "release"]
+__all__ = ["BatchResult", "BundleMaker", "BundlesJSON", "PendingItem", "release"]
 
 #: One result per input: the output bundles, or the error of that input.
 BatchResult = list[dict[str, Any]] | RunError
+
+
+class BundlesJSON(NamedTuple):
+    """An input's output bundles as the JSON text of their list, for a host that only
+    writes them out (``run --batch``): made from the message's bytes, never parsed. It
+    reads back as the bundles :class:`BundleMaker` would otherwise give (a property
+    test holds the two to each other)."""
+
+    data: bytes
+
 
 #: The scope names whose values every item of a batch shares.
 _PER_BATCH = frozenset({"response", "connection", "engine", "app"})
@@ -60,7 +70,7 @@ class PendingItem:
     """One input's place in the output order, and what it keeps while its batch is out
     (slotted: a batch holds thousands)."""
 
-    result: BatchResult | None = None
+    result: BatchResult | BundlesJSON | None = None
     #: The rendered body; or ``_IN_CONTENT``, and its bytes in ``content``.
     body: Any = None
     content: bytes | None = None
@@ -81,9 +91,12 @@ def release(slot: PendingItem) -> None:
 class BundleMaker:
     """What one batch run's items keep for their bundles, and the bundles made."""
 
-    def __init__(self, module: LoadedModule, conn: Connection) -> None:
+    def __init__(self, module: LoadedModule, conn: Connection, as_json: bool = False) -> None:
         self.module = module
         self.conn = conn
+        #: Whether bundles made from bytes are handed over as their JSON
+        #: (:class:`BundlesJSON`) instead of parsed: for a host that writes them out.
+        self.as_json = as_json
         #: Whether items keep their parameters (only if the output names them).
         self.keeps_parameters = module.output_reads_parameters
         names = module.output_merged_names
@@ -96,6 +109,8 @@ class BundleMaker:
         self._view: dict[str, Any] | None = None
         self._merged: dict[str, Any] | None = None
         self._merged_json: bytes | None = None
+        #: X's keys as they open a member (``"key":``), to find a body that has one too.
+        self._merged_keys: tuple[bytes, ...] = ()
 
     def hold_for_output(self, slot: PendingItem, message: Message, content: bytes) -> None:
         """Keep what the item's output needs while its batch is out (``content`` is the
@@ -122,6 +137,8 @@ class BundleMaker:
         # a copy), then X's members and the separator.
         parts: list[bytes | memoryview] = [b"[["]
         from_bytes: list[tuple[PendingItem, bytes, dict[str, Any]]] = []
+        #: Per item of from_bytes, its bundle's JSON in pieces (as_json only).
+        pieces: list[tuple[bytes | memoryview, ...]] = []
         last_view: dict[str, Any] | None = None
         merged_json: bytes | None = None
         members = b""
@@ -138,8 +155,13 @@ class BundleMaker:
                     release(slot)
                     if content == b"{}":
                         parts += (merged_json, b"],[")
+                        if self.as_json:
+                            pieces.append((merged_json,))
                     else:
-                        parts += (memoryview(content)[:-1], members, b"],[")
+                        body = memoryview(content)[:-1]
+                        parts += (body, members, b"],[")
+                        if self.as_json:
+                            pieces.append((body, members))
                     from_bytes.append((slot, content, view))
                     continue
                 slot.body = orjson.loads(content)  # as the copy makes it (see keep)
@@ -175,7 +197,17 @@ class BundleMaker:
             # all of it, X's members included.
             parts[-1] = b"]]"
             joined = b"".join(parts)
-            if self.conn.redact.clean_bytes(joined):
+            if self.conn.redact.clean_bytes(joined) and self.as_json:
+                for (slot, content, view), own in zip(from_bytes, pieces, strict=True):
+                    data = b"".join((b"[", *own, b"]"))
+                    self._merged_object(view)  # its keys, for the check below
+                    if any(key in content for key in self._merged_keys):
+                        # A key of both would be written twice: parsed, it is the
+                        # merge's own result (first place, last value), written once.
+                        slot.result = orjson.loads(data)
+                    else:
+                        slot.result = BundlesJSON(data)
+            elif self.conn.redact.clean_bytes(joined):
                 for (slot, _, _), bundles in zip(from_bytes, orjson.loads(joined), strict=True):
                     slot.result = bundles
             else:  # a secret somewhere: the general copy, which replaces it
@@ -206,6 +238,9 @@ class BundleMaker:
                     written = orjson.dumps(self._merged, default=str)
                     if find_null(written) is None:
                         self._merged_json = written
+                        self._merged_keys = tuple(
+                            orjson.dumps(str(key)) + b":" for key in self._merged
+                        )
         return self._merged
 
     def _merged_bytes(self, view: dict[str, Any]) -> bytes | None:

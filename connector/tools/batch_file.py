@@ -33,6 +33,7 @@ import orjson
 
 from connector.core.jsondata import loads_strict
 from connector.errors import DataError, RunError
+from connector.runs.batch_items import BundlesJSON
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
@@ -239,12 +240,16 @@ class BatchFileRun:
             self._blanks()
         number = order.popleft()
         tally = self.tally
-        if type(result) is list or type(result) is dict:
+        kind = type(result)
+        if kind is BundlesJSON or kind is list or kind is dict:
             tally.sent += 1
-            try:
-                data = orjson.dumps(result)
-            except TypeError:
-                data = _dumps(result)
+            if kind is BundlesJSON:
+                data = result.data
+            else:
+                try:
+                    data = orjson.dumps(result)
+                except TypeError:
+                    data = _dumps(result)
             self._out.write(b'{"line":%d,"%s":%s}\n' % (number, key, data))
         else:
             self._write_error(number, result)
@@ -286,7 +291,7 @@ class BatchFileRun:
         from connector.runs.batch import batch
 
         write = self.write
-        for result in batch(engine, module, connection, self.inputs(), context):
+        for result in batch(engine, module, connection, self.inputs(), context, as_json=True):
             write(result)
 
     def dry_run(
