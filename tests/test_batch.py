@@ -1048,3 +1048,23 @@ def test_bundles_as_json_are_taken_where_they_can_be(
     # A body with a key the output also sets would write it twice: parsed instead.
     assert isinstance(results[1], list) and results[1][0]["properties"]["success"] == 1
     assert isinstance(results[2], connector.DataError)
+
+
+def test_cli_batch_workers_from_stdin_at_volume(sink: Sink) -> None:
+    """Lines on stdin, many chunks per worker: every line is answered, in order (a parent
+    that waited for answers while it still had lines to deal could wait forever)."""
+    data = "".join(json.dumps(track(i)) + "\n" for i in range(20_000))
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    done = subprocess.run(
+        [*CLI, "run", "segment.track", "-c", conn, "--batch", "-", "--no-store", "--workers", "2"],
+        input=data,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 20_000
+    assert [json.loads(line)["line"] for line in lines[::997]] == list(range(1, 20_001, 997))
+    assert done.stderr == "20,000 sent, 0 failed, 0 kept for retry\n"

@@ -10,8 +10,11 @@ writers), so every contract of a batch run holds per line. What changes is only 
 two workers' requests are out at once.
 
 Memory stays flat: a worker reads its next chunk only when its batch run asks for more
-input, the parent blocks when it is too far ahead of the slowest worker, and answers
-wait in the parent only until the chunks before them are written.
+input (a batch run reads ahead at most its pending limit), the parent deals chunks
+round robin and so blocks on the slowest worker's pipe, and answers wait in the parent
+only until the chunks before them are written. The parent never waits for an answer
+while it still has lines to deal: a worker holds a batch's answers until it reads its
+next line, so waiting there could wait forever.
 
 Framing: the parent sends ``b"FIRST SIZE\\n"`` and SIZE bytes of raw lines (numbered from
 FIRST); a worker answers each chunk with ``b"SIZE\\n"`` and SIZE bytes of output lines,
@@ -39,8 +42,6 @@ __all__ = ["CHUNK_LINES", "default_workers", "run_in_workers"]
 
 #: Lines dealt to a worker at a time.
 CHUNK_LINES = 1000
-#: Chunks a worker may be given before the parent waits for its answers.
-_AHEAD = 3
 
 
 def default_workers() -> int:
@@ -246,7 +247,7 @@ def run_in_workers(
                 worker.send(first, chunk)
                 pending.append(worker)
                 first, chunk, turn = read + 1, [], turn + 1
-                drain(wait=len(pending) > _AHEAD * count)
+                drain(wait=False)
         if chunk:
             worker = workers[turn % count]
             worker.send(first, chunk)
