@@ -1,1 +1,3 @@
-"""The manifest format: pydantic models, the one source of truth, and the JSON Schemas generated from them."""
+"""The manifest format: pydantic models, the one source of truth, and the JSON Schemas
+generated from them.
+"""

@@ -1,1 +1,3 @@
-"""What integrators and hosts use around the engine: the command line, docs, example files, scaffolding."""
+"""What integrators and hosts use around the engine: the command line, docs, example
+files, scaffolding.
+"""
