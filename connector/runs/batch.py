@@ -436,12 +436,16 @@ def _head(slots: deque[PendingItem]) -> Iterator[PendingItem]:
 
 
 class _Sender:
-    """Sends a sync batch run's requests on a thread of its own, one at a time, while
-    the caller's thread prepares the next batch: the write-ahead row, the request and
-    the wait for the answer (all spent outside the GIL, mostly) overlap with the
-    preparing. At most one batch waits while one is out, so memory stays bounded; a
-    failure outside HTTP (say, the store's disk is full) is raised in the caller's
-    thread, at its next hand-over or at the end."""
+    """Sends a sync batch run's requests. With an incomplete store, on a thread of its
+    own, one at a time, while the caller's thread prepares the next batch: the
+    write-ahead row (SQLite, a few milliseconds a request with its checkpoints) and the
+    wait for the answer, both spent mostly outside the GIL, overlap with the preparing.
+    Without a store the process has too little to wait for (under 1 us an event) to pay
+    for the thread's hand-overs, so requests go out inline (docs/performance.md).
+
+    At most one batch waits while one is out, so memory stays bounded; a failure
+    outside HTTP (say, the store's disk is full) is raised in the caller's thread, at
+    its next hand-over or at the end."""
 
     def __init__(self, plan: BatchPlan) -> None:
         import queue
@@ -450,8 +454,10 @@ class _Sender:
         self._plan = plan
         self._jobs: queue.Queue[tuple[list[PendingItem], list[bytes]] | None] = queue.Queue(1)
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="connector-batch", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if plan.store is not None:
+            self._thread = threading.Thread(target=self._work, name="connector-batch", daemon=True)
+            self._thread.start()
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -464,17 +470,22 @@ class _Sender:
         self._jobs.task_done()
 
     def put(self, items: list[PendingItem], contents: list[bytes]) -> None:
+        if self._thread is None:
+            self._plan.send(items, contents)
+            return
         self._raise()
         self._jobs.put((items, contents))
 
     def wait(self) -> None:
         """Until every batch handed over is answered."""
-        self._jobs.join()
-        self._raise()
+        if self._thread is not None:
+            self._jobs.join()
+            self._raise()
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
 
     def _raise(self) -> None:
         if self._failure is not None:
