@@ -46,7 +46,10 @@ CHUNK_LINES = 1000
 
 def default_workers() -> int:
     """One worker per core this process may use, at most 4 (past that, the receiver
-    and the parent's own reading and writing are the limit)."""
+    and the parent's own reading and writing are the limit); 1 where processes cannot
+    be forked."""
+    if not hasattr(os, "fork"):
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
