@@ -594,20 +594,20 @@ class IncompleteStore:
     def _replay_one(
         self, engine: Engine, execution: IncompleteExecution, connection: Mapping[str, Any] | None
     ) -> dict[str, Any]:
-        module = engine.registry.get(execution.module)
-        conn = engine.connection(module, connection)
+        channel = engine.channel(execution.module, connection)
+        module, conn = channel.module, channel.connection
         try:
             request = _rebuild(execution, module, conn)
         except RunError as exc:
             self._release([execution.id])
             return _outcome(execution, None, exc)
         try:
-            response, attempts = engine.send(module, request, conn)
+            response, attempts = channel.send(request)
         except RunError as exc:
             self.failed(execution.id, exc)
             return _outcome(execution, None, exc)
         self.succeeded(execution.id)
-        return _outcome(execution, (engine.response_view(response)["status"], attempts), None)
+        return _outcome(execution, (response.status_code, attempts), None)
 
     def _replay_batch(
         self,
@@ -620,8 +620,7 @@ class IncompleteStore:
         the refused messages are alone, as a batch run does (:func:`deliver`)."""
         from connector.runs.batch import BatchPlan, deliver
 
-        module = engine.registry.get(rows[0].module)
-        plan = BatchPlan(engine, module.id, connection, store=None)
+        plan = BatchPlan(engine, rows[0].module, connection, store=None)
         outcomes: list[dict[str, Any]] = []
         contents: list[bytes] = []
         mine: dict[str, list[int]] = {}
@@ -643,7 +642,7 @@ class IncompleteStore:
 
         def send(part: list[bytes], first: bool) -> tuple[Any, int]:
             body = whole if first and whole is not None else None
-            return engine.send(module, plan.request(part, body=body), plan.connection)
+            return plan.channel.send(plan.request(part, body=body))
 
         errors: list[RunError | None] = [None] * len(contents)
         answers: list[tuple[int, int] | None] = [None] * len(contents)
