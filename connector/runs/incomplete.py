@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from connector.core.request import (
     ALLOWED_METHODS,
@@ -472,10 +472,14 @@ class IncompleteStore:
         limit: int | None = None,
         module: str | None = None,
         state: str | None = None,
+        bodies: bool = True,
     ) -> list[IncompleteExecution]:
-        """Stored rows, oldest first; ``module`` and ``state`` filter, ``limit`` cuts."""
+        """Stored rows, oldest first; ``module`` and ``state`` filter, ``limit`` cuts.
+        Without ``bodies`` the request bodies are not read (a listing needs none, and
+        a batch row's is ~500 KB)."""
         where, values = self._where(module, state)
-        sql = _SELECT + where + " ORDER BY created, id"
+        select = _SELECT if bodies else _SELECT.replace(", body,", ", NULL,")
+        sql = select + where + " ORDER BY created, id"
         if limit is not None:
             sql += " LIMIT ?"
             values = (*values, limit)
@@ -508,7 +512,8 @@ class IncompleteStore:
 
     def discard_all(self, *, module: str | None = None, state: str | None = None) -> int:
         """Discard every row no live process holds (``module``, ``state`` filter); how many."""
-        rows = [e.id for e in self.executions(module=module, state=state) if not e.claimed]
+        found = self.executions(module=module, state=state, bodies=False)
+        rows = [e.id for e in found if not e.claimed]
         with self._lock:
             self._db.executemany("DELETE FROM executions WHERE id = ?", [(i,) for i in rows])
         return len(rows)
@@ -545,31 +550,37 @@ class IncompleteStore:
                 outcomes += self._replay_claimed(engine, rows, connection)
         return outcomes
 
-    def _groups(self, engine: Engine, started: float) -> Iterator[list[IncompleteExecution]]:
+    def _groups(self, engine: Engine, started: float) -> Iterator[list[_Candidate]]:
         """Rows to send together: single runs of a batchable module, packed by app and
         base URL up to the app's batch limits; any other row alone. Rows written or
-        touched after ``started`` (by this retry, or another process) are left out."""
-        open_groups: dict[tuple[str, str], tuple[list[IncompleteExecution], int]] = {}
+        touched after ``started`` (by this retry, or another process) are left out.
+        Only what the grouping needs is read here: bodies are read once claimed."""
+        open_groups: dict[tuple[str, str], tuple[list[_Candidate], int]] = {}
         with self._lock:
             rows = self._db.execute(
-                _SELECT + " WHERE state != 'rejected' AND updated < ? ORDER BY created, id",
+                "SELECT id, module, app, kind, request, lease_until, claimed_by, "
+                "length(body) FROM executions WHERE state != 'rejected' AND updated < ? "
+                "ORDER BY created, id",
                 (started,),
             ).fetchall()
         for row in rows:
-            execution = _execution(row)
-            if execution.claimed:
+            execution_id, module, app, kind, request, lease, holder, size = row
+            candidate = _Candidate(
+                execution_id, module, app, kind, json.loads(request), lease, holder, size or 0
+            )
+            if lease is not None and lease > time.time() and _holder_alive(holder):
                 continue
-            spec = _batch_spec(engine, execution)
-            if spec is None or execution.kind != "run" or execution.request.get("redacted"):
-                yield [execution]
+            spec = _batch_spec(engine, candidate.module)
+            if spec is None or candidate.kind != "run" or candidate.request.get("redacted"):
+                yield [candidate]
                 continue
-            key = (execution.app, str(execution.request.get("baseUrl")))
-            size = len(execution.body or b"") + 1
+            key = (candidate.app, str(candidate.request.get("baseUrl")))
+            size = candidate.size + 1  # and a comma
             group, total = open_groups.get(key, ([], 0))
             if group and (len(group) >= spec.max_items or total + size > spec.max_bytes - 1024):
                 yield group
                 group, total = [], 0
-            group.append(execution)
+            group.append(candidate)
             open_groups[key] = (group, total + size)
         for group, _ in open_groups.values():
             if group:
@@ -721,10 +732,23 @@ def _outcome(
     return out
 
 
-def _batch_spec(engine: Engine, execution: IncompleteExecution) -> Any:
-    """The app's batch spec when this row's module can be packed into it, else None."""
+class _Candidate(NamedTuple):
+    """What grouping rows for ``retry --all`` reads of a row (never its body)."""
+
+    id: str
+    module: str
+    app: str
+    kind: str
+    request: dict[str, Any]
+    lease_until: float | None
+    claimed_by: str | None
+    size: int
+
+
+def _batch_spec(engine: Engine, module_id: str) -> Any:
+    """The app's batch spec when this module's runs can be packed into it, else None."""
     try:
-        module = engine.registry.get(execution.module)
+        module = engine.registry.get(module_id)
     except LookupError:
         return None
     spec = module.app.manifest.batch

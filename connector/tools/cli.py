@@ -293,7 +293,9 @@ def cmd_incomplete(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
         if args.action == "list":
-            executions = store.executions(limit=args.limit, module=args.module, state=args.state)
+            executions = store.executions(
+                limit=args.limit, module=args.module, state=args.state, bodies=False
+            )
             count = store.count(module=args.module, state=args.state)
             _print_json(
                 {
