@@ -22,6 +22,18 @@ from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "connector"]
 TRACK = {"event": "Order Completed", "userId": "u-1", "revenue": "9.5"}
+#: One outcome of `retry` and `retry --all`, delivered or not: always these keys.
+OUTCOME_KEYS = {
+    "id",
+    "module",
+    "kind",
+    "messages",
+    "delivered",
+    "failedMessages",
+    "statusCode",
+    "attempts",
+    "error",
+}
 
 
 @pytest.fixture
@@ -64,6 +76,7 @@ def test_retryable_failure_is_stored_and_replayed_unchanged(
 
     [outcome] = store.retry(stored_engine, execution_id, connection)
     assert outcome["delivered"] is True and outcome["statusCode"] == 200
+    assert set(outcome) == OUTCOME_KEYS and outcome["failedMessages"] == 0
     [record] = sink.received()
     assert record["body"]["messageId"] == sent_body["messageId"]
     assert record["body"]["timestamp"] == sent_body["timestamp"]
@@ -103,6 +116,7 @@ def test_failed_retry_updates_the_record(
         stored_engine.run("segment.track", connection, TRACK)
     [outcome] = store.retry(stored_engine, str(info.value.incomplete_id), connection)
     assert outcome["delivered"] is False and outcome["error"]["status"] == 500
+    assert set(outcome) == OUTCOME_KEYS and outcome["failedMessages"] == 1
     [execution] = store.executions()
     assert execution.attempts == 2 * FAST_RETRY.attempts
 

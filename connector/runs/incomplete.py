@@ -717,19 +717,17 @@ def _outcome(
     failed_messages: int | None = None,
 ) -> dict[str, Any]:
     """What ``retry`` and ``retry --all`` report for one row: the same shape for both."""
-    out: dict[str, Any] = {
+    return {
         "id": execution.id,
         "module": execution.module,
         "kind": execution.kind,
         "messages": execution.items,
         "delivered": error is None,
+        "failedMessages": 0 if error is None else failed_messages or execution.items,
         "statusCode": answered[0] if answered else (error.status if error else None),
         "attempts": answered[1] if answered else (error.attempts if error else None),
         "error": error.to_dict() if error is not None else None,
     }
-    if error is not None:
-        out["failedMessages"] = failed_messages or execution.items
-    return out
 
 
 class _Candidate(NamedTuple):
