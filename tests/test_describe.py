@@ -60,7 +60,7 @@ def test_registry_lists_shipped_modules(registry: Registry) -> None:
     assert {m["app"] for m in listed} == {"livelike", "segment"}
     kinds = {m["id"]: m["kind"] for m in listed}
     assert kinds["segment.api_call"] == "universal"
-    assert kinds["segment.watch_events"] == "trigger"
+    assert kinds["segment.watch_events"] == "instant_trigger"
 
 
 @pytest.mark.parametrize("module_id", MODULE_IDS)

@@ -437,7 +437,7 @@ CASES: list[tuple[str, Mutation, str, str, str]] = [
         lambda a, m: put(a, "connection.auth.type", "oauth9"),
         "app.json",
         "$.connection.auth.type",
-        "unknown auth type 'oauth9', expected one of: basic, header, none",
+        "unknown auth type 'oauth9', expected one of: basic, bearer, header, headers, none",
     ),
     (
         "basic-without-username",

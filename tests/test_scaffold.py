@@ -191,3 +191,51 @@ def test_names_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ScaffoldError):
         new_module(tmp_path, "nl\n", "m")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- every kind with every auth ---------------------------------------------------------
+
+from connector.tools.cli import main as cli_main  # noqa: E402
+from connector.tools.scaffold import AUTHS, KINDS  # noqa: E402
+
+
+@pytest.mark.parametrize("auth", AUTHS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_and_auth_passes_validate_and_test(
+    tmp_path: Path, kind: str, auth: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`connector new APP MODULE --kind K --auth A`, then `connector validate` and
+    `connector test` on what it wrote, unchanged: both pass, every case of the module."""
+    apps, docs = tmp_path / "apps", tmp_path / "docs"
+    args = ["new", "acme", "things", "--dir", str(apps), "--docs", str(docs)]
+    assert cli_main([*args, "--kind", kind, "--auth", auth]) == 0
+    assert cli_main(["validate", str(apps / "acme")]) == 0
+    assert cli_main(["test", "acme", "--manifests", str(apps), "--no-packaged"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed (1 module(s))" in out, out
+    registry = connector.load(apps / "acme", packaged=False)
+    assert registry.get("acme.things").manifest.kind == kind
+    assert registry.apps["acme"].manifest.connection.auth.type == auth
+    check_json_schema(registry)
+    results = run_fixtures(registry)
+    assert len(results) >= 3 and all(r.ok for r in results)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_added_to_an_existing_app_passes(tmp_path: Path, kind: str) -> None:
+    new_module(tmp_path, "acme", "first", auth="basic")
+    new_module(tmp_path, "acme", "second", kind=kind)
+    registry = connector.load(tmp_path / "acme", packaged=False)
+    assert [r.problems for r in run_fixtures(registry) if not r.ok] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--kind", "webhook", "unknown kind 'webhook'"), ("--auth", "oauth", "unknown auth 'oauth'")],
+)
+def test_unknown_kind_or_auth_is_refused(
+    tmp_path: Path, option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["new", "acme", "things", "--dir", str(tmp_path), option, value]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "acme").exists()

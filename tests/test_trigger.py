@@ -361,8 +361,15 @@ def test_trigger_output_template_sees_event_parameters_and_connection(tmp_path: 
 @pytest.mark.parametrize(
     ("module", "secret", "path", "message"),
     [
-        (_trigger(webhook=None), True, "$.webhook", "a trigger needs 'webhook'"),
-        (_trigger(request={"url": "/x"}), True, "$.request", "has no 'request'"),
+        (_trigger(webhook=None), True, "$.webhook", "an instant_trigger needs 'webhook'"),
+        (
+            _trigger(kind="instant_trigger", request={"url": "/x"}),
+            True,
+            "$.request",
+            "has no 'request'",
+        ),
+        # A request makes a 'trigger' a polling one, which has no webhook.
+        (_trigger(request={"url": "/x"}), True, "$.webhook", "instant triggers only"),
         (_trigger(batchable=True), True, "$.batchable", "cannot be batchable"),
         ({**_trigger(kind="action"), "request": {"url": "/x"}}, True, "$.webhook", "triggers only"),
         (

@@ -1,6 +1,7 @@
 """Auth types: how a connection's secrets become request headers.
 
-A registry (``{"basic": ..., "header": ..., "none": ...}``) rather than branches in the
+A registry (``{"basic": ..., "bearer": ..., "header": ..., "headers": ..., "none":
+...}``) rather than branches in the
 request builder, so an integrator picks one by name in ``app.json`` and a new scheme is
 one function. Auth templates are the only templates that see secret connection fields;
 their result is computed once per connection and reused for every request.
@@ -15,7 +16,7 @@ from typing import Any
 from connector.format.manifest import AuthSpec
 from connector.templating.templates import compile_template
 
-__all__ = ["AUTH_TYPES", "AuthHeaders", "build_auth_headers"]
+__all__ = ["AUTH_REQUIRED", "AUTH_TYPES", "AuthHeaders", "build_auth_headers"]
 
 AuthHeaders = dict[str, str]
 AuthBuilder = Callable[[AuthSpec, Mapping[str, Any]], AuthHeaders]
@@ -39,16 +40,34 @@ def _header(spec: AuthSpec, scope: Mapping[str, Any]) -> AuthHeaders:
     return {spec.header or "Authorization": _render(spec.value, scope)}
 
 
+def _bearer(spec: AuthSpec, scope: Mapping[str, Any]) -> AuthHeaders:
+    return {"Authorization": f"Bearer {_render(spec.value, scope)}"}
+
+
+def _headers(spec: AuthSpec, scope: Mapping[str, Any]) -> AuthHeaders:
+    """Several headers, each from the connection's secrets (an account id and a
+    passcode, say): all are auth, so all are redacted and none may be overridden."""
+    return {name: _render(value, scope) for name, value in (spec.headers or {}).items()}
+
+
 def _none(spec: AuthSpec, scope: Mapping[str, Any]) -> AuthHeaders:
     return {}
 
 
 #: Auth schemes by the name used in ``app.json``'s ``connection.auth.type``.
-AUTH_TYPES: dict[str, AuthBuilder] = {"basic": _basic, "header": _header, "none": _none}
+AUTH_TYPES: dict[str, AuthBuilder] = {
+    "basic": _basic,
+    "bearer": _bearer,
+    "header": _header,
+    "headers": _headers,
+    "none": _none,
+}
 #: Which AuthSpec keys each scheme needs.
 AUTH_REQUIRED: dict[str, tuple[str, ...]] = {
     "basic": ("username",),
+    "bearer": ("value",),
     "header": ("header", "value"),
+    "headers": ("headers",),
     "none": (),
 }
 

@@ -130,7 +130,10 @@ class Connection:
 
     __slots__ = (
         "_auth_names",
+        "_code_values",
         "app",
+        "app_headers",
+        "app_query",
         "auth_headers",
         "base_url",
         "public",
@@ -165,6 +168,10 @@ class Connection:
         # Built once the auth headers exist: every form the secrets can take, theirs too.
         self.redact = Redactor([*secret_values, *self.auth_headers.values()])
         self.base_url = _check_base_url(str(base))
+        self.app_headers, self.app_query = _app_parts(app, self.public, self.auth_headers)
+        #: The whole connection, secrets included, kept only for an app's signer code.
+        signer = app.code.signer if app.code is not None else None
+        self._code_values = dict(validated) if signer is not None else None
         self.timeout = app.manifest.timeout
         #: Per module id with a literal request head: the module and its checked method,
         #: URL, headers and query (see prepare.request_head). Bounded by the module count.
@@ -172,6 +179,31 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"Connection(app={self.app.name!r}, base_url={self.base_url!r})"
+
+    def sign(self, request: Any) -> Any:
+        """``request`` with the app's signer's headers added (treated as auth: never in
+        bundles, redacted in dry runs); the request itself when the app has no signer."""
+        code = self.app.code
+        if code is None or code.signer is None or self._code_values is None:
+            return request
+        from connector.core.appcode import SignerRequest
+
+        body = request.content or b""
+        view = SignerRequest(request.method, request.url, request.query, request.headers, body)
+        try:
+            added = code.signer(view, dict(self._code_values))
+        except Exception as exc:  # the app's code failed: a configuration fault, redacted
+            raise InvalidConfigurationError(
+                f"the app's signer {code.signer_name} failed: "
+                f"{self.redact(f'{type(exc).__name__}: {exc}')}"
+            ) from None
+        if not isinstance(added, Mapping):
+            raise InvalidConfigurationError(
+                f"the app's signer {code.signer_name} must return a mapping of headers"
+            )
+        return request._replace(
+            headers={**request.headers, **{str(k): str(v) for k, v in added.items()}}
+        )
 
     def is_auth_header(self, name: str) -> bool:
         """Whether ``name`` is one of the headers the connection's auth sets."""
@@ -194,6 +226,36 @@ class Connection:
             return key
         except TypeError:
             return json.dumps(values, sort_keys=True, default=str)
+
+
+def _app_parts(
+    app: LoadedApp, public: Mapping[str, Any], auth: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The app-wide headers and query (``headers``/``query`` in app.json), rendered
+    once per connection over its public fields and checked like a module's."""
+    if app.headers is None and app.query is None:
+        return {}, {}
+    from connector._version import __version__
+    from connector.core.request import check_headers, normalize_query
+
+    scope = {
+        "connection": public,
+        "engine": {"name": "connector", "version": __version__},
+        "app": app.info,
+    }
+    try:
+        headers = app.headers.render(scope) if app.headers is not None else {}
+        query = app.query.render(scope) if app.query is not None else {}
+        return (
+            check_headers(headers or {}, auth, None) if headers else {},
+            normalize_query(query, None) if query else {},
+        )
+    except RENDER_FAILURES as exc:
+        raise InvalidConfigurationError(
+            f"the app's headers or query: {describe_error(exc)}"
+        ) from None
+    except DataError as exc:
+        raise InvalidConfigurationError(f"the app's headers or query: {exc.message}") from None
 
 
 def _check_base_url(text: str) -> str:

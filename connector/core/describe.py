@@ -84,6 +84,14 @@ def parameter_schema(param: Parameter) -> dict[str, Any]:
     return schema
 
 
+def _mark_remote(module: LoadedModule, schema: dict[str, Any]) -> None:
+    """Fields whose options come from a call: ``x-remote-options`` says how to load them."""
+    for name in module.remote:
+        schema["properties"][name]["x-remote-options"] = {
+            "command": f"connector options {module.id} {name}"
+        }
+
+
 def parameters_schema(params: list[Parameter]) -> dict[str, Any]:
     """An object schema for one level of parameters (nested select options included)."""
     properties: dict[str, Any] = {}
@@ -131,6 +139,7 @@ def describe_module(module: LoadedModule) -> dict[str, Any]:
     """Everything a host needs to draw the module's form and map its output."""
     manifest = module.manifest
     schema = parameters_schema(list(manifest.parameters))
+    _mark_remote(module, schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = manifest.label
     if manifest.constraints:
@@ -160,6 +169,14 @@ def describe_module(module: LoadedModule) -> dict[str, Any]:
     }
     if manifest.webhook is not None:
         described["webhook"] = webhook_summary(module)
+    if module.is_polling:
+        described["poll"] = {
+            "state": "pass the state the last poll returned; save the new one after handing "
+            "the bundles on (connector poll --state FILE does both)",
+            "parameters": ["start", "since", "limit"],
+        }
+    if module.paging is not None and module.manifest.pagination is not None:
+        described["pagination"] = {"maxPages": module.manifest.pagination.max_pages}
     return described
 
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from connector.core.connection import Connection
+from connector.core.connection import REDACTED, Connection
 from connector.core.prepare import ENGINE_INFO, Prepared, output_bundles, prepare_run
 from connector.core.registry import LoadedModule, Registry
 from connector.core.request import PreparedRequest
@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     # that a host which only loads and describes modules should not pay.
     import httpx
 
+    from connector.core.registry import LoadedApp
     from connector.core.transport import Sender
     from connector.runs.batch import BatchResult
     from connector.runs.incomplete import IncompleteStore
+    from connector.runs.poll import PollResult
     from connector.runs.trigger import Headers
 
 __all__ = ["ENGINE_INFO", "Channel", "Engine", "Prepared"]
@@ -180,11 +182,50 @@ class Engine:
         """Check everything and build the request; raises DataError before any send."""
         module = self.registry.get(module_id)
         if module.is_trigger:
+            if module.is_polling:
+                raise InvalidConfigurationError(
+                    f"module {module_id} is a polling trigger: poll it with poll (or "
+                    "`connector poll`), keeping its state between polls"
+                )
             raise InvalidConfigurationError(
                 f"module {module_id} is a trigger: hand it webhook deliveries with "
                 "handle_webhook (or `connector webhook`), it sends nothing"
             )
         return prepare_run(module, self.connection(module, connection), parameters, context)
+
+    def poll(
+        self,
+        module_id: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None,
+        state: Mapping[str, Any] | None = None,
+    ) -> PollResult:
+        """One poll of a polling trigger: ``(bundles, state)``. Pass the state the last
+        poll returned (None the first time) and save the new one only once the bundles
+        are handed on. See :mod:`connector.runs.poll`."""
+        from connector.runs.poll import poll
+
+        return poll(self, module_id, connection, parameters, state)
+
+    def options(
+        self,
+        module_id: str,
+        field: str,
+        connection: Mapping[str, Any] | None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """A field's remote options, ``[{"label", "value"}]`` (see
+        :mod:`connector.runs.options`)."""
+        from connector.runs.options import load_options
+
+        return load_options(self, module_id, field, connection, parameters)
+
+    def verify(self, app: str, connection: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check a connection with the app's verify request: ``{"ok": True, ...}`` or a
+        RunError subclass (see :mod:`connector.runs.verify`)."""
+        from connector.runs.verify import verify_connection
+
+        return verify_connection(self, app, connection)
 
     def handle_webhook(
         self,
@@ -212,8 +253,17 @@ class Engine:
         parameters: Mapping[str, Any] | None,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """What would be sent, auth redacted. Nothing is sent."""
-        return self.prepare(module_id, connection, parameters, context).redacted()
+        """What would be sent, auth redacted. Nothing is sent. With an app signer, the
+        dry run names it and shows the headers it adds, redacted like auth."""
+        prepared = self.prepare(module_id, connection, parameters, context)
+        out = prepared.redacted()
+        code = prepared.connection.app.code
+        if code is not None and code.signer is not None:
+            signed = prepared.connection.sign(prepared.request)
+            added = [k for k in signed.headers if k not in prepared.request.headers]
+            out["signer"] = code.signer_name
+            out["headers"] = {**out["headers"], **dict.fromkeys(added, REDACTED)}
+        return out
 
     def _sender(self, module: LoadedModule) -> Sender:
         key = f"{module.app.name}/{module.manifest.retry}"
@@ -231,13 +281,38 @@ class Engine:
         self, module: LoadedModule, request: PreparedRequest, connection: Connection
     ) -> tuple[httpx.Response, int]:
         """Send with the app's retry policy; returns the response and the attempts."""
-        return self._sender(module).send(self.client, request, connection.redact)
+        if connection.app.code is not None:
+            request = connection.sign(request)
+        try:
+            return self._sender(module).send(self.client, request, connection.redact)
+        except RunError as exc:
+            if module.manifest.errors and exc.status is not None:
+                raise _module_error(module, exc) from None
+            raise
+
+    def send_for_app(
+        self, app: LoadedApp, request: PreparedRequest, connection: Connection
+    ) -> tuple[httpx.Response, int]:
+        """:meth:`send` for a request of the app rather than a module (verify)."""
+        from connector.core.transport import Sender
+
+        if app.code is not None:
+            request = connection.sign(request)
+        sender = Sender(self._retry or app.manifest.retry, app.manifest.errors)
+        return sender.send(self.client, request, connection.redact)
 
     async def asend(
         self, module: LoadedModule, request: PreparedRequest, connection: Connection
     ) -> tuple[httpx.Response, int]:
         """:meth:`send` over the pooled async client."""
-        return await self._sender(module).asend(self.async_client, request, connection.redact)
+        if connection.app.code is not None:
+            request = connection.sign(request)
+        try:
+            return await self._sender(module).asend(self.async_client, request, connection.redact)
+        except RunError as exc:
+            if module.manifest.errors and exc.status is not None:
+                raise _module_error(module, exc) from None
+            raise
 
     @staticmethod
     def response_view(response: httpx.Response) -> dict[str, Any]:
@@ -282,8 +357,13 @@ class Engine:
         parameters: Mapping[str, Any] | None,
         context: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Run a module and return its output bundles; raises a RunError subclass."""
+        """Run a module and return its output bundles; raises a RunError subclass.
+        A search reads its pages (:mod:`connector.runs.search`)."""
         prepared = self.prepare(module_id, connection, parameters, context)
+        if prepared.module.paging is not None:
+            from connector.runs.search import run_search
+
+            return run_search(self, prepared)
         execution_id = self._begin(prepared)
         try:
             response, _ = self.send(prepared.module, prepared.request, prepared.connection)
@@ -291,7 +371,34 @@ class Engine:
             self._failed(execution_id, exc)
             raise
         self._succeeded(execution_id)
+        if prepared.module.response_check is not None:
+            self.check_body(prepared, response)
         return self.finish(prepared, response)
+
+    def check_body(self, prepared: Prepared, response: httpx.Response) -> None:
+        """Errors inside a 2xx body (``response.valid``/``error``); raises the check's error."""
+        from connector.core.response_check import check_response
+        from connector.runs.trigger import lenient
+
+        check = prepared.module.response_check
+        assert check is not None
+        request, conn = prepared.request, prepared.connection
+        view = self.response_view(response)
+        scope = {
+            "parameters": prepared.parameters,
+            "connection": conn.public,
+            "run": prepared.run,
+            "engine": ENGINE_INFO,
+            "app": prepared.module.app.info,
+            "request": {
+                "method": request.method,
+                "url": request.url,
+                "headers": conn.without_auth(request.headers),
+                "body": request.json_body,
+            },
+            "response": {**view, "body": lenient(view["body"])},
+        }
+        check_response(check, scope, conn, prepared.module.id)
 
     async def arun(
         self,
@@ -300,8 +407,15 @@ class Engine:
         parameters: Mapping[str, Any] | None,
         context: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """:meth:`run`, over the engine's pooled ``httpx.AsyncClient``."""
+        """:meth:`run`, over the engine's pooled ``httpx.AsyncClient``. A search is
+        run in a worker thread (its pages follow one another)."""
         prepared = self.prepare(module_id, connection, parameters, context)
+        if prepared.module.paging is not None:
+            import asyncio
+
+            from connector.runs.search import run_search
+
+            return await asyncio.to_thread(run_search, self, prepared)
         execution_id = self._begin(prepared)
         try:
             response, _ = await self.asend(prepared.module, prepared.request, prepared.connection)
@@ -309,6 +423,8 @@ class Engine:
             self._failed(execution_id, exc)
             raise
         self._succeeded(execution_id)
+        if prepared.module.response_check is not None:
+            self.check_body(prepared, response)
         return self.finish(prepared, response)
 
     # -- incomplete executions (write-ahead) --------------------------------------------
@@ -402,6 +518,21 @@ class Channel:
     def view(response: httpx.Response) -> dict[str, Any]:
         """What output templates see of a response (:meth:`Engine.response_view`)."""
         return Engine.response_view(response)
+
+
+def _module_error(module: LoadedModule, exc: RunError) -> RunError:
+    """A status error as the module's ``errors`` map it (type, field, message)."""
+    from connector.errors import ERROR_TYPES
+
+    spec = module.manifest.errors.get(str(exc.status))
+    if spec is None:
+        return exc
+    message = f"{spec.message}: {exc.message}" if spec.message else exc.message
+    mapped = ERROR_TYPES[spec.type](
+        message, field=spec.field or exc.field, status=exc.status, attempts=exc.attempts
+    )
+    mapped.incomplete_id = exc.incomplete_id
+    return mapped
 
 
 def _parse_body(response: httpx.Response) -> Any:

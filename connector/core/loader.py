@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,13 +23,28 @@ from pydantic import BaseModel, ValidationError
 from connector.core.auth import AUTH_REQUIRED, AUTH_TYPES
 from connector.core.cache import ManifestCache, default_cache
 from connector.core.jsondata import MAX_DEPTH, loads_strict, too_deep
-from connector.core.registry import REQUEST_PARTS, LoadedApp, LoadedModule, Registry
+from connector.core.registry import (
+    REQUEST_PARTS,
+    CompiledCheck,
+    CompiledRemote,
+    CompiledRequest,
+    LoadedApp,
+    LoadedModule,
+    Paging,
+    Registry,
+)
 from connector.core.types import FORMATS
 from connector.errors import ERROR_TYPES, ManifestError
 from connector.format.manifest import (
+    HEADER_NAME_PATTERN,
+    POLL_PARAMETERS,
+    AppCode,
     AppManifest,
     ModuleManifest,
+    PaginationSpec,
     Parameter,
+    RequestSpec,
+    ResponseError,
     RuleError,
     WebhookSpec,
     walk_parameters,
@@ -52,6 +68,18 @@ _REQUEST_SCOPE = frozenset({"parameters", "connection", "run", "engine", "app"})
 _OUTPUT_SCOPE = _REQUEST_SCOPE | {"request", "response"}
 #: A trigger's filter and output see one event of the delivery (and no run: nothing is sent).
 _TRIGGER_SCOPE = frozenset({"parameters", "connection", "engine", "app", "event"})
+#: A polling trigger's requests also see its state (``state.since``: the cutoff date).
+_POLL_SCOPE = _REQUEST_SCOPE | {"state"}
+#: The next page's request and condition see the previous page.
+_PAGE_SCOPE = frozenset({"response", "page"})
+#: App-wide headers and query, and the connection check, see the connection only.
+_APP_SCOPE = frozenset({"connection", "engine", "app"})
+_VERIFY_SCOPE = _APP_SCOPE | {"run"}
+#: The filters of the app being loaded (its ``code.filters``, by full name).
+_APP_FILTERS: ContextVar[frozenset[str]] = ContextVar("connector_app_filters", default=frozenset())
+_NO_CODE = AppCode()
+#: Parameters every polling trigger gets from the engine.
+_POLL_PARAMETERS = tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
 
 
 def packaged_manifests_dir() -> Path:
@@ -155,13 +183,16 @@ def _validation_error(source: str, exc: ValidationError) -> ManifestError:
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def read_model(path: Path, model: type[Model], cache: ManifestCache | None = None) -> Model:
+def read_model(
+    path: Path, model: type[Model], cache: ManifestCache | None = None, salt: bytes = b""
+) -> Model:
     """A JSON file read into one of the format's models, strictly (no coercion, no
     snake_case aliases: what the shipped JSON Schemas accept); any fault is a
     ManifestError with the file and the JSON path. With a ``cache``, a file that
-    validated before is not validated again."""
+    validated before is not validated again; ``salt`` is more of the key (the digest of
+    the app's code, so editing it is a new key)."""
     content = _read_bytes(path)
-    key = cache.key(model, content) if cache is not None else None
+    key = cache.key(model, content + salt) if cache is not None else None
     if cache is not None and key is not None:
         hit = cache.get(key)
         if type(hit) is model:
@@ -187,14 +218,27 @@ def load_app(
 def _load_app(path: Path, cache: ManifestCache | None) -> tuple[LoadedApp, list[LoadedModule]]:
     source = str(path)
     manifest = read_model(path, AppManifest, cache)
+    token = _APP_FILTERS.set(
+        frozenset(f"{manifest.name}_{n}" for n in (manifest.code or _NO_CODE).filters)
+    )
+    try:
+        return _load_app_modules(path, source, manifest, cache)
+    finally:
+        _APP_FILTERS.reset(token)
+
+
+def _load_app_modules(
+    path: Path, source: str, manifest: AppManifest, cache: ManifestCache | None
+) -> tuple[LoadedApp, list[LoadedModule]]:
     app = _compile_app(manifest, source)
+    salt = app.code.digest.encode() if app.code is not None else b""
     modules: list[LoadedModule] = []
     seen: set[str] = set()
     for i, relative in enumerate(manifest.modules):
         module_path = (path.parent / relative).resolve()
         if not module_path.is_relative_to(path.parent.resolve()):
             raise ManifestError(source, f"$.modules[{i}]", "module files must be inside the app")
-        module = _load_module(module_path, app, cache)
+        module = _load_module(module_path, app, cache, salt)
         if module.id in seen:
             raise ManifestError(str(module_path), "$.id", f"duplicate module id {module.id!r}")
         seen.add(module.id)
@@ -221,6 +265,15 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
         if text is not None:
             template = _compile(source, f"$.connection.auth.{key}", text)
             _check_refs(source, f"$.connection.auth.{key}", template, {"connection"}, fields)
+    for name, text in (auth.headers or {}).items():
+        at = f"$.connection.auth.headers.{name}"
+        if not re.fullmatch(HEADER_NAME_PATTERN, name):
+            raise ManifestError(source, at, f"{name!r} is not a valid header name")
+        _check_refs(source, at, _compile(source, at, text), {"connection"}, fields)
+    if auth.header is not None and not re.fullmatch(HEADER_NAME_PATTERN, auth.header):
+        raise ManifestError(
+            source, "$.connection.auth.header", f"{auth.header!r} is not a valid header name"
+        )
     for status, error_type in manifest.errors.items():
         if not re.fullmatch(r"[1-5][0-9]{2}", status):
             raise ManifestError(source, f"$.errors.{status}", "keys must be HTTP statuses")
@@ -231,7 +284,7 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
                 f"unknown error type {error_type!r}, expected one of: {', '.join(ERROR_TYPES)}",
             )
     for i, field in enumerate(manifest.connection.fields):
-        _check_parameter(source, f"$.connection.fields[{i}]", field)
+        _check_parameter(source, f"$.connection.fields[{i}]", field, False)
     secret = frozenset(f.name for f in manifest.connection.fields if f.secret)
     batch_url: CompiledTemplate | None = None
     batch_extra: TemplateTree | None = None
@@ -254,6 +307,43 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
     _check_refs(
         source, "$.baseUrl", base_url, {"connection"}, fields - secret, secret_fields=secret
     )
+    from connector.core.appcode import load_code
+
+    # Code first: its filters must be known before any template of the app compiles.
+    code = load_code(manifest, Path(source))
+    public = fields - secret
+    app_trees: dict[str, TemplateTree | None] = {}
+    for part in ("headers", "query"):
+        value = getattr(manifest, part)
+        if not value:
+            app_trees[part] = None
+            continue
+        if part == "headers":
+            for name in value:
+                if not re.fullmatch(HEADER_NAME_PATTERN, name):
+                    raise ManifestError(
+                        source, f"$.headers.{name}", f"{name!r} is not a valid header name"
+                    )
+        tree = app_trees[part] = _compile_tree(source, f"$.{part}", value)
+        for rel, template in tree.templates():
+            _check_refs(
+                source, f"$.{part}" + rel, template, _APP_SCOPE, public, secret_fields=secret
+            )
+    verify = verify_check = None
+    spec = manifest.connection.verify
+    if spec is not None:
+        verify = _compile_request(
+            source, "$.connection.verify.request", spec.request, _VERIFY_SCOPE, public, secret
+        )
+        verify_check = _compile_check(
+            source,
+            "$.connection.verify",
+            spec.valid,
+            spec.error,
+            _VERIFY_SCOPE | {"request", "response"},
+            public,
+            secret,
+        )
     return LoadedApp(
         manifest=manifest,
         source=source,
@@ -261,6 +351,78 @@ def _compile_app(manifest: AppManifest, source: str) -> LoadedApp:
         secret_fields=secret,
         batch_url=batch_url,
         batch_extra=batch_extra,
+        headers=app_trees["headers"],
+        query=app_trees["query"],
+        verify=verify,
+        verify_check=verify_check,
+        code=code,
+    )
+
+
+def _compile_request(
+    source: str,
+    base: str,
+    spec: RequestSpec | PaginationSpec,
+    scope: Iterable[str],
+    public: frozenset[str] | set[str],
+    secret: frozenset[str],
+    parameters: list[Parameter] | None = None,
+) -> CompiledRequest:
+    """A request's parts compiled and their names checked; parts not given are None."""
+    trees: dict[str, TemplateTree | None] = {}
+    given = spec.model_fields_set
+    for name in REQUEST_PARTS:
+        value = getattr(spec, name)
+        if isinstance(spec, PaginationSpec) and (value is None or name not in given):
+            trees[name] = None
+            continue
+        trees[name] = tree = _compile_tree(source, f"{base}.{name}", value)
+        for rel, template in tree.templates():
+            _check_refs(source, f"{base}.{name}" + rel, template, scope, public, parameters, secret)
+    return CompiledRequest(**trees)
+
+
+def _compile_one(
+    source: str,
+    path: str,
+    value: Any,
+    scope: Iterable[str],
+    public: frozenset[str] | set[str],
+    secret: frozenset[str],
+    parameters: list[Parameter] | None = None,
+) -> TemplateTree:
+    tree = _compile_tree(source, path, value)
+    for rel, template in tree.templates():
+        _check_refs(source, path + rel, template, scope, public, parameters, secret)
+    return tree
+
+
+def _compile_check(
+    source: str,
+    base: str,
+    valid: str | None,
+    error: ResponseError | None,
+    scope: Iterable[str],
+    public: frozenset[str] | set[str],
+    secret: frozenset[str],
+    parameters: list[Parameter] | None = None,
+) -> CompiledCheck | None:
+    """``valid`` and ``error`` (at ``base``) compiled, or None without ``valid``."""
+    if valid is None:
+        return None
+    error = error or ResponseError()
+    if error.type not in ERROR_TYPES:
+        raise ManifestError(
+            source,
+            f"{base}.error.type",
+            f"unknown error type {error.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+        )
+    return CompiledCheck(
+        valid=_compile_one(source, f"{base}.valid", valid, scope, public, secret, parameters),
+        message=_compile_one(
+            source, f"{base}.error.message", error.message, scope, public, secret, parameters
+        ),
+        error_type=error.type,
     )
 
 
@@ -271,9 +433,17 @@ def _compile(source: str, path: str, text: str) -> CompiledTemplate:
         raise ManifestError(source, path, f"bad template: {exc.message or exc}") from None
 
 
-def _load_module(path: Path, app: LoadedApp, cache: ManifestCache | None) -> LoadedModule:
+def _load_module(
+    path: Path, app: LoadedApp, cache: ManifestCache | None, salt: bytes = b""
+) -> LoadedModule:
     source = str(path)
-    manifest = read_model(path, ModuleManifest, cache)
+    manifest = read_model(path, ModuleManifest, cache, salt)
+    if manifest.kind == "trigger":
+        # Where to start and how many items a poll hands over: the engine's parameters,
+        # in the module's form like its own (the model refused clashing names).
+        manifest = manifest.model_copy(
+            update={"parameters": [*manifest.parameters, *_POLL_PARAMETERS]}
+        )
     if not manifest.id.startswith(app.name + "."):
         raise ManifestError(
             source,
@@ -293,14 +463,39 @@ def _load_module(path: Path, app: LoadedApp, cache: ManifestCache | None) -> Loa
                     f"$.constraints[{i}].oneOfRequired",
                     f"unknown parameter {name!r}, expected one of: {', '.join(sorted(names))}",
                 )
+    for status, mapping in manifest.errors.items():
+        at = f"$.errors.{status}"
+        if not re.fullmatch(r"[45][0-9]{2}", status):
+            raise ManifestError(source, at, "keys must be HTTP error statuses (4xx, 5xx)")
+        if mapping.type not in ERROR_TYPES:
+            raise ManifestError(
+                source,
+                f"{at}.type",
+                f"unknown error type {mapping.type!r}, expected one of: {', '.join(ERROR_TYPES)}",
+            )
+        if mapping.field is not None and mapping.field not in names:
+            raise ManifestError(
+                source,
+                f"{at}.field",
+                f"unknown parameter {mapping.field!r}, expected one of: {', '.join(sorted(names))}",
+            )
     request, webhook = manifest.request, manifest.webhook
     if webhook is not None:
         _check_webhook(source, webhook, app)
-    output_scope = _TRIGGER_SCOPE if webhook is not None else _OUTPUT_SCOPE
+    polling = manifest.kind == "trigger"
+    request_scope = _POLL_SCOPE if polling else _REQUEST_SCOPE
+    paged = manifest.kind in ("search", "trigger")
+    output_scope = (
+        _TRIGGER_SCOPE
+        if webhook is not None
+        else (_OUTPUT_SCOPE | request_scope | {"item"})
+        if paged
+        else _OUTPUT_SCOPE
+    )
     # Each part: its JSON path, its value, and the names its templates may use. A
     # trigger has no request: its request parts are empty trees, never rendered.
     parts: dict[str, tuple[str, Any, frozenset[str]]] = {
-        name: (f"$.request.{name}", getattr(request, name) if request else None, _REQUEST_SCOPE)
+        name: (f"$.request.{name}", getattr(request, name) if request else None, request_scope)
         for name in REQUEST_PARTS
     }
     parts["output"] = ("$.output.bundle", manifest.output_bundle, output_scope)
@@ -318,7 +513,93 @@ def _load_module(path: Path, app: LoadedApp, cache: ManifestCache | None) -> Loa
                 manifest.parameters,
                 app.secret_fields,
             )
-    return LoadedModule.from_trees(manifest, app, source, trees)
+    public, secret, params = app.public_fields, app.secret_fields, list(manifest.parameters)
+    response = manifest.response
+    check = _compile_check(
+        source,
+        "$.response",
+        response.valid if response else None,
+        response.error if response else None,
+        _OUTPUT_SCOPE | request_scope,
+        public,
+        secret,
+        params,
+    )
+    paging = None
+    if paged and response is not None and response.iterate is not None:
+        page_scope = _OUTPUT_SCOPE | request_scope
+        pagination = manifest.pagination
+        next_request = None
+        condition = None
+        if pagination is not None:
+            next_request = _compile_request(
+                source,
+                "$.pagination",
+                pagination,
+                page_scope | _PAGE_SCOPE,
+                public,
+                secret,
+                params,
+            )
+            if pagination.condition is not None:
+                condition = _compile_one(
+                    source,
+                    "$.pagination.condition",
+                    pagination.condition,
+                    page_scope | _PAGE_SCOPE,
+                    public,
+                    secret,
+                    params,
+                )
+        poll = manifest.trigger
+        item_scope = page_scope | {"item"}
+        paging = Paging(
+            iterate=_compile_one(
+                source, "$.response.iterate", response.iterate, page_scope, public, secret, params
+            ),
+            limit=None
+            if response.limit is None
+            else _compile_one(
+                source, "$.response.limit", response.limit, request_scope, public, secret, params
+            ),
+            merge=response.merge,
+            next_request=next_request,
+            merge_with_parent=pagination.merge_with_parent if pagination else True,
+            condition=condition,
+            max_pages=pagination.max_pages if pagination else 1,
+            item_id=None
+            if poll is None
+            else _compile_one(source, "$.trigger.id", poll.id, item_scope, public, secret, params),
+            item_date=None
+            if poll is None
+            else _compile_one(
+                source, "$.trigger.date", poll.date, item_scope, public, secret, params
+            ),
+        )
+    remote: dict[str, CompiledRemote] = {}
+    for i, param in enumerate(manifest.parameters):
+        if param.remote is None:
+            continue
+        base = f"$.parameters[{i}].remote"
+        spec = param.remote
+        remote[param.name] = CompiledRemote(
+            field=param.name,
+            request=_compile_request(
+                source, f"{base}.request", spec.request, _REQUEST_SCOPE, public, secret
+            ),
+            iterate=_compile_one(
+                source, f"{base}.iterate", spec.iterate, _OUTPUT_SCOPE, public, secret
+            ),
+            label=_compile_one(
+                source, f"{base}.label", spec.label, _OUTPUT_SCOPE | {"item"}, public, secret
+            ),
+            value=_compile_one(
+                source, f"{base}.value", spec.value, _OUTPUT_SCOPE | {"item"}, public, secret
+            ),
+        )
+    return LoadedModule.from_trees(
+        manifest, app, source, trees, response_check=check, paging=paging, remote=remote
+    )
 
 
 def _compile_tree(source: str, path: str, value: Any) -> TemplateTree:
@@ -369,20 +650,24 @@ def _find_bad_template(value: Any, path: str) -> str:
     return path
 
 
-def _check_parameter(source: str, path: str, param: Parameter) -> None:
+def _check_parameter(source: str, path: str, param: Parameter, top: bool = True) -> None:
     if param.format is not None and param.format not in FORMATS:
         raise ManifestError(
             source,
             f"{path}.format",
             f"unknown format {param.format!r}, expected one of: {', '.join(FORMATS)}",
         )
+    if param.remote is not None and not top:
+        raise ManifestError(
+            source, f"{path}.remote", "remote options are for top-level parameters only"
+        )
     for i, child in enumerate(param.fields or ()):
-        _check_parameter(source, f"{path}.fields[{i}]", child)
+        _check_parameter(source, f"{path}.fields[{i}]", child, False)
     if param.items is not None:
-        _check_parameter(source, f"{path}.items", param.items)
+        _check_parameter(source, f"{path}.items", param.items, False)
     for i, option in enumerate(param.options or ()):
         for j, nested in enumerate(option.nested):
-            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested)
+            _check_parameter(source, f"{path}.options[{i}].nested[{j}]", nested, False)
 
 
 def _check_refs(
@@ -394,6 +679,7 @@ def _check_refs(
     parameters: list[Parameter] | None = None,
     secret_fields: frozenset[str] = frozenset(),
 ) -> None:
+    _check_app_filters(source, path, template)
     allowed = set(scope) | _GLOBALS
     for chain in referenced_names(template):
         root = chain[0]
@@ -420,6 +706,26 @@ def _check_refs(
             )
         if root == "parameters" and parameters is not None and len(chain) > 1:
             _check_parameter_chain(source, path, chain[1:], parameters)
+
+
+def _check_app_filters(source: str, path: str, template: CompiledTemplate) -> None:
+    """An app's own filters (``code.filters``) are registered process-wide; a template
+    may only use those of its own app, so an app never depends on another's code."""
+    from jinja2 import nodes
+
+    from connector.templating.templates import environment
+
+    filters = environment().filters
+    own = _APP_FILTERS.get()
+    for node in template.ast.find_all(nodes.Filter):
+        owner = getattr(filters.get(node.name), "_connector_app_filter", None)
+        if owner is not None and node.name not in own:
+            raise ManifestError(
+                source,
+                path,
+                f"filter {node.name!r} belongs to another app's code; declare it in this "
+                "app's code.filters",
+            )
 
 
 def _check_parameter_chain(

@@ -114,8 +114,10 @@ def prepare_message(
     conn: Connection,
     parameters: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Message:
-    """Check ``parameters``, then render and check the request head and body."""
+    """Check ``parameters``, then render and check the request head and body.
+    ``extra`` adds names to the templates' scope (a polling trigger's ``state``)."""
     values = check_parameters(module, conn, parameters, context)
     run = {"id": _uuid4(), "timestamp": utc_now_iso()}
     scope = {
@@ -125,6 +127,8 @@ def prepare_message(
         "engine": ENGINE_INFO,
         "app": module.app.info,
     }
+    if extra is not None:
+        scope.update(extra)
     try:
         head = request_head(module, conn, scope)
         headers = dict(head[2])  # the module's own headers decide how a body is encoded
@@ -275,6 +279,12 @@ def _render_head(module: LoadedModule, conn: Connection, scope: Mapping[str, Any
     )
     rendered_query = render_part(module, "query", module.query, scope, conn)
     query = normalize_query(rendered_query, fields.get("query")) if rendered_query else {}
+    if conn.app_headers:  # the app's own headers and query; the module's win
+        own = {name.lower() for name in headers}
+        app = {k: v for k, v in conn.app_headers.items() if k.lower() not in own}
+        headers = {**app, **headers}
+    if conn.app_query:
+        query = {**conn.app_query, **query}
     return method, url, headers, query
 
 

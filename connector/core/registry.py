@@ -22,11 +22,89 @@ from connector.templating.templates import (
     referenced_names,
 )
 
-__all__ = ["REQUEST_PARTS", "LoadedApp", "LoadedModule", "Registry"]
+__all__ = [
+    "REQUEST_PARTS",
+    "AppCodeLoaded",
+    "CompiledCheck",
+    "CompiledRemote",
+    "CompiledRequest",
+    "LoadedApp",
+    "LoadedModule",
+    "Paging",
+    "Registry",
+]
 
 
 #: The parts of a module's request, each a template tree.
 REQUEST_PARTS = ("method", "url", "headers", "query", "body")
+
+
+@dataclass(frozen=True)
+class CompiledRequest:
+    """A request's parts, each a compiled tree (None: not given, e.g. in pagination)."""
+
+    method: TemplateTree | None
+    url: TemplateTree | None
+    headers: TemplateTree | None
+    query: TemplateTree | None
+    body: TemplateTree | None
+
+    def part(self, name: str) -> TemplateTree | None:
+        tree: TemplateTree | None = getattr(self, name)
+        return tree
+
+
+@dataclass(frozen=True)
+class CompiledCheck:
+    """A compiled ``response.valid``/``error``: errors inside a 2xx body."""
+
+    valid: TemplateTree
+    message: TemplateTree
+    error_type: str
+
+
+@dataclass(frozen=True)
+class Paging:
+    """What searches and polling triggers add to a request: the items of each page,
+    the limit, the next page's request and when to ask for it, and (triggers) each
+    item's id and date."""
+
+    iterate: TemplateTree
+    limit: TemplateTree | None
+    merge: bool
+    next_request: CompiledRequest | None
+    merge_with_parent: bool
+    condition: TemplateTree | None
+    max_pages: int
+    item_id: TemplateTree | None = None
+    item_date: TemplateTree | None = None
+
+    @functools.cached_property
+    def limit_field(self) -> str | None:
+        """The parameter the limit is read from, for errors (``parameters.limit``)."""
+        return _first_parameter(self.limit) if self.limit is not None else None
+
+
+@dataclass(frozen=True)
+class CompiledRemote:
+    """A field's remote options (RPC): its request, items, and each option's parts."""
+
+    field: str
+    request: CompiledRequest
+    iterate: TemplateTree
+    label: TemplateTree
+    value: TemplateTree
+
+
+@dataclass(frozen=True)
+class AppCodeLoaded:
+    """Python an app ships (``code`` in app.json), loaded: its signer and filters,
+    named as in the manifest (shown in dry runs), and a digest of the files."""
+
+    signer: Any = None
+    signer_name: str | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +118,14 @@ class LoadedApp:
     #: The app's batch endpoint and extra body keys, when it declares ``batch``.
     batch_url: CompiledTemplate | None = None
     batch_extra: TemplateTree | None = None
+    #: App-wide headers and query of module requests (None: none declared).
+    headers: TemplateTree | None = None
+    query: TemplateTree | None = None
+    #: The connection check (``connection.verify``).
+    verify: CompiledRequest | None = None
+    verify_check: CompiledCheck | None = None
+    #: Python from modules/ (``code``).
+    code: AppCodeLoaded | None = None
 
     @property
     def name(self) -> str:
@@ -74,6 +160,12 @@ class LoadedModule:
     part_fields: dict[str, str | None] = field(default_factory=dict)
     #: A trigger's event filter (``webhook.filter``); None keeps every event.
     webhook_filter: TemplateTree | None = None
+    #: Errors in a 2xx body (``response.valid``/``error``); None: every 2xx is a success.
+    response_check: CompiledCheck | None = None
+    #: Searches and polling triggers: how pages and items are read.
+    paging: Paging | None = None
+    #: Fields whose options come from a call, by name.
+    remote: dict[str, CompiledRemote] = field(default_factory=dict)
 
     @functools.cached_property
     def static_head(self) -> bool:
@@ -107,6 +199,17 @@ class LoadedModule:
     # Cached: read several times for every run (manifests are frozen).
     @functools.cached_property
     def is_trigger(self) -> bool:
+        """Whether the module is a trigger of either kind: it is never simply run."""
+        return self.manifest.kind in ("trigger", "instant_trigger")
+
+    @functools.cached_property
+    def is_instant(self) -> bool:
+        """Whether the module receives webhook deliveries."""
+        return self.manifest.kind == "instant_trigger"
+
+    @functools.cached_property
+    def is_polling(self) -> bool:
+        """Whether the module is a polling trigger."""
         return self.manifest.kind == "trigger"
 
     @functools.cached_property
@@ -115,12 +218,23 @@ class LoadedModule:
 
     @classmethod
     def from_trees(
-        cls, manifest: ModuleManifest, app: LoadedApp, source: str, trees: dict[str, TemplateTree]
+        cls,
+        manifest: ModuleManifest,
+        app: LoadedApp,
+        source: str,
+        trees: dict[str, TemplateTree],
+        *,
+        response_check: CompiledCheck | None = None,
+        paging: Paging | None = None,
+        remote: dict[str, CompiledRemote] | None = None,
     ) -> LoadedModule:
         """The module from its compiled parts (the loader compiles and checks them):
         ``method``, ``url``, ``headers``, ``query``, ``body``, ``output``, ``filter``."""
         has_filter = manifest.webhook is not None and manifest.webhook.filter is not None
         return cls(
+            response_check=response_check,
+            paging=paging,
+            remote=remote or {},
             manifest=manifest,
             app=app,
             source=source,

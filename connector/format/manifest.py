@@ -3,9 +3,13 @@
 An *app manifest* (``app.json``) declares the connection (its fields, which are
 secret, and how auth is applied), the base URL, retry and error policy, and lists its
 module manifests. A *module manifest* declares the parameters a builder maps, how those
-parameters become an HTTP request, and the output bundle. A *trigger* module has no
-request: its ``webhook`` section says how a delivery the host received is checked
-(signature) and split into events, one output bundle each.
+parameters become an HTTP request, and the output bundle. Kinds follow Make's: an
+``action`` (or ``universal``) sends one request; a ``search`` sends one and follows
+its ``pagination``, one bundle per item of each page (``response.iterate``); a
+``trigger`` polls the same way and hands over only items newer than its saved state
+(``trigger``: each item's id and date); an ``instant_trigger`` has no request: its
+``webhook`` section says how a delivery the host received is checked (signature) and
+split into events, one output bundle each.
 
 The JSON Schema shipped in ``connector/format/schema/`` is generated from these models
 (``connector schema``), and a test fails when the shipped copy drifts. Nothing else
@@ -25,6 +29,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "POLL_PARAMETERS",
+    "AppCode",
     "AppManifest",
     "AuthSpec",
     "BatchSpec",
@@ -34,12 +40,19 @@ __all__ = [
     "Option",
     "OutputField",
     "OutputSpec",
+    "PaginationSpec",
     "Parameter",
+    "PollSpec",
+    "RemoteOptions",
     "RequestSpec",
     "ReservedNames",
+    "ResponseError",
+    "ResponseSpec",
     "RetrySpec",
     "RuleError",
     "SignatureSpec",
+    "StatusError",
+    "VerifySpec",
     "WebhookSpec",
     "app_schema",
     "module_schema",
@@ -125,6 +138,10 @@ class ReservedNames(_Model):
     kind: str = Field(default="name", description="What the names are, for messages.")
 
 
+#: Parameter types whose options may come from a call (a select's are listed).
+_REMOTE_TYPES = ("text", "integer", "number", "array")
+
+
 class Parameter(_Model):
     """A field a builder fills in: one form input, or a group of them."""
 
@@ -150,6 +167,10 @@ class Parameter(_Model):
     max_items: int | None = Field(default=None, alias="maxItems", ge=0)
     format: str | None = Field(
         default=None, description="A named format from the engine's registry, e.g. 'currency'."
+    )
+    remote: RemoteOptions | None = Field(
+        default=None,
+        description="Options loaded from the app's API (Make's RPC): `connector options`.",
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
@@ -177,6 +198,10 @@ class Parameter(_Model):
             raise ValueError(f"'items' only applies to array, not {self.type}")
         if self.type != "keyvalue" and self.reserved is not None:
             raise ValueError(f"'reserved' only applies to keyvalue, not {self.type}")
+        if self.remote is not None and self.type not in _REMOTE_TYPES:
+            raise ValueError(
+                f"'remote' options apply to {', '.join(_REMOTE_TYPES)}, not {self.type}"
+            )
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
@@ -216,6 +241,167 @@ class RequestSpec(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
+class ResponseError(_Model):
+    """The error an answer that is not ``valid`` raises (Make's ``response.error``)."""
+
+    message: Template = Field(
+        default="the API reported an error in a {{ response.status }} answer",
+        description="The error's message, a template over the answer (redacted like every error).",
+    )
+    type: str = Field(
+        default="RuntimeError",
+        description="Make's error type: DataError, InvalidConfigurationError, "
+        "InvalidAccessTokenError, RateLimitError, ConnectionError or RuntimeError.",
+    )
+
+
+_VALID = (
+    "Errors inside a 2xx body (Make's response.valid): the answer is a success when this "
+    "renders truthy ('response', 'request', 'parameters', 'connection' in scope), else "
+    "'error' is raised."
+)
+
+
+def _check_error_needs_valid(valid: str | None, error: ResponseError | None) -> None:
+    if error is not None and valid is None:
+        raise RuleError("'error' is raised when 'valid' renders falsy: give 'valid'", "error")
+
+
+class StatusError(_Model):
+    """How one HTTP status of a module maps onto Make's errors, over the app's
+    ``errors``: e.g. a 404 that means the builder's id names no profile."""
+
+    type: str = Field(description="Make's error type, e.g. DataError.")
+    field: str | None = Field(default=None, description="The parameter the error names.")
+    message: str | None = Field(
+        default=None, description="Said before the remote's answer, e.g. 'no such profile'."
+    )
+
+
+class ResponseSpec(_Model):
+    """What a search or polling trigger reads from each page, and the body check."""
+
+    iterate: Template | None = Field(
+        default=None,
+        description="The page's items (Make's iterate), e.g. '{{ response.body.data }}'; "
+        "the output bundle is rendered once per item with 'item' in scope. Searches and "
+        "polling triggers need it.",
+    )
+    limit: Template | None = Field(
+        default=None,
+        description="Most items in all (searches): paging stops once reached, e.g. "
+        "'{{ parameters.limit }}'.",
+    )
+    merge: bool = Field(
+        default=False,
+        description="Searches: shallow-merge the bundles of all items of all pages into one.",
+    )
+    valid: Template | None = Field(default=None, description=_VALID)
+    error: ResponseError | None = Field(
+        default=None, description="The error of an answer that is not valid."
+    )
+
+    @model_validator(mode="after")
+    def _error_needs_valid(self) -> ResponseSpec:
+        _check_error_needs_valid(self.valid, self.error)
+        return self
+
+
+class PaginationSpec(_Model):
+    """How the next page is asked for (Make's pagination).
+
+    Each template sees the module's scope plus ``response`` (the previous page's status,
+    headers and body) and ``page`` (the number of the page just read, from 1). With
+    ``mergeWithParent`` (the default) the parts given here are merged over the first
+    request (headers and query key by key, an object body too); without it they replace
+    it (method GET unless given). ``condition`` decides whether to go on; by default a
+    page without items is the last. Paging also stops at ``maxPages`` (an error, since
+    items would be left unread) and refuses to ask for the same request twice (an API
+    that keeps answering the same cursor would loop forever).
+    """
+
+    method: Template | None = None
+    url: Template | None = None
+    headers: TemplateTree = None
+    query: TemplateTree = None
+    body: TemplateTree = None
+    merge_with_parent: bool = Field(default=True, alias="mergeWithParent")
+    condition: Template | None = Field(
+        default=None, description="Go on while truthy; default: the page had items."
+    )
+    max_pages: int = Field(default=100, alias="maxPages", ge=1, le=10_000)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class PollSpec(_Model):
+    """Each item's identity and date, for a polling trigger's state (Make's trigger).
+
+    A poll hands over only items newer than the saved state, oldest first, at most the
+    ``limit`` parameter; the rest come in the next poll. Items of the same date are told
+    apart by ``id``, so none is skipped and none comes twice.
+    """
+
+    id: Template = Field(description="The item's unique id, e.g. '{{ item.id }}'.")
+    date: Template = Field(
+        description="The item's date (ISO 8601, epoch, or parse it with parseDate), "
+        "e.g. '{{ item.created_at }}'."
+    )
+
+
+#: The parameters the engine gives every polling trigger (Make's epoch dialog): where
+#: to start on the first poll and how many items one poll hands over at most.
+POLL_PARAMETERS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "start",
+        "type": "select",
+        "label": "Start",
+        "help": "On the first poll: only items from now on, all items, or items since a date.",
+        "default": "now",
+        "options": [
+            {"value": "now", "label": "From now on"},
+            {"value": "all", "label": "All"},
+            {
+                "value": "since",
+                "label": "Since a date",
+                "nested": [
+                    {
+                        "name": "since",
+                        "type": "date",
+                        "label": "Since",
+                        "help": "Items dated after this.",
+                        "required": True,
+                    }
+                ],
+            },
+        ],
+    },
+    {
+        "name": "limit",
+        "type": "integer",
+        "label": "Limit",
+        "help": "Most items one poll hands over; the rest come in the next poll.",
+        "default": 100,
+        "minimum": 1,
+        "maximum": 10_000,
+    },
+)
+
+
+class RemoteOptions(_Model):
+    """A field's options from the app's API (Make's RPC), for forms.
+
+    ``request`` is sent like a module's (``parameters`` holds what the builder filled in
+    so far, unchecked: fields may be missing); ``iterate`` gives the answer's items and
+    ``label``/``value`` make each one an option.
+    """
+
+    request: RequestSpec
+    iterate: Template = Field(description="The answer's items, e.g. '{{ response.body.data }}'.")
+    label: Template = Field(description="Each option's label, 'item' in scope.")
+    value: Template = Field(description="Each option's value, 'item' in scope.")
+
+
 class OutputField(_Model):
     """One field of the output bundle, so builders can map it before the first run."""
 
@@ -241,6 +427,8 @@ class OutputSpec(_Model):
 HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 #: What a trigger's output bundle is when the manifest does not say: the event itself.
 TRIGGER_BUNDLE = "{{ event }}"
+#: What a search's or polling trigger's bundle is when the manifest does not say.
+ITEM_BUNDLE = "{{ item }}"
 
 
 class SignatureSpec(_Model):
@@ -304,13 +492,46 @@ class WebhookSpec(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
-# A trigger has a webhook and no request; every other kind has a request and no webhook.
-# Said in JSON Schema too, so editors flag a module that misses its half.
-_KIND_RULES: dict[str, Any] = {
-    "if": {"properties": {"kind": {"const": "trigger"}}, "required": ["kind"]},
-    "then": {"required": ["webhook"], "not": {"required": ["request"]}},
-    "else": {"required": ["request"], "not": {"required": ["webhook"]}},
+# An instant trigger has a webhook and no request; every other kind has a request and
+# no webhook, a polling trigger a 'trigger' section and a search or polling trigger
+# 'response.iterate'. A 'trigger' with a webhook and no request is the format before
+# instant triggers were named apart: read as an instant trigger. Said in JSON Schema
+# too, so editors flag a module that misses its half.
+_WEBHOOK_ONLY = {"required": ["webhook"], "not": {"required": ["request"]}}
+_REQUEST_ONLY = {"required": ["request"], "not": {"required": ["webhook"]}}
+_ITERATES = {
+    "required": ["response"],
+    "properties": {"response": {"required": ["iterate"]}},
 }
+
+
+def _when(kinds: list[str], then: dict[str, Any], *, default: bool = False) -> dict[str, Any]:
+    condition: dict[str, Any] = {"properties": {"kind": {"enum": kinds}}}
+    if not default:
+        condition["required"] = ["kind"]
+    return {"if": condition, "then": then}
+
+
+_KIND_RULES: dict[str, Any] = {
+    "allOf": [
+        _when(["instant_trigger"], _WEBHOOK_ONLY),
+        _when(["action", "universal"], _REQUEST_ONLY, default=True),
+        _when(["search"], {"allOf": [_REQUEST_ONLY, _ITERATES]}),
+        _when(
+            ["trigger"],
+            {
+                "anyOf": [
+                    {"allOf": [_REQUEST_ONLY, _ITERATES, {"required": ["trigger"]}]},
+                    _WEBHOOK_ONLY,
+                ]
+            },
+        ),
+    ]
+}
+
+ModuleKind = Literal["action", "universal", "search", "trigger", "instant_trigger"]
+#: Kinds that send nothing when run: they are handed deliveries or polled.
+TRIGGER_KINDS = ("trigger", "instant_trigger")
 
 
 class ModuleManifest(_Model):
@@ -320,20 +541,38 @@ class ModuleManifest(_Model):
     id: str = Field(pattern=MODULE_ID_PATTERN, description="'app.module', e.g. segment.track.")
     label: str
     description: str
-    kind: Literal["action", "universal", "trigger"] = Field(
+    kind: ModuleKind = Field(
         default="action",
-        description="'action' and 'universal' send a request; a 'trigger' receives webhooks.",
+        description="'action' and 'universal' send one request; a 'search' follows its "
+        "pagination and outputs one bundle an item; a 'trigger' polls for new items; an "
+        "'instant_trigger' receives webhooks.",
     )
     parameters: list[Parameter] = Field(default_factory=list)
     constraints: list[Constraint] = Field(default_factory=list)
     request: RequestSpec | None = Field(
-        default=None, description="The request an action sends; required unless a trigger."
+        default=None,
+        description="The request the module sends (a search's or trigger's first page); "
+        "required unless an instant trigger.",
+    )
+    response: ResponseSpec | None = Field(
+        default=None, description="Items to iterate, a limit, and errors in a 2xx body."
+    )
+    pagination: PaginationSpec | None = Field(
+        default=None, description="How searches and polling triggers ask for the next page."
+    )
+    trigger: PollSpec | None = Field(
+        default=None, description="Polling triggers: each item's id and date."
     )
     webhook: WebhookSpec | None = Field(
-        default=None, description="How a trigger reads webhook deliveries; triggers only."
+        default=None, description="How an instant trigger reads webhook deliveries."
     )
     output: OutputSpec = Field(default_factory=OutputSpec)
     retry: bool = Field(default=True, description="Whether failed sends may be retried.")
+    errors: dict[str, StatusError] = Field(
+        default_factory=dict,
+        description="HTTP status -> the error this module's requests raise for it "
+        "(type, the parameter named, a message), over the app's 'errors'.",
+    )
     batchable: bool = Field(
         default=False,
         description="Whether batch runs may pack this module's request bodies into the "
@@ -348,6 +587,20 @@ class ModuleManifest(_Model):
         defer_build=True,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_trigger(cls, data: Any) -> Any:
+        """``kind: trigger`` with a webhook and no request was the webhook trigger before
+        polling triggers took Make's name: it is read as an ``instant_trigger``."""
+        if (
+            isinstance(data, dict)
+            and data.get("kind") == "trigger"
+            and "webhook" in data
+            and "request" not in data
+        ):
+            return {**data, "kind": "instant_trigger"}
+        return data
+
     @model_validator(mode="after")
     def _check_names(self) -> ModuleManifest:
         check_parameter_names(self.parameters, "parameter")
@@ -355,29 +608,74 @@ class ModuleManifest(_Model):
 
     @model_validator(mode="after")
     def _check_kind(self) -> ModuleManifest:
-        if self.kind == "trigger":
+        kind = self.kind
+        if kind == "instant_trigger":
             if self.webhook is None:
-                raise RuleError("Field required: a trigger needs 'webhook'", "webhook")
-            if self.request is not None:
-                raise RuleError("a trigger receives webhooks: it has no 'request'", "request")
-            if self.batchable:
-                raise RuleError("a trigger sends nothing, so it cannot be batchable", "batchable")
+                raise RuleError("Field required: an instant_trigger needs 'webhook'", "webhook")
+            for key in ("request", "response", "pagination", "trigger"):
+                if getattr(self, key) is not None:
+                    raise RuleError(f"an instant_trigger receives webhooks: it has no {key!r}", key)
         else:
             if self.request is None:
                 raise RuleError(
-                    f"Field required: a module of kind {self.kind!r} needs 'request'", "request"
+                    f"Field required: a module of kind {kind!r} needs 'request'", "request"
                 )
             if self.webhook is not None:
                 raise RuleError(
-                    f"'webhook' is for triggers only, not {self.kind} modules", "webhook"
+                    f"'webhook' is for instant triggers only, not {kind} modules", "webhook"
                 )
+        paged = kind in ("search", "trigger")
+        if paged and (self.response is None or self.response.iterate is None):
+            raise RuleError(
+                f"Field required: a {kind} needs 'response.iterate' (the page's items)",
+                "response",
+            )
+        if not paged:
+            if self.pagination is not None:
+                raise RuleError(
+                    f"'pagination' is for searches and triggers, not {kind}", "pagination"
+                )
+            response = self.response
+            if response is not None and (
+                response.iterate is not None or response.limit is not None or response.merge
+            ):
+                raise RuleError(
+                    f"'response' of a {kind} only checks errors ('valid', 'error'): iterate, limit "
+                    "and merge are for searches and triggers",
+                    "response",
+                )
+        if kind == "trigger":
+            if self.trigger is None:
+                raise RuleError("Field required: a polling trigger needs 'trigger'", "trigger")
+            if self.response is not None and (self.response.limit or self.response.merge):
+                raise RuleError(
+                    "a trigger's limit is its 'limit' parameter; it does not merge", "response"
+                )
+            taken = {p["name"] for p in POLL_PARAMETERS} | {"since"}
+            for i, param in enumerate(self.parameters):
+                if param.name in taken:
+                    raise RuleError(
+                        f"parameter {param.name!r} is the engine's (start, since, limit are "
+                        "given to every polling trigger)",
+                        "parameters",
+                        i,
+                    )
+        elif self.trigger is not None:
+            raise RuleError(f"'trigger' is for polling triggers, not {kind}", "trigger")
+        if kind in TRIGGER_KINDS and self.batchable:
+            raise RuleError("a trigger cannot be batchable", "batchable")
         return self
 
     @property
     def output_bundle(self) -> Any:
-        """The output template in effect: a trigger's default bundle is its event."""
-        if self.kind == "trigger" and "bundle" not in self.output.model_fields_set:
+        """The output template in effect: an instant trigger's default bundle is its
+        event, a search's or polling trigger's its item."""
+        if "bundle" in self.output.model_fields_set:
+            return self.output.bundle
+        if self.kind == "instant_trigger":
             return TRIGGER_BUNDLE
+        if self.kind in ("search", "trigger"):
+            return ITEM_BUNDLE
         return self.output.bundle
 
 
@@ -388,11 +686,18 @@ class AuthSpec(_Model):
     only templates that see the connection's secret fields.
     """
 
-    type: str = Field(description="'basic', 'header' or 'none'.")
-    username: Template | None = None
-    password: Template | None = None
-    header: str | None = None
-    value: Template | None = None
+    type: str = Field(description="'basic', 'bearer', 'header', 'headers' or 'none'.")
+    username: Template | None = Field(default=None, description="basic: the user name.")
+    password: Template | None = Field(default=None, description="basic: the password.")
+    header: str | None = Field(default=None, description="header: the header's name.")
+    value: Template | None = Field(
+        default=None, description="header: the header's value; bearer: the token."
+    )
+    headers: dict[str, Template] | None = Field(
+        default=None,
+        description="headers: several headers, each built from secrets, e.g. an account id "
+        "and a passcode.",
+    )
 
 
 class ConnectionField(Parameter):
@@ -401,11 +706,56 @@ class ConnectionField(Parameter):
     secret: bool = False
 
 
+class VerifySpec(_Model):
+    """A request that checks a connection works (``connector verify``).
+
+    Its templates see ``connection`` (the public fields); auth and the app's headers
+    are added. A non-2xx answer fails with its Make error type, and so does a 2xx one
+    that ``valid`` refuses (with ``error``).
+    """
+
+    request: RequestSpec
+    valid: Template | None = Field(default=None, description=_VALID)
+    error: ResponseError | None = Field(
+        default=None, description="The error of an answer that is not valid."
+    )
+
+    @model_validator(mode="after")
+    def _error_needs_valid(self) -> VerifySpec:
+        _check_error_needs_valid(self.valid, self.error)
+        return self
+
+
 class ConnectionSpec(_Model):
     """What a user enters once to connect, and how it authenticates requests."""
 
     fields: list[ConnectionField] = Field(default_factory=list)
     auth: AuthSpec
+    verify: VerifySpec | None = Field(
+        default=None, description="How `connector verify` checks the connection."
+    )
+
+
+class AppCode(_Model):
+    """Python an app ships where a manifest truly cannot do the job.
+
+    Each reference is ``"file:function"``, the file a ``.py`` path under the app's
+    ``modules/`` folder (beside app.json, else the package's top-level ``modules/``),
+    e.g. ``"acme/sign.py:sign"``. Loaded with the app, by the CLI and Python alike.
+    """
+
+    signer: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_/]+\.py:[A-Za-z_][A-Za-z0-9_]*$",
+        description="Called with the final request (method, url, query, headers, body "
+        "bytes) and the whole connection, secrets included; returns headers to add.",
+    )
+    filters: dict[
+        str, Annotated[str, Field(pattern=r"^[A-Za-z0-9_/]+\.py:[A-Za-z_][A-Za-z0-9_]*$")]
+    ] = Field(
+        default_factory=dict,
+        description="Template filters, used as '<app>_<name>' (e.g. acme_normalize).",
+    )
 
 
 class RetrySpec(_Model):
@@ -462,6 +812,18 @@ class AppManifest(_Model):
     )
     batch: BatchSpec | None = Field(
         default=None, description="The app's batch endpoint, used by batchable modules."
+    )
+    headers: dict[str, Template] = Field(
+        default_factory=dict,
+        description="Headers of every module request ('connection' in scope, public fields); "
+        "a module's own header of the same name wins.",
+    )
+    query: dict[str, Template] = Field(
+        default_factory=dict,
+        description="Query parameters of every module request, as 'headers'.",
+    )
+    code: AppCode | None = Field(
+        default=None, description="Python from modules/: a request signer, filters."
     )
     modules: list[str] = Field(description="Module manifest files, relative to app.json.")
 

@@ -43,7 +43,7 @@ from connector.core.validation import Values
 from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigurationError
 from connector.format.manifest import SignatureSpec, WebhookSpec
 
-__all__ = ["Headers", "receive", "sign"]
+__all__ = ["Headers", "lenient", "receive", "sign"]
 
 #: Headers as a host has them: a mapping (any case) or (name, value) pairs.
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -250,3 +250,7 @@ def _lenient(value: Any) -> Any:
     if isinstance(value, list):
         return [_lenient(v) for v in value]
     return value
+
+
+#: Events, items and answers as templates see them (searches and polling triggers too).
+lenient = _lenient

@@ -26,6 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from connector.core.jsondata import loads_strict
 from connector.core.types import format_datetime, parse_datetime, utc_now_iso
+from connector.templating.functions import FUNCTIONS
 
 __all__ = [
     "ALLOWED_BUILTIN_FILTERS",
@@ -384,6 +385,8 @@ def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
 
 # Bounded replacements of Jinja's own join and sum (defined after the sandbox class).
 EXTRA_FILTERS.update({"join": _join, "sum": _sum})
+# Make's IML functions (dates, hashes, encodings, lists): connector/templating/functions.py.
+EXTRA_FILTERS.update(FUNCTIONS)
 
 
 class _StrictUndefined(StrictUndefined):

@@ -120,13 +120,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     registry = load(*paths, packaged=not paths)
     check_json_schema(registry)
-    from connector.tools.fixtures import fixture_path, load_fixture
+    from connector.tools.fixtures import check_fixture, fixture_path, load_fixture
 
     examples = 0
     for module in registry:
         path = fixture_path(module)
         if path.is_file():
-            load_fixture(path)  # a broken example file is a ManifestError too
+            # A broken example file, or one that does not fit its module, is a
+            # ManifestError too.
+            check_fixture(module, load_fixture(path), path)
             examples += 1
     apps = ", ".join(sorted(registry.apps))
     print(
@@ -401,9 +403,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     try:
         if args.module:
-            done = new_module(root, args.app, args.module, Path(args.docs))
+            done = new_module(root, args.app, args.module, Path(args.docs), args.kind, args.auth)
         else:
-            done = new_app(root, args.app)
+            done = new_app(root, args.app, args.auth)
     except ScaffoldError as exc:
         raise UsageError(exc.message, field=exc.field) from None
     for path in done.created:
@@ -595,6 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("module", nargs="?", help="a module name, e.g. send_event")
     p.add_argument("--dir", default="manifests", help="the folder of apps (default: manifests)")
     p.add_argument("--docs", default="docs/modules", help="where the module's doc page goes")
+    p.add_argument(
+        "--kind",
+        default="action",
+        help="action (default), search, trigger, instant_trigger or universal",
+    )
+    p.add_argument(
+        "--auth",
+        default="bearer",
+        help="for a new app: bearer (default), basic, header or none",
+    )
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("test", parents=[common], help="run the modules' fixture cases")
@@ -612,7 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sign", action="store_true", help="sign the body with the connection's shared secret"
     )
     p.set_defaults(func=cmd_webhook)
-    _verbose_anywhere(sub)
+
+    from connector.tools.cli_kinds import add_parsers
+
+    add_parsers(sub, common)  # poll, options, verify
+    _verbose_anywhere(sub)  # after every subcommand is added
     return parser
 
 

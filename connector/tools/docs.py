@@ -105,6 +105,9 @@ def module_page(module: LoadedModule) -> str:
     run = (
         f"connector webhook {m.id} --connection connection.json --parameters parameters.json "
         "--body delivery.json --sign"
+        if m.kind == "instant_trigger"
+        else f"connector poll {m.id} --connection connection.json --parameters parameters.json "
+        "--state state.json"
         if m.kind == "trigger"
         else f"connector run {m.id} --connection connection.json --parameters parameters.json "
         "--dry-run"
@@ -129,9 +132,19 @@ def _kind_line(module: LoadedModule) -> str:
     m = module.manifest
     if m.request is not None:
         limit = m.request.max_body_bytes
-        return f"Kind: {m.kind}. Request: `{m.request.method} {m.request.url}`" + (
+        line = f"Kind: {m.kind}. Request: `{m.request.method} {m.request.url}`" + (
             f", at most {limit:,} bytes." if limit else "."
         )
+        if m.pagination is not None:
+            line += f" Then the next pages, at most {m.pagination.max_pages} in all."
+        if m.kind == "search":
+            line += " One bundle per item."
+        if m.kind == "trigger":
+            line += (
+                " Polls: one bundle per item newer than the saved state, oldest first, "
+                "at most `limit` a poll."
+            )
+        return line
     webhook = m.webhook
     assert webhook is not None
     shapes = "a JSON event, a JSON array of events"

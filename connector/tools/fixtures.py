@@ -42,6 +42,7 @@ __all__ = [
     "FixtureCase",
     "FixtureFile",
     "FixtureResponse",
+    "check_fixture",
     "fixture_path",
     "fixture_schema",
     "load_fixture",
@@ -112,7 +113,20 @@ class FixtureCase(_Model):
         description="The expected request: any of method, url, headers, body (exact).",
     )
     response: FixtureResponse | None = None
-    delivery: Delivery | None = Field(default=None, description="Triggers: the delivery.")
+    responses: list[FixtureResponse] | None = Field(
+        default=None,
+        description="Searches and polling triggers: the answers to their requests, in "
+        "order (one a page); instead of 'response'.",
+    )
+    state: dict[str, Any] | None = Field(
+        default=None, description="Polling triggers: the state the poll starts from."
+    )
+    new_state: dict[str, Any] | None = Field(
+        default=None,
+        alias="newState",
+        description="Polling triggers: the state the poll must return (exact).",
+    )
+    delivery: Delivery | None = Field(default=None, description="Instant triggers: the delivery.")
     output: list[Any] | None = Field(default=None, description="The exact output bundles.")
     error: ExpectedError | None = None
 
@@ -122,6 +136,8 @@ class FixtureCase(_Model):
             raise ValueError("a case expects a 'request', an 'output' or an 'error'")
         if self.output is not None and self.error is not None:
             raise ValueError("a case expects an 'output' or an 'error', not both")
+        if self.response is not None and self.responses is not None:
+            raise ValueError("a case gives 'response' or 'responses', not both")
         if self.request is not None:
             unknown = set(self.request) - {"method", "url", "headers", "body"}
             if unknown:
@@ -221,14 +237,27 @@ def run_case(
     connection = {
         k: v for k, v in {**fixture.connection, **case.connection}.items() if v is not None
     }
-    response = case.response or FixtureResponse()
-    transport = httpx.MockTransport(lambda request: _answer(response))
+    answers = list(case.responses or [case.response or FixtureResponse()])
+    asked: list[int] = [0]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        index = asked[0]
+        asked[0] += 1
+        if index >= len(answers):
+            return httpx.Response(
+                599, text=f"the case gives {len(answers)} response(s); request {index + 1} has none"
+            )
+        return _answer(answers[index])
+
+    transport = httpx.MockTransport(answer)
     with (
         httpx.Client(transport=transport) as client,
         Engine(registry, client=client, retry=RetrySpec(attempts=1)) as engine,
     ):
-        if module.is_trigger:
+        if module.is_instant:
             _run_trigger(engine, module, case, connection, result)
+        elif module.is_polling:
+            _run_poll(engine, module, case, connection, result)
         else:
             _run_action(engine, module, case, connection, result)
     return result
@@ -266,12 +295,42 @@ def _run_action(
     if case.output is None and case.error is None:
         return
     try:
-        response, _ = engine.send(prepared.module, prepared.request, prepared.connection)
-        bundles = engine.finish(prepared, response)
+        if module.paging is not None:
+            from connector.runs.search import run_search
+
+            bundles = run_search(engine, prepared)
+        else:
+            response, _ = engine.send(prepared.module, prepared.request, prepared.connection)
+            if module.response_check is not None:
+                engine.check_body(prepared, response)
+            bundles = engine.finish(prepared, response)
     except RunError as exc:
         _check_error(case, exc, result, stage="for the response")
         return
     _check_output(module, case, bundles, scope, result)
+
+
+def _run_poll(
+    engine: Engine,
+    module: LoadedModule,
+    case: FixtureCase,
+    connection: dict[str, Any],
+    result: CaseResult,
+) -> None:
+    if case.delivery is not None or case.request is not None:
+        result.problems.append(
+            f"{module.id} is a polling trigger: a case gives 'responses' (and a 'state'), "
+            "not a request or delivery"
+        )
+        return
+    try:
+        bundles, state = engine.poll(module.id, connection, case.parameters, case.state)
+    except RunError as exc:
+        _check_error(case, exc, result, stage="for the poll")
+        return
+    _check_output(module, case, bundles, _expectation_scope(module, {}), result)
+    if case.new_state is not None:
+        _diff(case.new_state, state, "newState", result.problems)
 
 
 def _run_trigger(
@@ -307,6 +366,51 @@ def _run_trigger(
         _check_error(case, exc, result, stage="for the delivery")
         return
     _check_output(module, case, bundles, _expectation_scope(module, {}), result)
+
+
+def check_fixture(module: LoadedModule, fixture: FixtureFile, path: Path) -> None:
+    """An example file must fit its module: its id, parameter and connection names that
+    exist, and the keys of the module's kind. ``connector validate`` runs this, so a
+    stale example fails there, not only in ``connector test``."""
+    from connector.format.manifest import walk_parameters
+
+    source = str(path)
+    if fixture.module != module.id:
+        raise ManifestError(
+            source,
+            "$.module",
+            f"this file holds the examples of {module.id!r}, got {fixture.module!r}",
+        )
+    names = {p.name for p in walk_parameters(module.manifest.parameters)}
+    fields = {f.name for f in module.app.manifest.connection.fields}
+    kind = module.manifest.kind
+    _known(source, "$.connection", fixture.connection, fields, "connection field")
+    for i, case in enumerate(fixture.cases):
+        at = f"$.cases[{i}]"
+        if case.error is None:  # a case may give an unknown name to show it is refused
+            _known(source, f"{at}.parameters", case.parameters, names, "parameter")
+            _known(source, f"{at}.connection", case.connection, fields, "connection field")
+        wrong = {
+            "delivery": case.delivery is not None and kind != "instant_trigger",
+            "response": case.response is not None and kind == "instant_trigger",
+            "responses": case.responses is not None and kind not in ("search", "trigger"),
+            "state": case.state is not None and kind != "trigger",
+            "newState": case.new_state is not None and kind != "trigger",
+            "request": case.request is not None and kind in ("trigger", "instant_trigger"),
+        }
+        for key, bad in wrong.items():
+            if bad:
+                raise ManifestError(source, f"{at}.{key}", f"'{key}' does not apply to a {kind}")
+
+
+def _known(source: str, at: str, given: Mapping[str, Any], known: set[str], what: str) -> None:
+    for name in given:
+        if name not in known:
+            raise ManifestError(
+                source,
+                f"{at}.{name}",
+                f"unknown {what} {name!r}, expected one of: {', '.join(sorted(known)) or '(none)'}",
+            )
 
 
 def _expectation_scope(module: LoadedModule, run: Mapping[str, Any]) -> dict[str, Any]:
