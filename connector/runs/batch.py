@@ -350,8 +350,7 @@ class BatchPlan:
         """Give every item of a sent batch its answer, and settle its write-ahead row:
         deleted when nothing is left to retry, else kept with the items whose error a
         retry may fix (each such item's error names the row). The row is settled before
-        any item gets its result: a result, once set, is final (another thread may be
-        reading it)."""
+        any item gets its result, so a result, once set, is final."""
         answers = list(answers)
         keeps = execution_id is not None and self.store is not None
         failing = [a for a in answers if a.error is not None and a.error.retryable]
@@ -435,64 +434,6 @@ def _head(slots: deque[PendingItem]) -> Iterator[PendingItem]:
     return itertools.islice(slots, _CHUNK)
 
 
-class _Sender:
-    """Sends a sync batch run's requests. With an incomplete store, on a thread of its
-    own, one at a time, while the caller's thread prepares the next batch: the
-    write-ahead row (SQLite, a few milliseconds a request with its checkpoints) and the
-    wait for the answer, both spent mostly outside the GIL, overlap with the preparing.
-    Without a store the process has too little to wait for (under 1 us an event) to pay
-    for the thread's hand-overs, so requests go out inline (docs/performance.md).
-
-    At most one batch waits while one is out, so memory stays bounded; a failure
-    outside HTTP (say, the store's disk is full) is raised in the caller's thread, at
-    its next hand-over or at the end."""
-
-    def __init__(self, plan: BatchPlan) -> None:
-        import queue
-        import threading
-
-        self._plan = plan
-        self._jobs: queue.Queue[tuple[list[PendingItem], list[bytes]] | None] = queue.Queue(1)
-        self._failure: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        if plan.store is not None:
-            self._thread = threading.Thread(target=self._work, name="connector-batch", daemon=True)
-            self._thread.start()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            if self._failure is None:
-                try:
-                    self._plan.send(*job)
-                except BaseException as exc:  # raised in the caller's thread
-                    self._failure = exc
-            self._jobs.task_done()
-        self._jobs.task_done()
-
-    def put(self, items: list[PendingItem], contents: list[bytes]) -> None:
-        if self._thread is None:
-            self._plan.send(items, contents)
-            return
-        self._raise()
-        self._jobs.put((items, contents))
-
-    def wait(self) -> None:
-        """Until every batch handed over is answered."""
-        if self._thread is not None:
-            self._jobs.join()
-            self._raise()
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
-
-    def _raise(self) -> None:
-        if self._failure is not None:
-            failure, self._failure = self._failure, None
-            raise failure
-
-
 @overload
 def batch(
     engine: Engine,
@@ -532,34 +473,28 @@ def batch(
     plan = BatchPlan(engine, module_id, connection, as_json=as_json)
     packer = plan.packer()
     slots: deque[PendingItem] = deque()
-    sender = _Sender(plan)
 
     def flush() -> None:
         items, contents = packer.take()
         if items:
-            sender.put(items, contents)
+            plan.send(items, contents)
 
     admit, fits, add, append = plan.admit, packer.fits, packer.add, slots.append
-    try:
-        for parameters in inputs:
-            slot = PendingItem()
-            append(slot)
-            content = admit(slot, parameters, context)
-            if content is not None:
-                if not fits(content):
-                    flush()
-                add(slot, content)
-            if len(slots) > _MAX_PENDING:
+    for parameters in inputs:
+        slot = PendingItem()
+        append(slot)
+        content = admit(slot, parameters, context)
+        if content is not None:
+            if not fits(content):
                 flush()
-                sender.wait()
-            head = slots[0]
-            if head.result is not None or head.view is not None:  # else nothing is ready
-                yield from _ready(plan, slots)
-        flush()
-        sender.wait()
-        yield from _ready(plan, slots)
-    finally:
-        sender.close()
+            add(slot, content)
+        if len(slots) > _MAX_PENDING:
+            flush()
+        head = slots[0]
+        if head.result is not None or head.view is not None:  # else nothing is ready
+            yield from _ready(plan, slots)
+    flush()
+    yield from _ready(plan, slots)
 
 
 async def abatch(
