@@ -21,13 +21,18 @@ Why a separate ``type`` string: hosts and the CLI report errors with Make's name
 classes carry a prefix and the Make name lives in ``type``.
 
 Every message is built by the engine from field names, rules and (redacted) remote
-answers; no error ever carries a connection secret. ``RunError.to_dict`` is the exact
-shape the CLI prints.
+answers; no error ever carries a connection secret. As a last guard, a ``RunError``'s
+message passes the redaction chokepoint (:func:`connector.core.redaction.redact_text`)
+whenever it is set, so even text the engine did not foresee (a mapped value quoted in a
+rule's message, a URL path holding the key) is redacted in every escaped form.
+``RunError.to_dict`` is the exact shape the CLI prints.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from connector.core.redaction import redact_text
 
 __all__ = [
     "ConnectorError",
@@ -75,8 +80,9 @@ class RunError(ConnectorError):
     """A module run failed. ``field`` names the parameter at fault, when there is one."""
 
     type: ClassVar[str] = "RuntimeError"
-    #: Whether sending the same request again later may succeed.
-    retryable: ClassVar[bool] = False
+    #: Whether sending the same request again later may succeed (a class default; an
+    #: instance may say otherwise, such as a 501 answer, which is a RuntimeError too).
+    retryable: bool = False
 
     def __init__(
         self,
@@ -86,17 +92,34 @@ class RunError(ConnectorError):
         status: int | None = None,
         attempts: int | None = None,
     ) -> None:
+        super().__init__()
         self.message = message
-        self.field = field
+        self.field = redact_text(field) if field else field
         self.status = status
         self.attempts = attempts
         #: Set when the run was stored as an incomplete execution to retry later.
         self.incomplete_id: str | None = None
-        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        """The message, redacted (see the module docstring); ``str(error)`` too."""
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = redact_text(str(text))
+        self.args = (self._message,)
+
+    def __str__(self) -> str:
+        return self._message
 
     def to_dict(self) -> dict[str, Any]:
         """The ``{"type", "message", "field"}`` object hosts and the CLI report."""
-        out: dict[str, Any] = {"type": self.type, "message": self.message, "field": self.field}
+        out: dict[str, Any] = {
+            "type": self.type,
+            "message": redact_text(self.message),
+            "field": self.field,
+        }
         if self.status is not None:
             out["status"] = self.status
         if self.attempts is not None:

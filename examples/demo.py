@@ -1,6 +1,8 @@
-"""The demo: a local Segment sink, then Identify, Track and an API call against it.
+"""The demo: a local Segment sink, then Identify, Track and an API call against it;
+then the CleverTap -> Segment flow: a local CleverTap fake polled by
+``clevertap.watch_events``, each new event mapped onto ``segment.track``.
 
-It runs everything through the ``connector`` command exactly as a host would, from
+It runs every module through the ``connector`` command exactly as a host would, from
 the example inputs beside this file, and prints the output bundles and what the sink
 received. Nothing leaves 127.0.0.1.
 """
@@ -8,13 +10,18 @@ received. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CLI = [sys.executable, "-m", "connector"]
+# The CleverTap fake lives with the tests (tests/fakes/); the demo serves it in-process.
+sys.path.insert(0, str(HERE.parent))
 
 
 def start_sink(store: Path) -> tuple[subprocess.Popen[str], str]:
@@ -31,7 +38,9 @@ def start_sink(store: Path) -> tuple[subprocess.Popen[str], str]:
     return proc, line.rsplit(" ", 1)[-1]
 
 
-def run(module: str, connection: Path, parameters: str) -> list[dict[str, object]]:
+def run(
+    module: str, connection: Path, parameters: str, context: str | None = None
+) -> list[dict[str, object]]:
     cmd = [
         *CLI,
         "run",
@@ -41,17 +50,87 @@ def run(module: str, connection: Path, parameters: str) -> list[dict[str, object
         "--parameters",
         str(HERE / parameters),
         "--context",
-        str(HERE / "context.json"),
+        context if context is not None else str(HERE / "context.json"),
     ]
+    return _json_out(cmd, module)
+
+
+def _json_out(cmd: list[str], what: str) -> list[dict[str, object]]:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{module} failed:\n{done.stderr}")
+        raise SystemExit(f"{what} failed:\n{done.stderr}")
     bundles: list[dict[str, object]] = json.loads(done.stdout)
     return bundles
 
 
+def received(store: Path) -> list[dict[str, Any]]:
+    shown = subprocess.run(
+        [*CLI, "sink", "--show", str(store)], capture_output=True, text=True, check=True
+    )
+    records: list[dict[str, Any]] = json.loads(shown.stdout)
+    return records
+
+
+def clevertap_to_segment(tmp: Path, segment: Path, store: Path, seen: int) -> None:
+    """Poll CleverTap for Charged events and send each new one to Segment as a track."""
+    from tests.fakes import CleverTapFake
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with CleverTapFake() as clevertap:
+        clevertap.add_event(
+            "Charged",
+            "ada@example.com",
+            now - timedelta(minutes=20),
+            {"Amount": 300, "Currency": "USD", "Payment mode": "Credit Card"},
+        )
+        clevertap.add_event("App Launched", "ada@example.com", now - timedelta(minutes=15))
+        clevertap.add_event(
+            "Charged", "bob@example.com", now - timedelta(minutes=10), {"Amount": 5}
+        )
+        conn = tmp / "clevertap.json"
+        conn.write_text(
+            json.dumps(
+                {
+                    "accountId": clevertap.account_id,
+                    "passcode": clevertap.passcode,
+                    "host": clevertap.url,  # the local fake instead of us1.api.clevertap.com
+                }
+            )
+        )
+        state = tmp / "clevertap-state.json"
+        watch = {"eventName": "Charged", "start": "all"}
+        print(f"== CleverTap -> Segment (a CleverTap fake on {clevertap.url})")
+        for round_ in (1, 2):
+            if round_ == 2:
+                clevertap.add_event(
+                    "Charged", "cy@example.com", now, {"Amount": 7, "Currency": "EUR"}
+                )
+            poll = [*CLI, "poll", "clevertap.watch_events", "-c", str(conn)]
+            bundles = _json_out(
+                [*poll, "-p", json.dumps(watch), "--state", str(state)], "clevertap.watch_events"
+            )
+            print(f"poll {round_}: {len(bundles)} new Charged event(s)")
+            for bundle in bundles:
+                run(
+                    "segment.track",
+                    segment,
+                    "clevertap_to_segment.json",
+                    json.dumps({"ct": bundle}),
+                )
+                print(f"  {bundle['identity']} {bundle['event_props']} -> segment.track")
+    forwarded = received(store)[seen:]
+    print(f"== the sink received {len(forwarded)} track(s) from CleverTap")
+    for record in forwarded:
+        body = record["body"]
+        print(f"{record['method']} {record['path']}: {body['event']} by {body['userId']}")
+        print(f"  properties {json.dumps(body['properties'])}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        # The demo's runs keep their state (incomplete executions, the manifest cache)
+        # in its own folder, never in the user's ~/.connector.
+        os.environ["CONNECTOR_HOME"] = tmp
         store = Path(tmp) / "sink.jsonl"
         sink, url = start_sink(store)
         try:
@@ -69,14 +148,13 @@ def main() -> None:
                 print(f"== {module} ({params}) -> output bundles")
                 print(json.dumps(bundles, indent=2))
                 print()
-            shown = subprocess.run(
-                [*CLI, "sink", "--show", str(store)], capture_output=True, text=True, check=True
-            )
-            received = json.loads(shown.stdout)
-            print(f"== the sink received {len(received)} request(s)")
-            for record in received:
+            records = received(store)
+            print(f"== the sink received {len(records)} request(s)")
+            for record in records:
                 print(f"{record['method']} {record['path']} (auth: {record.get('auth')})")
                 print(json.dumps(record["body"], indent=2))
+            print()
+            clevertap_to_segment(Path(tmp), conn_file, store, len(records))
         finally:
             sink.terminate()
             sink.wait(timeout=10)

@@ -1,1 +1,2 @@
-"""Segment-specific code (none needed yet)."""
+"""Code that apps name from their manifests (see connector.core.appcode); shipped as
+connector/_modules. The shipped apps need none yet."""

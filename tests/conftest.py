@@ -42,7 +42,10 @@ def run_cli(
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
 #: Every module the package ships, sorted (the registry's order).
 SHIPPED_MODULES = [
+    "clevertap.upload_events",
+    "clevertap.watch_events",
     "livelike.track_event",
+    "livelike_cloud.send_event",
     "segment.alias",
     "segment.api_call",
     "segment.group",
@@ -51,6 +54,9 @@ SHIPPED_MODULES = [
     "segment.screen",
     "segment.track",
     "segment.watch_events",
+    "segment_profiles.get_traits",
+    "segment_profiles.list_events",
+    "segment_profiles.watch_events",
 ]
 
 
@@ -65,6 +71,19 @@ def _own_manifest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         os.environ.pop("CONNECTOR_CACHE", None)
     else:
         os.environ["CONNECTOR_CACHE"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_connector_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests, and the CLI processes they start, keep incomplete executions in a home
+    of their own, never the user's ~/.connector (whose store may be another version's)."""
+    before = os.environ.get("CONNECTOR_HOME")
+    os.environ["CONNECTOR_HOME"] = str(tmp_path_factory.mktemp("connector-home"))
+    yield
+    if before is None:
+        os.environ.pop("CONNECTOR_HOME", None)
+    else:
+        os.environ["CONNECTOR_HOME"] = before
 
 
 @pytest.fixture(scope="session")

@@ -222,6 +222,12 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert "the sink received 3 request(s)" in done.stdout
     for path in ("POST /v1/identify", "POST /v1/track", "POST /v1/group"):
         assert path in done.stdout
+    # The CleverTap -> Segment flow: two events on the first poll, the one added
+    # after it on the second, each a track at the sink.
+    assert "poll 1: 2 new Charged event(s)" in done.stdout
+    assert "poll 2: 1 new Charged event(s)" in done.stdout
+    assert "the sink received 3 track(s) from CleverTap" in done.stdout
+    assert "POST /v1/track: Charged by cy@example.com" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,13 @@ def test_registry_lists_shipped_modules(registry: Registry) -> None:
     assert registry.module_ids() == MODULE_IDS
     listed = registry.list()
     assert [m["id"] for m in listed] == MODULE_IDS
-    assert {m["app"] for m in listed} == {"livelike", "segment"}
+    assert {m["app"] for m in listed} == {
+        "clevertap",
+        "livelike",
+        "livelike_cloud",
+        "segment",
+        "segment_profiles",
+    }
     kinds = {m["id"]: m["kind"] for m in listed}
     assert kinds["segment.api_call"] == "universal"
     assert kinds["segment.watch_events"] == "instant_trigger"
@@ -164,15 +170,34 @@ def test_rules_and_hints(registry: Registry) -> None:
     assert _properties(_describe(registry, "segment.api_call"))["url"]["examples"] == ["/v1/group"]
 
 
+#: Each app's secret connection fields, the required ones, and its public ones.
+CONNECTIONS: dict[str, tuple[list[str], list[str], list[str]]] = {
+    "segment": (["writeKey", "sharedSecret"], ["writeKey"], ["region", "host"]),
+    "livelike": (["writeKey"], ["writeKey"], ["region", "host"]),
+    "segment_profiles": (
+        ["accessToken"],
+        ["accessToken", "spaceId"],
+        ["spaceId", "region", "host"],
+    ),
+    "livelike_cloud": (["producerToken"], ["clientId", "producerToken"], ["clientId", "host"]),
+    "clevertap": (
+        ["accountId", "passcode"],
+        ["accountId", "passcode"],
+        ["region", "host"],
+    ),
+}
+
+
 @pytest.mark.parametrize("module_id", MODULE_IDS)
 def test_connection_secret_field(registry: Registry, module_id: str) -> None:
     connection = _describe(registry, module_id)["connection"]
     Draft202012Validator.check_schema(connection)
-    write_key = connection["properties"]["writeKey"]
-    assert write_key["writeOnly"] is True
-    assert write_key["x-secret"] is True
-    assert connection["required"] == ["writeKey"]
-    for name in ("region", "host"):
+    secrets, required, public = CONNECTIONS[module_id.split(".")[0]]
+    for name in secrets:
+        assert connection["properties"][name]["writeOnly"] is True
+        assert connection["properties"][name]["x-secret"] is True
+    assert connection["required"] == required
+    for name in public:
         assert "x-secret" not in connection["properties"][name]
         assert "writeOnly" not in connection["properties"][name]
 
@@ -218,7 +243,11 @@ def test_track_form_validates_with_the_schema(
     assert validator.is_valid(form) is valid
 
 
-@pytest.mark.parametrize("module_id", MODULE_IDS)
+#: Modules whose bundle has no fixed fields: a profile's traits are the workspace's own.
+DYNAMIC_OUTPUT = ["segment_profiles.get_traits"]
+
+
+@pytest.mark.parametrize("module_id", [m for m in MODULE_IDS if m not in DYNAMIC_OUTPUT])
 def test_output_fields_and_sample(registry: Registry, module_id: str) -> None:
     output = _describe(registry, module_id)["output"]
     fields = output["fields"]
@@ -234,6 +263,12 @@ def test_output_fields_and_sample(registry: Registry, module_id: str) -> None:
     }
     errors = list(Draft202012Validator(schema).iter_errors(sample))
     assert not errors, f"{module_id} sample: {errors[0].json_path}: {errors[0].message}"
+
+
+def test_dynamic_output_has_a_sample_and_no_fields(registry: Registry) -> None:
+    for module_id in DYNAMIC_OUTPUT:
+        output = _describe(registry, module_id)["output"]
+        assert output["fields"] == [] and isinstance(output["sample"], dict)
 
 
 def test_output_fields_by_module(registry: Registry) -> None:

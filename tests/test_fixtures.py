@@ -58,9 +58,14 @@ def test_every_shipped_module_has_examples_of_success_and_failure(module_id: str
     assert any(c.output for c in fixture.cases), "no case checks an output bundle"
     assert any(c.error for c in fixture.cases), "no case checks an error"
     if not module.is_trigger:
-        assert any(c.request and "body" in c.request for c in fixture.cases) or (
-            module.manifest.request is not None and module.manifest.request.body is not None
-        ), "no case checks the request"
+        # A module without a body (a search's GET) shows its request by its URL.
+        bodyless = module.manifest.request is not None and module.manifest.request.body is None
+        assert any(
+            c.request and ("body" in c.request or (bodyless and "url" in c.request))
+            for c in fixture.cases
+        ) or (module.manifest.request is not None and module.manifest.request.body is not None), (
+            "no case checks the request"
+        )
     names = [c.name for c in fixture.cases]
     assert len(names) == len(set(names)), "case names must be unique"
 

@@ -619,9 +619,18 @@ def test_load_app_returns_app_and_modules(tmp_path: Path) -> None:
 def test_packaged_apps() -> None:
     registry = connector.load()
     assert registry.module_ids() == SHIPPED_MODULES
-    assert set(registry.apps) == {"livelike", "segment"}
+    assert set(registry.apps) == {
+        "clevertap",
+        "livelike",
+        "livelike_cloud",
+        "segment",
+        "segment_profiles",
+    }
     assert registry.apps["segment"].secret_fields == frozenset({"writeKey", "sharedSecret"})
     assert registry.apps["livelike"].secret_fields == frozenset({"writeKey"})
+    assert registry.apps["segment_profiles"].secret_fields == frozenset({"accessToken"})
+    assert registry.apps["livelike_cloud"].secret_fields == frozenset({"producerToken"})
+    assert registry.apps["clevertap"].secret_fields == frozenset({"accountId", "passcode"})
 
 
 def test_packaged_plus_extra_app(tmp_path: Path) -> None:

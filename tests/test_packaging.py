@@ -52,6 +52,10 @@ def test_wheel_contains_manifests_schemas_and_entry_point(wheel: Path) -> None:
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "connector = connector.tools.cli:main" in text
     assert not any(n.startswith("tests/") for n in names)
+    # App code ships inside the package, where the loader looks for it; never as a
+    # generic top-level "modules" package in site-packages.
+    assert "connector/_modules/__init__.py" in names
+    assert not any(n.startswith("modules/") for n in names)
 
 
 def test_installed_package_runs_from_anywhere(wheel: Path, tmp_path: Path) -> None:

@@ -240,7 +240,7 @@ def test_every_item_once_in_date_order(
     registry: connector.Registry, waves: list[tuple[list[int], int]]
 ) -> None:
     state = FakeState()
-    newest = 20260301000000
+    newest = 0  # seconds after 2026-03-01T00:00:00Z
     handed: list[str] = []
     saved: dict[str, Any] | None = None
     params = {"eventName": "Charged", "start": "all"}
@@ -248,7 +248,8 @@ def test_every_item_once_in_date_order(
         for steps, limit in waves:
             for step in steps:  # items arrive dated at or after the newest so far
                 newest += step
-                state.records.append(record(len(state.records) + 1, newest))
+                ts = int(f"20260301{newest // 3600:02d}{newest % 3600 // 60:02d}{newest % 60:02d}")
+                state.records.append(record(len(state.records) + 1, ts))
             bundles, saved = engine.poll(
                 MODULE, {**CONN, "host": "http://fake.invalid"}, {**params, "limit": limit}, saved
             )

@@ -114,6 +114,22 @@ def test_join_url_allowed(base: str, path: str, expected: str) -> None:
         pytest.param("/v1/%2E%2E/x", "'.' and '..' segments", id="encoded-dot-dot-upper"),
         pytest.param("/v1/%252e%252e/x", "'.' and '..' segments", id="double-encoded-dot-dot"),
         pytest.param("/v1/x#frag", "fragments are refused", id="fragment"),
+        # Issue 10: forms some servers decode into a dot segment or a separator.
+        pytest.param("/x/..;/y", "'.' and '..' segments", id="dot-dot-semicolon"),
+        pytest.param("/x/..;jsessionid=1/y", "'.' and '..' segments", id="dot-dot-params"),
+        pytest.param("/x/%2e%2e%3b/y", "'.' and '..' segments", id="encoded-dot-dot-semicolon"),
+        pytest.param("/x/%c0%ae%c0%ae/y", "not valid UTF-8", id="overlong-dots"),
+        pytest.param("/x/%C0%AE./y", "not valid UTF-8", id="overlong-dot-upper"),
+        pytest.param("/x%c0%afy", "not valid UTF-8", id="overlong-slash"),
+        pytest.param("/x/%e0%80%ae/y", "not valid UTF-8", id="overlong-three-bytes"),
+        pytest.param("/x/%25c0%25ae/y", "not valid UTF-8", id="double-encoded-overlong"),
+        pytest.param("/x/\uff0e\uff0e/y", "'.' and '..' segments", id="full-width-dots"),
+        pytest.param("/x/%EF%BC%8E%EF%BC%8E/y", "'.' and '..'", id="encoded-full-width-dots"),
+        pytest.param("/x\uff0f..\uff0fy", "'.' and '..' segments", id="full-width-slashes"),
+        pytest.param("/x/\u2025/y", "'.' and '..' segments", id="two-dot-leader"),
+        pytest.param("/x\uff3c..", "backslashes", id="full-width-backslash"),
+        pytest.param("/\uff20evil.example", "'@' in the first segment", id="full-width-at"),
+        pytest.param("/x/\ud800", "lone surrogate", id="lone-surrogate"),
     ],
 )
 def test_join_url_refused(path: str, reason: str) -> None:
@@ -234,6 +250,53 @@ def test_check_headers_refuses_a_name_with_a_trailing_newline() -> None:
     with pytest.raises(DataError) as info:
         check_headers({"X-A\n": "v"}, AUTH, "headers")
     assert info.value.field == "headers"
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        pytest.param("a\x0bb", "has a value with the control character '\\x0b'", id="vt"),
+        pytest.param("a\x0cb", "has a value with the control character '\\x0c'", id="ff"),
+        pytest.param("a\x01", "has a value with the control character '\\x01'", id="soh"),
+        pytest.param("a\x7fb", "has a value with the control character '\\x7f'", id="del"),
+        pytest.param("\t", "has a value of only spaces or tabs", id="lone-tab"),
+        pytest.param("  ", "has a value of only spaces or tabs", id="spaces"),
+        pytest.param(
+            " a", "has a value that begins or ends with a space or tab", id="leading-space"
+        ),
+        pytest.param(
+            "\ta", "has a value that begins or ends with a space or tab", id="leading-tab"
+        ),
+        pytest.param(
+            "a ", "has a value that begins or ends with a space or tab", id="trailing-space"
+        ),
+    ],
+)
+def test_check_headers_refuses_what_http_does_not_allow(value: str, rule: str) -> None:
+    """Issue 10: refused up front as bad input, never sent raw nor left to fail in the
+    HTTP client as a retryable network error. The value is not quoted (it may be a
+    secret); the header is named."""
+    with pytest.raises(DataError) as info:
+        check_headers({"X-A": value}, AUTH, "headers")
+    assert info.value.field == "headers"
+    assert info.value.message == f"header 'X-A' {rule}"
+
+
+@pytest.mark.parametrize("value", ["", "a b", "a\tb", "!~", 'say "hi"'])
+def test_check_headers_allows_inner_spaces_and_tabs(value: str) -> None:
+    assert check_headers({"X-A": value}, AUTH, "headers") == {"X-A": value}
+
+
+def test_check_headers_refuses_names_that_differ_only_in_case() -> None:
+    """Issue 10: both were sent. Refused, not merged: which one won would be a silent
+    rule of ours (docs/reliability.md)."""
+    with pytest.raises(DataError) as info:
+        check_headers({"content-type": "a/b", "X-A": "1", "Content-Type": "c/d"}, AUTH, "h")
+    assert info.value.field == "h"
+    assert info.value.message == (
+        "headers 'content-type' and 'Content-Type' differ only in case, and HTTP header "
+        "names are case-insensitive: keep one"
+    )
 
 
 @pytest.mark.parametrize(
@@ -425,10 +488,8 @@ def test_encode_body_invalid_json_text_with_json_type(body: str | bytes, content
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
-        pytest.param(
-            {"price": math.nan}, "Out of range float values are not JSON compliant", id="nan"
-        ),
-        pytest.param({"n": [math.inf]}, "Out of range float values", id="inf-in-list"),
+        pytest.param({"price": math.nan}, "price is NaN, which JSON cannot hold", id="nan"),
+        pytest.param({"n": [math.inf]}, "n[0] is an infinity", id="inf-in-list"),
         pytest.param({"s": {1, 2}}, "not JSON serializable", id="set"),
         pytest.param({"g": iter([1])}, "not JSON serializable", id="iterator"),
     ],
@@ -518,8 +579,8 @@ def test_literal_request_heads_are_reused_but_never_shared() -> None:
     assert not api_call.static_head
     with pytest.raises(DataError, match=r"would leave the base URL|not allowed"):
         engine.prepare("segment.api_call", connection, {"url": "//evil.example/v1/track"})
-    ok = engine.prepare("segment.api_call", connection, {"url": "/v1/identify"})
-    assert ok.request.url == "http://127.0.0.1:9/v1/identify"
+    ok = engine.prepare("segment.api_call", connection, {"url": "/v1/settings"})
+    assert ok.request.url == "http://127.0.0.1:9/v1/settings"
 
 
 @pytest.mark.parametrize(
@@ -594,3 +655,94 @@ def test_dumps_writes_number_keys_as_text_and_refuses_other_keys() -> None:
         dumps({(1, 2): "x"})
     with pytest.raises(ValueError):
         dumps({"a": math.inf})
+
+
+# -- issue 10: refused before anything is sent or stored ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parameters", "field", "rule"),
+    [
+        pytest.param({"headers": {"X-A": "a\x0bb"}}, "headers", "control character", id="vt"),
+        pytest.param({"headers": {"X-A": " a"}}, "headers", "begins or ends", id="lead-space"),
+        pytest.param({"headers": {"X-A": "\t"}}, "headers", "only spaces or tabs", id="tab"),
+        pytest.param(
+            {"headers": {"accept": "a/b", "Accept": "c/d"}}, "headers", "differ only in case",
+            id="case-twins",
+        ),
+        pytest.param({"qs": {"a": "b\ud800"}}, "qs", "lone surrogate", id="query-surrogate"),
+        pytest.param({"qs": {"a\udc00": "b"}}, "qs", "lone surrogate", id="query-name"),
+        pytest.param({"body": "x\ud800"}, "body", "lone surrogate", id="body-text-surrogate"),
+        pytest.param({"url": "/x/..;/y"}, "url", "'.' and '..'", id="dot-dot-semicolon"),
+        pytest.param({"url": "/x/%c0%ae%c0%ae/y"}, "url", "not valid UTF-8", id="overlong"),
+    ],
+)  # fmt: skip
+def test_unsafe_api_calls_are_data_errors_and_nothing_is_sent_or_stored(
+    registry: Any, tmp_path: Any, parameters: dict[str, Any], field: str, rule: str
+) -> None:
+    import connector
+    from connector.runs.incomplete import IncompleteStore
+
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={})
+
+    store = IncompleteStore(tmp_path / "store.sqlite")
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with (
+        connector.Engine(registry, client=client, incomplete=store) as engine,
+        pytest.raises(DataError) as info,
+    ):
+        engine.run(
+            "segment.api_call",
+            {"writeKey": "wk_test_1234567"},
+            {"url": "/v1/x", "method": "POST", **parameters},
+        )
+    assert info.value.field == field
+    assert rule in info.value.message
+    assert sent == []
+    assert len(store) == 0
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "path"),
+    [
+        pytest.param(
+            '"customProperties": {"x": NaN}', "customProperties", "properties.x", id="prop"
+        ),
+        pytest.param('"context": {"ip": Infinity}', "context", "context.ip", id="context"),
+        pytest.param(
+            '"integrations": {"A": -Infinity}', "integrations", "integrations.A", id="int"
+        ),
+        pytest.param(
+            '"customProperties": {"x": [1, {"y": NaN}]}', "customProperties", "properties.x[1].y",
+            id="deep",
+        ),
+    ],
+)  # fmt: skip
+def test_a_nan_in_a_batch_line_is_reported_against_its_field(
+    tmp_path: Any, line: str, field: str, path: str
+) -> None:
+    """Issue 10: the error named the body's first parameter ('event'), not the one that
+    held the NaN. The neighbouring lines are still sent."""
+    from connector.testing.sink import Sink
+    from tests.conftest import run_cli
+
+    lines = tmp_path / "events.jsonl"
+    good = '{"event": "E", "userId": "u"}'
+    lines.write_text(f'{good}\n{{"event": "E", "userId": "u", {line}}}\n{good}\n')
+    with Sink() as sink:
+        result = run_cli(
+            "run", "segment.track", "--no-store", "--batch", str(lines),
+            "-c", json.dumps({"writeKey": "wk_test_1234567", "host": sink.url}),
+        )  # fmt: skip
+        received = sink.received()
+    outputs = [json.loads(out) for out in result.stdout.splitlines() + result.stderr.splitlines()]
+    errors = [out["error"] for out in outputs if "error" in out]
+    assert len(errors) == 1, outputs
+    assert errors[0]["field"] == field
+    assert f"{path} is " in errors[0]["message"]
+    assert sum(len(request["body"]["batch"]) for request in received) == 2

@@ -12,7 +12,7 @@ import pytest
 
 import connector
 from connector.testing.sink import Fault, Sink
-from tests.conftest import FAST_RETRY, WRITE_KEY
+from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
 
 FORMS = [
     WRITE_KEY,
@@ -258,3 +258,173 @@ def test_a_batch_answer_quoting_the_key_is_redacted_in_every_bundle(
         results = list(engine.run_batch("segment.track", connection, runs))
     assert all(isinstance(r, list) and r[0]["success"] == "[REDACTED]" for r in results)
     assert [r[0]["event"] for r in results] == [f"E{i}" for i in range(40)]  # type: ignore[index]
+
+
+# -- issue 10, section 4: every form, every output ---------------------------------------
+
+#: A key with the characters JSON, URL encoding and repr each escape.
+ODD_KEY = 'wk"Quote\\Back%Pct é+Sp'
+
+
+def _odd_forms(key: str) -> list[str]:
+    import json
+    from urllib.parse import quote
+
+    once = [key, json.dumps(key)[1:-1], json.dumps(key, ensure_ascii=False)[1:-1]]
+    return once + [json.dumps(f)[1:-1] for f in once] + [quote(key, safe=""), repr(key)[1:-1]]
+
+
+def _failing_engine(
+    registry: connector.Registry, store: Any, status: int = 503, echo: bool = False
+) -> connector.Engine:
+    def answer(request: httpx.Request) -> httpx.Response:
+        text = f"{request.url} {request.content.decode()}" if echo else "unavailable"
+        return httpx.Response(status, text=text)
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    return connector.Engine(registry, client=client, retry=FAST_RETRY, incomplete=store)
+
+
+def test_a_key_with_quotes_mapped_into_data_is_not_stored_and_marks_the_row(
+    registry: connector.Registry, tmp_path: Any
+) -> None:
+    """The body is stored as JSON text inside JSON: the key in it is escaped twice."""
+    import sqlite3
+
+    from connector.runs.incomplete import IncompleteStore
+
+    path = tmp_path / "store.sqlite"
+    store = IncompleteStore(path)
+    with _failing_engine(registry, store) as engine, pytest.raises(connector.RunError):
+        engine.run(
+            "segment.track",
+            {"writeKey": ODD_KEY},
+            {
+                "event": "E",
+                "userId": "u",
+                "messageId": "{{ k }}",
+                "customProperties": {"note": "{{ k }}"},
+            },
+            context={"k": ODD_KEY},
+        )
+    (row,) = store.executions()
+    assert row.request.get("redacted") is True
+    store.close()
+    with sqlite3.connect(path) as db:
+        stored = repr(db.execute("SELECT * FROM executions").fetchall())
+    shown = run_cli("incomplete", "show", row.id, "--store", str(path))
+    listed = run_cli("incomplete", "list", "--store", str(path))
+    assert row.id in listed.stdout
+    for form in _odd_forms(ODD_KEY):
+        assert form not in stored
+        assert form not in shown.stdout + shown.stderr + listed.stdout + listed.stderr
+
+
+def test_remote_text_is_redacted_before_it_is_cut(registry: connector.Registry) -> None:
+    """A key straddling the 300-character cut must not show even in part."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text="x" * 287 + WRITE_KEY + " and more text after it")
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with (
+        connector.Engine(registry, client=client, retry=FAST_RETRY) as engine,
+        pytest.raises(connector.DataError) as info,
+    ):
+        engine.run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    assert WRITE_KEY[:10] not in info.value.message
+    assert "[REDACTED]" in info.value.message
+
+
+def test_verbose_http_client_logs_do_not_show_a_key_in_the_query(sink: Sink) -> None:
+    """`-v` turns on httpx's logger, which writes each request's URL with its query."""
+    import json
+
+    result = run_cli(
+        "-v", "run", "segment.api_call", "--no-store",
+        "-c", json.dumps({"writeKey": WRITE_KEY, "host": sink.url}),
+        "-p", json.dumps({"url": "/v1/echo", "method": "GET", "qs": {"k": WRITE_KEY}}),
+    )  # fmt: skip
+    assert "HTTP Request" in result.stderr  # httpx's own logger was on
+    assert_clean(result.stdout + result.stderr)
+
+
+def test_a_key_in_the_url_path_shows_nowhere(registry: connector.Registry, tmp_path: Any) -> None:
+    from connector.runs.incomplete import IncompleteStore
+
+    path = tmp_path / "store.sqlite"
+    store = IncompleteStore(path)
+    with (
+        _failing_engine(registry, store, echo=True) as engine,
+        pytest.raises(connector.RunError) as info,
+    ):
+        engine.run(
+            "segment.api_call",
+            {"writeKey": WRITE_KEY},
+            {"url": f"/v1/items/{WRITE_KEY}", "method": "POST", "body": {"a": 1}},
+        )
+    assert_clean(str(info.value) + repr(info.value.to_dict()))
+    (row,) = store.executions()
+    assert_clean(repr(row.to_dict()))
+    store.close()
+    listed = run_cli("incomplete", "list", "--store", str(path))
+    assert listed.returncode == 0
+    assert_clean(listed.stdout + listed.stderr)
+    assert "/v1/items/[REDACTED]" in listed.stdout
+
+
+def test_a_base_url_with_credentials_is_not_echoed(engine: connector.Engine) -> None:
+    for host in (f"https://user:{WRITE_KEY}@api.example", "https://user:pw@api.example"):
+        with pytest.raises(connector.InvalidConfigurationError) as info:
+            engine.dry_run(
+                "segment.track",
+                {"writeKey": WRITE_KEY, "host": host},
+                {"event": "E", "userId": "u"},
+            )
+        assert "user:" not in info.value.message
+        assert_clean(info.value.message)
+        assert "***@api.example" in info.value.message
+
+
+@pytest.mark.parametrize("field", ["writeKey", "sharedSecret", "host"])
+def test_a_connection_value_with_a_lone_surrogate_is_a_configuration_error(
+    engine: connector.Engine, field: str
+) -> None:
+    connection = {"writeKey": WRITE_KEY, field: "wk_abc\ud800def_123"}
+    with pytest.raises(connector.InvalidConfigurationError) as info:
+        engine.dry_run("segment.track", connection, {"event": "E", "userId": "u"})
+    assert info.value.field == field
+    assert "surrogate" in info.value.message
+
+
+def test_log_records_of_any_logger_get_tracebacks_redacted(
+    engine: connector.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The filter rewrites a record's traceback too (an exception may quote the key)."""
+    from connector.core.logs import get_logger
+
+    engine.dry_run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    caplog.set_level(logging.DEBUG)
+    try:
+        raise ValueError(f"bad {WRITE_KEY}")
+    except ValueError:
+        get_logger("connector.test").exception("failed with %s", WRITE_KEY)
+        logging.getLogger("httpx").warning("url %s", f"/x?k={WRITE_KEY}")
+    assert_clean(caplog.text)
+    assert caplog.text.count("[REDACTED]") >= 3
+
+
+@pytest.mark.parametrize("name", ["httpx", "httpcore.connection", "httpcore.http11", "hpack.hpack"])
+def test_the_http_clients_own_loggers_are_redacted(
+    engine: connector.Engine, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """A host's plain handler receives the HTTP client's records already redacted (a
+    filter on a logger does not cover its children: each is named)."""
+    engine.dry_run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    from connector.core.logs import get_logger
+
+    get_logger("connector.core.transport")  # as the first send does
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger(name).debug("GET /x?k=%s %r", WRITE_KEY, {"auth": FORMS[1]})
+    assert_clean(caplog.text)
+    assert "[REDACTED]" in caplog.text

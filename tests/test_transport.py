@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -178,3 +179,32 @@ def test_async_retries_like_sync(registry: connector.Registry) -> None:
 def test_engine_reuses_one_client(registry: connector.Registry) -> None:
     with connector.Engine(registry) as engine:
         assert engine.client is engine.client
+
+
+@pytest.mark.parametrize("status", [501, 505])
+def test_permanent_5xx_answers_are_not_retried_nor_stored(
+    registry: connector.Registry, tmp_path: Any, status: int
+) -> None:
+    """Issue 10: 501 and 505 were stored as retryable incomplete executions."""
+    from connector.runs.incomplete import IncompleteStore
+
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(status, text="no")
+
+    listing = RetrySpec(attempts=3, backoff=0.001, maxBackoff=0.002, statuses=[status, 503])
+    store = IncompleteStore(tmp_path / "store.sqlite")
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with (
+        connector.Engine(registry, client=client, retry=listing, incomplete=store) as engine,
+        pytest.raises(connector.RunError) as info,
+    ):
+        engine.run("segment.track", {"writeKey": WRITE_KEY}, {"event": "E", "userId": "u"})
+    assert len(sent) == 1  # even a policy that lists it does not retry it
+    assert info.value.status == status
+    assert info.value.retryable is False
+    assert info.value.incomplete_id is None
+    assert len(store) == 0
+    store.close()

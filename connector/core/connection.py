@@ -1,26 +1,22 @@
 """Connections: a user's connection values, checked once and turned into what runs need.
 
 A :class:`Connection` holds the validated fields, the base URL, the precomputed auth
-headers and a :class:`Redactor` that knows every form in which the secrets could leak
-(raw, base64 of ``key:``, the whole header value). Secret values are kept out of the
+headers and a :class:`~connector.core.redaction.Redactor` that knows every form in which
+the secrets could leak (raw, base64 of ``key:``, the whole header value, each escaped
+at any depth). Secret values are kept out of the
 connection's ``public`` view, which is the only one module templates see, and out of
 ``repr``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from connector.core.auth import build_auth_headers
-from connector.core.jsondata import find_null
-from connector.core.logs import register_redactor
+from connector.core.redaction import REDACTED, Redactor
 from connector.core.registry import LoadedApp
 from connector.core.validation import Values, validate_parameters
 from connector.errors import DataError, InvalidConfigurationError
@@ -28,101 +24,9 @@ from connector.templating.templates import RENDER_FAILURES, describe_error
 
 __all__ = ["REDACTED", "Connection", "Redactor", "RequestHead"]
 
-REDACTED = "[REDACTED]"
-#: Secrets shorter than this are not searched for in text: a short one ("test") would
-#: match ordinary words in the data ("Contest") and change what builders receive.
-_MIN_SECRET = 8
-
 
 #: A request's method, URL, headers (auth not included) and query, rendered and checked.
 RequestHead = tuple[str, str, dict[str, str], dict[str, Any]]
-
-
-_NOT_CLEAN = object()
-
-
-class Redactor:
-    """Replaces every known secret form in text and in JSON-like data."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if len(secret) < _MIN_SECRET:
-                continue
-            forms.add(secret)
-            for suffix in (":", ""):
-                raw = (secret + suffix).encode()
-                forms.add(base64.b64encode(raw).decode("ascii"))
-                forms.add(base64.urlsafe_b64encode(raw).decode("ascii"))
-                forms.add(base64.b64encode(raw).decode("ascii").rstrip("="))
-            # As JSON writers escape it inside a string: the standard library's ASCII
-            # escapes, its raw UTF-8, and orjson's (raw UTF-8, `"`, `\` and control
-            # characters escaped), which is what bundles and messages are scanned in.
-            forms.add(json.dumps(secret)[1:-1])
-            forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
-            forms.add(orjson.dumps(secret)[1:-1].decode())
-        self._pattern = (
-            re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
-            if forms
-            else None
-        )
-        # For detecting (not replacing) a secret, a form that contains another form is
-        # redundant ("Basic <b64>" contains "<b64>"): scan for the minimal set only.
-        minimal = [f for f in forms if not any(o != f and o in f for o in forms)]
-        self._byte_forms = tuple(f.encode() for f in minimal)
-        if self._pattern is not None:
-            register_redactor(self)
-
-    def __call__(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub(REDACTED, text)
-
-    def data(self, value: Any) -> Any:
-        """A fresh copy of ``value`` with secrets replaced in every string, keys included.
-
-        Always a copy: bundles handed to hosts never share objects with the engine (its
-        templates' scope) or with the caller's input, so editing one changes nothing else.
-        """
-        copy = self._clean_copy(value)
-        return self._walk(value) if copy is _NOT_CLEAN else copy
-
-    def clean_bytes(self, data: bytes) -> bool:
-        """Whether ``data`` (serialised JSON) holds no form of a secret."""
-        return not any(form in data for form in self._byte_forms)
-
-    def data_many(self, values: list[Any]) -> list[Any]:
-        """``[self.data(v) for v in values]``, in one pass when all are clean (a batch
-        run's output bundles: one serialise, scan and parse for the whole batch)."""
-        copies = self._clean_copy(values)
-        return [self.data(v) for v in values] if copies is _NOT_CLEAN else copies
-
-    def _clean_copy(self, value: Any) -> Any:
-        """One C-speed pass: serialise, scan, and when clean parse back as the copy;
-        ``_NOT_CLEAN`` when a secret form (or a NaN, which orjson writes as null, or
-        anything orjson refuses) needs the walk."""
-        try:
-            dumped = orjson.dumps(value, default=str)
-            if self.clean_bytes(dumped) and find_null(dumped) is None:
-                return orjson.loads(dumped)
-        except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError):
-            pass
-        return _NOT_CLEAN
-
-    def _walk(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self(value) if self._pattern is not None else value
-        if isinstance(value, Mapping):
-            return {self._walk(str(k)): self._walk(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._walk(v) for v in value]
-        if value is None or isinstance(value, bool | int | float):
-            return value  # as is: NaN and integers over 64 bits are why the walk runs
-        # Anything else (a date, a UUID, a dataclass, an object of the caller's): what
-        # the one-pass copy gives for it, so a bundle does not change with the path its
-        # copy took, and never hands back an object of the caller's.
-        try:
-            return self._walk(orjson.loads(orjson.dumps(value, default=str)))
-        except (TypeError, ValueError, RecursionError):
-            return self(str(value))
 
 
 class Connection:
@@ -145,11 +49,15 @@ class Connection:
     def __init__(self, app: LoadedApp, values: Mapping[str, Any] | None) -> None:
         self.app = app
         spec = app.manifest.connection
+        _check_encodable(values or {})
         secret_values = [
             str(v)
             for k, v in (values or {}).items()
             if k in app.secret_fields and isinstance(v, str | int | float)
         ]
+        # Credentials written into a URL value (https://user:key@host) are secrets too,
+        # for the messages below: such a base URL is refused, never echoed.
+        secret_values += _url_credentials(values or {})
         try:
             validated = validate_parameters(spec.fields, [], values or {})
         except DataError as exc:
@@ -258,18 +166,60 @@ def _app_parts(
         raise InvalidConfigurationError(f"the app's headers or query: {exc.message}") from None
 
 
+def _check_encodable(values: Mapping[str, Any]) -> None:
+    """Refuse text that UTF-8 cannot encode (a lone surrogate, from a broken decoder):
+    it could neither be sent nor searched for, so it fails here, named, not later as a
+    UnicodeEncodeError deep in auth or the HTTP client."""
+    for name, value in values.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidConfigurationError(
+                    f"connection: field {name!r} is not valid text: it holds a lone "
+                    "surrogate, which UTF-8 cannot encode",
+                    field=str(name),
+                ) from None
+
+
+def _url_credentials(values: Mapping[str, Any]) -> list[str]:
+    found: list[str] = []
+    for value in values.values():
+        if isinstance(value, str) and "@" in value:
+            try:
+                parts = urlsplit(value.strip())
+                found += [p for p in (parts.username, parts.password) if p]
+                found += [parts.netloc.rpartition("@")[0]]
+            except ValueError:
+                continue
+    return [f for f in found if f]
+
+
+def _shown(text: str) -> str:
+    """A base URL as error messages may quote it: without its user information."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "(unparseable)" if "@" in text else repr(text)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return repr(parts.geturl())
+
+
 def _check_base_url(text: str) -> str:
     try:
         url = urlsplit(text)
         url.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise InvalidConfigurationError(f"base URL {text!r} is invalid: {exc}") from None
+        detail = str(exc) if "@" not in text else "not a valid URL"
+        raise InvalidConfigurationError(f"base URL {_shown(text)} is invalid: {detail}") from None
     if url.scheme not in ("http", "https") or not url.hostname:
         raise InvalidConfigurationError(
-            f"base URL {text!r} must be an absolute http(s) URL", field="host"
+            f"base URL {_shown(text)} must be an absolute http(s) URL", field="host"
         )
-    if url.username is not None or url.query or url.fragment:
+    if "@" in url.netloc or url.query or url.fragment:
         raise InvalidConfigurationError(
-            f"base URL {text!r} must not carry credentials, a query or a fragment", field="host"
+            f"base URL {_shown(text)} must not carry credentials, a query or a fragment",
+            field="host",
         )
     return text.rstrip("/")

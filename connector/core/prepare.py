@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from connector._version import __version__
 from connector.core.connection import REDACTED, Connection, RequestHead
+from connector.core.messages import check_message_request
 from connector.core.registry import LoadedModule
 from connector.core.request import (
     ALLOWED_METHODS,
@@ -28,6 +29,7 @@ from connector.core.request import (
     encode_body,
     join_url,
     largest_fields,
+    non_finite_path,
     normalize_query,
 )
 from connector.core.types import utc_now_iso
@@ -133,9 +135,46 @@ def prepare_message(
         head = request_head(module, conn, scope)
         headers = dict(head[2])  # the module's own headers decide how a body is encoded
         content, json_body, by_orjson = build_body(module, conn, scope, headers)
+        if module.manifest.kind == "universal" and module.app.manifest.messages is not None:
+            _check_messages(module, conn, scope, head[1], json_body, content)
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
     return Message(values, run, head, headers, json_body, content, by_orjson)
+
+
+def _check_messages(
+    module: LoadedModule,
+    conn: Connection,
+    scope: Mapping[str, Any],
+    url: str,
+    json_body: Any,
+    content: bytes | None,
+) -> None:
+    """A universal module's request to one of the app's message endpoints gets the
+    checks its messages get from the app's own modules (:mod:`connector.core.messages`)."""
+    app = module.app
+    assert app.manifest.messages is not None
+    relative = url[len(conn.base_url) :] if url.startswith(conn.base_url) else url
+    batch_path: str | None = None
+    limits: tuple[str, int, int] | None = None
+    if app.batch_url is not None and app.manifest.batch is not None:
+        try:
+            batch_path = str(app.batch_url.render(scope))
+        except RENDER_FAILURES as exc:
+            raise InvalidConfigurationError(
+                f"the app's batch url template failed: {conn.redact(describe_error(exc))}"
+            ) from None
+        spec = app.manifest.batch
+        limits = (spec.items_key, spec.max_items, spec.max_bytes)
+    check_message_request(
+        app.manifest.messages,
+        relative,
+        batch_path,
+        limits,
+        json_body,
+        content,
+        module.part_fields.get("body"),
+    )
 
 
 def prepared_from(module: LoadedModule, conn: Connection, message: Message) -> Prepared:
@@ -230,7 +269,12 @@ def build_body(
     content type where the body needs one."""
     fields = module.part_fields
     body = render_part(module, "body", module.body, scope, conn)
-    content, json_body, by_orjson = encode_body(body, headers, fields.get("body"))
+    try:
+        content, json_body, by_orjson = encode_body(body, headers, fields.get("body"))
+    except DataError as exc:
+        # A NaN or infinity in the body: name the parameter that holds it.
+        exc.field = _parameter_holding_non_finite(body, scope["parameters"]) or exc.field
+        raise
     limit = module.max_body_bytes
     if limit is not None and content is not None and len(content) > limit:
         biggest = largest_fields(json_body)
@@ -321,6 +365,24 @@ _ID_MASK = int.from_bytes(bytes.fromhex("ffffffffffff0fff3fffffffffffffff") * _I
 _ID_BITS = int.from_bytes(bytes.fromhex("00000000000040008000000000000000") * _ID_BATCH)
 _IDS: deque[str] = deque()
 os.register_at_fork(after_in_child=_IDS.clear)
+
+
+def _parameter_holding_non_finite(body: Any, values: Mapping[str, Any]) -> str | None:
+    """The parameter whose value holds the body's first NaN or infinity: the one named
+    by the body path's head or tail (``properties.x`` from ``customProperties``), else
+    the first that holds one at all; None when the body made it itself."""
+    where = non_finite_path(body)
+    if where is None:
+        return None
+    holders = [name for name, value in values.items() if non_finite_path(value) is not None]
+    if not holders:
+        return None
+    parts = where[0].replace("[", ".").split(".")
+    for name in holders:
+        value = values[name]
+        if name == parts[0] or (isinstance(value, Mapping) and parts[-1] in value):
+            return name
+    return holders[0]
 
 
 def _parameter_for(biggest: list[tuple[str, int]], values: Mapping[str, Any]) -> str | None:

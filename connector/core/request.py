@@ -2,8 +2,12 @@
 
 The URL a module renders is a *path* under the app's base URL. It can never change
 the scheme, host or port: absolute URLs, ``//host``, ``@host``, backslashes, control
-characters and dot segments are all refused. Header names must be HTTP tokens and values
-must not carry CR/LF, so a mapped value cannot smuggle a header. The auth header belongs
+characters and dot segments are all refused, in every form a server might decode them
+from: percent-encoded once or twice, overlong UTF-8 (``%c0%ae``), full-width
+(U+FF0E, U+FF0F, by Unicode compatibility folding) or with ``;parameters`` (``..;``).
+Header names must be HTTP tokens and values visible ASCII with inner spaces and tabs
+only, so a mapped value cannot smuggle a header or fail inside the HTTP client; two
+names that differ only in case are refused. The auth header belongs
 to the engine: a module or builder that sets it gets a DataError, never a silent
 override. All of this happens before anything is sent.
 """
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from connector.core.jsondata import encode, loads_strict
 from connector.errors import DataError
@@ -27,6 +33,7 @@ __all__ = [
     "encode_body",
     "join_url",
     "largest_fields",
+    "non_finite_path",
     "normalize_query",
 ]
 
@@ -47,7 +54,8 @@ _TRANSPORT_HEADERS = frozenset(
     }
 )
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
+#: RFC 9110 field-value: visible characters, with spaces and tabs only between them.
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20\x09\x21-\x7e]*[\x21-\x7e])?)?")
 _CONTROL = re.compile(r"[\x00-\x20\x7f\\]")
 
 
@@ -112,6 +120,10 @@ def _join_url(base: str, path: str, field: str | None) -> str:
 
 
 def _unsafe_path_reason(path: str) -> str | None:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it holds a lone surrogate, which UTF-8 cannot encode"
     decoded = unquote(unquote(path))
     raw_path = path.split("?", 1)[0]
     if "://" in raw_path or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
@@ -120,25 +132,54 @@ def _unsafe_path_reason(path: str) -> str | None:
         return "'//host' would change the host"
     # The path is what comes before the *raw* '?': an encoded %3F or %23 is part of the
     # path, and its decoded form must not hide dot segments after it.
-    before_query = unquote(unquote(raw_path.split("#", 1)[0]))
+    before_query = _decoded_path(raw_path.split("#", 1)[0])
+    if before_query is None:
+        return (
+            "its percent-encoding is not valid UTF-8 (overlong forms such as %c0%ae "
+            "hide '.' and '/' from checks)"
+        )
+    # What servers may read the path as must be safe too: Unicode compatibility forms
+    # folded (a full-width dot or solidus, U+FF0E or U+FF0F, is '.' or '/' to some).
+    folded = unicodedata.normalize("NFKC", before_query)
     # Raw: nothing unencoded. Decoded path (not the query, where %20 is fine): no
     # control characters or backslashes that a server might read as a separator.
-    if _CONTROL.search(path) or _CONTROL.search(before_query):
+    if _CONTROL.search(path) or _CONTROL.search(before_query) or _CONTROL.search(folded):
         return "spaces, control characters and backslashes are refused"
-    if "@" in before_query.split("/", 2)[1 if before_query.startswith("/") else 0]:
-        return "'@' in the first segment would read as credentials"
-    if any(seg in (".", "..") for seg in before_query.split("/")):
-        return "'.' and '..' segments are refused"
+    for form in (before_query, folded):
+        if "@" in form.split("/", 2)[1 if form.startswith("/") else 0]:
+            return "'@' in the first segment would read as credentials"
+        # A segment's ';parameters' are dropped by some servers ('..;' is '..' to
+        # Tomcat): a dot segment is judged without them.
+        if any(seg.split(";", 1)[0] in (".", "..") for seg in form.split("/")):
+            return "'.' and '..' segments are refused (also as '..;', encoded or full-width)"
     if "#" in path:
         return "fragments are refused"
     return None
 
 
+def _decoded_path(path: str) -> str | None:
+    """``path`` percent-decoded twice, strictly: None when the bytes are not valid UTF-8
+    (Python's decoder refuses overlong forms, which lenient servers read as ASCII)."""
+    try:
+        once = unquote_to_bytes(path).decode("utf-8")
+        return unquote_to_bytes(once).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def check_headers(
     headers: Mapping[str, Any], reserved: Mapping[str, str], field: str | None
 ) -> dict[str, str]:
-    """Stringify and check header names/values; refuse the auth headers."""
+    """Stringify and check header names/values; refuse the auth headers.
+
+    A value must be what RFC 9110 allows and every HTTP stack reads the same way:
+    visible ASCII, with spaces and tabs only between visible characters (no leading or
+    trailing whitespace, no control character: neither sent raw nor left to fail in the
+    HTTP client as a retryable network error). Two names that differ only in case are
+    refused rather than merged: which one wins would be a silent rule of ours.
+    """
     out: dict[str, str] = {}
+    seen: dict[str, str] = {}
     folded_reserved = {name.lower() for name in reserved}
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
@@ -156,18 +197,37 @@ def check_headers(
                 field=field,
             )
         text = value if isinstance(value, str) else json.dumps(value) if value is not None else ""
-        if _BAD_VALUE.search(text):
-            raise DataError(
-                f"header {name!r} has a value with CR, LF or NUL characters", field=field
-            )
         if not text.isascii():
             raise DataError(
                 f"header {name!r} has non-ASCII characters; encode the value first "
                 "(for example as base64 or percent-encoding)",
                 field=field,
             )
+        if not _FIELD_VALUE.fullmatch(text):
+            raise DataError(f"header {name!r} {_value_fault(text)}", field=field)
+        earlier = seen.get(lowered)
+        if earlier is not None:
+            raise DataError(
+                f"headers {earlier!r} and {name!r} differ only in case, and HTTP header "
+                "names are case-insensitive: keep one",
+                field=field,
+            )
+        seen[lowered] = name
         out[name] = text
     return out
+
+
+def _value_fault(text: str) -> str:
+    """Which rule of a header value ``text`` breaks (the value itself is not quoted: it
+    may be a secret)."""
+    for char in text:
+        if char in "\r\n\x00":
+            return "has a value with CR, LF or NUL characters"
+        if char != "\t" and not "\x20" <= char <= "\x7e":
+            return f"has a value with the control character {char!r}"
+    if not text.strip(" \t"):
+        return "has a value of only spaces or tabs"
+    return "has a value that begins or ends with a space or tab"
 
 
 def normalize_query(query: Any, field: str | None) -> dict[str, Any]:
@@ -179,11 +239,27 @@ def normalize_query(query: Any, field: str | None) -> dict[str, Any]:
     for key, value in query.items():
         if value is None:
             continue  # an unmapped value is absent, never the text "None"
+        name = _encodable(str(key), "a query parameter's name", field)
         if isinstance(value, list):
-            out[str(key)] = [_query_value(v) for v in value if v is not None]
+            out[name] = [_encodable(_query_value(v), name, field) for v in value if v is not None]
         else:
-            out[str(key)] = _query_value(value)
+            out[name] = _encodable(_query_value(value), name, field)
     return out
+
+
+def _encodable(text: str, what: str, field: str | None) -> str:
+    """``text``, when UTF-8 can encode it (a lone surrogate cannot: refused here, not
+    as a UnicodeEncodeError inside the HTTP client)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(
+            f"query parameter {what!r} is not valid text: it holds a lone surrogate"
+            if what != "a query parameter's name"
+            else "a query parameter's name is not valid text: it holds a lone surrogate",
+            field=field,
+        ) from None
+    return text
 
 
 def _query_value(value: Any) -> str:
@@ -219,7 +295,12 @@ def encode_body(
         return content, body, by_orjson
     content_type = _content_type(headers)
     if isinstance(body, str | bytes):
-        raw = body.encode() if isinstance(body, str) else body
+        try:
+            raw = body.encode() if isinstance(body, str) else body
+        except UnicodeEncodeError:
+            raise DataError(
+                "the body is not valid text: it holds a lone surrogate", field=field
+            ) from None
         parsed: Any = None
         if content_type is None or "json" in content_type.lower():
             try:
@@ -245,7 +326,31 @@ def _json_content(body: Any, field: str | None) -> tuple[bytes, bool]:
     except RecursionError:
         raise DataError("the body is nested too deeply to send as JSON", field=field) from None
     except (ValueError, TypeError) as exc:
+        where = non_finite_path(body)
+        if where is not None:
+            path, value = where
+            raise DataError(
+                f"the body cannot be sent as JSON: {path} is {value}, which JSON cannot hold",
+                field=field,
+            ) from None
         raise DataError(f"the body cannot be sent as JSON: {exc}", field=field) from None
+
+
+def non_finite_path(value: Any) -> tuple[str, str] | None:
+    """Where ``value`` first holds a NaN or an infinity, as a dotted path (``properties.x``,
+    ``items[2]``; ``$`` for the value itself), and what it is; None when nowhere.
+    Iterative: only called on a failure, but the value may be deep."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path or "$", "NaN" if math.isnan(item) else "an infinity"
+        if isinstance(item, Mapping):
+            children = [(v, f"{path}.{k}" if path else str(k)) for k, v in item.items()]
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed([(v, f"{path}[{i}]") for i, v in enumerate(item)]))
+    return None
 
 
 def largest_fields(body: Any, top: int = 3) -> list[tuple[str, int]]:

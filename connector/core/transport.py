@@ -4,12 +4,15 @@ The retry decision is a pure function (:func:`retry_delay`) shared by the sync a
 senders, so both behave the same. What is retried: network errors and timeouts, and the
 statuses in the app's retry policy (by default 408, 429, 500, 502, 503, 504). What is
 not: every other 4xx, because sending the same bad request again cannot help, and
-501/505, which are permanent. ``Retry-After`` (seconds or an HTTP date) is honoured,
-capped at the policy's ``maxBackoff``. Every attempt sends the very same request, so a
-message keeps its ``messageId`` and Segment deduplicates.
+501/505, which are permanent (never retried even if a policy lists them, and their
+errors are not ``retryable``, so no incomplete execution keeps them). ``Retry-After``
+(seconds or an HTTP date) is honoured, capped at the policy's ``maxBackoff``. Every
+attempt sends the very same request, so a message keeps its ``messageId`` and Segment
+deduplicates.
 
 A failure is never swallowed: after the last attempt the error is raised with the
-status, a redacted excerpt of the answer and the number of attempts.
+status, a redacted excerpt of the answer (redacted whole, then cut to 300 characters)
+and the number of attempts. The path an error or log line quotes is redacted too.
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ from connector.errors import (
 )
 from connector.format.manifest import RetrySpec
 
-__all__ = ["DEFAULT_STATUS_ERRORS", "PreparedRequest", "Sender", "error_for_status", "retry_delay"]
+__all__ = [
+    "DEFAULT_STATUS_ERRORS",
+    "PERMANENT_STATUSES",
+    "PreparedRequest",
+    "Sender",
+    "error_for_status",
+    "retry_delay",
+]
 
 logger = get_logger("connector.core.transport")
 
@@ -101,7 +111,7 @@ def retry_delay(
     """
     if attempt >= policy.attempts:
         return None
-    if status is not None and status not in policy.statuses:
+    if status is not None and (status not in policy.statuses or status in PERMANENT_STATUSES):
         return None
     hinted = parse_retry_after(retry_after)
     if hinted is not None:
@@ -110,11 +120,25 @@ def retry_delay(
     return float(rng() * ceiling)
 
 
+#: Answers that no retry can change (Not Implemented, HTTP Version Not Supported): never
+#: retried, whatever the policy lists, and never kept to be replayed.
+PERMANENT_STATUSES = frozenset({501, 505})
+_EXCERPT = 300
+
+
 def _excerpt(response: httpx.Response, redact: Callable[[str], str]) -> str:
-    text = response.text.strip().replace("\n", " ")
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return redact(text)
+    # Redacted whole, then cut: a cut first could leave half a key that no longer
+    # matches any of its forms.
+    text = redact(response.text.strip().replace("\n", " "))
+    if len(text) > _EXCERPT:
+        text = text[: _EXCERPT - 3] + "..."
+    return text
+
+
+def _path(request: PreparedRequest, redact: Callable[[str], str]) -> str:
+    """The request's path as messages quote it: redacted (a builder may map the key
+    into the URL), never its query."""
+    return redact(httpx.URL(request.url).raw_path.decode("ascii").split("?", 1)[0])
 
 
 def _status_error(
@@ -125,23 +149,24 @@ def _status_error(
     redact: Callable[[str], str],
 ) -> RunError:
     cls = error_for_status(response.status_code, overrides)
-    path = httpx.URL(request.url).path
-    message = f"{request.method} {path} answered {response.status_code}"
+    message = f"{request.method} {_path(request, redact)} answered {response.status_code}"
     excerpt = _excerpt(response, redact)
     if excerpt:
         message += f": {excerpt}"
     if attempts > 1:
         message += f" (after {attempts} attempts)"
-    return cls(message, status=response.status_code, attempts=attempts)
+    error = cls(message, status=response.status_code, attempts=attempts)
+    if response.status_code in PERMANENT_STATUSES:
+        error.retryable = False
+    return error
 
 
 def _network_error(
     request: PreparedRequest, exc: httpx.HTTPError, attempts: int, redact: Callable[[str], str]
 ) -> RunError:
-    path = httpx.URL(request.url).path
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
     detail = redact(str(exc) or type(exc).__name__)
-    message = f"{request.method} {path} {kind}: {detail}"
+    message = f"{request.method} {_path(request, redact)} {kind}: {detail}"
     if attempts > 1:
         message += f" (after {attempts} attempts)"
     return RemoteConnectionError(message, attempts=attempts)
@@ -196,7 +221,7 @@ class Sender:
         logger.warning(
             "%s %s: attempt %d failed (%s); retrying in %.2fs",
             req.method,
-            httpx.URL(req.url).path,
+            _path(req, redact),
             attempt,
             status if status is not None else type(exc).__name__,
             delay,

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from connector.core.redaction import redact_text
 from connector.errors import DataError
 
 __all__ = [
@@ -69,7 +70,9 @@ def utc_now_iso() -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    # Redacted whole, then cut: a cut first could leave half a key that no longer
+    # matches any of its forms.
+    text = redact_text(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -36,6 +36,8 @@ __all__ = [
     "BatchSpec",
     "ConnectionSpec",
     "Constraint",
+    "MessageRule",
+    "MessagesSpec",
     "ModuleManifest",
     "Option",
     "OutputField",
@@ -790,6 +792,53 @@ class BatchSpec(_Model):
     max_items: int = Field(default=2500, alias="maxItems", ge=1)
     max_bytes: int = Field(default=512_000, alias="maxBytes", ge=1024)
     max_item_bytes: int = Field(default=32_768, alias="maxItemBytes", ge=1)
+    unwrap: bool = Field(
+        default=False,
+        description="Each message body is already {itemsKey: [items]} (an API whose one "
+        "endpoint takes a list, as LiveLike's): a batch sends the items of those lists, "
+        "not the bodies.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class MessageRule(_Model):
+    """The checks one type of message gets, wherever a universal module sends it."""
+
+    path: str = Field(
+        pattern=r"^/", description="The endpoint that takes this message alone, e.g. /v1/track."
+    )
+    required: list[str] = Field(
+        default_factory=list, description="Keys the message must have, with a value."
+    )
+    one_of_required: list[list[str]] = Field(
+        default_factory=list,
+        alias="oneOfRequired",
+        description="Groups of keys: at least one key of each group must have a value.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+class MessagesSpec(_Model):
+    """The app's message endpoints and what a message needs, so that a request a
+    universal module (Make an API Call) sends to one gets the checks the app's own
+    modules give their parameters: the size limit and the required keys, for a message
+    posted alone to its type's ``path`` and for each item of a batch sent to the app's
+    ``batch.url`` (told apart by ``typeKey``)."""
+
+    type_key: str = Field(
+        default="type", alias="typeKey", description="The key naming a batch item's type."
+    )
+    max_bytes: int | None = Field(
+        default=None, alias="maxBytes", ge=1, description="Largest message, in bytes as sent."
+    )
+    types: dict[str, MessageRule] = Field(description="Each message type's endpoint and rules.")
+    batch_paths: list[str] = Field(
+        default_factory=list,
+        alias="batchPaths",
+        description="More endpoints that take a batch like batch.url does (aliases of it).",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
@@ -825,6 +874,10 @@ class AppManifest(_Model):
     code: AppCode | None = Field(
         default=None, description="Python from modules/: a request signer, filters."
     )
+    messages: MessagesSpec | None = Field(
+        default=None,
+        description="Message endpoints whose checks also apply to universal modules' requests.",
+    )
     modules: list[str] = Field(description="Module manifest files, relative to app.json.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
@@ -832,6 +885,8 @@ class AppManifest(_Model):
     @model_validator(mode="after")
     def _check_fields(self) -> AppManifest:
         check_parameter_names(list(self.connection.fields), "connection field")
+        if self.messages is not None and self.messages.batch_paths and self.batch is None:
+            raise ValueError("messages.batchPaths are aliases of batch.url: declare 'batch' too")
         return self
 
 

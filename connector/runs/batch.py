@@ -21,6 +21,10 @@ Guarantees:
   as one row holding its body (:meth:`IncompleteStore.begin_batch`), and the items of
   a request that still fails are kept there for ``incomplete retry``.
 
+An app whose one endpoint already takes a list (LiveLike's ``{"events": [...]}``) sets
+``unwrap``: each message body is then ``{itemsKey: [items]}`` as a single run sends it,
+and the batch sends those items, not the bodies.
+
 The bodies are joined as bytes (each item was serialised once, when prepared), so
 packing costs no second serialisation. What an item holds while its batch is out, and
 how its output bundles are made then, is :mod:`connector.runs.batch_items`.
@@ -268,8 +272,8 @@ class BatchPlan:
             slot.result = parameters
             return None
         if type(parameters) is BatchInput:
-            own = parameters.context
-            context = own if not context else {**context, **own} if own else context
+            mine = parameters.context
+            context = mine if not context else {**context, **mine} if mine else context
             parameters = parameters.parameters
         module, conn = self.module, self.connection
         try:
@@ -280,7 +284,15 @@ class BatchPlan:
         except Exception as exc:  # one input's unforeseen failure never ends the batch
             slot.result = unprepared(exc)
             return None
-        content = message.content or b"null"  # a module with no body: null
+        own = message.content or b"null"  # a module with no body: null
+        content = own if not self.spec.unwrap else self._unwrapped(message.json_body)
+        if content is None:
+            slot.result = DataError(
+                f"the message body is not {{{self.spec.items_key!r}: [...]}} with at least "
+                "one item, so the batch (unwrap) has nothing to send for it",
+                field=module.part_fields.get("body"),
+            )
+            return None
         limit = self.spec.max_item_bytes
         if len(content) > limit:
             slot.result = DataError(
@@ -289,7 +301,7 @@ class BatchPlan:
                 field=module.part_fields.get("body"),
             )
             return None
-        self.bundles.hold_for_output(slot, message, content)
+        self.bundles.hold_for_output(slot, message, own)  # the output sees its own body
         method, url = message.head[0], message.head[1]
         headers = message.headers  # without auth: what the output may show
         head = self.head
@@ -303,6 +315,14 @@ class BatchPlan:
         ):
             slot.head = (method, url, headers)
         return content
+
+    def _unwrapped(self, body: Any) -> bytes | None:
+        """``unwrap``: the items of the body's ``{itemsKey: [...]}``, as the batch's
+        items (comma-joined JSON), or None when the body is not of that shape."""
+        items = body.get(self.spec.items_key) if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return None
+        return b",".join(dumps(item) for item in items)
 
     def _tail(self) -> bytes:
         """``],<extras>}``: what follows the items, with the extras rendered now."""

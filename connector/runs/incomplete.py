@@ -22,8 +22,8 @@ claimed by the next retry after that.
 What is stored: the module, the request as rendered (method, URL path, query, headers
 without auth) and its body, the parameters as checked (single runs), the connection's
 non-secret fields, the last error and the attempts. Secrets are never stored: auth
-headers are left out and every stored text passes :func:`_stored_text` (the
-connection's redactor), so replaying needs the connection (the write key) again.
+headers are left out and every column passes the connection's redactor on its one way
+in (``IncompleteStore._write``), so replaying needs the connection (the write key) again.
 
 A replay is checked as a fresh run is: the method and URL path are the ones the module
 can send, on the base URL of the connection given now, and the headers pass the same
@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from connector.core.redaction import redact_data
 from connector.core.request import (
     ALLOWED_METHODS,
     PreparedRequest,
@@ -226,11 +227,6 @@ def _body_record(content: bytes) -> dict[str, str]:
         return {"base64": base64.b64encode(content).decode("ascii")}
 
 
-def _stored_text(redact: Callable[[str], str], text: str) -> str:
-    """Every text column passes here on its way into the store (the one chokepoint)."""
-    return redact(text)
-
-
 def _check_private_file(path: Path) -> None:
     """Refuse a store another user could have written or pointed elsewhere: its folder
     and its files (the database and SQLite's ``-wal``/``-shm``) must be this user's,
@@ -307,18 +303,15 @@ class IncompleteStore:
     def begin(self, prepared: Prepared) -> str:
         """Store a single run before its first attempt (claimed by this store); its id."""
         conn, request = prepared.connection, prepared.request
-        redact = conn.redact
-        head = _head_record(request, conn)
-        body = request.content
-        if body is not None and not redact.clean_bytes(body):
-            # The body itself holds a secret (a builder mapped the write key into the
-            # data). It is never stored in clear, and a changed body must not be sent as
-            # if it were the original: the run is kept, marked, and cannot be replayed.
-            body = _stored_text(redact, body.decode("utf-8", "replace")).encode()
-            head["redacted"] = True
-        parameters = _stored_text(redact, json.dumps(prepared.parameters, default=str))
         return self._write(
-            prepared.module, conn, head, body, "run", 1, request.message_id, parameters
+            prepared.module,
+            conn,
+            _head_record(request, conn),
+            request.content,
+            "run",
+            1,
+            request.message_id,
+            prepared.parameters,
         )
 
     def begin_batch(
@@ -331,13 +324,8 @@ class IncompleteStore:
     ) -> str:
         """Store a batch request of ``items`` messages before it is sent: one row,
         holding the body once (claimed by this store); its id."""
-        head = _head_record(request, conn)
-        head["itemsKey"] = items_key
-        body = request.content or b""
-        if not conn.redact.clean_bytes(body):
-            body = _stored_text(conn.redact, body.decode("utf-8", "replace")).encode()
-            head["redacted"] = True
-        return self._write(module, conn, head, body, "batch", items, None, "null")
+        head = {**_head_record(request, conn), "itemsKey": items_key}
+        return self._write(module, conn, head, request.content or b"", "batch", items, None, None)
 
     def _write(
         self,
@@ -348,10 +336,21 @@ class IncompleteStore:
         kind: str,
         items: int,
         message_id: str | None,
-        parameters: str,
+        parameters: Any,
     ) -> str:
+        """Insert a row. Every column passes the connection's redactor here, the one way
+        into the store: text string by string (every escaped form, at any depth, so the
+        stored JSON stays valid), the body as bytes. A request that held a secret (a
+        builder mapped the write key into the data or the URL) is stored redacted and
+        marked: a changed request must not be sent as if it were the original."""
         execution_id = str(uuid.uuid4())
         redact = conn.redact
+        safe_head = redact.data(head)
+        if safe_head != head:
+            safe_head["redacted"] = True
+        if body is not None and not redact.clean_bytes(body):
+            body = redact(body.decode("utf-8", "replace")).encode()
+            safe_head["redacted"] = True
         now = time.time()
         row = (
             execution_id,
@@ -361,11 +360,11 @@ class IncompleteStore:
             now,
             now,
             0,
-            message_id,
+            redact(message_id) if message_id else None,
             None,
-            _stored_text(redact, json.dumps(head)),
-            parameters,
-            _stored_text(redact, json.dumps(dict(conn.public), default=str)),
+            json.dumps(safe_head),
+            json.dumps(redact.data(parameters), default=str),
+            json.dumps(redact.data(dict(conn.public)), default=str),
             kind,
             items,
             body,
@@ -408,7 +407,7 @@ class IncompleteStore:
         it ``failed`` (to be retried); any other (say, a replay answered 400) marks it
         ``rejected``: kept for inspection, skipped by ``retry --all``, removed with
         ``discard``."""
-        record = _stored_text(lambda text: text, json.dumps(error.to_dict()))
+        record = json.dumps(redact_data(error.to_dict()))
         state = "failed" if error.retryable else "rejected"
         with self._lock:
             self._db.execute(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from connector.core.prepare import Prepared, render_part
+from connector.core.prepare import ENGINE_INFO, Prepared, render_part
 from connector.errors import DataError
 from connector.runs.pages import pages
 
@@ -33,7 +33,7 @@ def run_search(engine: Engine, prepared: Prepared) -> list[dict[str, Any]]:
         "parameters": prepared.parameters,
         "connection": conn.public,
         "run": prepared.run,
-        "engine": _engine_info(),
+        "engine": ENGINE_INFO,
         "app": module.app.info,
     }
     limit = _limit(prepared, scope)
@@ -75,9 +75,3 @@ def _limit(prepared: Prepared, scope: Mapping[str, Any]) -> int | None:
             field=paging.limit_field,
         )
     return number
-
-
-def _engine_info() -> dict[str, str]:
-    from connector.core.prepare import ENGINE_INFO
-
-    return ENGINE_INFO

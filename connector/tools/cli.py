@@ -645,12 +645,31 @@ def _verbose_anywhere(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from connector.core.redaction import RedactingWriter, pin_redactors
+
+    # Every line this process prints passes the redaction chokepoint, and the secrets
+    # of the connections it used are kept until it ends (errors print after the engine
+    # closed). See connector.core.redaction.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingWriter(stdout), RedactingWriter(stderr)
+    try:
+        with pin_redactors():
+            return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
+        from connector.core.logs import redacting_filter
+
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
         )
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redacting_filter())  # records of any logger, httpx's too
     try:
         code: int = args.func(args)
         return code

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connector.core.engine import ENGINE_INFO, Engine
 from connector.core.loader import read_model
+from connector.core.redaction import redact_text
 from connector.core.registry import LoadedModule, Registry
 from connector.errors import ERROR_TYPES, ManifestError, RunError
 from connector.format.manifest import RetrySpec, json_schema
@@ -439,7 +440,7 @@ def _check_output(
     if case.error is not None:
         result.problems.append(
             f"expected {case.error.type}, got {len(bundles)} output bundle(s): "
-            + json.dumps(bundles, ensure_ascii=False, default=str)[:300]
+            + redact_text(json.dumps(bundles, ensure_ascii=False, default=str))[:300]
         )
         return
     if case.output is not None:
@@ -504,5 +505,5 @@ def _diff(expected: Any, actual: Any, path: str, problems: list[str]) -> None:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = redact_text(json.dumps(value, ensure_ascii=False, default=str))
     return text if len(text) <= 120 else text[:117] + "..."
