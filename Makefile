@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint venv docs clean bench
+.PHONY: demo test lint venv docs clean bench bench-serve
 
 $(BIN)/connector: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: venv
 # The benchmark (python -m benchmarks); the dev extra includes its peer, segment-analytics-python.
 bench: venv
 	$(BIN)/python -m benchmarks
+
+# connector serve under 200 concurrent clients against arun_many in-process.
+bench-serve: venv
+	$(BIN)/python -m benchmarks.serve
 
 docs: venv
 	$(BIN)/connector docs

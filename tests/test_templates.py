@@ -231,6 +231,56 @@ def test_fast_path_matches_jinja(source: str, scope: dict[str, Any]) -> None:
     assert template.render(scope) == template.render_jinja(scope)
 
 
+@pytest.mark.parametrize(
+    ("source", "scope", "expected"),
+    [
+        pytest.param("{{ x | trim('-') }}", {"x": "-a-"}, "a", id="trim-with-characters"),
+        pytest.param("{{ x | trim }}", {"x": " a "}, "a", id="trim"),
+        pytest.param("{{ x is sequence }}", {"x": b"ab"}, True, id="bytes-are-a-sequence"),
+        pytest.param("{{ x is sequence }}", {"x": range(3)}, True, id="ranges-are-a-sequence"),
+        pytest.param("{{ x is sequence }}", {"x": 3}, False, id="numbers-are-not"),
+        pytest.param("{{ x | join('-') }}", {"x": ["a", "b"]}, "a-b", id="join-with-separator"),
+        pytest.param("{{ x | default('d') }}", {"x": None}, None, id="default-keeps-none"),
+        pytest.param("{{ x | sort(reverse=true) }}", {"x": [1, 3, 2]}, [3, 2, 1], id="kwargs"),
+        pytest.param(
+            "{{ x | select('odd') | list }}", {"x": [1, 2, 3]}, [1, 3], id="select-a-test"
+        ),
+        pytest.param("{{ x | map('upper') | list }}", {"x": ["a"]}, ["A"], id="map-a-filter"),
+        pytest.param("{{ x | reverse }}", {"x": [1, 2]}, [2, 1], id="reverse-an-iterator"),
+        pytest.param("{{ x is divisibleby(3) }}", {"x": 9}, True, id="test-with-argument"),
+        pytest.param("{{ 1e400 }}", {}, float("inf"), id="infinite-constant"),
+        pytest.param("{{ x[0] }}", {"x": ["a"]}, "a", id="index"),
+        pytest.param("{{ 1 < x < 3 }}", {"x": 2}, True, id="chained-comparison"),
+    ],
+)
+@pytest.mark.parametrize("path", PATHS)
+def test_fast_path_calls_the_sandbox_filters_and_tests(
+    path: str, source: str, scope: dict[str, Any], expected: Any
+) -> None:
+    """Issue 11: the fast path once re-implemented trim with one argument (a TypeError
+    for ``trim('-')``) and ``sequence`` without bytes and ranges. It now calls the
+    sandbox's own functions, with every argument: both paths give Jinja's answer."""
+    template = CompiledTemplate(source)
+    assert template._fast is not None  # the case is on the fast path, not deferred
+    assert render_by(path, source, scope) == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ x | trim(*y) }}",
+        "{{ x | trim(**y) }}",
+        "{{ x + 1 }}",
+        "{{ x[y] }}",
+        "{{ x[1:] }}",
+        "{{ x if y }}",
+        "{{ x.upper() }}",
+    ],
+)
+def test_fast_path_refuses_what_it_does_not_model(source: str) -> None:
+    assert CompiledTemplate(source)._fast is None
+
+
 @pytest.mark.skipif(len(PATHS) < 2, reason="no separate full-Jinja evaluation to compare")
 def test_fast_path_number_test_matches_jinja_for_booleans() -> None:
     template = CompiledTemplate("{{ p.s is number }}")

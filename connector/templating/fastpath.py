@@ -7,25 +7,54 @@ body is a tree of a dozen of them. This module writes the Python source of one f
 per single-expression template, and of one function per whole tree of them (a request
 body), compiled the first time it runs.
 
-The subset is safe by construction: values are read only through dict keys (``x[k]``
-after checking ``x`` is a dict), the only calls are the engine's own pure filters and
-tests, passed in by name, and no name of a template ever becomes a Python identifier
-unchecked (keys and constants are ``repr``'d literals). Whenever the generated code
-meets anything outside the subset at run time (a missing key, a non-dict, a name the
-scope lacks), it raises :class:`Fallback` and the caller evaluates with the full
-sandboxed Jinja, so results and errors are always Jinja's; the tests compare the two.
+It agrees with Jinja by construction, not by imitation:
+
+- every filter and test is the sandbox environment's own function (``env.filters[name]``,
+  ``env.tests[name]``: the same bounded wrappers Jinja's generated code calls), called
+  with the same arguments in the same order, and given the environment, evaluation
+  context or context Jinja would give it (none of the sandbox's filters reads the
+  context's variables, so one empty context stands for every render's);
+- ``~``, list, tuple and dict literals and comparisons go through the same guards as
+  in Jinja (templates.py puts them in), and the result through the same
+  ``materialise``; an expression that calls anything runs within its own render budget,
+  as Jinja's render does;
+- every call shape it does not model (``*args``, ``**kwargs``, a filter or test the
+  sandbox lacks, ``if`` without ``else``, arithmetic, dynamic subscripts, slices) makes
+  the generator give up, and the template renders with Jinja.
+
+The subset is safe: values are read only through dict keys (``x[k]`` after checking
+``x`` is a dict) or list indices, the only calls are the sandbox's own filters, tests
+and guards, bound by reference, and no name of a template ever becomes a Python
+identifier unchecked (keys and constants are ``repr``'d literals or bound values).
+Whenever the generated code meets anything outside the subset at run time (a missing
+key, a non-dict, a name the scope lacks, an index out of range), it raises
+:class:`Fallback` and the caller evaluates with the full sandboxed Jinja, so results and
+errors are Jinja's; ``tests/test_fastpath_differential.py`` compares the two on
+generated expressions and contexts.
 """
 
 from __future__ import annotations
 
 import itertools
-import numbers
+import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from time import monotonic
+from typing import Any, cast
 
 from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import _PassArg
 
-from connector.templating.sandbox import bounded_concat
+from connector.templating.budget import IDLE, MAX_RENDER_STEPS, MAX_RENDER_WORK, arm
+from connector.templating.limits import MAX_OUTPUT
+from connector.templating.sandbox import (
+    COMPARE_GUARD,
+    CONCAT_GUARD,
+    SIZE_GUARD,
+    bounded_concat,
+    materialise,
+    sized,
+)
 
 __all__ = ["Fallback", "FastFunction", "expression_function", "tree_function"]
 
@@ -41,6 +70,8 @@ class _Unsupported(Exception):
 
 
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+#: Deepest expression the generator writes (each level may open a few parentheses).
+_MAX_DEPTH = 40
 _LITERALS = (str, int, float, bool, type(None))
 _OPERATORS = {
     "eq": "==",
@@ -52,35 +83,32 @@ _OPERATORS = {
     "in": "in",
     "notin": "not in",
 }
-#: The output-size check on a text result, as generated code.
-_CAP = (
-    "type({value}) is str and len({value}) > _MAX: "
+#: Filters whose result is *plain* when their input is (see _READ_CHECK): texts,
+#: numbers, booleans, JSON values, or an item of their input. Any other filter (one that
+#: makes an iterator, a generator or tuples, one added later, an app's) sends its
+#: expression's result through materialise.
+_PLAIN_FILTERS = frozenset(
+    {
+        *("abs", "base64", "capitalize", "compact", "count", "d", "default", "e", "escape"),
+        *("first", "float", "fromjson", "int", "iso8601", "join", "last", "length", "list"),
+        *("lower", "max", "merge", "min", "replace", "round", "sha256", "sort", "string"),
+        *("sum", "title", "tojson", "trim", "truncate", "upper", "urlencode"),
+    }
+)
+#: The result check of a single expression, as Jinja's ``materialise`` does it. Scope
+#: values are JSON data (bytes and ranges too, in tests), which materialise leaves as
+#: they are but for the length of a text; so are the literals, texts, numbers and booleans
+#: the other filters, tests and guards build from them. For such a *plain* expression
+#: only the length check is written out; any other goes through materialise.
+_READ_CHECK = (
+    "if (type({value}) is _str or type({value}) is _bytes) and len({value}) > _MAX: "
     "raise OverflowError('result exceeds the output limit')"
 )
-
-
-def _select(value: Any) -> list[Any]:
-    return [v for v in value if v]
-
-
-#: Built-in Jinja filters re-implemented with identical results for plain data.
-_BUILTIN_FILTERS: dict[str, Callable[..., Any]] = {
-    "select": _select,
-    "lower": lambda v: str(v).lower(),
-    "upper": lambda v: str(v).upper(),
-    "string": str,
-    "length": len,
-    "count": len,
-    "trim": lambda v: str(v).strip(),
-}
-
-_TESTS: dict[str, Callable[[Any], bool]] = {
-    "mapping": lambda v: isinstance(v, Mapping),
-    "none": lambda v: v is None,
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, numbers.Number),
-    "sequence": lambda v: isinstance(v, list | tuple | str | Mapping),
-}
+_BUILT_CHECK = (
+    "if type({value}) is _str:\n"
+    "    if len({value}) > _MAX: raise OverflowError('result exceeds the output limit')\n"
+    "elif {value} is not None and type({value}) not in _SCALARS: {value} = _materialise({value})"
+)
 
 
 def _missing(value: Any, key: str) -> Any:
@@ -93,6 +121,13 @@ def _missing(value: Any, key: str) -> Any:
     ):
         return value[key]  # the engine's Values: an absent field reads as None
     raise Fallback(key)
+
+
+def _index(value: Any, index: int) -> Any:
+    """``value[index]`` for a list or tuple holding it; anything else is Jinja's."""
+    if (type(value) is list or type(value) is tuple) and -len(value) <= index < len(value):
+        return value[index]
+    raise Fallback(index)
 
 
 class FastFunction:
@@ -122,22 +157,37 @@ class FastFunction:
 class _Generator:
     """Writes the function's source; ``emit`` lines, ``expr`` expressions."""
 
-    def __init__(
-        self, filters: Mapping[str, Callable[..., Any]], max_output: int, drop: object
-    ) -> None:
+    def __init__(self, env: SandboxedEnvironment, drop: object) -> None:
         self.lines: list[str] = []
         self.names = itertools.count()
         self.env: dict[str, Any] = {
             "Fallback": Fallback,
             "_missing": _missing,
+            "_index": _index,
             "_DROP": drop,
-            "_MAX": max_output,
+            "_MAX": MAX_OUTPUT,
             "_str": str,
+            "_bytes": bytes,
             "_dict": dict,
+            "_SCALARS": frozenset({int, float, bool}),
+            "_materialise": materialise,
+            "_arm": arm,
+            "_IDLE": IDLE,
+            "_monotonic": monotonic,
         }
-        self.filters = filters
+        self.jinja = env
+        #: One context for the filters that take one (select, map, ...): they read only
+        #: its environment and evaluation context, never its variables.
+        self.context = env.context_class(env, {}, None, {})
         #: Scope names the expressions read: bound once, at the top of the function.
         self.scope_names: set[str] = set()
+        #: Whether the expression being written calls anything (and needs a budget).
+        self.calls = False
+        #: Whether its value is one materialise leaves as it is (see _READ_CHECK).
+        self.plain = True
+        self.depth = 0
+        #: How many expressions of the function run within a budget (see _finish).
+        self.budgets = 0
 
     def temp(self) -> str:
         return f"_t{next(self.names)}"
@@ -153,7 +203,15 @@ class _Generator:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
             raise _Unsupported(type(node).__name__)
-        source: str = method(node)
+        # Python's parser refuses code nested 200 levels deep; Jinja's own code
+        # generation decides what such an expression does.
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Unsupported("nesting")
+        try:
+            source: str = method(node)
+        finally:
+            self.depth -= 1
         return source
 
     def _Name(self, node: nodes.Name) -> str:
@@ -200,23 +258,40 @@ class _Generator:
     def _Getitem(self, node: nodes.Getitem) -> str:
         if not isinstance(node.arg, nodes.Const):
             raise _Unsupported("dynamic subscript")
-        return self._lookup(self.expr(node.node), node.arg.value)
+        key = node.arg.value
+        if type(key) is int:
+            return f"_index({self.expr(node.node)}, {key!r})"
+        return self._lookup(self.expr(node.node), key)
 
     def _Const(self, node: nodes.Const) -> str:
-        if not isinstance(node.value, _LITERALS):
-            raise _Unsupported("constant")
-        return repr(node.value)
+        value = node.value
+        if type(value) is str or type(value) is bool or value is None:
+            return repr(value)
+        if type(value) is float and math.isfinite(value):
+            return repr(value)
+        if type(value) is int and value.bit_length() < 64:
+            return repr(value)
+        if isinstance(value, _LITERALS):
+            return self.bind(value)  # inf, nan, huge integers: no literal spells them
+        raise _Unsupported("constant")
+
+    def _literal(self, source: str) -> str:
+        """A literal through the size guard templates.py puts around it for Jinja."""
+        if self.jinja.globals[SIZE_GUARD] is not sized:
+            raise _Unsupported("size guard")
+        self.calls = True
+        return f"{self.bind(sized)}({source})"
 
     def _List(self, node: nodes.List) -> str:
-        return "[" + ", ".join(self.expr(i) for i in node.items) + "]"
+        return self._literal("[" + ", ".join(self.expr(i) for i in node.items) + "]")
 
     def _Tuple(self, node: nodes.Tuple) -> str:
-        return "(" + "".join(self.expr(i) + ", " for i in node.items) + ")"
+        self.plain = False  # materialise makes a list of a tuple holding containers
+        return self._literal("(" + "".join(self.expr(i) + ", " for i in node.items) + ")")
 
     def _Dict(self, node: nodes.Dict) -> str:
-        return (
-            "{" + ", ".join(f"{self.expr(p.key)}: {self.expr(p.value)}" for p in node.items) + "}"
-        )
+        pairs = ", ".join(f"{self.expr(p.key)}: {self.expr(p.value)}" for p in node.items)
+        return self._literal("{" + pairs + "}")
 
     def _Or(self, node: nodes.Or) -> str:
         return f"({self.expr(node.left)} or {self.expr(node.right)})"
@@ -233,27 +308,78 @@ class _Generator:
         return f"({self.expr(node.expr1)} if {self.expr(node.test)} else {self.expr(node.expr2)})"
 
     def _Compare(self, node: nodes.Compare) -> str:
-        if len(node.ops) != 1 or node.ops[0].op not in _OPERATORS:
+        if any(op.op not in _OPERATORS for op in node.ops):
             raise _Unsupported("compare")
-        op = _OPERATORS[node.ops[0].op]
-        return f"({self.expr(node.expr)} {op} {self.expr(node.ops[0].expr)})"
+        # The compare guard on the left operand, as templates.py puts it in for Jinja.
+        self.calls = True
+        guard = self.bind(self.jinja.filters[COMPARE_GUARD])
+        parts = [f"{guard}({self.expr(node.expr)})"]
+        for op in node.ops:
+            parts.append(f"{_OPERATORS[op.op]} {self.expr(op.expr)}")
+        return "(" + " ".join(parts) + ")"
 
     def _Concat(self, node: nodes.Concat) -> str:
+        if self.jinja.globals[CONCAT_GUARD] is not bounded_concat:
+            raise _Unsupported("concat guard")
+        self.calls = True
         return f"{self.bind(bounded_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
 
     def _Test(self, node: nodes.Test) -> str:
-        if node.name not in _TESTS or node.args or node.kwargs or node.dyn_args:
-            raise _Unsupported("test")
-        return f"{self.bind(_TESTS[node.name])}({self.expr(node.node)})"
+        return self._apply(node, self.jinja.tests)
 
     def _Filter(self, node: nodes.Filter) -> str:
-        if node.kwargs or node.dyn_args or node.dyn_kwargs or node.node is None:
-            raise _Unsupported("filter arguments")
-        func = self.filters.get(node.name) or _BUILTIN_FILTERS.get(node.name)
-        if func is None or (node.name == "select" and node.args):
-            raise _Unsupported("filter")
-        args = "".join(", " + self.expr(a) for a in node.args)
-        return f"{self.bind(func)}({self.expr(node.node)}{args})"
+        return self._apply(node, self.jinja.filters)
+
+    def _apply(self, node: nodes.Filter | nodes.Test, functions: Mapping[str, Any]) -> str:
+        """A filter or test call as Jinja's code generator writes it: the function, what
+        its pass_* marker asks for, the value, the arguments, the keyword arguments."""
+        if node.node is None or node.dyn_args is not None or node.dyn_kwargs is not None:
+            raise _Unsupported("call shape")
+        function = functions.get(node.name)
+        if function is None or node.name.startswith("_"):
+            raise _Unsupported("unknown filter or test")
+        self.calls = True
+        if isinstance(node, nodes.Filter) and node.name not in _PLAIN_FILTERS:
+            self.plain = False
+        parts: list[str] = []
+        pass_arg = _PassArg.from_obj(function)
+        if pass_arg is _PassArg.context:
+            parts.append(self.bind(self.context))
+        elif pass_arg is _PassArg.eval_context:
+            parts.append(self.bind(self.context.eval_ctx))
+        elif pass_arg is _PassArg.environment:
+            parts.append(self.bind(self.jinja))
+        elif pass_arg is not None:
+            raise _Unsupported("call shape")
+        parts.append(self.expr(node.node))
+        parts.extend(self.expr(arg) for arg in node.args)
+        for keyword in cast(list[nodes.Keyword], node.kwargs):
+            if not keyword.key.isidentifier():
+                raise _Unsupported("keyword")
+            parts.append(f"{keyword.key}={self.expr(keyword.value)}")
+        return f"{self.bind(function)}({', '.join(parts)})"
+
+    def evaluate(self, node: nodes.Node, target: str, depth: int) -> None:
+        """Lines that set ``target`` to one expression's result, as Jinja's render of
+        it returns it: within a budget of its own when it calls anything, and through
+        the result check (``materialise``)."""
+        self.calls = False
+        self.plain = True
+        value = self.expr(node)
+        if not self.calls:
+            self.emit(f"{target} = {value}", depth)
+            self.emit(_READ_CHECK.format(value=target), depth)
+            return
+        if self.budgets:
+            # A budget of its own for this template: the function's, re-armed in place
+            # (budget.arm; the first template's is the one the function started with).
+            self.emit(f"_b[0] = {MAX_RENDER_STEPS}; _b[1] = {MAX_RENDER_WORK}", depth)
+            self.emit("_b[2] = _monotonic() + _b[3]", depth)
+        self.budgets += 1
+        self.emit(f"{target} = {value}", depth)
+        check = _READ_CHECK if self.plain else _BUILT_CHECK
+        for line in check.format(value=target).split("\n"):
+            self.emit(line, depth)
 
     # -- statements (the tree) ----------------------------------------------------------
 
@@ -265,9 +391,8 @@ class _Generator:
         from connector.templating.templates import CompiledTemplate
 
         if type(node) is CompiledTemplate:
-            self.emit(f"{target} = {self.template(node)}", depth)
+            self.evaluate(self.template(node), target, depth)
             self.emit(f"if {target} is None: {target} = _DROP", depth)
-            self.emit(f"elif {_CAP.format(value=target)}", depth)
         elif type(node) is dict or type(node) is list:
             out = self.temp()
             self.emit(f"{out} = {{}}" if type(node) is dict else f"{out} = []", depth)
@@ -285,9 +410,8 @@ class _Generator:
                 value = self.temp()
                 if type(child) is CompiledTemplate:
                     # A template is dropped when None (it never yields _DROP itself).
-                    self.emit(f"{value} = {self.template(child)}", depth)
+                    self.evaluate(self.template(child), value, depth)
                     self.emit(f"if {value} is not None:", depth)
-                    self.emit(f"if {_CAP.format(value=value)}", depth + 1)
                 else:
                     self.node(child, value, depth)
                     self.emit(f"if {value} is not _DROP:", depth)
@@ -301,15 +425,20 @@ class _Generator:
         else:
             raise _Unsupported("literal")
 
-    def template(self, node: Any) -> str:
+    @staticmethod
+    def template(node: Any) -> nodes.Expr:
         """The expression of a single-expression template (CompiledTemplate decides
         which those are; a text template is left to Jinja)."""
         if node.expression is None:
             raise _Unsupported("text template")
-        return self.expr(node.expression)
+        expression: nodes.Expr = node.expression
+        return expression
 
 
 def _finish(generator: _Generator, body: list[str]) -> FastFunction:
+    """The function's source: the scope's names bound, then the body; within a budget
+    (budget.arm, disarmed when the function ends however it ends) when an expression of
+    it calls anything."""
     from connector.core.mapping import Values
 
     generator.env["_Values"] = Values
@@ -318,28 +447,33 @@ def _finish(generator: _Generator, body: list[str]) -> FastFunction:
         # A name the scope lacks: Jinja decides (and reports) on the ordinary path.
         prologue.append(f"    if {name!r} not in scope: raise Fallback({name!r})")
         prologue.append(f"    {generator.local(name)} = scope[{name!r}]")
+    if generator.budgets:
+        body = [
+            "    _b = _arm()",
+            "    try:",
+            *("    " + line for line in body),
+            "    finally:",
+            "        _b[0] = _b[1] = _b[2] = _IDLE  # budget.disarm",
+        ]
     return FastFunction("\n".join(prologue + body), generator.env)
 
 
-def expression_function(
-    node: nodes.Node, filters: Mapping[str, Callable[..., Any]], max_output: int
-) -> FastFunction | None:
-    """A function evaluating one expression, or None when it is outside the subset."""
-    generator = _Generator(filters, max_output, None)
+def expression_function(node: nodes.Node, env: SandboxedEnvironment) -> FastFunction | None:
+    """A function evaluating one expression with ``env``'s filters and tests, as Jinja
+    evaluates it in ``env``, or None when it is outside the subset."""
+    generator = _Generator(env, None)
     try:
-        value = generator.expr(node)
+        generator.evaluate(node, "value", 1)
     except _Unsupported:
         return None
-    body = [f"    value = {value}", f"    if {_CAP.format(value='value')}", "    return value"]
-    return _finish(generator, body)
+    generator.emit("return value", 1)
+    return _finish(generator, generator.lines)
 
 
-def tree_function(
-    node: Any, filters: Mapping[str, Callable[..., Any]], max_output: int, drop: object
-) -> FastFunction | None:
+def tree_function(node: Any, env: SandboxedEnvironment, drop: object) -> FastFunction | None:
     """One function rendering a compiled template tree (see templates.TemplateTree), or
     None when a part of it is outside the subset (the tree then renders node by node)."""
-    generator = _Generator(filters, max_output, drop)
+    generator = _Generator(env, drop)
     try:
         generator.node(node, "result", 1)
     except _Unsupported:

@@ -470,7 +470,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 def register_filter(name: str, function: Callable[..., Any]) -> None:
     """Add an app's filter to the sandbox (``code.filters``). A name the engine already
     uses is refused; the same app loaded again replaces its own."""
-    from connector.templating.sandbox import EXTRA_FILTERS, environment
+    from connector.templating.sandbox import EXTRA_FILTERS, environment, guard_filter
 
     env = environment()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -483,5 +483,7 @@ def register_filter(name: str, function: Callable[..., Any]) -> None:
         return function(*args, **kwargs)
 
     app_filter._connector_app_filter = name  # type: ignore[attr-defined]
-    env.filters[name] = app_filter
+    # Bounded as the engine's own filters are (sandbox.guard_filter): its cost charged
+    # to the render's budget, its result size-checked, its failures template faults.
+    env.filters[name] = guard_filter(name, app_filter)
     EXTRA_FILTERS[name] = app_filter

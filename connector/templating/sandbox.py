@@ -2,100 +2,117 @@
 
 Builders' mappings and integrators' manifests are untrusted. Jinja's
 :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` already refuses dunder access and
-mutating calls; on top of it this module bounds what one template can *produce* (a cap
-on strings and lists built by ``*``, ``+``, ``join``, ``replace``, the width-taking
-``str`` methods, on integers, on ``range``), refuses ``str.format`` (its widths
-allocate before any check could run), keeps a whitelist of filters, adds the engine's
-own filters, and makes undefined names fail even inside containers. Each rule has a
-test in ``tests/test_templates.py``.
+mutating calls; on top of it this module keeps a whitelist of filters, adds the
+engine's own filters, makes undefined names fail even inside containers, and bounds
+every operation a template can run:
+
+- every filter and test is wrapped (:func:`_guard_filter`): its arguments are checked
+  and its cost charged to the render's budget before it runs, and the value it
+  produced is checked after (:mod:`connector.templating.limits`);
+- every method call, operator and slice goes through the environment's ``call``,
+  ``call_binop`` and ``getitem``, which do the same; ``str.format`` and ``%``
+  formatting are refused (their widths allocate before any check could run);
+- every text a block captures (``{% set %}...{% endset %}``, macros, filter blocks) is
+  joined by :func:`_bounded_capture`, which refuses an oversized result before
+  joining;
+- templates.py adds, to every compiled template, the loop guard, the bounded ``~``,
+  the size check of list/tuple/dict literals, and the output and comparison guards.
+
+Each rule has a test in ``tests/test_templates.py`` or ``tests/test_template_bounds.py``.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
-import time
+import math
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
+from time import monotonic
+from typing import Any, cast
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import FilterArgumentError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
 
 from connector.core.jsondata import loads_strict
 from connector.core.types import format_datetime, parse_datetime, utc_now_iso
+from connector.templating.budget import HEAVY, charge, current, overrun, spend
 from connector.templating.functions import FUNCTIONS
+from connector.templating.limits import (
+    MAX_OUTPUT,
+    bounded_join,
+    bounded_replace,
+    check_bits,
+    check_method_call,
+    check_value,
+    filter_check,
+    filter_cost,
+    size,
+)
 
 __all__ = [
     "ALLOWED_BUILTIN_FILTERS",
+    "COMPARE_GUARD",
     "CONCAT_GUARD",
     "EXTRA_FILTERS",
     "LOOP_GUARD",
-    "MAX_INT_BITS",
-    "MAX_OUTPUT",
     "MAX_RANGE",
-    "MAX_RENDER_SECONDS",
-    "MAX_RENDER_STEPS",
+    "OUTPUT_GUARD",
     "SIZE_GUARD",
     "bounded_concat",
     "environment",
+    "guard_filter",
     "materialise",
-    "render_budget",
+    "sized",
 ]
 
-#: Largest string or collection one template may build, in characters/items.
-MAX_OUTPUT = 1_000_000
 #: Largest ``range()`` a template may iterate over.
 MAX_RANGE = 10_000
-#: Most ``{% for %}`` iterations and calls one render may run, all together: each loop
-#: is bounded by its data or ``range``, but nested loops multiply (three nested
-#: ``range(10000)`` would run for hours), and so do macros that call themselves.
-MAX_RENDER_STEPS = 100_000
 #: The global every ``{% for %}`` iterable is wrapped in (templates.py adds the call).
 LOOP_GUARD = "_loop_guard"
 #: The global every ``~`` is turned into (templates.py rewrites the node).
 CONCAT_GUARD = "_concat"
 #: The global every list, tuple and dict literal goes through.
 SIZE_GUARD = "_sized"
-
-#: Longest one render may run, checked at every loop iteration and call: the backstop
-#: for loops whose every step is heavy but bounded (a 1 MB text uppercased 90,000 times).
-MAX_RENDER_SECONDS = 2.0
-
-#: The current render's [iterations left, deadline].
-_BUDGET: ContextVar[list[float] | None] = ContextVar("connector_render_budget", default=None)
-
-
-@contextmanager
-def render_budget() -> Iterator[None]:
-    """One render's allowance of loop iterations and calls (see MAX_RENDER_STEPS),
-    and of time (MAX_RENDER_SECONDS, checked at each of them)."""
-    token = _BUDGET.set([MAX_RENDER_STEPS, time.monotonic() + MAX_RENDER_SECONDS])
-    try:
-        yield
-    finally:
-        _BUDGET.reset(token)
+#: The filter every ``{{ ... }}`` of a text template goes through: its text is charged
+#: to the budget before it joins the output (or a block's capture).
+OUTPUT_GUARD = "_output"
+#: The filter every comparison goes through: ``==`` and ``in`` walk whole values, and
+#: nothing else of the sandbox sees them, so the deadline is checked there.
+COMPARE_GUARD = "_compared"
 
 
 def _loop_guard(iterable: Any) -> Iterator[Any]:
     """A ``{% for %}`` iterable, each item spent from the render's budget."""
     for item in iterable:
-        _spend()
+        spend()
         yield item
 
 
-def _spend() -> None:
-    """One loop iteration or call of the current render (nothing outside a render)."""
-    budget = _BUDGET.get()
-    if budget is None:
-        return
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise OverflowError(f"the template ran over {MAX_RENDER_STEPS:,} loop iterations and calls")
-    if time.monotonic() > budget[1]:
-        raise OverflowError(f"the template ran over {MAX_RENDER_SECONDS:g} seconds")
+def _output(value: Any) -> str:
+    """The text one ``{{ ... }}`` writes, charged to the render's budget."""
+    text = str(value)
+    charge(len(text) + 1)
+    return check_value(text)  # type: ignore[no-any-return]
+
+
+def _compared(value: Any) -> Any:
+    charge(1)
+    return value
+
+
+def _bounded_capture(pieces: Any) -> str:
+    """What a ``{% set %}`` block, a macro or a filter block captured, joined only if
+    the result stays within the output limit (Jinja's ``concat``; the pieces were
+    charged as they were written)."""
+    pieces = pieces if isinstance(pieces, list) else list(pieces)
+    if sum(map(len, pieces)) > MAX_OUTPUT:
+        raise OverflowError(f"a captured block would exceed {MAX_OUTPUT:,} characters")
+    return "".join(pieces)
 
 
 def _base64(value: Any) -> str:
@@ -140,7 +157,7 @@ def _compact(value: Any) -> Any:
 
 
 def _is_blank(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, dict | list) and not value)
+    return value is None or value == "" or (isinstance(value, (dict, list)) and not value)
 
 
 def _tojson(value: Any) -> str:
@@ -149,25 +166,6 @@ def _tojson(value: Any) -> str:
 
 def _fromjson(value: Any) -> Any:
     return loads_strict(str(value))
-
-
-def _replace(value: Any, old: Any, new: Any, count: int | None = None) -> str:
-    text, old_s, new_s = str(value), str(old), str(new)
-    hits = text.count(old_s) if old_s else len(text) + 1
-    if count is not None:
-        hits = min(hits, max(count, 0))
-    if len(text) + hits * (len(new_s) - len(old_s)) > MAX_OUTPUT:
-        raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
-    return text.replace(old_s, new_s, -1 if count is None else count)
-
-
-#: Largest integer a template may build, in bits (a 30,000-digit number).
-MAX_INT_BITS = 100_000
-
-
-def _check_bits(bits: int) -> None:
-    if bits > MAX_INT_BITS:
-        raise OverflowError("number too large")
 
 
 def _sha256(value: Any) -> str:
@@ -187,7 +185,8 @@ EXTRA_FILTERS: dict[str, Callable[..., Any]] = {
     "fromjson": _fromjson,
     "sha256": _sha256,
     "iso8601": _iso,
-    "replace": _replace,
+    "replace": bounded_replace,
+    "join": bounded_join,
 }
 #: Jinja's own filters that stay available; the rest (e.g. ``attr``, ``xmlattr``,
 #: ``indent``-style formatting with huge widths) are removed.
@@ -241,9 +240,13 @@ def _bounded_range(*args: int) -> range:
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox with bounded ``*`` and ``**``, and JSON-first attribute lookup."""
+    """The sandbox with every operator, method call and slice bounded, block captures
+    bounded, and JSON-first attribute lookup."""
 
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    # Every binary operator: each is charged to the budget (and so checks the deadline);
+    # ``*``, ``**``, ``+`` and ``%`` are also checked before they run.
+    intercepted_binops = frozenset({"*", "**", "+", "%", "-", "/", "//"})
+    intercepted_unops = frozenset({"-", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Bundles are JSON: ``order.items`` must be the "items" key, not dict.items.
@@ -251,53 +254,64 @@ class _Environment(ImmutableSandboxedEnvironment):
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(argument, slice):
+            charge(size(obj))  # a slice copies up to the whole value
+        return super().getitem(obj, argument)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        charge(size(left) + size(right))
         if operator == "**":
-            if isinstance(right, int | float) and abs(right) > 100:
+            if isinstance(right, (int, float)) and abs(right) > 100:
                 raise OverflowError("exponent too large")
             if isinstance(left, int) and isinstance(right, int):
-                _check_bits(abs(left).bit_length() * max(right, 0))
-            return left**right
+                check_bits(abs(left).bit_length() * max(right, 0))
+            return check_value(left**right)
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                sized = isinstance(seq, str | list | tuple) and isinstance(n, int)
+                sized = isinstance(seq, _SEQUENCES) and isinstance(n, int)
                 if sized and _size(seq) * n > MAX_OUTPUT:
-                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+                    raise OverflowError(f"result would exceed {MAX_OUTPUT:,} characters")
             if isinstance(left, int) and isinstance(right, int):
-                _check_bits(abs(left).bit_length() + abs(right).bit_length())
-            return left * right
+                check_bits(abs(left).bit_length() + abs(right).bit_length())
+            return check_value(left * right)
         if operator == "+":
-            sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+            sized = isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES)
             if sized and _size(left) + _size(right) > MAX_OUTPUT:
-                raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
-            return left + right
-        if operator == "%" and isinstance(left, str):
+                raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
+            return check_value(left + right)
+        if operator == "%" and isinstance(left, (str, bytes)):
             # printf-style widths ('%2000000s') allocate before any check could run.
-            raise OverflowError("string % formatting is not available in templates")
-        return super().call_binop(context, operator, left, right)
+            raise OverflowError("% formatting is not available in templates")
+        return check_value(super().call_binop(context, operator, left, right))
+
+    def call_unop(self, context: Any, operator: str, arg: Any) -> Any:
+        charge(size(arg))
+        return super().call_unop(context, operator, arg)
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         # Every call of a render counts against its loop budget too: a macro that calls
         # itself twice runs 2^depth times without a single loop.
-        _spend()
-        # Text methods that grow their result from a small call ('a'.ljust(10**9)) are
-        # checked before they allocate (format is refused in wrap_str_format).
+        if __obj is sized or __obj is bounded_concat:
+            # The guards templates.py puts in spend their step and charge what they
+            # build themselves (the fast path calls them directly).
+            return __obj(*args)
+        spend()
+        # Methods that grow their result from a small argument ('a'.ljust(10**9),
+        # (1).to_bytes(10**9, 'big')) are checked before they allocate (format is
+        # refused in wrap_str_format); every result is checked after.
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
+        if owner is not None:
             name = getattr(__obj, "__name__", "")
-            if name in _WIDTH_METHODS:
-                width = args[0] if args else kwargs.get("width", 0)
-                if isinstance(width, int) and width > MAX_OUTPUT:
-                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
-            elif name == "expandtabs":
-                size = args[0] if args else kwargs.get("tabsize", 8)
-                if isinstance(size, int) and owner.count("\t") * size > MAX_OUTPUT:
-                    raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
-            elif name == "replace" and len(args) >= 2:
-                return _replace(owner, *args[:3])
-            elif name == "join" and args:
-                return _join(args[0], owner)
-        return super().call(__context, __obj, *args, **kwargs)
+            if isinstance(owner, (str, bytes, bytearray)):
+                if name == "replace" and len(args) >= 2:
+                    return bounded_replace(owner, *args[:3])
+                if name == "join" and args:
+                    return bounded_join(args[0], owner)
+            check_method_call(owner, name, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        charge(size(result))
+        return check_value(result)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         # The sandbox wraps str.format/format_map on access; their widths ('{:>9999999}')
@@ -311,12 +325,17 @@ class _Environment(ImmutableSandboxedEnvironment):
         return refuse
 
 
-_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
+_SEQUENCES = (str, bytes, bytearray, list, tuple)
+
+
+_NUMBERS = frozenset({int, float, bool})
+#: Types whose size (limits.size) is their length plus one.
+_LENGTHS = frozenset({str, list, dict, bytes})
 
 
 def _size(value: Any) -> int:
-    """What a string, list or tuple stands for: its characters, or its items plus all
-    that nested lists, tuples, dicts and strings hold. A shared nested list counts
+    """What a string, bytes, list or tuple stands for: its characters, or its items plus
+    all that nested lists, tuples, dicts and strings hold. A shared nested list counts
     every time it appears (``[[0] * 10**6] * 10**6`` is 10^12, though it takes 16 MB):
     that is what ``==``, ``string``, ``map`` and the rest would walk. Stops counting
     past the output limit."""
@@ -324,69 +343,206 @@ def _size(value: Any) -> int:
 
 
 def _weight(value: Any, seen: dict[int, int], cap: int) -> int:
-    if isinstance(value, str | range):
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif isinstance(value, _FLAT_SIZED):
         return len(value)
-    if not isinstance(value, list | tuple | dict):
+    elif isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
         return 1
     known = seen.get(id(value))
     if known is not None:
         return known
-    items = value.values() if isinstance(value, dict) else value
     total = len(value)
     for item in items:
-        if isinstance(item, list | tuple | dict | str | range):
+        kind = type(item)
+        if kind is str:
+            total += len(item)
+        elif kind in _NUMBERS or item is None:
+            continue
+        elif isinstance(item, _WEIGHED):
             total += _weight(item, seen, cap)
-            if total > cap:
-                break
+        if total > cap:
+            break
     seen[id(value)] = total
     return total
 
 
-def _sized(value: Any) -> Any:
-    """A list, tuple or dict literal, if what it stands for is within the limit."""
-    if _size(value) > MAX_OUTPUT:
-        raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+_FLAT_SIZED = (str, bytes, bytearray, range)
+_WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
+
+
+def sized(value: Any) -> Any:
+    """A list, tuple or dict literal, if what it stands for is within the limit. (On
+    every fast-path render of a literal: a literal holding numbers, booleans, None,
+    texts, and lists or dicts of those, the usual case, is counted here without a walk
+    of _weight.) Spends one step: the
+    sandbox's ``call`` leaves that to it."""
+    budget = current()
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            spend()  # raises the step limit's error
+    kind = type(value)
+    items: Any = value.values() if kind is dict else value
+    weight = len(value)
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            weight += len(item)
+        elif kind in _NUMBERS or item is None:
+            continue
+        elif kind is dict or kind is list:  # one level down, as _weight counts it
+            weight += len(item)
+            for inner in item.values() if kind is dict else item:
+                kind = type(inner)
+                if kind is str:
+                    weight += len(inner)
+                elif not (kind in _NUMBERS or inner is None):
+                    weight = -1
+                    break
+            if weight < 0:
+                break
+        else:
+            weight = -1
+            break
+    if weight < 0:
+        weight = _weight(value, {}, MAX_OUTPUT + 1)
+    if weight > MAX_OUTPUT:
+        raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
+    if budget is not None:
+        budget[1] -= weight
+        if budget[1] < 0 or (weight > HEAVY and monotonic() > budget[2]):
+            overrun(budget)
     return value
 
 
 def bounded_concat(*parts: Any) -> str:
     """``a ~ b``: the text of each part, joined only if the result stays within the
-    output limit (doubling a text with ``~`` a few times would reach gigabytes)."""
+    output limit (doubling a text with ``~`` a few times would reach gigabytes). Spends
+    one step: the sandbox's ``call`` leaves that to it."""
+    spend()
     texts = [str(part) for part in parts]
-    if sum(map(len, texts)) > MAX_OUTPUT:
-        raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
+    total = sum(map(len, texts))
+    if total > MAX_OUTPUT:
+        raise OverflowError(f"result would exceed {MAX_OUTPUT:,} characters")
+    charge(total)
     return "".join(texts)
-
-
-def _join(value: Any, d: Any = "") -> str:
-    """The ``join`` filter, bounded: refuses before building an oversized string."""
-    sep = str(d)
-    parts: list[str] = []
-    size = 0
-    for item in value:
-        text = str(item)
-        size += len(text) + (len(sep) if parts else 0)
-        if size > MAX_OUTPUT:
-            raise OverflowError(f"result would exceed {MAX_OUTPUT} characters")
-        parts.append(text)
-    return sep.join(parts)
 
 
 def _sum(value: Any, attribute: Any = None, start: Any = 0) -> Any:
     """The ``sum`` filter, for numbers only: summing lists would concatenate them."""
     items = list(value)
-    if attribute is not None or not isinstance(start, int | float):
+    if attribute is not None or not isinstance(start, (int, float)):
         raise TypeError("sum adds numbers only")
     for item in items:
-        if not isinstance(item, int | float) or isinstance(item, bool):
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
             raise TypeError("sum adds numbers only")
     return sum(items, start)
 
 
-# Bounded replacements of Jinja's own join and sum (defined after the sandbox class).
-EXTRA_FILTERS.update({"join": _join, "sum": _sum})
+# A bounded replacement of Jinja's own sum (defined after the sandbox class).
+EXTRA_FILTERS["sum"] = _sum
 # Make's IML functions (dates, hashes, encodings, lists): connector/templating/functions.py.
 EXTRA_FILTERS.update(FUNCTIONS)
+
+
+#: What a filter or test may raise as it is: what callers report as a template fault
+#: (templates.RENDER_FAILURES).
+_FILTER_FAILURES = (
+    TemplateError,
+    OverflowError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    RecursionError,
+    AttributeError,
+    LookupError,
+)
+
+
+#: Our own filters whose time is linear in their input and whose result is no larger
+#: than their inputs together, raising only TypeError or RecursionError: there is
+#: nothing to check before or after them, so they run unwrapped. Their inputs were
+#: size-checked when they were made, and the loops and calls around them still read
+#: the clock. (Every Segment message body calls them: the guard would be a third of its
+#: fast-path render.)
+_LINEAR_FILTERS = {"merge": _merge, "compact": _compact}
+
+
+def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (a filter or test) with its arguments checked and its cost charged
+    before it runs, and its result checked and charged after. Keeps Jinja's pass_*
+    marker, so Jinja and the fast path call it exactly as they would call ``function``.
+    (On every fast-path render: written out rather than through charge().)"""
+    if _LINEAR_FILTERS.get(name) is function:
+        return function
+    check = filter_check(name)
+    cost = filter_cost(name)
+    offset = 0 if _PassArg.from_obj(function) is None else 1
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        value = args[offset] if len(args) > offset else None
+        if check is not None:
+            check(value, args[offset + 1 :], kwargs)
+        budget = current()
+        if budget is not None:
+            if cost is not None:
+                units = cost(value, args[offset + 1 :], kwargs)
+            elif type(value) in _LENGTHS:
+                units = len(value) + 1  # type: ignore[arg-type]
+            else:
+                units = size(value)
+            budget[1] -= units
+            # The clock is read before heavy calls only: light ones are many only in
+            # loops, whose every iteration reads it.
+            if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
+                overrun(budget)
+        try:
+            result = function(*args, **kwargs)
+        except _FILTER_FAILURES:
+            raise
+        except Exception as exc:
+            # Jinja's filters check some arguments with assert (truncate's length):
+            # whatever a filter raises is a fault of the template, never a crash.
+            raise FilterArgumentError(f"{name}: {type(exc).__name__}: {exc}") from None
+        kind = type(result)
+        if kind is str or kind is dict or kind is list:
+            units = len(result)
+            if units > MAX_OUTPUT:
+                check_value(result)  # raises, with the message for its kind
+        elif kind is bool or result is None:
+            return result
+        else:
+            check_value(result)
+            units = size(result)
+        if budget is not None:
+            budget[1] -= units
+            if budget[1] < 0:
+                overrun(budget)
+        return result
+
+    functools.update_wrapper(guarded, function)
+    return guarded
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator, writing infinite and NaN constants as Python reads them:
+    Jinja writes ``str(value)``, so ``{{ 1e400 }}`` compiled to a bare ``inf`` and failed
+    with a NameError instead of evaluating to infinity."""
+
+    def visit_Const(self, node: nodes.Const, frame: Frame) -> None:
+        value = node.value
+        if isinstance(value, float) and not math.isfinite(value):
+            self.write(f"float({str(value)!r})")
+        else:
+            super().visit_Const(node, frame)
 
 
 class _StrictUndefined(StrictUndefined):
@@ -397,46 +553,76 @@ class _StrictUndefined(StrictUndefined):
 
 
 def materialise(value: Any) -> Any:
-    """A native result as plain data: iterators become lists, undefined values fail."""
-    if isinstance(value, str):
+    """A native result as plain data: iterators become lists, undefined values fail.
+    A dict or list whose contents need no change is returned as it is (not copied)."""
+    kind = type(value)
+    if kind is str or kind is bytes or isinstance(value, (str, bytes)):
         if len(value) > MAX_OUTPUT:
-            raise OverflowError(f"result exceeds {MAX_OUTPUT} characters")
+            raise OverflowError(f"result exceeds {MAX_OUTPUT:,} characters")
         return value
-    if isinstance(value, int | float | bool) or value is None:
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
     if isinstance(value, StrictUndefined):
         str(value)  # raises UndefinedError with Jinja's message
     if isinstance(value, dict):
-        return {k: materialise(v) for k, v in value.items()} if _needs_walk(value) else value
-    if isinstance(value, list | tuple):
+        changed: dict[Any, Any] | None = None
+        for key, item in value.items():
+            if type(item) in _PLAIN or item is None:
+                continue
+            new = materialise(item)
+            if new is not item:
+                if changed is None:
+                    changed = {}
+                changed[key] = new
+        return value if changed is None else {k: changed.get(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [
+            item if type(item) in _PLAIN or item is None else materialise(item) for item in value
+        ]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if isinstance(value, tuple):
         return [materialise(v) for v in value] if _needs_walk(value) else value
     if isinstance(value, Iterator):
         items = []
         for item in value:
+            charge(1)
             items.append(materialise(item))
             if len(items) > MAX_OUTPUT:
-                raise OverflowError(f"result would exceed {MAX_OUTPUT} items")
+                raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
         return items
     return value
 
 
+#: Values a result holds as they are (a text is checked where it is built).
+_PLAIN = frozenset({str, bytes, int, float, bool})
+
+
 def _needs_walk(value: Any) -> bool:
-    items = value.values() if isinstance(value, dict) else value
-    return any(not (isinstance(v, str | int | float | bool) or v is None) for v in items)
+    return any(not (isinstance(v, (str, int, float, bool)) or v is None) for v in value)
 
 
 def _build_environment() -> _Environment:
     env = _Environment(undefined=_StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
-    env.filters.update(EXTRA_FILTERS)
-    env.tests.pop("sameas", None)
+    # No constant folding at compile time: folded filters would run outside any render's
+    # budget. Every operation runs at render time, where it is counted.
+    env.optimized = False
+    env.code_generator_class = _CodeGenerator
+    # Jinja joins what blocks and macros capture with the environment's concat.
+    env.concat = _bounded_capture  # type: ignore[method-assign]
+    filters = {k: v for k, v in env.filters.items() if k in ALLOWED_BUILTIN_FILTERS}
+    filters.update(EXTRA_FILTERS)
+    env.filters = {name: guard_filter(name, f) for name, f in filters.items()}
+    env.filters[OUTPUT_GUARD] = _output
+    env.filters[COMPARE_GUARD] = _compared
+    tests = cast(dict[str, Callable[..., Any]], env.tests)
+    env.tests = {name: guard_filter(name, t) for name, t in tests.items() if name != "sameas"}
     env.globals = {
         "range": _bounded_range,
         "dict": dict,
         "now": utc_now_iso,
         LOOP_GUARD: _loop_guard,
         CONCAT_GUARD: bounded_concat,
-        SIZE_GUARD: _sized,
+        SIZE_GUARD: sized,
     }
     return env
 

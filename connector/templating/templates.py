@@ -21,19 +21,20 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from jinja2 import TemplateAssertionError, TemplateError, nodes
+from jinja2 import TemplateAssertionError, TemplateError, TemplateSyntaxError, nodes
 from jinja2.environment import TemplateExpression
 
+from connector.templating.budget import render_budget
 from connector.templating.fastpath import Fallback, FastFunction, expression_function, tree_function
+from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import (
+    COMPARE_GUARD,
     CONCAT_GUARD,
-    EXTRA_FILTERS,
     LOOP_GUARD,
-    MAX_OUTPUT,
+    OUTPUT_GUARD,
     SIZE_GUARD,
     environment,
     materialise,
-    render_budget,
 )
 
 __all__ = [
@@ -51,6 +52,8 @@ __all__ = [
 _ENV = environment()
 #: What rendering an untrusted template may raise: a template error, a sandbox limit, or
 #: a filter given the wrong kind of value. Callers turn these into the right RunError.
+#: AttributeError and LookupError: Jinja's own filters raise them for values of the
+#: wrong kind (``'x' | dictsort``, ``'a'.encode('nope')``).
 RENDER_FAILURES: tuple[type[BaseException], ...] = (
     TemplateError,
     OverflowError,
@@ -58,6 +61,8 @@ RENDER_FAILURES: tuple[type[BaseException], ...] = (
     ValueError,
     ArithmeticError,
     RecursionError,
+    AttributeError,
+    LookupError,
 )
 _SINGLE_EXPRESSION = re.compile(r"\s*\{\{.*\}\}\s*", re.DOTALL)
 
@@ -98,7 +103,10 @@ class CompiledTemplate:
         # Raises jinja2.TemplateSyntaxError; unknown filters and tests are checked here
         # too, so every fault shows at load time although Jinja's own code generation
         # (~0.5 ms a template) waits until a template first needs it, if ever.
-        self.ast: nodes.Template = _parse(source)
+        try:
+            self.ast: nodes.Template = _parse(source)
+        except ValueError as exc:  # an integer literal past Python's 4,300-digit limit
+            raise TemplateSyntaxError(str(exc), 1) from None
         _check_allowed(self.ast)
         #: The expression, when the whole template is one ``{{ ... }}``: it then keeps
         #: its native type (decided here only: the fast path and Jinja must agree).
@@ -107,12 +115,22 @@ class CompiledTemplate:
             output = self.ast.body[0]
             assert isinstance(output, nodes.Output)
             self.expression = output.nodes[0]
-            self._fast = expression_function(self.expression, EXTRA_FILTERS, MAX_OUTPUT)
+            self._fast = expression_function(self.expression, _ENV)
         if self._fast is None:
             self._compile()
 
     def _compile(self) -> None:
-        ast = _guard(_ENV.parse(self.source))  # a fresh AST: self.ast stays as written
+        try:
+            self._generate()
+        except (SyntaxError, RecursionError, MemoryError):
+            # Jinja writes Python source; Python's parser refuses code nested too deeply
+            # (a chain of a hundred filters) with a SyntaxError of its own.
+            raise TemplateSyntaxError("the template is nested too deeply", 1) from None
+
+    def _generate(self) -> None:
+        # A fresh AST: self.ast stays as written. A single expression keeps its native
+        # value: its one output is not turned into text.
+        ast = _guard(_ENV.parse(self.source), text=self.expression is None)
         if self.expression is not None:
             # Jinja's compile_expression, from the guarded AST: ``result = <expr>``.
             output = ast.body[0]
@@ -187,13 +205,24 @@ def _parse(source: str) -> nodes.Template:
     return template
 
 
-def _guard(ast: nodes.Template) -> nodes.Template:
+def _guard(ast: nodes.Template, text: bool = True) -> nodes.Template:
     """The AST with the sandbox's guards put in: every ``{% for %}`` iterable wrapped in
     the loop guard, which counts a whole render's iterations against one budget
-    (sandbox.MAX_RENDER_STEPS), and every ``~`` turned into the bounded concat
-    (Jinja joins it unchecked, so a text doubled a few times reaches gigabytes)."""
+    (budget.MAX_RENDER_STEPS), every ``~`` turned into the bounded concat (Jinja joins
+    it unchecked, so a text doubled a few times reaches gigabytes), every comparison
+    through the compare guard (the deadline is checked there too), and, in a ``text``
+    template, every ``{{ ... }}`` through the output guard: what it writes is charged
+    to the render's work budget before it joins the output or a block's capture."""
     for loop in ast.find_all(nodes.For):
         loop.iter = _call(LOOP_GUARD, [cast(nodes.Expr, loop.iter)], loop.lineno)
+    if text:
+        for output in ast.find_all(nodes.Output):
+            output.nodes = [
+                n if isinstance(n, nodes.TemplateData) else _filter(OUTPUT_GUARD, n)
+                for n in output.nodes
+            ]
+    for compare in list(ast.find_all(nodes.Compare)):
+        compare.expr = _filter(COMPARE_GUARD, compare.expr)
     for parent in ast.find_all(nodes.Node):
         if _is_guard_call(parent):
             continue  # its argument is the node it guards
@@ -227,6 +256,10 @@ def _is_guard_call(node: nodes.Node) -> bool:
     )
 
 
+def _filter(name: str, node: nodes.Expr) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
 def _call(name: str, args: list[nodes.Expr], lineno: int) -> nodes.Call:
     return nodes.Call(nodes.Name(name, "load", lineno=lineno), args, [], None, None, lineno=lineno)
 
@@ -240,7 +273,7 @@ def _check_allowed(ast: nodes.Template) -> None:
             raise TemplateAssertionError("recursive loops are not allowed", loop.lineno, None, None)
     for node in ast.find_all((nodes.Filter, nodes.Test)):
         known = _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
-        if node.name not in known:
+        if node.name not in known or node.name.startswith("_"):
             kind = "filter" if isinstance(node, nodes.Filter) else "test"
             raise TemplateAssertionError(f"No {kind} named {node.name!r}.", node.lineno, None, None)
 
@@ -263,9 +296,7 @@ class TemplateTree:
         self.literal = not _has_template(self._node)
         #: The whole tree as one fast-path function, when every template allows it
         #: (compiled on its first call).
-        self._function = (
-            None if self.literal else tree_function(self._node, EXTRA_FILTERS, MAX_OUTPUT, _DROP)
-        )
+        self._function = None if self.literal else tree_function(self._node, _ENV, _DROP)
         #: The generated function itself, once compiled (called without a layer).
         self._compiled: Callable[[Mapping[str, Any]], Any] | None = None
 
@@ -302,9 +333,10 @@ class TemplateTree:
         passed): templates cannot reach a scope name without writing it, so a tree for
         which this is False renders the same whatever ``name`` holds.
 
-        That holds because no global, filter or test of the sandbox is given the render
-        context (none is ``pass_context``): one that were could read any name, and
-        this answer would be wrong."""
+        That holds because no global, filter or test of the sandbox reads the render
+        context's variables (``select``, ``map`` and the like take the context only for
+        its environment; the fast path gives them an empty one): one that did could
+        read any name, and this answer would be wrong."""
         return any(
             node.name == name
             for _, template in self.templates()

@@ -628,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     from connector.tools.cli_kinds import add_parsers
 
     add_parsers(sub, common)  # poll, options, verify
+
+    from connector.service.command import add_parser as add_serve_parser
+
+    add_serve_parser(sub, common)
     _verbose_anywhere(sub)  # after every subcommand is added
     return parser
 
