@@ -16,7 +16,8 @@ Contract (hosts script against it):
 Why the per-line work is lean: at tens of thousands of lines a second, reading and
 writing JSON is a large share of a run. Lines are read as bytes and parsed with orjson;
 a line with a long run of digits (an integer orjson would turn into a float) takes the
-standard library's strict reader instead, so no number changes on the way.
+standard library's reader instead, so no number changes on the way (NaN and Infinity
+are read as values there, and the engine's checks name the field holding one).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
-from connector.core.jsondata import loads_strict
 from connector.errors import DataError, RunError
 from connector.runs.batch_items import BundlesJSON
 
@@ -69,12 +69,16 @@ def _parse(raw: bytes, number: int) -> Any:
             field="--batch",
         )
     try:
-        return loads_strict(text)
+        # NaN and Infinity are read as values: the engine's checks then name the field
+        # that holds one (a line-wide error here would name none).
+        return json.loads(text)
+    except RecursionError:
+        return DataError(f"line {number}: JSON nested too deeply", field="--batch")
     except json.JSONDecodeError as exc:
         return DataError(
             f"line {number}: invalid JSON at column {exc.colno}: {exc.msg}", field="--batch"
         )
-    except ValueError as exc:  # NaN, 1e999, an integer of thousands of digits, depth
+    except ValueError as exc:  # an integer of thousands of digits
         reason = str(exc)
         if "integer string conversion" in reason:
             reason = f"an integer has more than {sys.get_int_max_str_digits():,} digits"
