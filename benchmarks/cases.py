@@ -764,9 +764,10 @@ def cold_start(bench: Bench) -> list[Row]:
     editable checkout under ``PYTHONDONTWRITEBYTECODE=1`` (set on this machine) would
     otherwise recompile every module of the engine on every start.
 
-    Measured twice, each in a cache directory of its own: with the manifest cache as a
-    host has it from its second start on (filled by one untimed start), and with the
-    cache off, as on the very first start (see connector.core.cache).
+    Measured twice, each in a cache directory of its own: with the manifest cache as the
+    CLI, or a host that opts in (here by ``CONNECTOR_CACHE``), has it from its second
+    start on (filled by one untimed start), and with the cache off, as on the very first
+    start or in a host that does not opt in (see connector.core.cache).
     """
     import compileall
     import tempfile

@@ -7,7 +7,8 @@ The hierarchy::
     │                               names the file and the JSON path of the fault
     ├── UnknownModuleError          a module id that no loaded app declares
     └── RunError                    a module run failed; ``type`` is Make's error name
-        ├── DataError               bad input: a field broke a rule. Nothing was sent.
+        ├── DataError               bad input: fields broke rules, each listed in
+        │                           ``faults``. Nothing was sent.
         ├── InvalidConfigurationError
         │                           the connection or a manifest template is unusable
         │                           (bad base URL, a template that fails at run time)
@@ -30,6 +31,8 @@ rule's message, a URL path holding the key) is redacted in every escaped form.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from connector.core.redaction import redact_text
@@ -37,6 +40,7 @@ from connector.core.redaction import redact_text
 __all__ = [
     "ConnectorError",
     "DataError",
+    "Fault",
     "InvalidAccessTokenError",
     "InvalidConfigurationError",
     "ManifestError",
@@ -132,10 +136,82 @@ class RunError(ConnectorError):
         return f"{type(self).__name__}({self.message!r}, field={self.field!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault of the input: the field's path (``traits.address.city``,
+    ``customTraits[2]``), the rule it broke, and the message that says so.
+
+    ``rule`` is one of a small vocabulary, named after the JSON Schema keywords
+    ``describe`` gives forms where there is one: ``required``, ``type``, ``format``,
+    ``minLength``, ``maxLength``, ``pattern``, ``minimum``, ``maximum``, ``minItems``,
+    ``maxItems``, ``enum``, ``additionalProperties`` (an unknown field), and
+    ``oneOfRequired``, ``reserved``, ``uniqueKeys``, ``mapping`` (a builder's template
+    that could not be rendered); ``invalid`` for anything else.
+    """
+
+    field: str | None
+    rule: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "rule": self.rule, "message": self.message}
+
+
 class DataError(RunError):
-    """Bad input. Raised before anything is sent (or for a remote 400/413/422)."""
+    """Bad input. Raised before anything is sent (or for a remote 400/413/422).
+
+    ``field`` and ``message`` are those of the first fault; ``faults`` lists every one
+    (a form shows them all at once). An error about one field has one fault.
+    """
 
     type = "DataError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        rule: str = "invalid",
+        faults: Sequence[Fault] = (),
+        status: int | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        super().__init__(message, field=field, status=status, attempts=attempts)
+        self.rule = rule
+        self.faults = list(faults) or [Fault(field, rule, message)]
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Every fault, each redacted like the message (see the module docstring)."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Sequence[Fault]) -> None:
+        self._faults = [_redacted(fault) for fault in faults]
+
+    @classmethod
+    def of(cls, faults: Sequence[Fault]) -> DataError:
+        """The error of several faults, named after the first."""
+        first = faults[0]
+        return cls(first.message, field=first.field, rule=first.rule, faults=faults)
+
+    def redact(self, redact: Callable[[str], str]) -> None:
+        """Pass the message, and every fault's, through ``redact`` (mapped text may
+        quote anything, a secret included)."""
+        self.message = redact(self.message)
+        self.faults = [Fault(f.field, f.rule, redact(f.message)) for f in self.faults]
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`RunError.to_dict`, plus ``faults``: ``[{field, rule, message}]``."""
+        out = super().to_dict()
+        out["faults"] = [_redacted(fault).to_dict() for fault in self.faults]
+        return out
+
+
+def _redacted(fault: Fault) -> Fault:
+    """The fault through the redaction chokepoint, as a message is."""
+    field = redact_text(fault.field) if fault.field else fault.field
+    return Fault(field, fault.rule, redact_text(fault.message))
 
 
 class InvalidConfigurationError(RunError):

@@ -17,7 +17,7 @@ from connector.core import cache as cache_module
 from connector.core.cache import ManifestCache, default_cache
 from connector.core.loader import packaged_manifests_dir, read_model
 from connector.format.manifest import AppManifest, ModuleManifest
-from tests.conftest import WRITE_KEY
+from tests.conftest import WRITE_KEY, run_cli
 
 SEGMENT = packaged_manifests_dir() / "segment"
 
@@ -295,31 +295,69 @@ def test_old_entries_are_pruned(store: ManifestCache, monkeypatch: pytest.Monkey
     assert store.get(f"{4:064x}") == {"entry": 4}  # the newest stays
 
 
+HOME = Path("/home/of/connector")
+
+
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("value", "requested", "expected"),
     [
-        ("off", None),
-        ("0", None),
-        ("", None),
-        ("FALSE", None),
-        ("/some/where", Path("/some/where")),
+        # A library host that does not say: only where CONNECTOR_CACHE names one.
+        (None, None, None),
+        ("/some/where", None, Path("/some/where")),
+        # The CLI asks for it: CONNECTOR_CACHE, else under CONNECTOR_HOME.
+        (None, True, HOME / "cache"),
+        ("/some/where", True, Path("/some/where")),
+        # Asked not to, or turned off by the environment: none.
+        (None, False, None),
+        ("/some/where", False, None),
+        *(
+            (off, requested, None)
+            for off in ("off", "0", "", "FALSE")
+            for requested in (None, True)
+        ),
     ],
 )
-def test_the_environment_chooses_the_cache(
-    monkeypatch: pytest.MonkeyPatch, value: str, expected: Path | None
+def test_the_environment_and_the_caller_choose_the_cache(
+    monkeypatch: pytest.MonkeyPatch,
+    value: str | None,
+    requested: bool | None,
+    expected: Path | None,
 ) -> None:
-    monkeypatch.setenv("CONNECTOR_CACHE", value)
-    found = default_cache()
+    if value is None:
+        monkeypatch.delenv("CONNECTOR_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("CONNECTOR_CACHE", value)
+    monkeypatch.setenv("CONNECTOR_HOME", str(HOME))
+    found = default_cache(requested)
     assert (found.directory if found is not None else None) == expected
 
 
-def test_the_default_lives_under_connector_home(
+def test_a_library_load_writes_nothing_unasked(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """``connector.load()`` in a host writes no pickle under the user's home; the same
+    host asking with ``cache=True`` gets the cache there."""
     monkeypatch.delenv("CONNECTOR_CACHE", raising=False)
-    monkeypatch.setenv("CONNECTOR_HOME", str(tmp_path))
-    found = default_cache()
-    assert found is not None and found.directory == tmp_path / "cache"
+    monkeypatch.setenv("CONNECTOR_HOME", str(tmp_path / "connector-home"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert "segment.track" in connector.load().module_ids()
+    assert list(tmp_path.rglob("*.pickle")) == []
+    connector.load(cache=True)
+    assert len(list((tmp_path / "connector-home" / "cache").glob("*.pickle"))) == len(_files())
+
+
+@pytest.mark.parametrize(("cache", "stored"), [(None, True), ("off", False)])
+def test_the_command_line_uses_the_cache_unless_turned_off(
+    tmp_path: Path, cache: str | None, stored: bool
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_CACHE"}
+    env["CONNECTOR_HOME"] = str(tmp_path)
+    if cache is not None:
+        env["CONNECTOR_CACHE"] = cache
+    done = run_cli("modules", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "segment.track" in done.stdout
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == (len(_files()) if stored else 0)
 
 
 def test_no_home_directory_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,5 +369,5 @@ def test_no_home_directory_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONNECTOR_CACHE", raising=False)
     monkeypatch.delenv("CONNECTOR_HOME", raising=False)
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
-    assert default_cache() is None
+    assert default_cache(True) is None
     assert "segment.track" in connector.load().module_ids()

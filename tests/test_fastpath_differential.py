@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from connector.core.validation import Values
+from connector.core.values import Values
 from connector.templating.fastpath import Fallback
 from connector.templating.templates import CompiledTemplate, environment
 

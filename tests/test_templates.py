@@ -11,7 +11,7 @@ import jinja2
 import pytest
 from jinja2.exceptions import SecurityError, TemplateAssertionError, TemplateSyntaxError
 
-from connector.core.validation import Values
+from connector.core.values import Values
 from connector.templating.templates import (
     MAX_OUTPUT,
     CompiledTemplate,
@@ -796,7 +796,7 @@ def test_text_growing_calls_are_bounded_before_they_allocate(source: str) -> Non
 def test_fast_path_leaves_private_names_to_the_sandbox() -> None:
     from jinja2.exceptions import SecurityError
 
-    from connector.core.validation import Values
+    from connector.core.values import Values
     from connector.templating.templates import CompiledTemplate
 
     with pytest.raises(SecurityError):

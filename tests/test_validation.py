@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from connector.core.validation import Values, normalize_name, render_mapping, validate_parameters
-from connector.errors import DataError
+import connector
+from connector.core.validation import (
+    ParameterPlan,
+    Values,
+    normalize_name,
+    render_mapping,
+    validate_parameters,
+)
+from connector.errors import DataError, Fault, InvalidConfigurationError, ManifestError
 from connector.format.manifest import Constraint, Parameter
+from tests.conftest import WRITE_KEY, run_cli
+from tests.test_loader import build_app
 
 
 def P(**spec: Any) -> Parameter:
@@ -729,15 +742,6 @@ def test_mapping_templates(
     ("raw", "field", "detail"),
     [
         pytest.param(
-            {"email": "{{ webhook.emial }}"},
-            "email",
-            "has no attribute 'emial'",
-            id="missing-attribute",
-        ),
-        pytest.param(
-            {"email": "{{ nobody.email }}"}, "email", "'nobody' is undefined", id="missing-name"
-        ),
-        pytest.param(
             {"email": "{{ webhook.email"}, "email", "unexpected end of template", id="syntax-error"
         ),
         pytest.param(
@@ -759,22 +763,35 @@ def test_mapping_templates(
             id="nested-loops",
         ),
         pytest.param(
-            {"traits": {"address": {"city": "{{ nope }}"}}},
+            {"traits": {"address": {"city": "{{ 1 / 0 }}"}}},
             "traits.address.city",
-            "'nope' is undefined",
+            "ZeroDivisionError",
             id="nested-path",
         ),
         pytest.param(
-            {"tags": ["1", "{{ nope }}"]}, "tags[1]", "'nope' is undefined", id="list-path"
+            {"tags": ["1", "{{ 1 / 0 }}"]}, "tags[1]", "ZeroDivisionError", id="list-path"
+        ),
+        pytest.param(
+            {"email": "{{ webhook.email.nope }}"},
+            "email",
+            "has no attribute 'nope'",
+            id="attribute-of-text-is-no-missing-key",
+        ),
+        pytest.param(
+            {"email": "{% for x in webhook.tags %}{{ x.nope }}{% endfor %}"},
+            "email",
+            "has no attribute 'nope'",
+            id="loop-variable-is-no-missing-key",
         ),
     ],
 )
 def test_mapping_render_failures(raw: dict[str, Any], field: str, detail: str) -> None:
     specs = [P(name="email", type="email"), TRAITS, P(name="tags", type="array")]
-    exc = data_error(specs, raw, {"webhook": {"email": "ada@example.com"}})
+    exc = data_error(specs, raw, {"webhook": {"email": "ada@example.com", "tags": [1]}})
     assert exc.field == field
     assert exc.message.startswith(f"field {field!r}: mapping could not be rendered: ")
     assert detail in exc.message
+    assert exc.rule == "mapping"
 
 
 def test_deeply_nested_fromjson_is_a_data_error() -> None:
@@ -980,20 +997,423 @@ def test_input_is_never_mutated(patch: dict[str, Any], fails: bool) -> None:
     ],
 )
 def test_keyvalue_lists_same_on_first_and_later_runs(raw: list[Any]) -> None:
-    spec = Parameter.model_validate(CUSTOM_TRAITS.model_dump(by_alias=True))  # fresh caches
+    plan = ParameterPlan([CUSTOM_TRAITS])  # kept across runs, as on a loaded module
+    interpreted = ParameterPlan([CUSTOM_TRAITS], shortcuts=False)
     context = {"row": {"b": "B", "name": "b"}}
 
-    def outcome() -> Any:
+    def outcome(which: ParameterPlan) -> Any:
         try:
-            return validate([spec], {"customTraits": copy.deepcopy(raw)}, context)
+            return which.check({"customTraits": copy.deepcopy(raw)}, context)
         except DataError as exc:
-            return (exc.field, exc.message)
+            return (exc.field, exc.message, exc.faults)
 
-    warm_up = validate([spec], {"customTraits": [{"key": "a", "value": 0}]})
+    warm_up = plan.check({"customTraits": [{"key": "a", "value": 0}]})
     assert warm_up["customTraits"] == {"a": 0}
-    first, second = outcome(), outcome()
-    assert first == second
+    first, second = outcome(plan), outcome(plan)
+    assert first == second == outcome(interpreted)
     if isinstance(first, tuple):
         assert first[0] == "customTraits"
     else:
         assert first["customTraits"]["a"] in (1, {"n": [1]})
+
+
+# -- missing keys in mappings (Make's unmapped fields) ---------------------------------------
+
+BADGE = {"webhook": {"badge": {"id": "b-1", "name": "Gold"}, "user": None, "tags": ["1", "2"]}}
+
+
+@pytest.mark.parametrize(
+    ("specs", "raw", "expected"),
+    [
+        pytest.param(
+            [P(name="email", type="email")],
+            {"email": "{{ webhook.badge.missing }}"},
+            {},
+            id="missing-key",
+        ),
+        pytest.param(
+            [P(name="email", type="email")], {"email": "{{ nobody.email }}"}, {}, id="missing-root"
+        ),
+        pytest.param(
+            [P(name="email", type="email")],
+            {"email": "{{ webhook.user.email }}"},
+            {},
+            id="through-null",
+        ),
+        pytest.param(
+            [P(name="note", type="text")],
+            {"note": "Badge: {{ webhook.badge['missing'] }}!"},
+            {},
+            id="inside-text",
+        ),
+        pytest.param(
+            [P(name="plan", type="text", default="free")],
+            {"plan": "{{ webhook.badge.missing }}"},
+            {"plan": "free"},
+            id="default-applies",
+        ),
+        pytest.param(
+            [TRAITS],
+            {"traits": {"email": "{{ webhook.badge.missing }}", "age": "3"}},
+            {"traits": {"age": 3, "address": {}}},
+            id="nested-field",
+        ),
+        pytest.param(
+            [TAGS],
+            {"tags": ["1", "{{ webhook.badge.missing }}", "{{ webhook.badge.id | length }}"]},
+            {"tags": [1, 3]},
+            id="array-item",
+        ),
+        pytest.param(
+            [P(name="tags", type="array")],
+            {"tags": ["a", "{{ webhook.missing }}", "b"]},
+            {"tags": ["a", "b"]},
+            id="untyped-array-item",
+        ),
+        pytest.param(
+            [KV],
+            {
+                "context": [
+                    {"key": "a", "value": "{{ webhook.badge.missing }}"},
+                    {"key": "{{ webhook.missing }}", "value": 1},
+                    {"key": "b", "value": "{{ webhook.badge.name }}"},
+                ]
+            },
+            {"context": {"b": "Gold"}},
+            id="keyvalue-pairs",
+        ),
+        pytest.param(
+            [KV],
+            {"context": {"a": "{{ webhook.missing }}", "b": 2}},
+            {"context": {"b": 2}},
+            id="keyvalue-object",
+        ),
+        pytest.param(
+            [P(name="body", type="any")],
+            {"body": {"a": ["{{ webhook.missing }}", 1], "b": "{{ webhook.badge.missing }}"}},
+            {"body": {"a": [1]}},
+            id="any-value",
+        ),
+        pytest.param([MODE], {"mode": "{{ webhook.missing }}"}, {}, id="select"),
+        pytest.param(
+            [P(name="badge", type="any")],
+            {"badge": "{{ webhook.badge.missing | default('none') }}"},
+            {"badge": "none"},
+            id="default-filter-still-works",
+        ),
+    ],
+)
+def test_missing_keys_leave_optional_fields_unmapped(
+    specs: list[Parameter], raw: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    assert validate(specs, raw, BADGE) == expected
+
+
+@pytest.mark.parametrize(
+    ("specs", "raw", "field", "detail"),
+    [
+        pytest.param(
+            [USER_ID],
+            {"userId": "{{ webhook.badge.missing }}"},
+            "userId",
+            "'webhook.badge.missing', which the data does not have (webhook.badge has: id, name)",
+            id="missing-key",
+        ),
+        pytest.param(
+            [USER_ID],
+            {"userId": "{{ hook.id }}"},
+            "userId",
+            "'hook', which the data does not have (the data has: webhook)",
+            id="missing-root",
+        ),
+        pytest.param(
+            [USER_ID],
+            {"userId": "{{ webhook.user.id }}"},
+            "userId",
+            "'webhook.user.id', which the data does not have (webhook.user is null)",
+            id="through-null",
+        ),
+        pytest.param(
+            [
+                P(
+                    name="traits",
+                    type="collection",
+                    fields=[{"name": "id", "type": "text", "required": True}],
+                )
+            ],
+            {"traits": {"id": "{{ webhook.badge.code }}"}},
+            "traits.id",
+            "'webhook.badge.code', which the data does not have (webhook.badge has: id, name)",
+            id="nested-required",
+        ),
+    ],
+)
+def test_missing_keys_in_required_fields_name_the_path_and_the_keys(
+    specs: list[Parameter], raw: dict[str, Any], field: str, detail: str
+) -> None:
+    exc = data_error(specs, raw, BADGE)
+    assert exc.field == field
+    assert exc.rule == "required"
+    assert exc.message.startswith(f"field {field!r}")
+    assert exc.message.endswith(f"is required, but its mapping reads {detail}")
+
+
+def test_a_template_s_output_is_data_never_rendered_again() -> None:
+    """Text that a mapping rendered is data: a webhook carrying ``{{ ... }}`` is sent as
+    it came, in a collection as at the top level."""
+    context = {"webhook": {"bio": "{{ 7 * 7 }}"}}
+    raw = {"traits": {"address": {"city": "{{ webhook.bio }}"}}, "note": "{{ webhook.bio }}"}
+    values = validate([TRAITS, P(name="note", type="text")], raw, context)
+    assert values["traits"]["address"]["city"] == "{{ 7 * 7 }}"
+    assert values["note"] == "{{ 7 * 7 }}"
+    # JSON text a template gave is data too; JSON text the builder typed is the
+    # builder's, templates included.
+    context["webhook"]["json"] = '{"address": {"city": "{{ 6 * 7 }}"}}'
+    values = validate([TRAITS], {"traits": "{{ webhook.json }}"}, context)
+    assert values["traits"]["address"]["city"] == "{{ 6 * 7 }}"
+    values = validate([TRAITS], {"traits": '{"address": {"city": "{{ 6 * 7 }}"}}'}, context)
+    assert values["traits"]["address"]["city"] == "42"
+
+
+# -- every fault, not only the first ----------------------------------------------------------
+
+FORM = [
+    USER_ID,
+    P(name="n", type="integer", minimum=0),
+    P(name="email", type="email"),
+    P(name="currency", type="text", format="currency"),
+    TRAITS,
+    TAGS,
+    CUSTOM_TRAITS,
+    MODE,
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "faults"),
+    [
+        pytest.param({"userId": "u", "n": "x"}, [("n", "type")], id="one"),
+        pytest.param(
+            {"n": -1, "email": "nope", "currency": "EURO"},
+            [("userId", "required"), ("n", "minimum"), ("email", "format"), ("currency", "format")],
+            id="several-in-order",
+        ),
+        pytest.param(
+            {"userId": "u", "zz": 1, "n": "x"},
+            [("zz", "additionalProperties"), ("n", "type")],
+            id="unknown-first",
+        ),
+        pytest.param(
+            {"userId": "u", "traits": {"age": -1, "address": {"zip": "x", "lat": "y"}, "bad": 1}},
+            [
+                ("traits.bad", "additionalProperties"),
+                ("traits.age", "minimum"),
+                ("traits.address.zip", "type"),
+                ("traits.address.lat", "type"),
+            ],
+            id="nested",
+        ),
+        pytest.param(
+            {"userId": "u", "tags": ["x", "2", "y"]},
+            [("tags[0]", "type"), ("tags[2]", "type")],
+            id="array-items",
+        ),
+        pytest.param(
+            {"userId": "u", "tags": ["1", "2", "3", "4"]}, [("tags", "maxItems")], id="array-size"
+        ),
+        pytest.param(
+            {
+                "userId": "u",
+                "customTraits": [
+                    {"key": "Email", "value": 1},
+                    {"key": "ok", "value": 1},
+                    {"key": "ok", "value": 2},
+                    {"key": "first name", "value": 3},
+                    "plain",
+                ],
+            },
+            [
+                ("customTraits", "reserved"),
+                ("customTraits", "uniqueKeys"),
+                ("customTraits", "reserved"),
+                ("customTraits", "type"),
+            ],
+            id="keyvalue-pairs",
+        ),
+        pytest.param(
+            {"userId": "u", "mode": 1, "a": "x", "email": "{{ 1 / 0 }}"},
+            [("email", "mapping"), ("a", "type")],
+            id="select-nested-and-mapping",
+        ),
+        pytest.param({"userId": "u", "mode": "four"}, [("mode", "enum")], id="select-unknown"),
+        pytest.param({"userId": "abcdefghij" * 2, "n": "1"}, [], id="valid"),
+    ],
+)
+def test_every_fault_is_reported(raw: dict[str, Any], faults: list[tuple[str, str]]) -> None:
+    if not faults:
+        validate(FORM, raw)
+        return
+    exc = data_error(FORM, raw)
+    assert [(fault.field, fault.rule) for fault in exc.faults] == faults
+    # field and message stay the first fault's, as before there was a list.
+    first = exc.faults[0]
+    assert (exc.field, exc.message, exc.rule) == (first.field, first.message, first.rule)
+    assert all(f"field {fault.field!r}" in fault.message for fault in exc.faults)
+    assert exc.to_dict()["faults"] == [
+        {"field": f.field, "rule": f.rule, "message": f.message} for f in exc.faults
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "faults"),
+    [
+        pytest.param({"n": "x"}, [("n", "type"), ("userId", "oneOfRequired")], id="alongside"),
+        pytest.param(
+            {"userId": {"a": 1}}, [("userId", "type")], id="skipped-when-its-field-is-at-fault"
+        ),
+        pytest.param({"anonymousId": "a", "n": "x"}, [("n", "type")], id="met"),
+    ],
+)
+def test_constraints_report_with_the_fields(
+    raw: dict[str, Any], faults: list[tuple[str, str]]
+) -> None:
+    exc = data_error([*IDS, P(name="n", type="integer")], raw, constraints=[ONE_OF])
+    assert [(fault.field, fault.rule) for fault in exc.faults] == faults
+
+
+def test_a_data_error_without_a_list_has_its_own_fault() -> None:
+    exc = DataError("the body is too big", field="body")
+    assert exc.faults == [Fault("body", "invalid", "the body is too big")]
+    assert exc.to_dict()["faults"] == [
+        {"field": "body", "rule": "invalid", "message": "the body is too big"}
+    ]
+
+
+def test_redaction_covers_every_fault() -> None:
+    exc = DataError.of(
+        [Fault("a", "type", "field 'a' got 'SECRET'"), Fault("b", "format", "'SECRET' again")]
+    )
+    exc.redact(lambda text: text.replace("SECRET", "***"))
+    assert "SECRET" not in repr(exc.to_dict()) and "SECRET" not in str(exc)
+    assert [fault.message for fault in exc.faults] == ["field 'a' got '***'", "'***' again"]
+
+
+# -- through the engine and the command line --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def counting_engine() -> Any:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with connector.Engine(connector.load(), client=client) as engine:
+        yield engine, sent
+
+
+def test_a_run_reports_every_fault_redacted_and_sends_nothing(counting_engine: Any) -> None:
+    engine, sent = counting_engine
+    parameters = {
+        "event": "",
+        "currency": WRITE_KEY,
+        "revenue": f"{WRITE_KEY}!",
+        "customProperties": [{"key": "revenue", "value": 1}],
+    }
+    with pytest.raises(DataError) as info:
+        engine.run("segment.track", {"writeKey": WRITE_KEY}, parameters)
+    assert sent == []
+    exc = info.value
+    assert [(f.field, f.rule) for f in exc.faults] == [
+        ("event", "required"),
+        ("currency", "format"),
+        ("revenue", "type"),
+        ("customProperties", "reserved"),
+        ("userId", "oneOfRequired"),
+    ]
+    assert (exc.field, exc.message) == (exc.faults[0].field, exc.faults[0].message)
+    assert WRITE_KEY not in json.dumps(exc.to_dict())
+    assert "[REDACTED]" in exc.faults[1].message
+
+
+def test_the_loaded_module_holds_its_compiled_plan() -> None:
+    registry = connector.load()
+    module = registry.get("segment.track")
+    plan = module.parameter_plan
+    assert isinstance(plan, ParameterPlan)
+    # Its own, made when the module was loaded: another load compiles another.
+    assert connector.load().get("segment.track").parameter_plan is not plan
+    assert plan.check({"event": "E", "userId": "u"}) == {"event": "E", "userId": "u"}
+
+
+def test_the_command_line_prints_every_fault(tmp_path: Path) -> None:
+    done = run_cli(
+        "run",
+        "segment.track",
+        "--connection",
+        json.dumps({"writeKey": WRITE_KEY}),
+        "--parameters",
+        json.dumps({"event": "E", "userId": "u", "revenue": "x", "currency": "EURO", "zz": 1}),
+        "--dry-run",
+        env={**os.environ, "CONNECTOR_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1, done.stderr
+    error = json.loads(done.stderr)["error"]
+    assert error["type"] == "DataError"
+    assert error["field"] == "zz"
+    assert [(f["field"], f["rule"]) for f in error["faults"]] == [
+        ("zz", "additionalProperties"),
+        ("currency", "format"),
+        ("revenue", "type"),
+    ]
+    assert error["faults"][0]["message"] == error["message"]
+
+
+def _manifest_reads(template: str) -> Any:
+    def mutate(app: dict[str, Any], module: dict[str, Any]) -> None:
+        module["request"]["body"]["extra"] = template
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("manifest_template", "mapped", "error", "detail"),
+    [
+        pytest.param(
+            "{{ parameters.mesage }}",
+            "hi",
+            ManifestError,
+            "unknown parameter 'parameters.mesage'",
+            id="manifest-typo-at-load",
+        ),
+        pytest.param(
+            "{{ run.nope.x }}",
+            "hi",
+            InvalidConfigurationError,
+            "the manifest's body template failed",
+            id="manifest-missing-key-at-run",
+        ),
+        pytest.param(
+            "{{ parameters.message }}",
+            "{{ webhook.nope }}",
+            DataError,
+            "field 'message' is required, but its mapping reads 'webhook.nope', which the "
+            "data does not have (webhook has: id)",
+            id="builder-missing-key-in-a-required-field",
+        ),
+    ],
+)
+def test_a_manifest_s_own_template_stays_strict(
+    tmp_path: Path,
+    manifest_template: str,
+    mapped: str,
+    error: type[Exception],
+    detail: str,
+) -> None:
+    folder = build_app(tmp_path, _manifest_reads(manifest_template))
+    conn = {"writeKey": WRITE_KEY}
+    with pytest.raises(error) as info, connector.Engine(connector.load(folder)) as engine:
+        engine.dry_run("demo.ping", conn, {"message": mapped}, {"webhook": {"id": 1}})
+    assert detail in str(info.value)

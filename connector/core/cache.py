@@ -3,7 +3,8 @@
 Validating a manifest needs pydantic's validators, and building them (core schemas,
 then a scan of every installed package's metadata for pydantic plugins) is about 30 ms
 of a ~160 ms cold start: more than all the validating itself. Every ``connector`` CLI
-call and every new worker paid it again, for manifests that had not changed. So a
+call (and every new worker of a host that opts in) paid it again, for manifests that
+had not changed. So a
 manifest that validated is stored here, pickled, under a key made of:
 
 * the file's exact bytes and the model it was read into (any edit is a new key);
@@ -22,8 +23,11 @@ on open file descriptors and without following links, so nothing can be swapped 
 between the check and the read. Where that cannot be done (no ``O_NOFOLLOW``,
 ``dir_fd`` or ``geteuid``, as on Windows), the cache is off.
 
-Where: ``$CONNECTOR_CACHE``, else ``$CONNECTOR_HOME/cache`` (``~/.connector/cache``).
-``CONNECTOR_CACHE=off`` turns it off, as does ``connector.load(..., cache=False)``.
+Opt-in: a library call writes nothing under the user's home unasked, so
+``connector.load()`` uses the cache only when ``$CONNECTOR_CACHE`` names a directory or
+the host passes ``cache=True``; the ``connector`` command turns it on. Where:
+``$CONNECTOR_CACHE``, else ``$CONNECTOR_HOME/cache`` (``~/.connector/cache``).
+``CONNECTOR_CACHE=off`` turns it off everywhere, as does ``cache=False``.
 """
 
 from __future__ import annotations
@@ -189,10 +193,19 @@ def _private(info: os.stat_result, kind: Any) -> bool:
     )
 
 
-def default_cache() -> ManifestCache | None:
-    """The cache the environment asks for, or None when it is turned off."""
+def default_cache(requested: bool | None = None) -> ManifestCache | None:
+    """The cache to use, or None for none.
+
+    ``requested`` is what the caller asked: True (the CLI) uses
+    ``$CONNECTOR_CACHE``, else ``$CONNECTOR_HOME/cache`` (``~/.connector/cache``);
+    None (a library host that did not say) uses a cache only where ``$CONNECTOR_CACHE``
+    names one, so that a library call never writes under the user's home unasked;
+    False uses none. ``CONNECTOR_CACHE=off`` turns it off whatever was asked.
+    """
     where = os.environ.get("CONNECTOR_CACHE")
     if where is not None and where.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    if requested is False or (requested is None and not where):
         return None
     if not where:
         home = os.environ.get("CONNECTOR_HOME")

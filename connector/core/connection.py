@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 from connector.core.auth import build_auth_headers
 from connector.core.redaction import REDACTED, Redactor
 from connector.core.registry import LoadedApp
-from connector.core.validation import Values, validate_parameters
+from connector.core.validation import validate_parameters
+from connector.core.values import Values
 from connector.errors import DataError, InvalidConfigurationError
 from connector.templating.templates import RENDER_FAILURES, describe_error
 

@@ -14,11 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from connector.core.mapping import PLAIN, cached, maybe_json, render_mapping
-from connector.errors import DataError
+from connector.core.mapping import PLAIN, Unmapped, maybe_json, render_mapping
+from connector.errors import DataError, Fault
 from connector.format.manifest import Parameter, ReservedNames
 
-__all__ = ["clean_keys", "keyvalue", "keyvalue_list", "normalize_name"]
+__all__ = ["KeyRules", "keyvalue", "keyvalue_list", "normalize_name"]
 
 
 _NAME_FOLD = re.compile(r"[\s_\-]+")
@@ -30,134 +30,172 @@ def normalize_name(name: str) -> str:
     return _NAME_FOLD.sub("", name).lower()
 
 
-def keyvalue(spec: Parameter, value: Any, field: str) -> dict[str, Any]:
-    """A key/value field given as an object, a list of pairs, or JSON text of either."""
-    value = maybe_json(value, (dict, list))
-    pairs: list[tuple[Any, Any]]
-    if isinstance(value, Mapping):
-        pairs = list(value.items())
-    elif isinstance(value, list | tuple):
-        pairs = [_pair(item, i, field) for i, item in enumerate(value)]
-    else:
-        raise DataError(
-            f"field {field!r} must be a list of {{key, value}} or an object, "
-            f"got {type(value).__name__}",
-            field=field,
-        )
-    out: dict[str, Any] = {}
-    folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
-    for key, item_value in pairs:
-        _add_pair(out, spec, folded, key, item_value, field)
-    return out
+#: Keys one key/value parameter remembers as accepted: bounded, per parameter.
+_ACCEPTED_LIMIT = 10_000
 
 
-def _pair(item: Any, i: int, field: str) -> tuple[Any, Any]:
-    """One ``{key, value}`` item as a pair (a missing value is None)."""
-    if not isinstance(item, Mapping) or "key" not in item:
-        raise DataError(
-            f"field {field!r} item {i} must be an object with 'key' and 'value'", field=field
-        )
-    return item["key"], item.get("value")
+class KeyRules:
+    """What one key/value parameter checks its keys against, built with the module's
+    parameter plan (see :mod:`connector.core.validation`): its reserved names, folded
+    once, and the keys it has accepted before.
 
+    A key is accepted once it passed every check (non-empty text, not reserved); those
+    checks depend on the key alone, so a key seen again skips them. ``accepted`` is None
+    when that shortcut is off (the plan's interpreted form, which tests compare with).
+    """
 
-def _add_pair(
-    out: dict[str, Any],
-    spec: Parameter,
-    folded: dict[str, str] | None,
-    key: Any,
-    value: Any,
-    field: str,
-) -> None:
-    """Add one key/value pair: text keys, each once, none of them reserved."""
-    if type(key) is not str or not key.strip():
-        raise DataError(f"field {field!r} has an empty or non-text key", field=field)
-    if key in out:
-        raise DataError(f"field {field!r} has the key {key!r} twice", field=field)
-    name = folded.get(normalize_name(key)) if folded is not None else None
-    if name is not None:
-        assert spec.reserved is not None
-        raise _reserved_error(spec.reserved, key, name, field)
-    out[key] = value
+    __slots__ = ("accepted", "folded", "spec")
 
+    def __init__(self, spec: Parameter, *, shortcuts: bool = True) -> None:
+        self.spec = spec
+        reserved = spec.reserved
+        self.folded = {normalize_name(name): name for name in reserved.names} if reserved else None
+        self.accepted: set[str] | None = set() if shortcuts else None
 
-def keyvalue_list(
-    spec: Parameter,
-    items: list[Any],
-    context: Mapping[str, Any],
-    field: str,
-    clean: set[str] | None = None,
-) -> dict[str, Any]:
-    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read.
-    ``clean`` is the parameter's :func:`clean_keys`, when the caller holds it already."""
-    out: dict[str, Any] = {}
-    if clean is None:
-        clean = clean_keys(spec)
-    # The usual list: plain pairs whose keys were accepted before, with plain values.
-    # Taken in a tight loop; the first item that is anything else, and all after it,
-    # go through the full checks below.
-    for item in items:
-        if type(item) is dict:
+    def clean_pairs(self, items: list[Any]) -> dict[str, Any] | None:
+        """The usual list, taken in a tight loop: plain ``{key, value}`` pairs whose
+        keys were accepted before, each once, with plain values. None for anything
+        else, which then takes the full checks (:func:`keyvalue_list`)."""
+        accepted = self.accepted
+        if accepted is None:
+            return None
+        out: dict[str, Any] = {}
+        for item in items:
+            if type(item) is not dict:
+                return None
             key: Any = item.get("key")
             value: Any = item.get("value")
             kind = type(value)
             if (
                 type(key) is str
-                and key in clean
+                and key in accepted
                 and key not in out
                 and "{" not in key
                 and (kind in PLAIN and not (kind is str and "{" in value))
             ):
                 out[key] = value
-                continue
-        break
-    else:
+            else:
+                return None
         return out
-    start = len(out)  # each item before this one added exactly one key
-    folded = cached(spec.reserved, _folded_reserved) if spec.reserved is not None else None
-    for i, item in enumerate(items[start:], start):
-        if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
-            item = render_mapping(item, context, f"{field}[{i}]")
-        key, item_value = _pair(item, i, field)
-        if type(key) is str and "{" in key:
-            key = render_mapping(key, context, f"{field}[{i}].key")
-        if type(item_value) not in PLAIN or (type(item_value) is str and "{" in item_value):
-            item_value = render_mapping(item_value, context, f"{field}[{i}].value")
-        # _add_pair's checks, inlined on this per-item hot path (the common case passes
-        # all three tests without a call); anything unusual goes through _add_pair.
-        if type(key) is str and key in clean and key not in out:
-            out[key] = item_value
-        else:
-            _add_pair(out, spec, folded, key, item_value, field)
-            if len(clean) < _CLEAN_LIMIT:
-                clean.add(key)  # checked once: the next run's same key skips the check
+
+    def remember(self, key: str) -> None:
+        accepted = self.accepted
+        if accepted is not None and len(accepted) < _ACCEPTED_LIMIT:
+            accepted.add(key)
+
+
+def keyvalue(rules: KeyRules, value: Any, field: str) -> dict[str, Any]:
+    """A key/value field given as an object, a list of pairs, or JSON text of either
+    (already rendered). Every bad pair is reported, in one DataError."""
+    value = maybe_json(value, (dict, list))
+    out: dict[str, Any] = {}
+    faults: list[Fault] = []
+    if isinstance(value, Mapping):
+        for key, item_value in value.items():
+            _add_pair(out, rules, key, item_value, field, faults)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            pair = _pair(item, i, field, faults)
+            if pair is not None:
+                _add_pair(out, rules, pair[0], pair[1], field, faults)
+    else:
+        raise DataError(
+            f"field {field!r} must be a list of {{key, value}} or an object, "
+            f"got {type(value).__name__}",
+            field=field,
+            rule="type",
+        )
+    if faults:
+        raise DataError.of(faults)
     return out
 
 
-#: Keys a key/value parameter already accepted once (non-empty text, not reserved):
-#: bounded, per parameter.
-_CLEAN_LIMIT = 10_000
+def _pair(item: Any, i: int, field: str, faults: list[Fault]) -> tuple[Any, Any] | None:
+    """One ``{key, value}`` item as a pair (a missing value is None); None, with a
+    fault, for anything else."""
+    if not isinstance(item, Mapping) or "key" not in item:
+        message = f"field {field!r} item {i} must be an object with 'key' and 'value'"
+        faults.append(Fault(field, "type", message))
+        return None
+    return item["key"], item.get("value")
 
 
-def clean_keys(spec: Parameter) -> set[str]:
-    """The keys this key/value parameter accepted before (see keyvalue_list)."""
-    keys: set[str] = cached(spec, _new_set)
-    return keys
+def _add_pair(
+    out: dict[str, Any],
+    rules: KeyRules,
+    key: Any,
+    value: Any,
+    field: str,
+    faults: list[Fault],
+) -> None:
+    """Add one key/value pair: text keys, each once, none of them reserved."""
+    if type(key) is not str or not key.strip():
+        faults.append(Fault(field, "type", f"field {field!r} has an empty or non-text key"))
+        return
+    if key in out:
+        faults.append(Fault(field, "uniqueKeys", f"field {field!r} has the key {key!r} twice"))
+        return
+    folded = rules.folded
+    name = folded.get(normalize_name(key)) if folded is not None else None
+    if name is not None:
+        assert rules.spec.reserved is not None
+        faults.append(Fault(field, "reserved", _reserved(rules.spec.reserved, key, name, field)))
+        return
+    out[key] = value
+    rules.remember(key)
 
 
-def _new_set(spec: Parameter) -> set[str]:
-    return set()
+def keyvalue_list(
+    rules: KeyRules, items: list[Any], context: Mapping[str, Any], field: str
+) -> dict[str, Any]:
+    """A list of ``{key, value}`` (Make's key/value fields), rendered as it is read. A
+    pair whose key or value reads a missing key of the data is left out (unmapped)."""
+    out: dict[str, Any] = {}
+    accepted = rules.accepted
+    faults: list[Fault] = []
+    for i, item in enumerate(items):
+        try:
+            pair = _rendered_pair(item, i, context, field, faults)
+        except DataError as exc:
+            faults.extend(exc.faults)
+            continue
+        if pair is None:
+            continue
+        key, item_value = pair
+        if accepted is not None and type(key) is str and key in accepted and key not in out:
+            out[key] = item_value  # _add_pair's checks, passed by this key before
+        else:
+            _add_pair(out, rules, key, item_value, field, faults)
+    if faults:
+        raise DataError.of(faults)
+    return out
 
 
-def _folded_reserved(reserved: ReservedNames) -> dict[str, str]:
-    return {normalize_name(name): name for name in reserved.names}
+def _rendered_pair(
+    item: Any, i: int, context: Mapping[str, Any], field: str, faults: list[Fault]
+) -> tuple[Any, Any] | None:
+    """Item ``i`` of a key/value list, rendered: its pair, or None when it is left out
+    (unmapped) or faulty (with a fault added)."""
+    if (type(item) is not dict and not isinstance(item, Mapping)) or "key" not in item:
+        item = render_mapping(item, context, f"{field}[{i}]")
+        if type(item) is Unmapped:
+            return None
+    pair = _pair(item, i, field, faults)
+    if pair is None:
+        return None
+    key, value = pair
+    if type(key) is str and "{" in key:
+        key = render_mapping(key, context, f"{field}[{i}].key")
+    if type(value) not in PLAIN or (type(value) is str and "{" in value):
+        value = render_mapping(value, context, f"{field}[{i}].value")
+    if type(key) is Unmapped or type(value) is Unmapped:
+        return None
+    return key, value
 
 
-def _reserved_error(reserved: ReservedNames, key: str, name: str, field: str) -> DataError:
-    """``key`` clashes with the reserved ``name``: the error says which field to use."""
+def _reserved(reserved: ReservedNames, key: str, name: str, field: str) -> str:
+    """``key`` clashes with the reserved ``name``: the message says which field to use."""
     hint = ""
     if reserved.use:
         hint = f"; use the field {reserved.use.replace('{name}', name)!r} instead"
-    return DataError(
-        f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}",
-        field=field,
-    )
+    return f"field {field!r}: key {key!r} clashes with the reserved {reserved.kind} {name!r}{hint}"

@@ -90,13 +90,14 @@ def packaged_manifests_dir() -> Path:
 
 
 def load(
-    *paths: str | os.PathLike[str], packaged: bool | None = None, cache: bool = True
+    *paths: str | os.PathLike[str], packaged: bool | None = None, cache: bool | None = None
 ) -> Registry:
     """Load apps from ``paths`` (app folders, app.json files, or folders of apps).
 
     With no paths, or ``packaged=True``, the apps shipped with the package are loaded.
-    Manifests that validated before are read from the per-user cache (see
-    :mod:`connector.core.cache`); ``cache=False`` validates every file again.
+    ``cache=True`` reads manifests that validated before from the per-user cache (see
+    :mod:`connector.core.cache`, which says where); by default only where
+    ``$CONNECTOR_CACHE`` names one; ``cache=False`` validates every file again.
     """
     if packaged is None:
         packaged = not paths
@@ -110,7 +111,7 @@ def load(
     for root in roots:
         unique.setdefault(root.resolve(), root)
     roots = list(unique.values())
-    store = default_cache() if cache else None
+    store = default_cache(cache)
     for app_file in _find_app_files(roots):
         app, modules = _load_app(Path(app_file), store)
         if app.name in registry.apps:
@@ -208,11 +209,11 @@ def read_model(
 
 
 def load_app(
-    app_file: str | os.PathLike[str], *, cache: bool = True
+    app_file: str | os.PathLike[str], *, cache: bool | None = None
 ) -> tuple[LoadedApp, list[LoadedModule]]:
     """Load one app.json and its modules; raises ManifestError. ``cache`` as in
     :func:`load`."""
-    return _load_app(Path(app_file), default_cache() if cache else None)
+    return _load_app(Path(app_file), default_cache(cache))
 
 
 def _load_app(path: Path, cache: ManifestCache | None) -> tuple[LoadedApp, list[LoadedModule]]:

@@ -33,7 +33,7 @@ from connector.core.request import (
     normalize_query,
 )
 from connector.core.types import utc_now_iso
-from connector.core.validation import Values, validate_parameters
+from connector.core.values import Values
 from connector.errors import DataError, InvalidConfigurationError
 from connector.templating.templates import RENDER_FAILURES, TemplateTree, describe_error
 
@@ -206,13 +206,9 @@ def check_parameters(
     """The module's parameters, checked (actions and triggers alike); any fault is a
     DataError whose message never quotes the connection's secrets."""
     try:
-        return validate_parameters(
-            module.manifest.parameters, module.manifest.constraints, parameters, context
-        )
+        return module.parameter_plan.check(parameters, context)
     except DataError as exc:
-        # Mapped text may quote anything, the write key included: never echo it.
-        exc.message = conn.redact(exc.message)
-        exc.args = (exc.message,)
+        exc.redact(conn.redact)  # mapped text may quote anything, the write key included
         raise
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         # A safety net: input the checks above did not foresee is still bad input.

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.core.validation import ParameterPlan
 from connector.errors import UnknownModuleError
 from connector.format.manifest import AppManifest, ModuleManifest
 from connector.templating.templates import (
@@ -166,6 +167,12 @@ class LoadedModule:
     paging: Paging | None = None
     #: Fields whose options come from a call, by name.
     remote: dict[str, CompiledRemote] = field(default_factory=dict)
+    #: The parameters' checks, compiled when the module is loaded.
+    parameter_plan: ParameterPlan = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plan = ParameterPlan(self.manifest.parameters, self.manifest.constraints)
+        object.__setattr__(self, "parameter_plan", plan)
 
     @functools.cached_property
     def static_head(self) -> bool:

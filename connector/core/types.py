@@ -83,17 +83,21 @@ def _text(value: Any, field: str) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value) if isinstance(value, float) else str(value)
-    raise DataError(f"field {field!r} must be text, got {type(value).__name__}", field=field)
+    raise DataError(
+        f"field {field!r} must be text, got {type(value).__name__}", field=field, rule="type"
+    )
 
 
 def _number(value: Any, field: str) -> float | int:
     if isinstance(value, bool):
-        raise DataError(f"field {field!r} must be a number, got a boolean", field=field)
+        raise DataError(
+            f"field {field!r} must be a number, got a boolean", field=field, rule="type"
+        )
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise DataError(f"field {field!r} must be a finite number", field=field)
+            raise DataError(f"field {field!r} must be a finite number", field=field, rule="type")
         return value
     if isinstance(value, str) and _NUMBER.match(value):
         text = value.strip()
@@ -101,12 +105,16 @@ def _number(value: Any, field: str) -> float | int:
             try:
                 return int(text)  # every digit kept: float() would round past 2**53
             except ValueError:  # over Python's 4,300-digit limit for int()
-                raise DataError(f"field {field!r} is a number too large", field=field) from None
+                raise DataError(
+                    f"field {field!r} is a number too large", field=field, rule="type"
+                ) from None
         number = float(text)
         if math.isfinite(number):
             # "1e3" is a whole number written with an exponent: keep it an int.
             return int(number) if number.is_integer() and "." not in text else number
-    raise DataError(f"field {field!r} must be a number, got {_describe(value)}", field=field)
+    raise DataError(
+        f"field {field!r} must be a number, got {_describe(value)}", field=field, rule="type"
+    )
 
 
 def _integer(value: Any, field: str) -> int:
@@ -114,7 +122,9 @@ def _integer(value: Any, field: str) -> int:
     if isinstance(number, float):
         if not number.is_integer():
             raise DataError(
-                f"field {field!r} must be a whole number, got {_describe(value)}", field=field
+                f"field {field!r} must be a whole number, got {_describe(value)}",
+                field=field,
+                rule="type",
             )
         return int(number)
     return number
@@ -132,7 +142,9 @@ def _boolean(value: Any, field: str) -> bool:
         if lowered in _FALSE:
             return False
     raise DataError(
-        f"field {field!r} must be a boolean (true/false), got {_describe(value)}", field=field
+        f"field {field!r} must be a boolean (true/false), got {_describe(value)}",
+        field=field,
+        rule="type",
     )
 
 
@@ -175,6 +187,7 @@ def _date(value: Any, field: str) -> str:
             f"field {field!r} must be a date (ISO 8601, or epoch seconds or milliseconds), "
             f"got {_describe(value)}",
             field=field,
+            rule="format",
         ) from None
 
 
@@ -182,7 +195,9 @@ def _email(value: Any, field: str) -> str:
     text = _text(value, field).strip()
     if not _EMAIL.match(text):
         raise DataError(
-            f"field {field!r} must be an email address, got {_describe(value)}", field=field
+            f"field {field!r} must be an email address, got {_describe(value)}",
+            field=field,
+            rule="format",
         )
     return text
 
@@ -194,6 +209,7 @@ def _url(value: Any, field: str) -> str:
         raise DataError(
             f"field {field!r} must be an absolute http(s) URL, got {_describe(value)}",
             field=field,
+            rule="format",
         )
     return text
 

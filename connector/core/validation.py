@@ -1,9 +1,24 @@
 """Input checking: render the builder's mappings, coerce, and enforce every rule.
 
 This is the only guard users get: Segment answers 200 even to events it later drops,
-so anything wrong must be caught here, before a request exists. The first fault found
-raises a :class:`~connector.errors.DataError` whose ``field`` is the dotted path of the
-parameter (``traits.address.city``, ``customTraits``) and whose message names the rule.
+so anything wrong must be caught here, before a request exists. Every field is checked,
+and every fault found: the :class:`~connector.errors.DataError` lists them all in
+``faults`` (a form shows them at once), each with the dotted path of the parameter
+(``traits.address.city``, ``customTraits``) and the rule it broke; its ``field`` and
+``message`` are the first fault's.
+
+A module's checks are compiled once, when it is loaded, into a :class:`ParameterPlan`
+kept on the loaded module: per field, what its spec implies (nested levels, a select's
+option levels, key rules) is looked up once, not per run. A plan has one shortcut, for
+the commonest clean values (text without a template within its length bounds, finite
+numbers, key/value keys accepted before), which skips checks such values would pass:
+``ParameterPlan(..., shortcuts=False)`` is the same plan without it, and a property test
+holds the two equal on generated manifests and parameters.
+
+A builder's mapping that reads a key the data does not have leaves its field unmapped
+(see :mod:`connector.core.mapping`): an optional field is omitted, a required one is a
+fault naming the missing path and the keys that do exist. Each value is rendered once:
+text that a template rendered is data, never rendered again.
 
 The input mapping is never mutated; the result is a fresh structure of
 :class:`Values` dicts in which an absent parameter reads as ``None``, so manifest
@@ -12,19 +27,121 @@ templates can write ``parameters.traits.email`` without guarding every level.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from math import isfinite
 from typing import Any
 
-from connector.core.keyvalue import clean_keys, keyvalue, keyvalue_list, normalize_name
-from connector.core.mapping import Values, cached, maybe_json, render_mapping
+from connector.core.keyvalue import KeyRules, keyvalue, keyvalue_list, normalize_name
+from connector.core.mapping import Unmapped, maybe_json, render_mapping
 from connector.core.types import FORMATS, coerce_scalar
-from connector.errors import DataError
+from connector.core.values import Values
+from connector.errors import DataError, Fault
 from connector.format.manifest import Constraint, Option, Parameter, walk_parameters
 
-__all__ = ["Values", "normalize_name", "render_mapping", "validate_parameters"]
+__all__ = ["ParameterPlan", "normalize_name", "validate_parameters"]
+
+
+def validate_parameters(
+    specs: Sequence[Parameter],
+    constraints: Sequence[Constraint],
+    raw: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None = None,
+) -> Values:
+    """Render, coerce and check ``raw`` against ``specs``; return fresh values. For
+    one-off checks (a connection's fields): modules keep their compiled plan."""
+    return ParameterPlan(specs, constraints).check(raw, context)
+
+
+class ParameterPlan:
+    """One module's parameter checks, compiled once (at load time)."""
+
+    __slots__ = ("constraints", "level")
+
+    def __init__(
+        self,
+        specs: Sequence[Parameter],
+        constraints: Sequence[Constraint] = (),
+        *,
+        shortcuts: bool = True,
+    ) -> None:
+        self.level = _Level(specs, shortcuts)
+        self.constraints = tuple(constraints)
+
+    def check(
+        self, raw: Mapping[str, Any] | None, context: Mapping[str, Any] | None = None
+    ) -> Values:
+        """Render, coerce and check ``raw``; return fresh values, or raise one DataError
+        listing every fault."""
+        if raw is None:
+            raw = {}
+        if type(raw) is not dict and not isinstance(raw, Mapping):
+            raise DataError(f"parameters must be an object, got {type(raw).__name__}", rule="type")
+        faults: list[Fault] = []
+        values = _check_level(self.level, raw, context or {}, "", False, faults)
+        for constraint in self.constraints:
+            fault = _check_constraint(constraint, values, faults)
+            if fault is not None:
+                faults.append(fault)
+        if faults:
+            raise DataError.of(faults)
+        return values
+
+
+class _Level:
+    """One level of parameters: the names it accepts, and its fields' plans."""
+
+    __slots__ = ("entries", "known")
+
+    def __init__(self, specs: Sequence[Parameter], shortcuts: bool) -> None:
+        #: Every name the level accepts, its select options' nested fields included.
+        self.known = frozenset(p.name for p in walk_parameters(specs))
+        fields = [_Field(spec, shortcuts) for spec in specs]
+        #: Per field, what the loop over a level reads for every field (unpacked from a
+        #: tuple: a message's check is mostly this loop): name, whether an absent value
+        #: is skipped, the shortcut's kind and data (see _shortcut), and the field.
+        self.entries = tuple(
+            (f.name, f.skippable, *(_shortcut(f) if shortcuts else _NO_SHORTCUT), f) for f in fields
+        )
+
+
+class _Field:
+    """One parameter's checks: what its spec implies, worked out once."""
+
+    __slots__ = (
+        "has_nested",
+        "has_rules",
+        "items",
+        "keys",
+        "kind",
+        "level",
+        "name",
+        "optional_collection",
+        "options",
+        "skippable",
+        "spec",
+    )
+
+    def __init__(self, spec: Parameter, shortcuts: bool) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.kind = spec.type
+        #: An absent value can be skipped: optional, no default, not a collection.
+        self.skippable = not spec.required and spec.default is None and spec.type != "collection"
+        #: An optional collection: absent, it reads as an empty one.
+        self.optional_collection = (
+            spec.type == "collection" and not spec.required and spec.default is None
+        )
+        self.keys = KeyRules(spec, shortcuts=shortcuts) if spec.type == "keyvalue" else None
+        self.has_rules = bool(spec.rules)
+        self.level = _Level(spec.fields or (), shortcuts) if spec.type == "collection" else None
+        self.items = _Field(spec.items, shortcuts) if spec.items is not None else None
+        #: A select's options, each with the level of fields it adds (or None).
+        self.options: tuple[tuple[Option, _Level | None], ...] = tuple(
+            (option, _Level(option.nested, shortcuts) if option.nested else None)
+            for option in spec.options or ()
+        )
+        self.has_nested = any(level is not None for _, level in self.options)
 
 
 def _is_empty(value: Any) -> bool:
@@ -35,229 +152,114 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def validate_parameters(
-    specs: Sequence[Parameter],
-    constraints: Sequence[Constraint],
-    raw: Mapping[str, Any] | None,
-    context: Mapping[str, Any] | None = None,
+def _check_level(
+    level: _Level,
+    raw: Mapping[str, Any],
+    context: Mapping[str, Any],
+    prefix: str,
+    rendered: bool,
+    faults: list[Fault],
 ) -> Values:
-    """Render, coerce and check ``raw`` against ``specs``; return fresh values."""
-    if raw is None:
-        raw = {}
-    if type(raw) is not dict and not isinstance(raw, Mapping):
-        raise DataError(f"parameters must be an object, got {type(raw).__name__}")
-    values = _validate_level(specs, raw, context or {}, prefix="")
-    for constraint in constraints:
-        _check_constraint(constraint, values)
-    return values
-
-
-class _LevelPlan:
-    """What one level of parameters needs at run time, computed once per level."""
-
-    __slots__ = ("entries", "fill", "known")
-
-    def __init__(self, specs: Sequence[Parameter]) -> None:
-        #: Every name the level accepts, its select options' nested fields included.
-        self.known = frozenset(p.name for p in walk_parameters(specs))
-        #: Per field: name, spec, whether an absent value can be skipped (optional, no
-        #: default, not a collection), whether it is an optional collection (absent reads
-        #: as an empty one), a fast validator for the commonest clean values (or None),
-        #: and whether it is a select with option-dependent fields.
-        self.entries = tuple(
-            (
-                s.name,
-                s,
-                not s.required and s.default is None and s.type != "collection",
-                s.type == "collection" and not s.required and s.default is None,
-                _fast_validator(s),
-                any(option.nested for option in s.options or ()),
-            )
-            for s in specs
-        )
-        #: The level's checks as one generated function (see _generate_fill), or the
-        #: generic loop when the level has option-dependent fields.
-        self.fill: Callable[[Mapping[str, Any], Mapping[str, Any], str, Values], None] = (
-            _generate_fill(self) or functools.partial(_fill, self)
-        )
-
-
-def _validate_level(
-    specs: Sequence[Parameter], raw: Mapping[str, Any], context: Mapping[str, Any], prefix: str
-) -> Values:
-    plan: _LevelPlan = cached(specs, _LevelPlan)
-    known = plan.known
+    """Check one level of ``raw`` into fresh Values; faults are added to ``faults``.
+    ``rendered``: ``raw`` came out of a template, so it is data, never rendered."""
+    known = level.known
     if not known.issuperset(raw):
+        expected = ", ".join(sorted(known)) or "(none)"
         for key in raw:
             if key not in known:
-                expected = ", ".join(sorted(known)) or "(none)"
                 field = _join(prefix, str(key))
-                raise DataError(
-                    f"unknown field {field!r}, expected one of: {expected}", field=field
-                )
+                message = f"unknown field {field!r}, expected one of: {expected}"
+                faults.append(Fault(field, "additionalProperties", message))
     out = Values()
-    plan.fill(raw, context, prefix, out)
+    _fill(level, raw, context, prefix, rendered, out, faults)
     return out
 
 
 def _fill(
-    plan: _LevelPlan,
+    level: _Level,
     raw: Mapping[str, Any],
     context: Mapping[str, Any],
     prefix: str,
+    rendered: bool,
     out: Values,
+    faults: list[Fault],
 ) -> None:
     """Check each field of a level into ``out``; a select's chosen option adds its own
     fields, read from the same level."""
     get = raw.get
-    for name, spec, skippable, optional_collection, fast, has_nested in plan.entries:
+    for name, skippable, shortcut, low, high, extra, f in level.entries:
         raw_value = get(name)
         if raw_value is None:
             if skippable:
                 continue
-            if optional_collection:
-                out[name] = _empty_collection(spec)
+            if f.optional_collection:
+                out[name] = _empty_collection(f.spec)
                 continue
-        elif fast is not None:
-            value = fast(raw_value)
-            if value is not _SLOW:
-                out[name] = value
-                continue
-        value = _validate_value(spec, raw_value, context, f"{prefix}.{name}" if prefix else name)
+        elif shortcut:
+            # The shortcut (see _shortcut): values that need no check but these.
+            kind = type(raw_value)
+            if shortcut == _TEXT:
+                if kind is str and "{" not in raw_value and low <= len(raw_value) <= high:
+                    if extra is None:
+                        out[name] = raw_value
+                        continue
+                    normalised = extra(raw_value)
+                    if normalised is not None:
+                        out[name] = normalised
+                        continue
+            elif shortcut == _NUMBER:
+                if kind is int or (kind is float and low and isfinite(raw_value)):
+                    out[name] = raw_value
+                    continue
+            elif kind is list and raw_value:  # _PAIRS
+                pairs = extra(raw_value)
+                if pairs is not None:
+                    out[name] = pairs
+                    continue
+        try:
+            field = f"{prefix}.{name}" if prefix else name
+            value = _check_value(f, raw_value, context, field, rendered)
+        except DataError as exc:
+            faults.extend(exc.faults)
+            continue
         if value is not None:
             out[name] = value
-        elif spec.type == "collection":
-            out[name] = _empty_collection(spec)
-        if has_nested and value is not None:
-            nested = _chosen_option(spec, value).nested
-            if nested:
-                _fill(cached(nested, _LevelPlan), raw, context, prefix, out)
+        elif f.kind == "collection":
+            out[name] = _empty_collection(f.spec)
+        if f.has_nested and value is not None:
+            nested = _chosen_option(f, value)[1]
+            if nested is not None:
+                _fill(nested, raw, context, prefix, rendered, out, faults)
 
 
-_SLOW = object()
+#: Shortcut kinds: none, text, a number (``low``: floats too), key/value pairs.
+_TEXT, _NUMBER, _PAIRS = 1, 2, 3
+_NO_SHORTCUT: tuple[int, int, int, Any] = (0, 0, 0, None)
 
 
-def _generate_fill(plan: _LevelPlan) -> Callable[..., None] | None:
-    """:func:`_fill` for one level, unrolled into straight-line Python.
+def _shortcut(f: _Field) -> tuple[int, int, int, Any]:
+    """The shortcut for the commonest clean values of a field, worked out once:
+    ``(kind, low, high, extra)``, which :func:`_fill` reads inline.
 
-    Same steps, same order, same calls for anything but the commonest clean values
-    (text without a template within its length bounds, finite numbers, lists of
-    key/value pairs), which are checked inline: the loop over a level's entries, with
-    its tuple unpacking and a validator call per field, was a third of checking a
-    message. A level with option-dependent fields keeps the loop (returns None).
-    Field names only ever appear as ``repr`` literals; specs are bound by number.
+    It takes only values that need nothing but the checks it makes and leaves anything
+    else to the full path, so results are identical, only cheaper for clean input:
+    text that holds no template, within ``low``..``high`` characters (``extra``: its
+    format's check, the value taken when it passes); an int, or a finite float where
+    ``low`` is 1 (numbers, not integers); a list of plain key/value pairs whose keys
+    were accepted before (``extra``: :meth:`KeyRules.clean_pairs`).
     """
-    env: dict[str, Any] = {
-        "_validate_value": _validate_value,
-        "_empty_collection": _empty_collection,
-        "_keyvalue_list": keyvalue_list,
-        "_isfinite": math.isfinite,
-    }
-    lines = ["def fill(raw, context, prefix, out):", "    get = raw.get"]
-    for i, (name, spec, skippable, optional_collection, _, has_nested) in enumerate(plan.entries):
-        if has_nested:
-            return None
-        env[f"_s{i}"] = spec
-        key = repr(name)
-        field = f"(prefix + '.' + {key} if prefix else {key})"
-        slow = [
-            f"value = _validate_value(_s{i}, v, context, {field})",
-            "if value is not None:",
-            f"    out[{key}] = value",
-            *(
-                ["else:", f"    out[{key}] = _empty_collection(_s{i})"]
-                if spec.type == "collection"
-                else []
-            ),
-        ]
-        lines.append(f"    v = get({key})")
-        lines.append("    if v is None:")
-        if skippable:
-            lines.append("        pass")
-        elif optional_collection:
-            lines.append(f"        out[{key}] = _empty_collection(_s{i})")
-        else:
-            lines += ["        " + line for line in slow]
-        lines.append("    else:")
-        if spec.type == "keyvalue":
-            lines.append("        if type(v) is list and v:")
-            env[f"_k{i}"] = clean_keys(spec)
-            lines.append(
-                f"            out[{key}] = _keyvalue_list(_s{i}, v, context, {field}, _k{i})"
-            )
-            lines.append("        else:")
-            lines += ["            " + line for line in slow]
-        elif (shape := _fast_shape(spec)) is not None:
-            kind, low, high, check = shape
-            value = "v"
-            if kind == "text":
-                test = f"type(v) is str and '{{' not in v and {low} <= len(v) <= {high}"
-                if check is not None:
-                    env[f"_c{i}"] = check
-                    test += f" and (n := _c{i}(v)) is not None"
-                    value = "n"
-            elif kind == "integer":
-                test = "type(v) is int"
-            else:
-                test = "type(v) is int or (type(v) is float and _isfinite(v))"
-            lines.append(f"        if {test}:")
-            lines.append(f"            out[{key}] = {value}")
-            lines.append("        else:")
-            lines += ["            " + line for line in slow]
-        else:
-            lines += ["        " + line for line in slow]
-    namespace = dict(env)
-    exec(compile("\n".join(lines), "<connector level check>", "exec"), namespace)
-    fill: Callable[..., None] = namespace["fill"]
-    return fill
-
-
-def _fast_shape(spec: Parameter) -> tuple[str, int, int, Callable[[str], Any] | None] | None:
-    """Which clean values of a field need no check but the ones of the fast path:
-    ``("text", min length, max length, format check or None)``, ``("number", ...)`` or
-    ``("integer", ...)``; None when every value takes the full path."""
+    spec = f.spec
     other_rules = spec.pattern is not None or spec.minimum is not None or (spec.maximum is not None)
     if spec.type == "text" and not other_rules:
         low = max(spec.min_length or 0, 1)
         high = spec.max_length if spec.max_length is not None else 2**62
         check = FORMATS[spec.format][0] if spec.format is not None else None
-        return ("text", low, high, check)
+        return (_TEXT, low, high, check)
     if spec.type in ("number", "integer") and not (other_rules or spec.format):
-        return (spec.type, 0, 0, None)
-    return None
-
-
-def _fast_validator(spec: Parameter) -> Callable[[Any], Any] | None:
-    """A validator for the commonest clean values of a field, built once per field.
-
-    It accepts only values that need nothing but the checks it makes (text that holds no
-    template, a finite number) and returns ``_SLOW`` for anything else, which then goes
-    through the full path: results are identical, only cheaper for clean input.
-    """
-    shape = _fast_shape(spec)
-    if shape is None:
-        return None
-    kind, low, high, check = shape
-    if kind == "text":
-
-        def text(value: Any) -> Any:
-            if type(value) is str and "{" not in value and low <= len(value) <= high:
-                if check is None:
-                    return value
-                normalised = check(value)
-                return normalised if normalised is not None else _SLOW
-            return _SLOW
-
-        return text
-    integer = kind == "integer"
-
-    def number(value: Any) -> Any:
-        kind = type(value)
-        if kind is int or (kind is float and not integer and math.isfinite(value)):
-            return value
-        return _SLOW
-
-    return number
+        return (_NUMBER, int(spec.type == "number"), 0, None)
+    if f.keys is not None:
+        return (_PAIRS, 0, 0, f.keys.clean_pairs)
+    return _NO_SHORTCUT
 
 
 def _empty_collection(spec: Parameter) -> Values:
@@ -271,78 +273,120 @@ def _empty_collection(spec: Parameter) -> Values:
     return out
 
 
-def _validate_value(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Any:
-    kind = spec.type
-    if kind == "keyvalue" and type(value) is list and value:
-        # Key/value lists are rendered item by item inside _keyvalue: no extra copy.
-        return keyvalue_list(spec, value, context, field)
-    value = render_mapping(value, context, field)
-    if _is_empty(value):
+def _check_value(
+    f: _Field, value: Any, context: Mapping[str, Any], field: str, rendered: bool
+) -> Any:
+    kind = f.kind
+    if not rendered:
+        # Structures whose parts the plan checks are rendered part by part (each part
+        # once, and a part reading a missing key is that part's to omit or refuse).
+        if kind == "keyvalue" and type(value) is list and value:
+            assert f.keys is not None
+            return keyvalue_list(f.keys, value, context, field)
+        if kind == "collection" and isinstance(value, Mapping):
+            return _collection(f, value, context, field, False)
+        if kind == "array" and f.items is not None and isinstance(value, list | tuple) and value:
+            return _array(f, value, context, field, False)
+        given = value
+        value = render_mapping(value, context, field)
+        # Text that was no template is still the builder's (JSON text of an object may
+        # map its parts); anything rendered is data.
+        rendered = not (type(given) is str and value is given)
+    spec = f.spec
+    if type(value) is Unmapped or _is_empty(value):
         if spec.default is not None:
             value = spec.default
         elif spec.required:
             label = f" ({spec.label})" if spec.label else ""
-            raise DataError(f"field {field!r}{label} is required", field=field)
+            message = f"field {field!r}{label} is required"
+            if type(value) is Unmapped:
+                message += f", but its mapping reads {value.describe()}"
+            raise DataError(message, field=field, rule="required")
         else:
             return None
-    if spec.type == "collection":
-        return _collection(spec, value, context, field)
-    if spec.type == "array":
-        return _array(spec, value, context, field)
-    if spec.type == "keyvalue":
-        return keyvalue(spec, value, field)
-    if spec.type == "select":
-        return _chosen_option(spec, value, field).value
-    coerced = coerce_scalar(spec.type, value, field)
-    if not cached(spec, _has_rules):
+    if kind == "collection":
+        return _collection(f, value, context, field, True)
+    if kind == "array":
+        return _array(f, value, context, field, True)
+    if kind == "keyvalue":
+        assert f.keys is not None
+        return keyvalue(f.keys, value, field)
+    if kind == "select":
+        return _chosen_option(f, value, field)[0].value
+    coerced = coerce_scalar(kind, value, field)
+    if not f.has_rules:
         return coerced
     return _check_rules(spec, coerced, field)
 
 
-def _has_rules(spec: Parameter) -> bool:
-    return bool(spec.rules)
-
-
-def _collection(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> Values:
+def _collection(
+    f: _Field, value: Any, context: Mapping[str, Any], field: str, rendered: bool
+) -> Values:
     value = maybe_json(value, (dict,))
     if not isinstance(value, Mapping):
         raise DataError(
-            f"field {field!r} must be an object, got {type(value).__name__}", field=field
+            f"field {field!r} must be an object, got {type(value).__name__}",
+            field=field,
+            rule="type",
         )
-    return _validate_level(spec.fields or [], value, context, field)
-
-
-def _array(spec: Parameter, value: Any, context: Mapping[str, Any], field: str) -> list[Any]:
-    value = maybe_json(value, (list,))
-    if not isinstance(value, list | tuple):
-        raise DataError(f"field {field!r} must be a list, got {type(value).__name__}", field=field)
-    if spec.min_items is not None and len(value) < spec.min_items:
-        raise DataError(f"field {field!r} needs at least {spec.min_items} items", field=field)
-    if spec.max_items is not None and len(value) > spec.max_items:
-        raise DataError(f"field {field!r} allows at most {spec.max_items} items", field=field)
-    if spec.items is None:
-        return list(value)
-    out = []
-    for i, item in enumerate(value):
-        coerced = _validate_value(spec.items, item, context, f"{field}[{i}]")
-        if coerced is not None:
-            out.append(coerced)
+    assert f.level is not None
+    faults: list[Fault] = []
+    out = _check_level(f.level, value, context, field, rendered, faults)
+    if faults:
+        raise DataError.of(faults)
     return out
 
 
-def _chosen_option(spec: Parameter, value: Any, field: str | None = None) -> Option:
-    for option in spec.options or ():
+def _array(
+    f: _Field, value: Any, context: Mapping[str, Any], field: str, rendered: bool
+) -> list[Any]:
+    value = maybe_json(value, (list,))
+    spec = f.spec
+    if not isinstance(value, list | tuple):
+        raise DataError(
+            f"field {field!r} must be a list, got {type(value).__name__}", field=field, rule="type"
+        )
+    if spec.min_items is not None and len(value) < spec.min_items:
+        raise DataError(
+            f"field {field!r} needs at least {spec.min_items} items", field=field, rule="minItems"
+        )
+    if spec.max_items is not None and len(value) > spec.max_items:
+        raise DataError(
+            f"field {field!r} allows at most {spec.max_items} items", field=field, rule="maxItems"
+        )
+    items = f.items
+    if items is None:
+        return list(value)
+    out = []
+    faults: list[Fault] = []
+    for i, item in enumerate(value):
+        try:
+            coerced = _check_value(items, item, context, f"{field}[{i}]", rendered)
+        except DataError as exc:
+            faults.extend(exc.faults)
+            continue
+        if coerced is not None:
+            out.append(coerced)
+    if faults:
+        raise DataError.of(faults)
+    return out
+
+
+def _chosen_option(f: _Field, value: Any, field: str | None = None) -> tuple[Option, _Level | None]:
+    for option, level in f.options:
         if isinstance(value, bool) or isinstance(option.value, bool):
             # True == 1 in Python: a boolean only ever picks (and is) a boolean option.
             if value is option.value:
-                return option
+                return option, level
             continue
         if value == option.value or str(value) == str(option.value):
-            return option
-    expected = ", ".join(repr(o.value) for o in spec.options or ())
-    name = field or spec.name
+            return option, level
+    expected = ", ".join(repr(option.value) for option, _ in f.options)
+    name = field or f.name
     raise DataError(
-        f"field {name!r} has unknown value {value!r}, expected one of: {expected}", field=name
+        f"field {name!r} has unknown value {value!r}, expected one of: {expected}",
+        field=name,
+        rule="enum",
     )
 
 
@@ -351,37 +395,63 @@ def _check_rules(spec: Parameter, value: Any, field: str) -> Any:
     if isinstance(value, str):
         if spec.min_length is not None and len(value) < spec.min_length:
             raise DataError(
-                f"field {field!r} must be at least {spec.min_length} characters", field=field
+                f"field {field!r} must be at least {spec.min_length} characters",
+                field=field,
+                rule="minLength",
             )
         if spec.max_length is not None and len(value) > spec.max_length:
             raise DataError(
-                f"field {field!r} must be at most {spec.max_length} characters", field=field
+                f"field {field!r} must be at most {spec.max_length} characters",
+                field=field,
+                rule="maxLength",
             )
         if spec.pattern is not None and not re.search(spec.pattern, value):
             raise DataError(
-                f"field {field!r} does not match the pattern {spec.pattern!r}", field=field
+                f"field {field!r} does not match the pattern {spec.pattern!r}",
+                field=field,
+                rule="pattern",
             )
     if isinstance(value, int | float) and not isinstance(value, bool):
         if spec.minimum is not None and value < spec.minimum:
-            raise DataError(f"field {field!r} must be at least {spec.minimum:g}", field=field)
+            raise DataError(
+                f"field {field!r} must be at least {spec.minimum:g}", field=field, rule="minimum"
+            )
         if spec.maximum is not None and value > spec.maximum:
-            raise DataError(f"field {field!r} must be at most {spec.maximum:g}", field=field)
+            raise DataError(
+                f"field {field!r} must be at most {spec.maximum:g}", field=field, rule="maximum"
+            )
     if spec.format is not None:
         check, expected = FORMATS[spec.format]
         normalised = check(value)
         if normalised is None:
-            raise DataError(f"field {field!r} must be {expected}, got {value!r}", field=field)
+            raise DataError(
+                f"field {field!r} must be {expected}, got {value!r}", field=field, rule="format"
+            )
         return normalised
     return value
 
 
-def _check_constraint(constraint: Constraint, values: Mapping[str, Any]) -> None:
+def _check_constraint(
+    constraint: Constraint, values: Mapping[str, Any], faults: list[Fault]
+) -> Fault | None:
+    """The constraint's fault, if none of its parameters has a value. Checked only when
+    each of them is valid on its own: one with a fault already has its message."""
     names = constraint.one_of_required
     for name in names:
         if not _is_empty(values.get(name)):
-            return
+            return None
+    faulty = {_top_name(fault.field) for fault in faults}
+    if faulty.intersection(names):
+        return None
     listed = " or ".join(repr(n) for n in names)
     message = f"one of {listed} is required"
     if constraint.message:
         message = f"{message}: {constraint.message}"
-    raise DataError(message, field=names[0])
+    return Fault(names[0], "oneOfRequired", message)
+
+
+def _top_name(field: str | None) -> str | None:
+    """``traits`` of ``traits.address.city`` or ``traits[2]``."""
+    if field is None:
+        return None
+    return re.split(r"[.\[]", field, maxsplit=1)[0]

@@ -39,7 +39,7 @@ from connector.core.connection import Connection
 from connector.core.jsondata import MAX_DEPTH, loads_strict, too_deep
 from connector.core.prepare import ENGINE_INFO, check_parameters, render_part
 from connector.core.registry import LoadedModule
-from connector.core.validation import Values
+from connector.core.values import Values
 from connector.errors import DataError, InvalidAccessTokenError, InvalidConfigurationError
 from connector.format.manifest import SignatureSpec, WebhookSpec
 

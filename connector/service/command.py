@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     from connector.service.server import serve
 
     paths = args.manifests or []
-    registry = load(*paths, packaged=not args.no_packaged or not paths)
+    registry = load(*paths, packaged=not args.no_packaged or not paths, cache=True)
     limits = Limits(
         max_body=args.max_body,
         request_timeout=args.request_timeout,

@@ -439,7 +439,7 @@ def _finish(generator: _Generator, body: list[str]) -> FastFunction:
     """The function's source: the scope's names bound, then the body; within a budget
     (budget.arm, disarmed when the function ends however it ends) when an expression of
     it calls anything."""
-    from connector.core.mapping import Values
+    from connector.core.values import Values
 
     generator.env["_Values"] = Values
     prologue = ["def render(scope):"]

@@ -98,7 +98,7 @@ def _object_arg(value: str | None, option: str) -> dict[str, Any] | None:
 
 def _registry(args: argparse.Namespace) -> Registry:
     paths = args.manifests or []
-    return load(*paths, packaged=not args.no_packaged or not paths)
+    return load(*paths, packaged=not args.no_packaged or not paths, cache=True)
 
 
 def cmd_modules(args: argparse.Namespace) -> int:
@@ -118,7 +118,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
-    registry = load(*paths, packaged=not paths)
+    registry = load(*paths, packaged=not paths, cache=True)
     check_json_schema(registry)
     from connector.tools.fixtures import check_fixture, fixture_path, load_fixture
 
