@@ -48,11 +48,26 @@ COLD_START_TARGET_MS = 150.0
 PREPARE = "prepare (vs official track(), send=False)"
 PREPARE_MAPPED = "prepare, 3 mapped values (info)"
 SINGLE = "single runs (vs raw httpx POST)"
-BULK_OFFICIAL = "bulk (vs segment-analytics-python)"
-BULK_RAW = "bulk (vs raw httpx /v1/batch)"
+CLI_OFFICIAL = "connector run --batch, a process (vs segment-analytics-python)"
+CLI_RAW = "connector run --batch, a process (vs raw httpx /v1/batch)"
+CLI_MEMORY = "peak memory, connector run --batch"
+BULK_OFFICIAL = "bulk in-process (vs segment-analytics-python)"
+BULK_RAW = "bulk in-process (vs raw httpx /v1/batch)"
 COLD_START = "cold start (import + load)"
 MEMORY = "peak memory, batch mode"
-ROW_LABELS = (PREPARE, PREPARE_MAPPED, SINGLE, BULK_OFFICIAL, BULK_RAW, COLD_START, MEMORY)
+#: In table order: the command a user types first, the in-process figures after it.
+ROW_LABELS = (
+    CLI_OFFICIAL,
+    CLI_RAW,
+    BULK_OFFICIAL,
+    BULK_RAW,
+    CLI_MEMORY,
+    PREPARE,
+    PREPARE_MAPPED,
+    SINGLE,
+    COLD_START,
+    MEMORY,
+)
 
 
 @dataclass(frozen=True)
@@ -68,14 +83,15 @@ class Config:
     cold_repeats: int
     memory_bundles: tuple[int, int]  # (small, large): the large one is what counts
     memory_warmup: int
+    cli_memory_lines: tuple[int, int]  # (small, large) lines through the CLI process
 
     @classmethod
     def full(cls) -> Config:
-        return cls("full", 0.5, 5, 2000, 50_000, 3, 5, (10_000, 100_000), 200)
+        return cls("full", 0.5, 5, 2000, 50_000, 3, 5, (10_000, 100_000), 200, (100_000, 1_000_000))
 
     @classmethod
     def smoke(cls) -> Config:
-        return cls("smoke", 0.02, 1, 20, 500, 1, 1, (200, 1_000), 50)
+        return cls("smoke", 0.02, 1, 20, 500, 1, 1, (200, 1_000), 50, (200, 1_000))
 
 
 @dataclass
@@ -428,6 +444,175 @@ def _prebuilt_batches(events: int) -> Callable[[], Iterator[bytes]]:
     return lambda: iter(bodies)
 
 
+def _default_workers() -> int:
+    from connector.tools.batch_workers import default_workers
+
+    return default_workers()
+
+
+def _cli_command(bench: Bench) -> list[str]:
+    conn = json.dumps(bench.connection)
+    return [sys.executable, "-m", "connector", "run", "segment.track", "-c", conn]
+
+
+def _cli_env(home: str) -> dict[str, str]:
+    """The user's defaults, in a home of the benchmark's own (store and manifest cache)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CONNECTOR_CACHE", "CONNECTOR_HOME")}
+    return {**env, "CONNECTOR_HOME": home}
+
+
+class _CliRun:
+    """``connector run segment.track -c CONN --batch FILE`` as a user types it: a fresh
+    process with its defaults (the incomplete store on, in a ``CONNECTOR_HOME`` of the
+    benchmark's own), the events in a JSON-lines file, its output lines into a file.
+    Timed from the process's start to its end, so start-up is included."""
+
+    def __init__(self, bench: Bench, events: int, home: str | None = None) -> None:
+        import tempfile
+
+        self.bench, self.events = bench, events
+        self._own = home is None
+        self.home = home or tempfile.mkdtemp(prefix="connector-bench-")
+        self.path = os.path.join(self.home, f"events-{events}.jsonl")
+        with open(self.path, "wb") as out:
+            for parameters in workload.parameter_stream(events):
+                out.write(json.dumps(parameters).encode() + b"\n")
+
+    def command(self) -> list[str]:
+        return _cli_command(self.bench)
+
+    def env(self) -> dict[str, str]:
+        return _cli_env(self.home)
+
+    def run(self, flags: tuple[str, ...] = ()) -> int:
+        """Run it; the lines it reported failed (a failed process raises)."""
+        out_path = os.path.join(self.home, "out.jsonl")
+        with open(out_path, "wb") as out:
+            done = subprocess.run(
+                [*self.command(), "--batch", self.path, *flags],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=self.env(),
+                timeout=max(120.0, self.events / 500),
+            )
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"connector run --batch failed: {done.stderr[-500:]!r}")
+        failed = 0
+        with open(out_path, "rb") as out:
+            for line in out:
+                failed += b'"error"' in line[:40]
+        return failed
+
+    def close(self) -> None:
+        if self._own:
+            import shutil
+
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _hwm(pid: int) -> int:
+    """A process's peak resident set so far (VmHWM, bytes); 0 once it has ended."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listed:
+            return [int(child) for child in listed.read().split()]
+    except OSError:
+        return []
+
+
+def _cli_peak(bench: Bench, lines: int, home: str) -> tuple[int, float, int]:
+    """Peak RSS (bytes) of the largest process of one ``run --batch -`` command (its
+    parent or a worker) fed ``lines`` lines on stdin (made as they are written: a million
+    lines never sit on disk), its seconds, and the lines it answered.
+
+    Each process's VmHWM is read every 50 ms while it runs: it is a high-water mark,
+    so the last reading holds the peak up to then. (``ru_maxrss`` from ``wait4`` would
+    report the benchmark's own size: Linux carries it across fork and exec.)"""
+    command, env = _cli_command(bench), _cli_env(home)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [*command, "--batch", "-"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    answered = 0
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        template = json.dumps(workload.PARAMETERS).encode()
+        head, tail = template.split(b'"user-1"')
+        try:
+            for index in range(lines):
+                proc.stdin.write(head + b'"user-%d"' % index + tail + b"\n")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    peaks: dict[int, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for pid in (proc.pid, *_children(proc.pid)):
+                peaks[pid] = max(peaks.get(pid, 0), _hwm(pid))
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    sampler = threading.Thread(target=sample, daemon=True)
+    feeder.start()
+    sampler.start()
+    for _ in proc.stdout:
+        answered += 1
+    feeder.join()
+    done.set()
+    sampler.join()
+    proc.wait()
+    seconds = time.perf_counter() - start
+    return max(peaks.values(), default=0), seconds, answered
+
+
+def cli_memory(bench: Bench) -> list[Row]:
+    """Peak RSS of the ``run --batch`` process at a small and a large number of lines
+    (100,000 and 1,000,000 in full mode): flat when the large run grows it by less
+    than :data:`FLAT_MEMORY_BYTES`."""
+    import tempfile
+
+    small_n, large_n = bench.config.cli_memory_lines
+    with tempfile.TemporaryDirectory(prefix="connector-bench-") as home:
+        small, _, small_ok = _cli_peak(bench, small_n, home)
+        large, seconds, large_ok = _cli_peak(bench, large_n, home)
+    mb = 1024 * 1024
+    growth = large - small
+    return [
+        Row(
+            CLI_MEMORY,
+            f"{large / mb:.0f} MB @{large_n:,} lines ({small / mb:.0f} MB @{small_n:,})",
+            target=f"flat (+< {FLAT_MEMORY_BYTES // mb} MB for 10x)",
+            met=growth < FLAT_MEMORY_BYTES and large_ok == large_n and small_ok == small_n,
+            note=(
+                f"peak RSS (VmHWM) of the largest process of the command (parent or "
+                f"worker), store on; {large_n / seconds:,.0f} lines/s"
+            ),
+            data={"small_bytes": small, "large_bytes": large, "growth_bytes": growth},
+        )
+    ]
+
+
 def bulk(bench: Bench) -> list[Row]:
     """Events/s delivered in batch mode, against the official library and raw /v1/batch.
 
@@ -441,14 +626,19 @@ def bulk(bench: Bench) -> list[Row]:
     sides: dict[str, Callable[[], int]] = {}
     has_batch = hasattr(bench.engine, "run_batch")
     has_official = official_available()
+    cli = _CliRun(bench, events)
+    sides["cli"] = cli.run
+    sides["cli1"] = lambda: cli.run(("--workers", "1"))
     if has_batch:
         sides["ours"] = lambda: _bulk_ours(bench, events)
     if has_official:
         sides["official"] = lambda: _bulk_official(bench, events, timeout)
     sides["raw"] = lambda: _post_batches(bench, _raw_batches(events))
     sides["prebuilt"] = lambda: _post_batches(bench, prebuilt())
-    # Warm-up outside the timings: connections, imports, the engine's compiled plan.
+    # Warm-up outside the timings: connections, imports, the engine's compiled plan
+    # (and, for the process, the manifest cache and the store's folder).
     warm = min(events, 200)
+    _CliRun(bench, warm, cli.home).run()
     if has_batch:
         _bulk_ours(bench, warm)
     if has_official:
@@ -466,6 +656,7 @@ def bulk(bench: Bench) -> list[Row]:
                 )
             if name not in best or got.rate > best[name].rate:
                 best[name] = got
+    cli.close()
 
     rate = _per_second("ev")
 
@@ -478,9 +669,9 @@ def bulk(bench: Bench) -> list[Row]:
             f"{name}_receiver_cpu_share": got.receiver_share,
         }
 
-    def note(peer: str) -> str:
+    def note(peer: str, side: str = "ours") -> str:
         busy = ", ".join(
-            f"{name} {best[name].receiver_share:.0%}" for name in ("ours", peer) if name in best
+            f"{name} {best[name].receiver_share:.0%}" for name in (side, peer) if name in best
         )
         extra = [f"receiver busy: {busy}"]
         if peer == "raw":
@@ -493,6 +684,28 @@ def bulk(bench: Bench) -> list[Row]:
 
     data = {"events": events, **{k: v for name in best for k, v in summary(name).items()}}
     rows: list[Row] = []
+    for case, peer, target in ((CLI_OFFICIAL, "official", 3.0), (CLI_RAW, "raw", 0.6)):
+        if peer not in best:
+            missing = "n/a (segment-analytics-python not installed)"
+            rows.append(Row(case, rate(best["cli"].rate), missing, target=f">= {target:g}x"))
+            continue
+        workers = _default_workers()
+        extra = (
+            f"a fresh process: file in, JSON lines out, incomplete store on (defaults: "
+            f"{workers} worker processes); one process (--workers 1): "
+            f"{rate(best['cli1'].rate)}, {best['cli1'].rate / best[peer].rate:.2f}x"
+        )
+        rows.append(
+            _ratio_row(
+                case,
+                best["cli"].rate,
+                best[peer].rate,
+                target,
+                rate,
+                f"{extra}; {note(peer, 'cli')}",
+                data,
+            )
+        )
     targets = ((BULK_OFFICIAL, "official", 3.0), (BULK_RAW, "raw", 0.6))
     for case, peer, target in targets:
         if peer not in best:
@@ -651,9 +864,10 @@ def memory(bench: Bench) -> list[Row]:
 
 #: Every case, in the order of the issue, with the rows it prints (in table order).
 CASES: list[tuple[str, Callable[[Bench], list[Row]], tuple[str, ...]]] = [
+    ("bulk", bulk, (CLI_OFFICIAL, CLI_RAW, BULK_OFFICIAL, BULK_RAW)),
+    ("cli memory", cli_memory, (CLI_MEMORY,)),
     ("prepare", prepare, (PREPARE, PREPARE_MAPPED)),
     ("single runs", single, (SINGLE,)),
-    ("bulk", bulk, (BULK_OFFICIAL, BULK_RAW)),
     ("cold start", cold_start, (COLD_START,)),
     ("peak memory", memory, (MEMORY,)),
 ]

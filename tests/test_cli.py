@@ -228,3 +228,89 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert "poll 2: 1 new Charged event(s)" in done.stdout
     assert "the sink received 3 track(s) from CleverTap" in done.stdout
     assert "POST /v1/track: Charged by cy@example.com" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-v", "run", "segment.track"],
+        ["run", "-v", "segment.track"],
+        ["run", "segment.track", "-v"],
+        ["run", "segment.track", "--verbose"],
+    ],
+)
+def test_verbose_works_anywhere_on_the_command_line(sink: Sink, args: list[str]) -> None:
+    from connector.testing.sink import Fault
+
+    sink.inject(Fault(status=500))
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    params = json.dumps({"event": "E", "userId": "u"})
+    done = cli(*args, "-c", conn, "-p", params, "--no-store")
+    assert done.returncode == 0, done.stderr
+    assert "retrying" in done.stderr  # the retry was logged: -v took effect
+    assert WRITE_KEY not in done.stderr
+
+
+def test_verbose_is_off_by_default(sink: Sink) -> None:
+    from connector.testing.sink import Fault
+
+    sink.inject(Fault(status=500))
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    done = cli("run", "segment.track", "-c", conn, "-p", '{"event":"E","userId":"u"}', "--no-store")
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_sink_on_a_busy_port_says_so() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("sink", "--port", str(port))
+    assert done.returncode == 2
+    error = error_of(done)
+    assert error["field"] == "--port"
+    assert f"port {port} on 127.0.0.1 is busy" in error["message"]
+    assert "--port 0" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "failed", "kept", "blank", "expected"),
+    [
+        (
+            50_000,
+            [17, 902, 40_001],
+            0,
+            0,
+            "50,000 sent, 3 failed (lines 17, 902, 40,001), 0 kept for retry",
+        ),
+        (3, [], 0, 0, "3 sent, 0 failed, 0 kept for retry"),
+        (0, [2], 1, 0, "0 sent, 1 failed (line 2), 1 kept for retry"),
+        (1, [], 0, 2, "1 sent, 0 failed, 0 kept for retry, 2 blank lines"),
+        (
+            0,
+            list(range(1, 13)),
+            12,
+            0,
+            "0 sent, 12 failed (lines 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more), 12 kept for retry",
+        ),
+    ],
+)
+def test_batch_summary_line(
+    sent: int, failed: list[int], kept: int, blank: int, expected: str
+) -> None:
+    from connector.tools.batch_file import _Tally, summary_line
+
+    assert summary_line(_Tally(sent=sent, failed=failed, kept=kept, blank=blank)) == expected
+
+
+def test_exit_codes_are_documented() -> None:
+    """The codes the README and `connector --help`-level docs promise, as the CLI uses them."""
+    from connector.tools import cli as module
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| Exit code |") :]
+    for code in (0, 1, 2, 3, 130):
+        assert f"| `{code}` |" in table, code
+    assert (module.EXIT_RUN_ERROR, module.EXIT_USAGE, module.EXIT_MANIFEST) == (1, 2, 3)

@@ -740,8 +740,9 @@ def test_a_nan_in_a_batch_line_is_reported_against_its_field(
             "-c", json.dumps({"writeKey": "wk_test_1234567", "host": sink.url}),
         )  # fmt: skip
         received = sink.received()
-    outputs = [json.loads(out) for out in result.stdout.splitlines() + result.stderr.splitlines()]
+    outputs = [json.loads(out) for out in result.stdout.splitlines()]  # stderr: the summary
     errors = [out["error"] for out in outputs if "error" in out]
+    assert result.stderr == "2 sent, 1 failed (line 2), 0 kept for retry\n"
     assert len(errors) == 1, outputs
     assert errors[0]["field"] == field
     assert f"{path} is " in errors[0]["message"]

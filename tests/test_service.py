@@ -272,7 +272,8 @@ def test_retry_all_and_discard(service: Served, sink: Sink) -> None:
     outcomes = service.client.post(
         "/v1/incomplete/retry-all", json={"connection": connection}
     ).json()["outcomes"]
-    assert outcomes == [{"id": second["id"], "delivered": True, "messageId": second["messageId"]}]
+    [outcome] = outcomes  # the shape of `connector incomplete retry --all`
+    assert outcome["id"] == second["id"] and outcome["delivered"] is True
     assert [m["userId"] for m in sink.messages()] == ["b"]
 
 

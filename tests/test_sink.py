@@ -444,3 +444,28 @@ def test_serve_forever_cli_prints_url_and_stops_on_sigterm(tmp_path: Path) -> No
     finally:
         process.kill()
     assert len(Sink.load(store)) == 1
+
+
+def test_the_sink_measures_a_message_as_the_engine_does(sink: Sink) -> None:
+    """Issue 10: orjson writes 1e-7 where the standard library writes 1e-07. A message the
+    engine accepted at exactly the 32,768-byte limit must not be refused by the sink."""
+    import connector
+    from connector.testing.sink import message_size
+
+    registry = connector.load()
+    conn = {"writeKey": WRITE_KEY, "host": sink.url}
+    tiny = {f"p{i}": 1e-7 for i in range(2000)}
+    params: dict[str, Any] = {"event": "E", "userId": "u", "customProperties": {**tiny, "pad": ""}}
+    with connector.Engine(registry) as engine:
+        size = len(engine.prepare("segment.track", conn, params).request.content or b"")
+        params["customProperties"]["pad"] = "x" * (32_768 - size)
+        content = engine.prepare("segment.track", conn, params).request.content or b""
+        assert len(content) == 32_768
+        message = json.loads(content)
+        stdlib = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+        assert stdlib > 32_768  # the measure the sink used to take would refuse it
+        assert message_size(message) == 32_768
+        [result] = engine.run_batch("segment.track", conn, [params])
+        assert isinstance(result, list), result
+    [stored] = sink.messages()
+    assert stored["properties"]["p0"] == 1e-7

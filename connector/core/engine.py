@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from connector.runs.poll import PollResult
     from connector.runs.trigger import Headers
 
-__all__ = ["ENGINE_INFO", "Engine", "Prepared"]
+__all__ = ["ENGINE_INFO", "Channel", "Engine", "Prepared"]
 
 _CONNECTION_CACHE_SIZE = 256
 
@@ -340,6 +340,12 @@ class Engine:
             "body": _parse_body(response),
         }
 
+    def channel(self, module_id: str, connection: Mapping[str, Any] | None) -> Channel:
+        """What runs of many requests (batches, replays) need of the engine: the module,
+        its checked connection, and sending with the app's retry policy."""
+        module = self.registry.get(module_id)
+        return Channel(self, module, self.connection(module, connection))
+
     def finish(self, prepared: Prepared, response: httpx.Response) -> list[dict[str, Any]]:
         """The output bundles for a response: rendered by the module's template, then
         redacted and copied (they share no object with the engine or the input)."""
@@ -504,6 +510,31 @@ class Engine:
         from connector.runs.batch import abatch
 
         return abatch(self, module_id, connection, inputs, context, concurrency=concurrency)
+
+
+class Channel:
+    """One module and connection of an engine: the small interface that batch runs and
+    replays use (:mod:`connector.runs.batch`, :mod:`connector.runs.incomplete`)."""
+
+    __slots__ = ("connection", "engine", "module")
+
+    def __init__(self, engine: Engine, module: LoadedModule, connection: Connection) -> None:
+        self.engine = engine
+        self.module = module
+        self.connection = connection
+
+    def send(self, request: PreparedRequest) -> tuple[httpx.Response, int]:
+        """Send with the app's retry policy; the response and the attempts."""
+        return self.engine.send(self.module, request, self.connection)
+
+    async def asend(self, request: PreparedRequest) -> tuple[httpx.Response, int]:
+        """:meth:`send` over the pooled async client."""
+        return await self.engine.asend(self.module, request, self.connection)
+
+    @staticmethod
+    def view(response: httpx.Response) -> dict[str, Any]:
+        """What output templates see of a response (:meth:`Engine.response_view`)."""
+        return Engine.response_view(response)
 
 
 def _module_error(module: LoadedModule, exc: RunError) -> RunError:

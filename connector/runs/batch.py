@@ -13,15 +13,20 @@ Guarantees:
   DataError and the rest are still sent.
 * Streaming: inputs are read lazily and results are yielded as soon as their batch is
   answered, so memory stays flat in the number of bundles.
+* One bad item never costs the others: a batch the remote refuses as a whole (400,
+  413, 422) is split in halves and each half sent again, down to single items
+  (:func:`deliver`), so the valid items are delivered and only the bad ones fail.
 * A batch that fails after its retries gives every item in it the same error; nothing
-  is dropped silently.
+  is dropped silently. With an incomplete store, each request is written ahead once,
+  as one row holding its body (:meth:`IncompleteStore.begin_batch`), and the items of
+  a request that still fails are kept there for ``incomplete retry``.
 
 An app whose one endpoint already takes a list (LiveLike's ``{"events": [...]}``) sets
 ``unwrap``: each message body is then ``{itemsKey: [items]}`` as a single run sends it,
 and the batch sends those items, not the bodies.
 
 The bodies are joined as bytes (each item was serialised once, when prepared), so
-packing costs no second serialisation. What an item keeps while its batch is out, and
+packing costs no second serialisation. What an item holds while its batch is out, and
 how its output bundles are made then, is :mod:`connector.runs.batch_items`.
 """
 
@@ -30,16 +35,22 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from connector.core.jsondata import dumps
-from connector.core.prepare import prepare_message, prepared_from
+from connector.core.prepare import prepare_message
 from connector.core.request import PreparedRequest, join_url
 from connector.core.types import utc_now_iso
 from connector.errors import DataError, InvalidConfigurationError, RunError
-from connector.runs.batch_items import BatchResult, Outputs, _Slot, drop
+from connector.runs.batch_items import (
+    BatchResult,
+    BundleMaker,
+    BundlesJSON,
+    PendingItem,
+    release,
+)
 from connector.templating.templates import RENDER_FAILURES, describe_error
 
 if TYPE_CHECKING:
@@ -47,12 +58,38 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from connector.core.engine import Engine, Prepared
+    from connector.core.engine import Engine
+    from connector.runs.incomplete import IncompleteStore
 
-__all__ = ["BatchResult", "abatch", "batch"]
+__all__ = [
+    "ISOLATING_STATUSES",
+    "BatchInput",
+    "BatchPlan",
+    "BatchResult",
+    "abatch",
+    "batch",
+    "deliver",
+    "mark_stored",
+    "unprepared",
+]
 
 #: Results waiting behind an unsent batch before it is sent early (bounds memory).
 _MAX_PENDING = 10_000
+#: Answers to a whole batch that one bad item can cause: the batch is split to find it.
+ISOLATING_STATUSES = frozenset({400, 413, 422})
+
+
+class BatchInput(NamedTuple):
+    """One input with a context of its own (say, a line of a file that carries the
+    earlier bundles its templates refer to); merged over the run's context."""
+
+    parameters: Mapping[str, Any]
+    context: Mapping[str, Any] | None = None
+
+
+#: What a batch run takes per input: parameters, parameters with a context, or an error
+#: that stands for the input (a line that could not be read keeps its place).
+Input = Mapping[str, Any] | BatchInput | RunError
 
 
 @dataclass
@@ -62,7 +99,7 @@ class _Packer:
     max_items: int
     max_bytes: int
     overhead: int
-    items: list[_Slot] = field(default_factory=list)
+    items: list[PendingItem] = field(default_factory=list)
     #: The items' serialised messages, joined as they are when the batch is sent.
     contents: list[bytes] = field(default_factory=list)
     size: int = 0
@@ -75,18 +112,96 @@ class _Packer:
             and self.overhead + self.size + len(self.items) + len(content) <= self.max_bytes
         )
 
-    def add(self, slot: _Slot, content: bytes) -> None:
+    def add(self, slot: PendingItem, content: bytes) -> None:
         self.items.append(slot)
         self.contents.append(content)
         self.size += len(content)
 
-    def take(self) -> tuple[list[_Slot], list[bytes]]:
+    def take(self) -> tuple[list[PendingItem], list[bytes]]:
         taken = self.items, self.contents
         self.items, self.contents, self.size = [], [], 0
         return taken
 
 
-class _BatchPlan:
+class _Answer(NamedTuple):
+    """The answer to items ``lo:hi`` of a batch: a response, or the error they share."""
+
+    lo: int
+    hi: int
+    response: httpx.Response | None
+    error: RunError | None
+    attempts: int
+
+
+def _split(error: RunError, lo: int, hi: int) -> bool:
+    return error.status in ISOLATING_STATUSES and hi - lo > 1
+
+
+def deliver(
+    send: Callable[[list[bytes], bool], tuple[httpx.Response, int]],
+    contents: list[bytes],
+) -> Iterator[_Answer]:
+    """Send ``contents`` as one batch (``send(part, first)``); a batch refused as a whole
+    with 400, 413 or 422 is sent again as two halves, down to single items, so that each
+    answer covers the items it names. Answers come in item order."""
+    stack = [(0, len(contents))]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            response, attempts = send(contents[lo:hi], (lo, hi) == (0, len(contents)))
+        except RunError as exc:
+            if _split(exc, lo, hi):
+                middle = (lo + hi) // 2
+                stack += [(middle, hi), (lo, middle)]
+                continue
+            yield _Answer(lo, hi, None, exc, exc.attempts or 1)
+        else:
+            yield _Answer(lo, hi, response, None, attempts)
+
+
+async def _adeliver(
+    send: Callable[[list[bytes], bool], Awaitable[tuple[httpx.Response, int]]],
+    contents: list[bytes],
+) -> list[_Answer]:
+    """:func:`deliver` over an async send."""
+    answers: list[_Answer] = []
+    stack = [(0, len(contents))]
+    while stack:
+        lo, hi = stack.pop()
+        try:
+            response, attempts = await send(contents[lo:hi], (lo, hi) == (0, len(contents)))
+        except RunError as exc:
+            if _split(exc, lo, hi):
+                middle = (lo + hi) // 2
+                stack += [(middle, hi), (lo, middle)]
+                continue
+            answers.append(_Answer(lo, hi, None, exc, exc.attempts or 1))
+        else:
+            answers.append(_Answer(lo, hi, response, None, attempts))
+    return answers
+
+
+def mark_stored(error: RunError, execution_id: str) -> None:
+    """Say in ``error`` that its run is kept as an incomplete execution, and its id."""
+    error.incomplete_id = execution_id
+    error.message += f" (stored as incomplete execution {execution_id})"
+    error.args = (error.message,)
+
+
+def unprepared(exc: Exception) -> DataError:
+    """The DataError of an input whose preparation raised something unforeseen (say, a
+    template that renders a NaN): that input fails, its neighbours are still sent. The
+    exception's own text is not shown: it is not known to be free of secrets."""
+    return DataError(
+        f"the input could not be prepared: unexpected {type(exc).__name__} while "
+        "rendering or checking it; run it alone with -v for details"
+    )
+
+
+_ENGINE_STORE: Any = object()
+
+
+class BatchPlan:
     """What is fixed for one batch run: module, connection, endpoint, limits."""
 
     def __init__(
@@ -94,19 +209,23 @@ class _BatchPlan:
         engine: Engine,
         module_id: str,
         connection: Mapping[str, Any] | None,
+        store: IncompleteStore | None = _ENGINE_STORE,
+        *,
+        as_json: bool = False,
     ) -> None:
-        module = engine.registry.get(module_id)
+        channel = engine.channel(module_id, connection)
+        module = channel.module
         spec = module.app.manifest.batch
         if spec is None or not module.manifest.batchable or module.is_trigger:
             raise InvalidConfigurationError(
                 f"module {module_id} cannot run in batch mode: it is not batchable or its "
                 "app declares no batch endpoint"
             )
-        self.engine = engine
+        self.channel = channel
         self.module = module
         self.module_id = module_id
         self.spec = spec
-        self.connection = engine.connection(module, connection)
+        self.connection = channel.connection
         assert module.app.batch_url is not None and module.app.batch_extra is not None
         self.extra = module.app.batch_extra
         scope = {"connection": self.connection.public, "engine": {}, "app": {}, "run": {}}
@@ -121,16 +240,18 @@ class _BatchPlan:
         # The envelope around the items, measured once with this run's extras; the
         # slack covers extras that render a little longer for a later batch.
         self.overhead = len(self.envelope) + len(self._tail()) + 64
-        #: The store that writes this run's items ahead of sending, fixed for the run
+        if store is _ENGINE_STORE:
+            store = engine.incomplete
+        #: The store that writes this run's requests ahead of sending, fixed for the run
         #: (a host setting ``engine.incomplete`` mid-run changes the next run only).
-        self.store = engine.incomplete if module.manifest.retry else None
+        self.store: IncompleteStore | None = store if module.manifest.retry else None
         #: Headers built from templates may come in another order per item: then the
         #: order is compared too (a literal head builds every item's in one order).
         self.ordered_headers = not module.static_head
-        #: What items keep for their output, and how their bundles are made.
-        self.bundles = Outputs(module, self.connection)
+        #: What items hold for their output, and how their bundles are made.
+        self.bundles = BundleMaker(module, self.connection, as_json)
         #: The usual item's method, URL and headers (without auth): items whose own
-        #: differ keep theirs (``_Slot.head``).
+        #: differ keep theirs (``PendingItem.head``).
         self.head: tuple[str, str, dict[str, str]] | None = None
 
     def packer(self) -> _Packer:
@@ -138,8 +259,8 @@ class _BatchPlan:
 
     def admit(
         self,
-        slot: _Slot,
-        parameters: Mapping[str, Any] | RunError,
+        slot: PendingItem,
+        parameters: Input,
         context: Mapping[str, Any] | None,
     ) -> bytes | None:
         """Prepare one input; on failure record its error in the slot and return None.
@@ -150,11 +271,18 @@ class _BatchPlan:
         if isinstance(parameters, RunError):
             slot.result = parameters
             return None
+        if type(parameters) is BatchInput:
+            mine = parameters.context
+            context = mine if not context else {**context, **mine} if mine else context
+            parameters = parameters.parameters
         module, conn = self.module, self.connection
         try:
-            message = prepare_message(module, conn, parameters, context)
+            message = prepare_message(module, conn, parameters, context)  # type: ignore[arg-type]
         except RunError as exc:
             slot.result = exc
+            return None
+        except Exception as exc:  # one input's unforeseen failure never ends the batch
+            slot.result = unprepared(exc)
             return None
         own = message.content or b"null"  # a module with no body: null
         content = own if not self.spec.unwrap else self._unwrapped(message.json_body)
@@ -173,7 +301,7 @@ class _BatchPlan:
                 field=module.part_fields.get("body"),
             )
             return None
-        self.bundles.keep(slot, message, own)  # the output sees the module's own body
+        self.bundles.hold_for_output(slot, message, own)  # the output sees its own body
         method, url = message.head[0], message.head[1]
         headers = message.headers  # without auth: what the output may show
         head = self.head
@@ -186,8 +314,6 @@ class _BatchPlan:
             or method != head[0]
         ):
             slot.head = (method, url, headers)
-        if self.store is not None:
-            slot.prepared = prepared_from(module, conn, message)
         return content
 
     def _unwrapped(self, body: Any) -> bytes | None:
@@ -210,75 +336,108 @@ class _BatchPlan:
         fields = b"".join(b"," + dumps(key) + b":" + dumps(value) for key, value in extra.items())
         return b"]" + fields + b"}"
 
-    def request(self, contents: list[bytes]) -> PreparedRequest:
-        """The batch request for ``contents`` (a list this call may change: the
-        packer's, taken). The envelope is added to the first and last items, so the
-        ~500 KB body is copied once, by the join, not once more per end."""
-        contents[0] = self.envelope + contents[0]
-        contents[-1] += self._tail()
-        content = b",".join(contents)
+    def request(self, contents: list[bytes], body: bytes | None = None) -> PreparedRequest:
+        """The batch request for ``contents`` (or a stored ``body`` sent as it is)."""
+        if body is None:
+            body = b"".join((self.envelope, b",".join(contents), self._tail()))
         headers = {"Content-Type": "application/json", **self.connection.auth_headers}
         return PreparedRequest(
             method=self.spec.method,
             url=self.url,
             headers=headers,
             query={},
-            content=content,
+            content=body,
             json_body=None,
             module_id=self.module_id,
             timeout=self.connection.timeout,
         )
 
-    def begin(self, items: list[_Slot]) -> list[str] | None:
-        """Write-ahead: store every item before the batch is sent (when a store is set)."""
+    def begin(self, request: PreparedRequest, items: int) -> str | None:
+        """Write-ahead: store the request, once, before it is sent (with a store)."""
         if self.store is None:
             return None
-        return self.store.begin_many([_prepared(slot) for slot in items])
+        return self.store.begin_batch(
+            self.module, self.connection, request, items, self.spec.items_key
+        )
 
     def settle(
         self,
-        items: list[_Slot],
-        response: httpx.Response | None,
-        error: RunError | None,
-        execution_ids: list[str] | None = None,
+        items: list[PendingItem],
+        contents: list[bytes],
+        answers: Iterable[_Answer],
+        execution_id: str | None,
     ) -> None:
-        """Give every item of a sent batch its result, and settle the write-ahead rows."""
+        """Give every item of a sent batch its answer, and settle its write-ahead row:
+        deleted when nothing is left to retry, else kept with the items whose error a
+        retry may fix (each such item's error names the row). The row is settled before
+        any item gets its result, so a result, once set, is final."""
+        answers = list(answers)
+        keeps = execution_id is not None and self.store is not None
+        failing = [a for a in answers if a.error is not None and a.error.retryable]
+        kept = [i for a in failing for i in range(a.lo, a.hi)]
+        kept_error = next((a.error for a in answers if a.error and a.error.retryable), None)
         store = self.store
-        if execution_ids is not None and store is not None:
-            if error is not None and error.retryable:
-                for slot, execution_id in zip(items, execution_ids, strict=True):
-                    own = copy.copy(error)  # each item's error names its own stored run
-                    store.settle_failure(execution_id, own)
-                    drop(slot)
+        if keeps and store is not None and execution_id is not None:
+            if not kept:
+                store.succeeded(execution_id)
+            elif len(kept) == len(items):
+                assert kept_error is not None
+                store.failed(execution_id, kept_error)
+            else:
+                assert kept_error is not None
+                body = self.request([contents[i] for i in kept]).content or b""
+                store.keep_only(execution_id, body, len(kept), kept_error)
+        for lo, hi, response, error, _ in answers:
+            if error is None:
+                assert response is not None
+                view = self.channel.view(response)
+                for slot in items[lo:hi]:
+                    slot.view = view
+                continue
+            keep = keeps and error.retryable
+            for slot in items[lo:hi]:
+                release(slot)
+                if keep:
+                    own = copy.copy(error)
+                    assert execution_id is not None
+                    mark_stored(own, execution_id)
                     slot.result = own
-                return
-            store.succeeded_many(execution_ids)
-        if error is not None:
-            for slot in items:
-                drop(slot)
-                slot.result = error
-            return
-        assert response is not None
-        view = self.engine.response_view(response)
-        for slot in items:
-            slot.view = view
+                else:
+                    slot.result = error
 
-    def outputs(self, chunk: list[_Slot]) -> None:
-        """Give answered items their bundles (see :meth:`Outputs.give`)."""
+    def send(self, items: list[PendingItem], contents: list[bytes]) -> None:
+        """Send one batch (split as :func:`deliver` does) and settle it."""
+        request = self.request(contents)
+        execution_id = self.begin(request, len(items))
+        send = self.channel.send
+
+        def one(part: list[bytes], first: bool) -> tuple[httpx.Response, int]:
+            return send(request if first else self.request(part))
+
+        self.settle(items, contents, deliver(one, contents), execution_id)
+
+    async def asend(self, items: list[PendingItem], contents: list[bytes]) -> None:
+        """:meth:`send` over the async client."""
+        request = self.request(contents)
+        execution_id = self.begin(request, len(items))
+        send = self.channel.asend
+
+        async def one(part: list[bytes], first: bool) -> tuple[httpx.Response, int]:
+            return await send(request if first else self.request(part))
+
+        self.settle(items, contents, await _adeliver(one, contents), execution_id)
+
+    def outputs(self, chunk: list[PendingItem]) -> None:
+        """Give answered items their bundles (see :meth:`BundleMaker.make_bundles`)."""
         assert self.head is not None  # set by the first admitted item
-        self.bundles.give(chunk, *self.head)
-
-
-def _prepared(slot: _Slot) -> Prepared:
-    assert slot.prepared is not None
-    return slot.prepared
+        self.bundles.make_bundles(chunk, *self.head)
 
 
 #: Answered items whose bundles are rendered and copied together (see outputs).
 _CHUNK = 32
 
 
-def _ready(plan: _BatchPlan, slots: deque[_Slot]) -> Iterator[BatchResult]:
+def _ready(plan: BatchPlan, slots: deque[PendingItem]) -> Iterator[Any]:
     while slots:
         head = slots[0]
         if head.view is not None:
@@ -291,38 +450,58 @@ def _ready(plan: _BatchPlan, slots: deque[_Slot]) -> Iterator[BatchResult]:
         yield result
 
 
-def _head(slots: deque[_Slot]) -> Iterator[_Slot]:
+def _head(slots: deque[PendingItem]) -> Iterator[PendingItem]:
     return itertools.islice(slots, _CHUNK)
+
+
+@overload
+def batch(
+    engine: Engine,
+    module_id: str,
+    connection: Mapping[str, Any] | None,
+    inputs: Iterable[Input],
+    context: Mapping[str, Any] | None = None,
+    *,
+    as_json: Literal[False] = False,
+) -> Iterator[BatchResult]: ...
+
+
+@overload
+def batch(
+    engine: Engine,
+    module_id: str,
+    connection: Mapping[str, Any] | None,
+    inputs: Iterable[Input],
+    context: Mapping[str, Any] | None = None,
+    *,
+    as_json: Literal[True],
+) -> Iterator[BatchResult | BundlesJSON]: ...
 
 
 def batch(
     engine: Engine,
     module_id: str,
     connection: Mapping[str, Any] | None,
-    inputs: Iterable[Mapping[str, Any] | RunError],
+    inputs: Iterable[Input],
     context: Mapping[str, Any] | None = None,
-) -> Iterator[BatchResult]:
-    """Run ``inputs`` through a batchable module; yields one result per input, in order."""
-    plan = _BatchPlan(engine, module_id, connection)
+    *,
+    as_json: bool = False,
+) -> Iterator[BatchResult | BundlesJSON]:
+    """Run ``inputs`` through a batchable module; yields one result per input, in order.
+    With ``as_json``, bundles made from the messages' bytes come as their JSON text
+    (:class:`~connector.runs.batch_items.BundlesJSON`), for a host that writes them out."""
+    plan = BatchPlan(engine, module_id, connection, as_json=as_json)
     packer = plan.packer()
-    slots: deque[_Slot] = deque()
+    slots: deque[PendingItem] = deque()
 
     def flush() -> None:
         items, contents = packer.take()
-        if not items:
-            return
-        request = plan.request(contents)
-        execution_ids = plan.begin(items)
-        try:
-            response, _ = engine.send(plan.module, request, plan.connection)
-        except RunError as exc:
-            plan.settle(items, None, exc, execution_ids)
-        else:
-            plan.settle(items, response, None, execution_ids)
+        if items:
+            plan.send(items, contents)
 
     admit, fits, add, append = plan.admit, packer.fits, packer.add, slots.append
     for parameters in inputs:
-        slot = _Slot()
+        slot = PendingItem()
         append(slot)
         content = admit(slot, parameters, context)
         if content is not None:
@@ -342,7 +521,7 @@ async def abatch(
     engine: Engine,
     module_id: str,
     connection: Mapping[str, Any] | None,
-    inputs: Iterable[Mapping[str, Any] | RunError],
+    inputs: Iterable[Input],
     context: Mapping[str, Any] | None = None,
     *,
     concurrency: int = 4,
@@ -351,20 +530,10 @@ async def abatch(
     requests in flight; results still come in input order."""
     import asyncio
 
-    plan = _BatchPlan(engine, module_id, connection)
+    plan = BatchPlan(engine, module_id, connection)
     packer = plan.packer()
-    slots: deque[_Slot] = deque()
+    slots: deque[PendingItem] = deque()
     in_flight: set[asyncio.Task[None]] = set()
-
-    async def send(items: list[_Slot], contents: list[bytes]) -> None:
-        request = plan.request(contents)
-        execution_ids = plan.begin(items)
-        try:
-            response, _ = await engine.asend(plan.module, request, plan.connection)
-        except RunError as exc:
-            plan.settle(items, None, exc, execution_ids)
-        else:
-            plan.settle(items, response, None, execution_ids)
 
     FIRST, ALL = asyncio.FIRST_COMPLETED, asyncio.ALL_COMPLETED
 
@@ -382,11 +551,11 @@ async def abatch(
             return
         if len(in_flight) >= concurrency:
             await settled(FIRST)
-        task = asyncio.ensure_future(send(items, contents))
+        task = asyncio.ensure_future(plan.asend(items, contents))
         in_flight.add(task)
 
     for parameters in inputs:
-        slot = _Slot()
+        slot = PendingItem()
         slots.append(slot)
         content = plan.admit(slot, parameters, context)
         if content is not None:

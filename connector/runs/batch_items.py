@@ -1,22 +1,17 @@
-"""A batch item while its request is out: what it keeps, and how its bundles are made.
+"""A batch item while its request is out: what it holds, and how its bundles are made.
 
-A batch holds thousands of items between preparing them and the answer. Two costs were
-measured there:
-
-* **What items keep.** Every object an item keeps alive costs cache misses and
-  garbage-collector passes on the items after it. Keeping each item's whole prepared run
-  cost ~6 us an event. So a slot keeps only what its output template needs: the body, the
-  run, the parameters only if the template names them, and the request head only when it
-  differs from the batch's.
-* **Making bundles.** Rendering the output template per item, then the redacting copy,
-  was ~4.5 us an item.
+A batch holds thousands of items between preparing them and the answer, so what an item
+keeps alive matters (every object costs cache misses and garbage-collector passes on the
+items after it; figures in docs/performance.md). A :class:`PendingItem` holds only what
+its output template needs: the body, the run, the parameters only if the template names
+them, and the request head only when it differs from the batch's.
 
 Most action modules' output is ``{{ request.body | merge(X) }}``: what was sent, plus
 something from the answer. When X reads only what all items of a batch share (the
 response, the connection, the engine and app), it is rendered once per batch response.
 Each bundle is then the template's own result, ``{**body, **X}``. And when the body is a
 JSON object the engine serialised with orjson (:func:`~connector.core.jsondata.encode` says
-which wrote it), the slot keeps only the body's bytes. Those bytes are untracked by the
+which wrote it), the item holds only the body's bytes. Those bytes are untracked by the
 collector. The bundle's JSON is then those bytes with X's members added, and the
 redacting copy (scan, then one parse) reads that JSON directly, without a render or a
 serialisation per item.
@@ -34,7 +29,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -44,29 +39,38 @@ from connector.errors import RunError
 
 if TYPE_CHECKING:
     from connector.core.connection import Connection
-    from connector.core.engine import Prepared
     from connector.core.prepare import Message
     from connector.core.registry import LoadedModule
 
-__all__ = ["BatchResult", "Outputs", "drop"]
+__all__ = ["BatchResult", "BundleMaker", "BundlesJSON", "PendingItem", "release"]
 
 #: One result per input: the output bundles, or the error of that input.
 BatchResult = list[dict[str, Any]] | RunError
+
+
+class BundlesJSON(NamedTuple):
+    """An input's output bundles as the JSON text of their list, for a host that only
+    writes them out (``run --batch``): made from the message's bytes, never parsed. It
+    reads back as the bundles :class:`BundleMaker` would otherwise give (a property
+    test holds the two to each other)."""
+
+    data: bytes
+
 
 #: The scope names whose values every item of a batch shares.
 _PER_BATCH = frozenset({"response", "connection", "engine", "app"})
 #: What an output template that never reads ``parameters`` is given in their place.
 _UNREAD: Mapping[str, Any] = MappingProxyType({})
-#: A slot's body is in its content's bytes (see _Slot).
+#: A slot's body is in its content's bytes (see PendingItem).
 _IN_CONTENT: Any = object()
 
 
 @dataclass(slots=True)
-class _Slot:
+class PendingItem:
     """One input's place in the output order, and what it keeps while its batch is out
     (slotted: a batch holds thousands)."""
 
-    result: BatchResult | None = None
+    result: BatchResult | BundlesJSON | None = None
     #: The rendered body; or ``_IN_CONTENT``, and its bytes in ``content``.
     body: Any = None
     content: bytes | None = None
@@ -74,24 +78,25 @@ class _Slot:
     parameters: Mapping[str, Any] | None = None
     #: ``(method, url, headers without auth)`` when it differs from the batch's usual.
     head: tuple[str, str, dict[str, str]] | None = None
-    #: The whole prepared run, only when a store writes it ahead of sending.
-    prepared: Prepared | None = None
     #: The batch's response, once answered: the output bundles are made from it only
     #: when the result is about to be yielded.
     view: dict[str, Any] | None = None
 
 
-def drop(slot: _Slot) -> None:
+def release(slot: PendingItem) -> None:
     """Let go of what the slot kept for its output."""
-    slot.body = slot.content = slot.run = slot.parameters = slot.head = slot.prepared = None
+    slot.body = slot.content = slot.run = slot.parameters = slot.head = None
 
 
-class Outputs:
+class BundleMaker:
     """What one batch run's items keep for their bundles, and the bundles made."""
 
-    def __init__(self, module: LoadedModule, conn: Connection) -> None:
+    def __init__(self, module: LoadedModule, conn: Connection, as_json: bool = False) -> None:
         self.module = module
         self.conn = conn
+        #: Whether bundles made from bytes are handed over as their JSON
+        #: (:class:`BundlesJSON`) instead of parsed: for a host that writes them out.
+        self.as_json = as_json
         #: Whether items keep their parameters (only if the output names them).
         self.keeps_parameters = module.output_reads_parameters
         names = module.output_merged_names
@@ -104,8 +109,10 @@ class Outputs:
         self._view: dict[str, Any] | None = None
         self._merged: dict[str, Any] | None = None
         self._merged_json: bytes | None = None
+        #: X's keys as they open a member (``"key":``), to find a body that has one too.
+        self._merged_keys: tuple[bytes, ...] = ()
 
-    def keep(self, slot: _Slot, message: Message, content: bytes) -> None:
+    def hold_for_output(self, slot: PendingItem, message: Message, content: bytes) -> None:
         """Keep what the item's output needs while its batch is out (``content`` is the
         message as the batch sends it)."""
         if self.from_content and message.by_orjson and type(message.json_body) is dict:
@@ -117,17 +124,21 @@ class Outputs:
         if self.keeps_parameters:
             slot.parameters = message.parameters
 
-    def give(self, chunk: list[_Slot], method: str, url: str, shown: dict[str, str]) -> None:
+    def make_bundles(
+        self, chunk: list[PendingItem], method: str, url: str, headers_shown: dict[str, str]
+    ) -> None:
         """Give each answered slot of ``chunk`` its result: its bundles, redacted and
-        copied in one pass, or its own error. ``method``, ``url`` and ``shown`` (headers
+        copied in one pass, or its own error. ``method``, ``url`` and ``headers_shown`` (headers
         without auth) are the batch's usual request head."""
         rendered: list[list[Any]] = []
-        done: list[_Slot] = []
+        done: list[PendingItem] = []
         # The chunk's bundles as one JSON text, ``[[b1],[b2],...]``, in parts joined
         # once: each bundle is its body's bytes without the closing brace (a view, not
         # a copy), then X's members and the separator.
         parts: list[bytes | memoryview] = [b"[["]
-        quick: list[tuple[_Slot, bytes, dict[str, Any]]] = []
+        from_bytes: list[tuple[PendingItem, bytes, dict[str, Any]]] = []
+        #: Per item of from_bytes, its bundle's JSON in pieces (as_json only).
+        pieces: list[tuple[bytes | memoryview, ...]] = []
         last_view: dict[str, Any] | None = None
         merged_json: bytes | None = None
         members = b""
@@ -141,31 +152,36 @@ class Outputs:
                     last_view, merged_json = view, self._merged_bytes(view)
                     members = _members(merged_json)
                 if merged_json is not None:
-                    drop(slot)
+                    release(slot)
                     if content == b"{}":
                         parts += (merged_json, b"],[")
+                        if self.as_json:
+                            pieces.append((merged_json,))
                     else:
-                        parts += (memoryview(content)[:-1], members, b"],[")
-                    quick.append((slot, content, view))
+                        body = memoryview(content)[:-1]
+                        parts += (body, members, b"],[")
+                        if self.as_json:
+                            pieces.append((body, members))
+                    from_bytes.append((slot, content, view))
                     continue
                 slot.body = orjson.loads(content)  # as the copy makes it (see keep)
             if self.merge_per_batch and type(slot.body) is dict:
                 merged = self._merged_object(view)
                 if merged is not None:
                     rendered.append([{**slot.body, **merged}])  # the template's result
-                    drop(slot)
+                    release(slot)
                     done.append(slot)
                     continue
             head = slot.head
             request = {
                 "method": method if head is None else head[0],
                 "url": url if head is None else head[1],
-                "headers": shown if head is None else head[2],
+                "headers": headers_shown if head is None else head[2],
                 "body": slot.body,
             }
             parameters = slot.parameters if slot.parameters is not None else _UNREAD
             run = slot.run
-            drop(slot)
+            release(slot)
             try:
                 rendered.append(
                     output_bundles(self.module, self.conn, parameters, run, request, view)
@@ -174,18 +190,28 @@ class Outputs:
                 slot.result = exc
                 continue
             done.append(slot)
-        if quick:
+        if from_bytes:
             # No null to look for: orjson wrote these bodies without one (encode hands
             # anything with "null" in it to the standard library, and says so), and
             # X's JSON was checked once (see _merged_object). Secrets are looked for in
             # all of it, X's members included.
             parts[-1] = b"]]"
             joined = b"".join(parts)
-            if self.conn.redact.clean_bytes(joined):
-                for (slot, _, _), bundles in zip(quick, orjson.loads(joined), strict=True):
+            if self.conn.redact.clean_bytes(joined) and self.as_json:
+                for (slot, content, view), own in zip(from_bytes, pieces, strict=True):
+                    data = b"".join((b"[", *own, b"]"))
+                    self._merged_object(view)  # its keys, for the check below
+                    if any(key in content for key in self._merged_keys):
+                        # A key of both would be written twice: parsed, it is the
+                        # merge's own result (first place, last value), written once.
+                        slot.result = orjson.loads(data)
+                    else:
+                        slot.result = BundlesJSON(data)
+            elif self.conn.redact.clean_bytes(joined):
+                for (slot, _, _), bundles in zip(from_bytes, orjson.loads(joined), strict=True):
                     slot.result = bundles
             else:  # a secret somewhere: the general copy, which replaces it
-                for slot, content, view in quick:
+                for slot, content, view in from_bytes:
                     merged = self._merged_object(view)
                     assert merged is not None
                     rendered.append([{**orjson.loads(content), **merged}])
@@ -212,6 +238,9 @@ class Outputs:
                     written = orjson.dumps(self._merged, default=str)
                     if find_null(written) is None:
                         self._merged_json = written
+                        self._merged_keys = tuple(
+                            orjson.dumps(str(key)) + b":" for key in self._merged
+                        )
         return self._merged
 
     def _merged_bytes(self, view: dict[str, Any]) -> bytes | None:

@@ -37,7 +37,9 @@ from types import FrameType, TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-__all__ = ["BATCH_LIMIT", "MAX_BATCH_MESSAGES", "MESSAGE_LIMIT", "Fault", "Sink"]
+from connector.core.jsondata import dumps
+
+__all__ = ["BATCH_LIMIT", "MAX_BATCH_MESSAGES", "MESSAGE_LIMIT", "Fault", "Sink", "message_size"]
 
 MESSAGE_LIMIT = 32 * 1024  # Segment: 32 KB per message.
 BATCH_LIMIT = 500 * 1024  # Segment: 500 KB per batch request.
@@ -147,11 +149,19 @@ def _split_messages(kind: str, body: dict[str, Any]) -> list[dict[str, Any]]:
             raise _Reject(400, f"batch[{index}] is not a JSON object")
         if item.get("type") not in MESSAGE_TYPES:
             raise _Reject(400, f"batch[{index}] needs a type, one of {', '.join(MESSAGE_TYPES)}")
-        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        size = message_size(item)
         if size > MESSAGE_LIMIT:
             raise _Reject(400, f"batch[{index}] is {size} bytes; the limit is 32 KB per message")
         messages.append({k: v for k, v in item.items() if k != "writeKey"})
     return messages
+
+
+def message_size(message: Any) -> int:
+    """A message's size as the engine measures it before sending: the length of the JSON
+    the engine writes for it (:func:`connector.core.jsondata.dumps`). Re-encoding with
+    another writer would disagree on numbers (``1e-7`` against ``1e-07``), so a message
+    the engine accepted at the limit would be refused here."""
+    return len(dumps(message))
 
 
 class _Server(ThreadingHTTPServer):

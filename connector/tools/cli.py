@@ -8,8 +8,10 @@ Output contract (hosts script against it):
   and exits non-zero: 1 for a failed run (the type is Make's: DataError,
   InvalidConfigurationError, InvalidAccessTokenError, RateLimitError, ConnectionError,
   RuntimeError), 2 for bad command-line input, 3 for a broken manifest.
+* ``run --batch FILE`` prints one JSON line per input line instead, a summary line on
+  stderr, and exits 1 when any line failed (:mod:`connector.tools.batch_file`).
 * ``--connection``, ``--parameters`` and ``--context`` each take inline JSON or the
-  path of a JSON file.
+  path of a JSON file. ``-v`` may come anywhere on the line.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from connector.core.loader import check_json_schema, load
 from connector.core.registry import Registry
 from connector.errors import (
     ConnectorError,
-    DataError,
     ManifestError,
     RunError,
     UnknownModuleError,
@@ -144,10 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     connection = _object_arg(args.connection, "--connection")
     parameters = _object_arg(args.parameters, "--parameters")
     context = _object_arg(args.context, "--context")
-    if args.batch and args.dry_run:
-        raise UsageError("--dry-run cannot be combined with --batch", field="--dry-run")
     if args.batch and args.parameters:
         raise UsageError("--batch reads the parameters from its file", field="--parameters")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be 1 or more", field="--workers")
+    if args.batch and not args.dry_run and _workers(args) > 1:
+        return _run_batch_in_workers(registry, args, connection, context)
     store = None if args.no_store or args.dry_run else _store(args)
     try:
         with Engine(registry, incomplete=store) as engine:
@@ -157,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 # This process is ours: the loaded manifests live as long as it does, so
                 # the garbage collector need not keep walking them during a long batch.
                 gc.freeze()
-                return _run_batch(engine, args.module, connection, args.batch, context)
+                return _run_batch(engine, args, connection, context)
             if args.dry_run:
                 _print_json(engine.dry_run(args.module, connection, parameters, context))
             else:
@@ -166,6 +169,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from connector.tools.batch_workers import default_workers
+
+    return int(args.workers) if args.workers is not None else default_workers()
+
+
+def _run_batch_in_workers(
+    registry: Registry,
+    args: argparse.Namespace,
+    connection: dict[str, Any] | None,
+    context: dict[str, Any] | None,
+) -> int:
+    """``run --batch`` over forked workers (:mod:`connector.tools.batch_workers`); what
+    can fail once for all (module, connection, store, file) is checked here first."""
+    import contextlib
+    import gc
+
+    from connector.core.engine import Engine
+    from connector.runs.batch import BatchPlan
+    from connector.tools.batch_file import open_batch, summary_line
+    from connector.tools.batch_workers import run_in_workers
+
+    path = args.batch
+    if path != "-" and not Path(path).is_file():
+        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    with Engine(registry) as checking:  # no client is made: nothing is sent
+        BatchPlan(checking, args.module, connection, store=None)
+    store_path = None
+    if not args.no_store:
+        opened = _store(args)
+        store_path = opened.path
+        opened.close()
+
+    @contextlib.contextmanager
+    def make_engine() -> Iterator[Engine]:
+        from connector.runs.incomplete import IncompleteStore
+
+        store = IncompleteStore(store_path) if store_path is not None else None
+        try:
+            with Engine(registry, incomplete=store) as engine:
+                yield engine
+        finally:
+            if store is not None:
+                store.close()
+
+    gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
+    progress = not args.no_progress and sys.stderr.isatty()
+    sys.stdout.flush()
+    with open_batch(path) as stream:
+        tally = run_in_workers(
+            _workers(args),
+            make_engine,  # type: ignore[arg-type]
+            args.module,
+            connection,
+            context,
+            stream,
+            sys.stdout.buffer,
+            sys.stderr,
+            progress=progress,
+        )
+    sys.stderr.write(summary_line(tally) + "\n")
+    sys.stderr.flush()
+    return EXIT_RUN_ERROR if tally.failed else 0
 
 
 def _store(args: argparse.Namespace) -> IncompleteStore:
@@ -184,83 +252,79 @@ def _store(args: argparse.Namespace) -> IncompleteStore:
         ) from None
 
 
-def _read_batch(path: str) -> Iterator[dict[str, Any] | RunError]:
-    """Parameters, one JSON object a line, read lazily (the file may be huge).
-
-    A line that is not a JSON object becomes that input's DataError, in its place: the
-    lines around it still run, and the output keeps one line per input line.
-    """
-    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    try:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield DataError(f"line {number}: invalid JSON: {exc.msg}", field="--batch")
-                continue
-            except RecursionError:
-                yield DataError(f"line {number}: JSON nested too deeply", field="--batch")
-                continue
-            if not isinstance(item, dict):
-                yield DataError(f"line {number} must be a JSON object", field="--batch")
-                continue
-            yield item
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--batch: the file is not UTF-8 text: {exc}", field="--batch") from None
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-
-
 def _run_batch(
     engine: Engine,
-    module: str,
+    args: argparse.Namespace,
     connection: dict[str, Any] | None,
-    path: str,
     context: dict[str, Any] | None,
 ) -> int:
-    """One JSON line per input on stdout, in order: {"bundles": [...]} or {"error": ...}."""
+    """One JSON line per input line on stdout, in order; progress (on a terminal) and a
+    summary on stderr. See :mod:`connector.tools.batch_file`."""
+    from connector.tools.batch_file import BatchFileRun, open_batch
+
+    path = args.batch
     if path != "-" and not Path(path).is_file():
         raise UsageError(f"--batch: no such file {path!r}", field="--batch")
-    failed = 0
-    for result in engine.run_batch(module, connection, _read_batch(path), context):
-        line: dict[str, Any]
-        if isinstance(result, RunError):
-            failed += 1
-            line = {"error": result.to_dict()}
-        else:
-            line = {"bundles": result}
-        sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
-    return EXIT_RUN_ERROR if failed else 0
+    engine.registry.get(args.module)  # an unknown module is a usage error, before reading
+    progress = not args.no_progress and sys.stderr.isatty()
+    with open_batch(path) as stream:
+        run = BatchFileRun(stream, sys.stdout.buffer, sys.stderr, progress=progress)
+        try:
+            if args.dry_run:
+                run.dry_run(engine, args.module, connection, context)
+            else:
+                run.run(engine, args.module, connection, context)
+        finally:
+            summary = run.finish(dry_run=args.dry_run)
+            sys.stderr.write(summary + "\n")
+            sys.stderr.flush()
+    return EXIT_RUN_ERROR if run.tally.failed else 0
 
 
 def cmd_incomplete(args: argparse.Namespace) -> int:
     from connector.core.engine import Engine
 
+    if args.action == "show" and not args.id:
+        raise UsageError("show takes the ID of an incomplete execution", field="id")
+    if args.action in ("retry", "discard") and not args.id and not args.all:
+        raise UsageError(f"{args.action} takes an ID or --all", field="id")
+    if args.id and args.all:
+        raise UsageError(f"{args.action} takes an ID or --all, not both", field="--all")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 or more", field="--limit")
     store = _store(args)
     try:
         if args.action == "list":
-            _print_json([e.summary() for e in store.executions()])
+            executions = store.executions(
+                limit=args.limit, module=args.module, state=args.state, bodies=False
+            )
+            count = store.count(module=args.module, state=args.state)
+            _print_json(
+                {
+                    "count": count,
+                    "shown": len(executions),
+                    "executions": [e.summary() for e in executions],
+                }
+            )
         elif args.action == "show":
             _print_json(_get_execution(store, args.id).to_dict())
         elif args.action == "discard":
-            _get_execution(store, args.id)
-            store.discard(args.id)
-            _print_json({"discarded": args.id})
-        else:  # retry
+            if args.all:
+                _print_json({"discarded": store.discard_all(module=args.module, state=args.state)})
+            else:
+                _get_execution(store, args.id)
+                store.discard(args.id)
+                _print_json({"discarded": 1, "id": args.id})
+        else:  # retry: one outcome per stored row, for an ID as for --all
             connection = _object_arg(args.connection, "--connection")
             with Engine(_registry(args)) as engine:
                 if args.all:
                     outcomes = store.retry_all(engine, connection)
-                    _print_json(outcomes)
-                    return EXIT_RUN_ERROR if any(not o["delivered"] for o in outcomes) else 0
-                if not args.id:
-                    raise UsageError("retry takes an ID or --all", field="id")
-                _get_execution(store, args.id)
-                _print_json(store.retry(engine, args.id, connection))
+                else:
+                    _get_execution(store, args.id)
+                    outcomes = store.retry(engine, args.id, connection)
+            _print_json(outcomes)
+            return EXIT_RUN_ERROR if any(not o["delivered"] for o in outcomes) else 0
     finally:
         store.close()
     return 0
@@ -274,12 +338,23 @@ def _get_execution(store: IncompleteStore, execution_id: str | None) -> Incomple
 
 
 def cmd_sink(args: argparse.Namespace) -> int:
+    import errno
+
     from connector.testing import sink
 
     if args.show:
         sink.show_cli(args.store or args.show)
         return 0
-    sink.serve_forever_cli(args.host, args.port, args.store)
+    try:
+        sink.serve_forever_cli(args.host, args.port, args.store)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(
+            f"port {args.port} on {args.host} is busy (another sink or program listens "
+            "there): give another with --port N, or --port 0 for any free port",
+            field="--port",
+        ) from None
     return 0
 
 
@@ -466,6 +541,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-store", action="store_true", help="do not keep failed runs as incomplete executions"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --batch: processes that prepare and send lines side by side (default: "
+        "one per core, at most 4; 1 runs in this process)",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="with --batch: no progress line on stderr (shown only on a terminal anyway)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -473,7 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("action", choices=["list", "show", "retry", "discard"])
     p.add_argument("id", nargs="?", help="an incomplete execution id")
-    p.add_argument("--all", action="store_true", help="with retry: every stored run")
+    p.add_argument(
+        "--all", action="store_true", help="with retry or discard: every stored run (filtered)"
+    )
+    p.add_argument("--limit", type=int, help="with list: show at most N (the count is of all)")
+    p.add_argument("--module", help="with list or discard --all: only this module's runs")
+    p.add_argument(
+        "--state",
+        choices=["pending", "failed", "rejected"],
+        help="with list or discard --all: only runs in this state",
+    )
     p.add_argument(
         "--connection", "-c", help="the connection (JSON or file): secrets are never stored"
     )
@@ -536,7 +632,20 @@ def build_parser() -> argparse.ArgumentParser:
     from connector.service.command import add_parser as add_serve_parser
 
     add_serve_parser(sub, common)
+    _verbose_anywhere(sub)  # after every subcommand is added
     return parser
+
+
+def _verbose_anywhere(sub: Any) -> None:
+    """``-v`` after the command too (``connector run ... -v``), not only before it."""
+    for command in sub.choices.values():
+        command.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="log retries to stderr",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
