@@ -46,30 +46,20 @@ def router_for(engine: Engine) -> APIRouter:
     """The routes for the capabilities ``engine`` has (none on an engine without them)."""
     router = APIRouter(tags=["module kinds"], dependencies=[Depends(require_token)])
     have = set(capabilities(engine))
-    if "poll" in have:
-        router.add_api_route(
-            "/v1/modules/{module_id}/poll",
-            poll,
-            methods=["POST"],
-            response_model=PollOut,
-            responses=errors(404, 422, 429, 502),
-        )
-    if "options" in have:
-        router.add_api_route(
-            "/v1/modules/{module_id}/options/{field}",
-            options,
-            methods=["POST"],
-            response_model=OptionsOut,
-            responses=errors(404, 422, 429, 502),
-        )
-    if "verify" in have:
-        router.add_api_route(
-            "/v1/apps/{app}/verify",
-            verify,
-            methods=["POST"],
-            response_model=VerifyOut,
-            responses=errors(404, 422, 429, 502),
-        )
+    routes = (
+        ("poll", "/v1/modules/{module_id}/poll", poll, PollOut),
+        ("options", "/v1/modules/{module_id}/options/{field}", options, OptionsOut),
+        ("verify", "/v1/apps/{app}/verify", verify, VerifyOut),
+    )
+    for name, path, endpoint, model in routes:
+        if name in have:
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=["POST"],
+                response_model=model,
+                responses=errors(404, 422, 429, 502),
+            )
     return router
 
 
