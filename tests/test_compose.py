@@ -117,15 +117,7 @@ def test_compose_matches_a_modules_request(
             assert expected == exc.type
             return
         try:
-            got: Any = compose_request(
-                "diff.raw",
-                conn,
-                values.get("method"),
-                values.get("url"),
-                values.get("headers"),
-                values.get("query"),
-                values.get("body"),
-            )
+            got: Any = compose_request("diff.raw", conn, values)
         except RunError as exc:
             got = exc.type
     if isinstance(expected, str) or isinstance(got, str):
@@ -144,9 +136,14 @@ def test_the_explicit_example_builds_a_request(registry: connector.Registry) -> 
     """Not every example is an error: this one is a request, app headers and query in."""
     with connector.Engine(registry) as engine:
         conn = engine.connection(registry.get("diff.raw"), CONNECTION)
-        request = compose_request(
-            "diff.raw", conn, "post", "/a/b?x=1", {"X-A": "1"}, {"q": "z"}, {"a": "b"}
-        )
+        parts = {
+            "method": "post",
+            "url": "/a/b?x=1",
+            "headers": {"X-A": "1"},
+            "query": {"q": "z"},
+            "body": {"a": "b"},
+        }
+        request = compose_request("diff.raw", conn, parts)
     assert (request.method, request.url) == ("POST", "http://127.0.0.1:9/base/a/b?x=1")
     assert request.headers == {
         "X-Ws": "blue",

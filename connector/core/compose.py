@@ -25,18 +25,15 @@ from connector.errors import DataError
 
 __all__ = ["compose_request", "request_view"]
 
+_PARTS = ("method", "url", "headers", "query", "body")
+
 
 def compose_request(
-    module_id: str,
-    conn: Connection,
-    method: Any,
-    url: Any,
-    headers: Any,
-    query: Any,
-    body: Any,
-    field: str | None = None,
+    module_id: str, conn: Connection, parts: Mapping[str, Any], field: str | None = None
 ) -> PreparedRequest:
-    """The checked request for these rendered parts, auth and app headers added."""
+    """The checked request for these rendered parts (``method``, ``url``, ``headers``,
+    ``query``, ``body``; an absent one is None), auth and app headers added."""
+    method, url, headers, query, body = (parts.get(name) for name in _PARTS)
     verb = str(method or "").upper()
     if verb not in ALLOWED_METHODS:
         raise DataError(

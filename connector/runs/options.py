@@ -56,16 +56,7 @@ def load_options(
     for name in ("method", "url", "headers", "query", "body"):
         tree = remote.request.part(name)
         parts[name] = None if tree is None else render_part(module, "remote", tree, scope, conn)
-    request = compose_request(
-        module.id,
-        conn,
-        parts["method"],
-        parts["url"],
-        parts["headers"],
-        parts["query"],
-        parts["body"],
-        field,
-    )
+    request = compose_request(module.id, conn, parts, field)
     response, _ = engine.send(module, request, conn)
     view = engine.response_view(response)
     scope = {

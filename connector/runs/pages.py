@@ -160,15 +160,7 @@ def _next_request(
     if parts.get("query"):  # a cursor that came back empty is absent, not "None"
         parts["query"] = {k: v for k, v in parts["query"].items() if v not in (None, "")}
     try:
-        return compose_request(
-            module.id,
-            conn,
-            parts["method"],
-            parts["url"],
-            parts["headers"],
-            parts["query"],
-            parts["body"],
-        )
+        return compose_request(module.id, conn, parts)
     except RecursionError:
         raise InvalidConfigurationError(
             f"{module.id}: the next page's request is too deep"

@@ -56,15 +56,7 @@ def verify_connection(
                 f"app {app_name}: the verify request's {name} template failed: "
                 f"{conn.redact(describe_error(exc))}"
             ) from None
-    request = compose_request(
-        f"{app_name}.verify",
-        conn,
-        parts["method"],
-        parts["url"],
-        parts["headers"],
-        parts["query"],
-        parts["body"],
-    )
+    request = compose_request(f"{app_name}.verify", conn, parts)
     response, _ = engine.send_for_app(app, request, conn)
     if app.verify_check is not None:
         view = engine.response_view(response)
