@@ -1073,3 +1073,28 @@ def test_cli_batch_workers_from_stdin_at_volume(sink: Sink) -> None:
     assert len(lines) == 20_000
     assert [json.loads(line)["line"] for line in lines[::997]] == list(range(1, 20_001, 997))
     assert done.stderr == "20,000 sent, 0 failed, 0 kept for retry\n"
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES, st.booleans())
+def test_a_line_reads_as_the_standard_library_reads_it(value: Any, ascii_only: bool) -> None:
+    """Lines go to orjson unless they hold a long run of digits; either way the value
+    is the one the standard library reads (one semantics for the two readers)."""
+    from connector.tools.batch_file import _parse
+
+    raw = json.dumps({"parameters": value}, ensure_ascii=ascii_only).encode()
+    got, expected = _parse(raw, 1), json.loads(raw)
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
