@@ -633,6 +633,21 @@ def test_packaged_apps() -> None:
     assert registry.apps["clevertap"].secret_fields == frozenset({"accountId", "passcode"})
 
 
+def test_load_only_the_named_apps(tmp_path: Path) -> None:
+    """``apps`` loads the modules of the named apps only; the others are skipped after
+    their app.json (so one app's broken module does not stop another app's run)."""
+    folder = build_app(tmp_path)
+    registry = connector.load(folder, packaged=True, apps={"demo"})
+    assert set(registry.apps) == {"demo"}
+    assert registry.module_ids() == ["demo.ping"]
+    (folder / "ping.json").write_text("{not json", encoding="utf-8")
+    segment = connector.load(folder, packaged=True, apps={"segment"})
+    assert set(segment.apps) == {"segment"}
+    assert segment.module_ids() == [m for m in SHIPPED_MODULES if m.startswith("segment.")]
+    with pytest.raises(ManifestError):
+        connector.load(folder, packaged=True, apps={"demo"})
+
+
 def test_packaged_plus_extra_app(tmp_path: Path) -> None:
     registry = connector.load(build_app(tmp_path), packaged=True)
     assert "demo.ping" in registry

@@ -9,10 +9,11 @@ input too: any failure while reading one becomes a ManifestError, not a crash.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +39,6 @@ from connector.errors import ERROR_TYPES, ManifestError
 from connector.format.manifest import (
     HEADER_NAME_PATTERN,
     POLL_PARAMETERS,
-    AppCode,
     AppManifest,
     ModuleManifest,
     PaginationSpec,
@@ -77,9 +77,14 @@ _APP_SCOPE = frozenset({"connection", "engine", "app"})
 _VERIFY_SCOPE = _APP_SCOPE | {"run"}
 #: The filters of the app being loaded (its ``code.filters``, by full name).
 _APP_FILTERS: ContextVar[frozenset[str]] = ContextVar("connector_app_filters", default=frozenset())
-_NO_CODE = AppCode()
-#: Parameters every polling trigger gets from the engine.
-_POLL_PARAMETERS = tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
+
+
+@functools.cache
+def _poll_parameters() -> tuple[Parameter, ...]:
+    """Parameters every polling trigger gets from the engine. (Validated on first use:
+    building a model's validator costs a command's start-up ~30 ms, and a command that
+    loads no polling trigger, or loads it from the cache, never needs it.)"""
+    return tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
 
 
 def packaged_manifests_dir() -> Path:
@@ -90,7 +95,10 @@ def packaged_manifests_dir() -> Path:
 
 
 def load(
-    *paths: str | os.PathLike[str], packaged: bool | None = None, cache: bool | None = None
+    *paths: str | os.PathLike[str],
+    packaged: bool | None = None,
+    cache: bool | None = None,
+    apps: Collection[str] | None = None,
 ) -> Registry:
     """Load apps from ``paths`` (app folders, app.json files, or folders of apps).
 
@@ -98,6 +106,8 @@ def load(
     ``cache=True`` reads manifests that validated before from the per-user cache (see
     :mod:`connector.core.cache`, which says where); by default only where
     ``$CONNECTOR_CACHE`` names one; ``cache=False`` validates every file again.
+    ``apps`` names the apps to load; the others' app.json files are read and checked,
+    their modules are not (a command running one module pays for one app's templates).
     """
     if packaged is None:
         packaged = not paths
@@ -113,7 +123,10 @@ def load(
     roots = list(unique.values())
     store = default_cache(cache)
     for app_file in _find_app_files(roots):
-        app, modules = _load_app(Path(app_file), store)
+        loaded = _load_app(Path(app_file), store, apps)
+        if loaded is None:
+            continue
+        app, modules = loaded
         if app.name in registry.apps:
             raise ManifestError(str(app_file), "$.name", f"app {app.name!r} is loaded twice")
         registry.add(app, modules)
@@ -213,14 +226,23 @@ def load_app(
 ) -> tuple[LoadedApp, list[LoadedModule]]:
     """Load one app.json and its modules; raises ManifestError. ``cache`` as in
     :func:`load`."""
-    return _load_app(Path(app_file), default_cache(cache))
+    loaded = _load_app(Path(app_file), default_cache(cache))
+    assert loaded is not None  # every app is wanted
+    return loaded
 
 
-def _load_app(path: Path, cache: ManifestCache | None) -> tuple[LoadedApp, list[LoadedModule]]:
+def _load_app(
+    path: Path, cache: ManifestCache | None, wanted: Collection[str] | None = None
+) -> tuple[LoadedApp, list[LoadedModule]] | None:
+    """The app and its modules, or None when ``wanted`` does not name it."""
     source = str(path)
     manifest = read_model(path, AppManifest, cache)
+    if wanted is not None and manifest.name not in wanted:
+        return None
     token = _APP_FILTERS.set(
-        frozenset(f"{manifest.name}_{n}" for n in (manifest.code or _NO_CODE).filters)
+        frozenset(f"{manifest.name}_{n}" for n in manifest.code.filters)
+        if manifest.code is not None
+        else frozenset()
     )
     try:
         return _load_app_modules(path, source, manifest, cache)
@@ -443,7 +465,7 @@ def _load_module(
         # Where to start and how many items a poll hands over: the engine's parameters,
         # in the module's form like its own (the model refused clashing names).
         manifest = manifest.model_copy(
-            update={"parameters": [*manifest.parameters, *_POLL_PARAMETERS]}
+            update={"parameters": [*manifest.parameters, *_poll_parameters()]}
         )
     if not manifest.id.startswith(app.name + "."):
         raise ManifestError(

@@ -96,9 +96,17 @@ def _object_arg(value: str | None, option: str) -> dict[str, Any] | None:
     return data
 
 
-def _registry(args: argparse.Namespace) -> Registry:
+def _registry(args: argparse.Namespace, module: str | None = None) -> Registry:
+    """The apps the command loads: all of them, or with ``module``, only its app (a
+    module id starts with its app's name) when that app has it; else all of them, so
+    that an unknown id is reported against every module there is."""
     paths = args.manifests or []
-    return load(*paths, packaged=not args.no_packaged or not paths, cache=True)
+    packaged = not args.no_packaged or not paths
+    if module is not None and "." in module:
+        registry = load(*paths, packaged=packaged, cache=True, apps={module.split(".", 1)[0]})
+        if module in registry:
+            return registry
+    return load(*paths, packaged=packaged, cache=True)
 
 
 def cmd_modules(args: argparse.Namespace) -> int:
@@ -112,7 +120,7 @@ def cmd_modules(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    _print_json(_registry(args).describe(args.module))
+    _print_json(_registry(args, args.module).describe(args.module))
     return 0
 
 
@@ -141,7 +149,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from connector.core.engine import Engine
 
-    registry = _registry(args)
+    registry = _registry(args, args.module)
     connection = _object_arg(args.connection, "--connection")
     parameters = _object_arg(args.parameters, "--parameters")
     context = _object_arg(args.context, "--context")
@@ -457,7 +465,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     from connector.core.engine import Engine
     from connector.runs.trigger import sign
 
-    registry = _registry(args)
+    registry = _registry(args, args.module)
     connection = _object_arg(args.connection, "--connection") or {}
     parameters = _object_arg(args.parameters, "--parameters")
     if args.body == "-":

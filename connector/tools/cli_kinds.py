@@ -61,7 +61,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from connector.core.engine import Engine
     from connector.tools.cli import _print_json, _registry
 
-    registry = _registry(args)
+    registry = _registry(args, args.module)
     connection, parameters = _inputs(args, "connection", "parameters")
     path = Path(args.state)
     # One poll at a time per state file, from reading the state to writing the new one:
@@ -125,7 +125,7 @@ def cmd_options(args: argparse.Namespace) -> int:
     from connector.core.engine import Engine
     from connector.tools.cli import _print_json, _registry
 
-    registry = _registry(args)
+    registry = _registry(args, args.module)
     connection, parameters = _inputs(args, "connection", "parameters")
     with Engine(registry) as engine:
         _print_json(engine.options(args.module, args.field, connection, parameters))
