@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -316,34 +317,40 @@ def test_exit_codes_are_documented() -> None:
     assert (module.EXIT_RUN_ERROR, module.EXIT_USAGE, module.EXIT_MANIFEST) == (1, 2, 3)
 
 
-def test_run_loads_neither_the_service_nor_other_apps(tmp_path: Path) -> None:
+def test_run_loads_neither_the_service_nor_other_apps(sink: Sink, tmp_path: Path) -> None:
     """``connector run`` starts without FastAPI (the ``serve`` subcommand's parser is
-    registered, its service is not imported) and loads only its module's app; an
-    unknown module is still reported against every module there is."""
+    registered, its service is not imported) or httpx's own CLI (click, rich, pygments,
+    installed here by the dev extra), and loads only its module's app; an unknown
+    module is still reported against every module there is."""
     probe = (
         "import sys, connector.core.loader as loader\n"
         "from connector.tools.cli import main\n"
         "seen = []\n"
         "real = loader._load_app_modules\n"
         "loader._load_app_modules = lambda p, s, m, c: seen.append(m.name) or real(p, s, m, c)\n"
-        "code = main(['run', 'segment.track', '-c', sys.argv[1], '--dry-run', '-p', sys.argv[2]])\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'uvicorn')))\n"
+        "code = main(['run', 'segment.track', '-c', sys.argv[1], '-p', sys.argv[2]])\n"
+        "assert 'httpx' in sys.modules\n"
+        "heavy = ('fastapi', 'uvicorn', 'click', 'rich', 'pygments')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
         "print(seen)\n"
         "sys.exit(code)\n"
     )
-    conn = json.dumps({"writeKey": WRITE_KEY})
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
     params = json.dumps({"event": "E", "userId": "u"})
+    env = {**os.environ, "CONNECTOR_HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", probe, conn, params],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[-2:] == ["[]", "['segment']"]
+    assert len(sink.messages()) == 1
     unknown = error_of(cli("run", "segment.nope", "-c", conn))
     assert "livelike.track_event" in unknown["message"]
     assert "clevertap.upload_events" in unknown["message"]

@@ -208,3 +208,33 @@ def test_permanent_5xx_answers_are_not_retried_nor_stored(
     assert info.value.incomplete_id is None
     assert len(store) == 0
     store.close()
+
+
+def test_engines_load_the_tls_roots_once_a_process(
+    registry: connector.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every engine's own clients, sync and async, share one TLS context (httpx's
+    default roots): loading them costs each new client ~30 ms otherwise."""
+    from connector.core import transport
+
+    made: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        context = real(*args, **kwargs)
+        made.append(context)
+        return context
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    transport.tls_context.cache_clear()
+    try:
+        engines = [connector.Engine(registry) for _ in range(3)]
+        for engine in engines:
+            assert isinstance(engine.client, httpx.Client)
+            assert isinstance(engine.async_client, httpx.AsyncClient)
+        assert len(made) == 1
+        assert made[0].verify_mode.name == "CERT_REQUIRED"  # type: ignore[attr-defined]
+        for engine in engines:
+            engine.close()
+    finally:
+        transport.tls_context.cache_clear()

@@ -133,7 +133,9 @@ class Engine:
         if self._client is None:
             import httpx
 
-            self._client = httpx.Client(follow_redirects=False)
+            from connector.core.transport import tls_context
+
+            self._client = httpx.Client(follow_redirects=False, verify=tls_context())
         return self._client
 
     @property
@@ -573,4 +575,6 @@ def _running_loop() -> object | None:
 def _new_async_client() -> httpx.AsyncClient:
     import httpx
 
-    return httpx.AsyncClient(follow_redirects=False)
+    from connector.core.transport import tls_context
+
+    return httpx.AsyncClient(follow_redirects=False, verify=tls_context())

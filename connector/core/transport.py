@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -54,9 +56,19 @@ __all__ = [
     "Sender",
     "error_for_status",
     "retry_delay",
+    "tls_context",
 ]
 
 logger = get_logger("connector.core.transport")
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings of the engine's own clients, made once a process: httpx's
+    default (certifi's roots, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``). Loading the roots
+    costs ~30 ms; each new client would pay it again (``run --batch`` makes this before
+    it forks its workers, so they share it)."""
+    return httpx.create_ssl_context()
 
 #: Status -> error class, when the app does not say otherwise.
 DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {

@@ -224,6 +224,10 @@ def _run_batch_in_workers(
             if store is not None:
                 store.close()
 
+    from connector.core.transport import tls_context
+
+    tls_context()  # httpx and its TLS roots: loaded once, shared by the workers
+
     gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
     progress = not args.no_progress and sys.stderr.isatty()
     sys.stdout.flush()
@@ -656,9 +660,19 @@ def _verbose_anywhere(sub: Any) -> None:
         )
 
 
+def _skip_httpx_cli() -> None:
+    """httpx 0.28 imports its own command-line client (click, rich, pygments: ~45 ms)
+    whenever those are installed, as they are next to the ``serve`` extra. This process
+    never runs httpx's CLI, so it is marked absent before httpx is imported; library
+    hosts, whose processes are their own, are left alone."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from connector.core.redaction import RedactingWriter, pin_redactors
 
+    _skip_httpx_cli()
     # Every line this process prints passes the redaction chokepoint, and the secrets
     # of the connections it used are kept until it ends (errors print after the engine
     # closed). See connector.core.redaction.
