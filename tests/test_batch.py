@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -1098,3 +1099,25 @@ def test_a_line_reads_as_the_standard_library_reads_it(value: Any, ascii_only: b
     raw = json.dumps({"parameters": value}, ensure_ascii=ascii_only).encode()
     got, expected = _parse(raw, 1), json.loads(raw)
     assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_worker_pipes_hold_a_whole_chunk() -> None:
+    """Each pipe to a worker holds a chunk ahead (Linux), so dealing one worker its next
+    chunk does not wait for it to finish the one it is on."""
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_GETPIPE_SZ"):
+        pytest.skip("no pipe sizes on this system")
+    from connector.tools import batch_workers
+
+    read, write = os.pipe()
+    try:
+        batch_workers._widen(write)
+        size = fcntl.fcntl(write, fcntl.F_GETPIPE_SZ)
+        with open("/proc/sys/fs/pipe-max-size") as limit:
+            allowed = int(limit.read())
+        assert size >= min(batch_workers.PIPE_BYTES, allowed)
+        # A chunk of the benchmark's ~470-byte lines fits.
+        assert batch_workers.PIPE_BYTES >= batch_workers.CHUNK_LINES * 600
+    finally:
+        os.close(read)
+        os.close(write)

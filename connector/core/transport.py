@@ -70,6 +70,7 @@ def tls_context() -> ssl.SSLContext:
     it forks its workers, so they share it)."""
     return httpx.create_ssl_context()
 
+
 #: Status -> error class, when the app does not say otherwise.
 DEFAULT_STATUS_ERRORS: dict[int, type[RunError]] = {
     400: DataError,

@@ -11,7 +11,8 @@ two workers' requests are out at once.
 
 Memory stays flat: a worker reads its next chunk only when its batch run asks for more
 input (a batch run reads ahead at most its pending limit), the parent deals chunks
-round robin and so blocks on the slowest worker's pipe, and answers wait in the parent
+round robin and so blocks on the slowest worker's pipe (each pipe holds one chunk
+ahead, :data:`PIPE_BYTES`), and answers wait in the parent
 only until the chunks before them are written. The parent never waits for an answer
 while it still has lines to deal: a worker holds a batch's answers until it reads its
 next line, so waiting there could wait forever.
@@ -38,7 +39,7 @@ from connector.tools.batch_file import BatchFileRun, Progress, _Tally
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["CHUNK_LINES", "default_workers", "run_in_workers"]
+__all__ = ["CHUNK_LINES", "PIPE_BYTES", "default_workers", "run_in_workers"]
 
 #: Lines dealt to a worker at a time.
 CHUNK_LINES = 1000
@@ -55,6 +56,23 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, 4))
+
+
+#: Bytes a pipe to or from a worker holds (Linux's default is 64 KiB).
+PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """Let the pipe hold a whole chunk (~0.5 MB of lines), so that dealing the next
+    chunk to one worker never waits for it to finish the one it is on while the other
+    worker runs dry (round robin would otherwise keep the workers in lock step, each
+    cycle as slow as the slower one). Where that is not allowed, the default stays."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 class _Worker:
@@ -204,6 +222,8 @@ def run_in_workers(
     for _ in range(count):
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
+        _widen(to_w)
+        _widen(from_w)
         pid = os.fork()
         if pid == 0:  # the worker
             _child(
