@@ -54,6 +54,7 @@ from connector.templating.sandbox import (
     bounded_concat,
     materialise,
     sized,
+    sized_in,
 )
 
 __all__ = ["Fallback", "FastFunction", "expression_function", "tree_function"]
@@ -279,8 +280,8 @@ class _Generator:
         """A literal through the size guard templates.py puts around it for Jinja."""
         if self.jinja.globals[SIZE_GUARD] is not sized:
             raise _Unsupported("size guard")
-        self.calls = True
-        return f"{self.bind(sized)}({source})"
+        self.calls = True  # so the function arms a budget, _b, which sized_in spends
+        return f"{self.bind(sized_in)}(_b, {source})"
 
     def _List(self, node: nodes.List) -> str:
         return self._literal("[" + ", ".join(self.expr(i) for i in node.items) + "]")
