@@ -32,6 +32,7 @@ __all__ = [
     "FORMATS",
     "coerce_scalar",
     "format_datetime",
+    "iso_seconds",
     "parse_datetime",
     "time_zone",
     "utc_now_iso",
@@ -50,6 +51,12 @@ _EPOCH_MS_THRESHOLD = 10_000_000_000
 
 _SECOND: tuple[int, str] = (-1, "")
 _MILLISECOND: tuple[int, str] = (-1, "")
+
+
+def iso_seconds(timestamp: float) -> str:
+    """A Unix timestamp as ISO 8601 UTC to the second (``2024-05-01T12:00:00Z``): how the
+    incomplete store and the service show when something was created or received."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def utc_now_iso() -> str:
