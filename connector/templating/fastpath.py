@@ -463,21 +463,24 @@ def expression_function(node: nodes.Node, env: SandboxedEnvironment) -> FastFunc
     """A function evaluating one expression with ``env``'s filters and tests, as Jinja
     evaluates it in ``env``, or None when it is outside the subset."""
     generator = _Generator(env, None)
-    try:
-        generator.evaluate(node, "value", 1)
-    except _Unsupported:
-        return None
-    generator.emit("return value", 1)
-    return _finish(generator, generator.lines)
+    return _generated(generator, lambda: generator.evaluate(node, "value", 1), "value")
 
 
 def tree_function(node: Any, env: SandboxedEnvironment, drop: object) -> FastFunction | None:
     """One function rendering a compiled template tree (see templates.TemplateTree), or
     None when a part of it is outside the subset (the tree then renders node by node)."""
     generator = _Generator(env, drop)
+    return _generated(generator, lambda: generator.node(node, "result", 1), "result")
+
+
+def _generated(
+    generator: _Generator, write: Callable[[], None], result: str
+) -> FastFunction | None:
+    """The function ``write`` has the generator write, returning ``result``; None when
+    it meets a part outside the subset."""
     try:
-        generator.node(node, "result", 1)
+        write()
     except _Unsupported:
         return None
-    generator.emit("return result", 1)
+    generator.emit(f"return {result}", 1)
     return _finish(generator, generator.lines)
