@@ -351,18 +351,13 @@ class Engine:
     def finish(self, prepared: Prepared, response: httpx.Response) -> list[dict[str, Any]]:
         """The output bundles for a response: rendered by the module's template, then
         redacted and copied (they share no object with the engine or the input)."""
-        request, conn = prepared.request, prepared.connection
+        conn = prepared.connection
         bundles = output_bundles(
             prepared.module,
             conn,
             prepared.parameters,
             prepared.run,
-            {
-                "method": request.method,
-                "url": request.url,
-                "headers": conn.without_auth(request.headers),
-                "body": request.json_body,
-            },
+            _request_view(prepared),
             self.response_view(response),
         )
         return [conn.redact.data(b) for b in bundles]
@@ -389,6 +384,13 @@ class Engine:
         except RunError as exc:
             self._failed(execution_id, exc)
             raise
+        return self._delivered(prepared, execution_id, response)
+
+    def _delivered(
+        self, prepared: Prepared, execution_id: str | None, response: httpx.Response
+    ) -> list[dict[str, Any]]:
+        """After a send that did not fail, the same for run and arun: the run is
+        settled (the answer came), then its body is checked and shaped into bundles."""
         self._succeeded(execution_id)
         if prepared.module.response_check is not None:
             self.check_body(prepared, response)
@@ -401,7 +403,7 @@ class Engine:
 
         check = prepared.module.response_check
         assert check is not None
-        request, conn = prepared.request, prepared.connection
+        conn = prepared.connection
         view = self.response_view(response)
         scope = {
             "parameters": prepared.parameters,
@@ -409,12 +411,7 @@ class Engine:
             "run": prepared.run,
             "engine": ENGINE_INFO,
             "app": prepared.module.app.info,
-            "request": {
-                "method": request.method,
-                "url": request.url,
-                "headers": conn.without_auth(request.headers),
-                "body": request.json_body,
-            },
+            "request": _request_view(prepared),
             "response": {**view, "body": lenient(view["body"])},
         }
         check_response(check, scope, conn, prepared.module.id)
@@ -441,10 +438,7 @@ class Engine:
         except RunError as exc:
             self._failed(execution_id, exc)
             raise
-        self._succeeded(execution_id)
-        if prepared.module.response_check is not None:
-            self.check_body(prepared, response)
-        return self.finish(prepared, response)
+        return self._delivered(prepared, execution_id, response)
 
     # -- incomplete executions (write-ahead) --------------------------------------------
 
@@ -552,6 +546,17 @@ def _module_error(module: LoadedModule, exc: RunError) -> RunError:
     )
     mapped.incomplete_id = exc.incomplete_id
     return mapped
+
+
+def _request_view(prepared: Prepared) -> dict[str, Any]:
+    """What output and response-check templates see of the sent request: auth left out."""
+    request, conn = prepared.request, prepared.connection
+    return {
+        "method": request.method,
+        "url": request.url,
+        "headers": conn.without_auth(request.headers),
+        "body": request.json_body,
+    }
 
 
 def _parse_body(response: httpx.Response) -> Any:

@@ -105,6 +105,42 @@ def _too_large(request: PreparedRequest, limit: int, redact: Callable[[str], str
     return error
 
 
+class _BoundedBody:
+    """A streamed answer's body as it is read, refused past ``limit`` decoded bytes: by
+    its declared length before any chunk, else as soon as the chunks pass it. The sync
+    and async reads below differ only in how they iterate the chunks."""
+
+    __slots__ = ("_chunks", "_limit", "_redact", "_request", "_response", "_total")
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        limit: int,
+        request: PreparedRequest,
+        redact: Callable[[str], str],
+    ) -> None:
+        self._response = response
+        self._limit = limit
+        self._request = request
+        self._redact = redact
+        self._chunks: list[bytes] = []
+        self._total = 0
+        declared = _declared_length(response)
+        if declared is not None and declared > limit:
+            raise _too_large(request, limit, redact)
+
+    def add(self, chunk: bytes) -> None:
+        self._total += len(chunk)
+        if self._total > self._limit:
+            raise _too_large(self._request, self._limit, self._redact)
+        self._chunks.append(chunk)
+
+    def keep(self) -> None:
+        # What httpx's own read() does once it has the decoded bytes: later reads of
+        # .content/.text/.json() use them.
+        self._response._content = b"".join(self._chunks)
+
+
 def _declared_length(response: httpx.Response) -> int | None:
     try:
         return int(response.headers.get("content-length", ""))
@@ -112,42 +148,24 @@ def _declared_length(response: httpx.Response) -> int | None:
         return None
 
 
-def _keep(response: httpx.Response, chunks: list[bytes]) -> None:
-    # What httpx's own read() does once it has the decoded bytes: later reads of
-    # .content/.text/.json() use them.
-    response._content = b"".join(chunks)
-
-
 def _read_bounded(
     response: httpx.Response, limit: int, request: PreparedRequest, redact: Callable[[str], str]
 ) -> None:
     """Read a streamed answer's body, refusing it past ``limit`` decoded bytes."""
-    declared = _declared_length(response)
-    if declared is not None and declared > limit:
-        raise _too_large(request, limit, redact)
-    chunks, total = [], 0
+    body = _BoundedBody(response, limit, request, redact)
     for chunk in response.iter_bytes():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(request, limit, redact)
-        chunks.append(chunk)
-    _keep(response, chunks)
+        body.add(chunk)
+    body.keep()
 
 
 async def _aread_bounded(
     response: httpx.Response, limit: int, request: PreparedRequest, redact: Callable[[str], str]
 ) -> None:
     """:func:`_read_bounded` for an async answer."""
-    declared = _declared_length(response)
-    if declared is not None and declared > limit:
-        raise _too_large(request, limit, redact)
-    chunks, total = [], 0
+    body = _BoundedBody(response, limit, request, redact)
     async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > limit:
-            raise _too_large(request, limit, redact)
-        chunks.append(chunk)
-    _keep(response, chunks)
+        body.add(chunk)
+    body.keep()
 
 
 def error_for_status(status: int, overrides: Mapping[str, str]) -> type[RunError]:

@@ -32,6 +32,7 @@ __all__ = [
     "FORMATS",
     "coerce_scalar",
     "format_datetime",
+    "iso_seconds",
     "parse_datetime",
     "time_zone",
     "utc_now_iso",
@@ -50,6 +51,12 @@ _EPOCH_MS_THRESHOLD = 10_000_000_000
 
 _SECOND: tuple[int, str] = (-1, "")
 _MILLISECOND: tuple[int, str] = (-1, "")
+
+
+def iso_seconds(timestamp: float) -> str:
+    """A Unix timestamp as ISO 8601 UTC to the second (``2024-05-01T12:00:00Z``): how the
+    incomplete store and the service show when something was created or received."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def utc_now_iso() -> str:
@@ -181,26 +188,27 @@ def format_datetime(moment: datetime) -> str:
     )
 
 
+def _format_error(field: str, value: Any, what: str) -> DataError:
+    """A value of the right kind but not of the field's format (only built on failure,
+    so the coercers' happy path pays no extra call)."""
+    return DataError(
+        f"field {field!r} must be {what}, got {_describe(value)}", field=field, rule="format"
+    )
+
+
 def _date(value: Any, field: str) -> str:
     try:
         return format_datetime(parse_datetime(value))
     except (ValueError, OverflowError, OSError):
-        raise DataError(
-            f"field {field!r} must be a date (ISO 8601, or epoch seconds or milliseconds), "
-            f"got {_describe(value)}",
-            field=field,
-            rule="format",
+        raise _format_error(
+            field, value, "a date (ISO 8601, or epoch seconds or milliseconds)"
         ) from None
 
 
 def _email(value: Any, field: str) -> str:
     text = _text(value, field).strip()
     if not _EMAIL.match(text):
-        raise DataError(
-            f"field {field!r} must be an email address, got {_describe(value)}",
-            field=field,
-            rule="format",
-        )
+        raise _format_error(field, value, "an email address")
     return text
 
 
@@ -208,11 +216,7 @@ def _url(value: Any, field: str) -> str:
     text = _text(value, field).strip()
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise DataError(
-            f"field {field!r} must be an absolute http(s) URL, got {_describe(value)}",
-            field=field,
-            rule="format",
-        )
+        raise _format_error(field, value, "an absolute http(s) URL")
     return text
 
 

@@ -59,6 +59,7 @@ from connector.core.request import (
     join_url,
     normalize_query,
 )
+from connector.core.types import iso_seconds
 from connector.errors import (
     DataError,
     InvalidConfigurationError,
@@ -171,9 +172,11 @@ class IncompleteExecution:
             "messageId": self.message_id,
             "attempts": self.attempts,
             "error": self.error,
-            "created": _iso(self.created),
-            "updated": _iso(self.updated),
-            "claimedUntil": _iso(self.lease_until) if self.claimed and self.lease_until else None,
+            "created": iso_seconds(self.created),
+            "updated": iso_seconds(self.updated),
+            "claimedUntil": iso_seconds(self.lease_until)
+            if self.claimed and self.lease_until
+            else None,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,10 +217,6 @@ def _holder_alive(holder: str | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _body_record(content: bytes) -> dict[str, str]:
@@ -526,7 +525,7 @@ class IncompleteStore:
         execution = self.get(execution_id)
         _need_connection(connection)
         if not self._claim([execution_id]):
-            until = _iso(execution.lease_until or 0)
+            until = iso_seconds(execution.lease_until or 0)
             raise InvalidConfigurationError(
                 f"incomplete execution {execution_id} is being sent by another process "
                 f"(its claim holds until {until}); retry it later"

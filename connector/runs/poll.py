@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from connector.core.prepare import (
-    ENGINE_INFO,
     check_parameters,
     prepare_message,
     prepared_from,
@@ -42,7 +41,7 @@ from connector.core.prepare import (
 )
 from connector.core.types import parse_datetime
 from connector.errors import InvalidConfigurationError, RemoteRuntimeError
-from connector.runs.pages import pages
+from connector.runs.pages import first_scope, pages
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
@@ -98,14 +97,8 @@ def poll(
     prepared = prepared_from(module, conn, message)
     paging = module.paging
     assert paging is not None and paging.item_id is not None and paging.item_date is not None
-    scope: dict[str, Any] = {
-        "parameters": prepared.parameters,
-        "connection": conn.public,
-        "run": prepared.run,
-        "engine": ENGINE_INFO,
-        "app": module.app.info,
-        "state": since,
-    }
+    scope = first_scope(prepared)
+    scope["state"] = since
     fresh: dict[str, _Item] = {}
     for page_scope, items in pages(engine, module, conn, scope, prepared.request):
         for item in items:

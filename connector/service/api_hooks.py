@@ -8,7 +8,6 @@ deliveries signed with the hook's connection's shared secret. The lifecycle is i
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -16,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from connector.core.prepare import check_parameters
+from connector.core.types import iso_seconds
 from connector.errors import (
     DataError,
     InvalidAccessTokenError,
@@ -46,10 +46,6 @@ public = APIRouter(tags=["webhook deliveries"])
 State = Annotated[ServiceState, Depends(service)]
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
 def _describe(hook: Hook, state: ServiceState, request: Request) -> dict[str, Any]:
     base = state.public_url or str(request.base_url).rstrip("/")
     return {
@@ -58,7 +54,7 @@ def _describe(hook: Hook, state: ServiceState, request: Request) -> dict[str, An
         "connection": hook.connection_id,
         "parameters": hook.parameters,
         "url": f"{base}/hooks/{hook.id}",
-        "created": _iso(hook.created),
+        "created": iso_seconds(hook.created),
     }
 
 
@@ -139,7 +135,7 @@ async def read_bundles(
                     "id": b.id,
                     "deliveryId": b.delivery_id,
                     "bundle": b.bundle,
-                    "received": _iso(b.received),
+                    "received": iso_seconds(b.received),
                 }
                 for b in found
             ]

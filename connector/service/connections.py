@@ -22,6 +22,7 @@ import orjson
 
 from connector.core.connection import Connection
 from connector.core.registry import Registry
+from connector.core.types import iso_seconds
 from connector.errors import InvalidConfigurationError
 from connector.service.db import Database
 from connector.service.secretbox import SecretBox
@@ -54,12 +55,8 @@ class StoredConnection:
             "label": self.label,
             "fields": self.public,
             "secrets": self.secret_names,
-            "created": _iso(self.created),
+            "created": iso_seconds(self.created),
         }
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class ConnectionStore:

@@ -56,6 +56,12 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    """An input model's config: extra keys refused, as for every :class:`_In`, and the
+    examples its OpenAPI document shows."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
+
+
 class ErrorDetail(BaseModel):
     type: str = Field(description="Make's error type, e.g. DataError, InvalidAccessTokenError.")
     message: str
@@ -86,17 +92,12 @@ class ModulesOut(BaseModel):
 
 
 class ConnectionIn(_In):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "app": "segment",
-                    "label": "production",
-                    "values": {**_EXAMPLE_CONNECTION, "sharedSecret": "whsec_example_42"},
-                }
-            ]
-        },
+    model_config = _examples(
+        {
+            "app": "segment",
+            "label": "production",
+            "values": {**_EXAMPLE_CONNECTION, "sharedSecret": "whsec_example_42"},
+        }
     )
     app: str = Field(min_length=1, max_length=200, description="The app, e.g. segment.")
     values: dict[str, Any] = Field(description="The connection's fields, secrets included.")
@@ -117,18 +118,13 @@ class ConnectionsOut(BaseModel):
 
 
 class RunIn(_In):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "connection": _EXAMPLE_CONNECTION,
-                    "parameters": {"event": "Signed Up", "userId": "{{ webhook.id }}"},
-                    "context": {"webhook": {"id": "u-1"}},
-                },
-                {"connection": "conn_Q2hlY2tlZA", "parameters": {"event": "E", "userId": "u-1"}},
-            ]
+    model_config = _examples(
+        {
+            "connection": _EXAMPLE_CONNECTION,
+            "parameters": {"event": "Signed Up", "userId": "{{ webhook.id }}"},
+            "context": {"webhook": {"id": "u-1"}},
         },
+        {"connection": "conn_Q2hlY2tlZA", "parameters": {"event": "E", "userId": "u-1"}},
     )
 
     connection: ConnectionRef = Field(
@@ -164,9 +160,7 @@ class ExecutionsOut(BaseModel):
 
 
 class RetryIn(_In):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"connection": _EXAMPLE_CONNECTION}]}
-    )
+    model_config = _examples({"connection": _EXAMPLE_CONNECTION})
     connection: ConnectionRef = Field(
         description="The connection to send with (secrets are never stored with the run)."
     )
@@ -181,17 +175,12 @@ class DeletedOut(BaseModel):
 
 
 class HookIn(_In):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "module": "segment.watch_events",
-                    "connection": "conn_Q2hlY2tlZA",
-                    "parameters": {"types": ["track"]},
-                }
-            ]
-        },
+    model_config = _examples(
+        {
+            "module": "segment.watch_events",
+            "connection": "conn_Q2hlY2tlZA",
+            "parameters": {"types": ["track"]},
+        }
     )
     module: str = Field(min_length=1, max_length=200, description="An instant trigger.")
     connection: str = Field(

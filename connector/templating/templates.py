@@ -28,6 +28,7 @@ from connector.templating.budget import render_budget
 from connector.templating.fastpath import Fallback, FastFunction, expression_function, tree_function
 from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import (
+    _FILTER_FAILURES,
     COMPARE_GUARD,
     CONCAT_GUARD,
     LOOP_GUARD,
@@ -53,17 +54,9 @@ _ENV = environment()
 #: What rendering an untrusted template may raise: a template error, a sandbox limit, or
 #: a filter given the wrong kind of value. Callers turn these into the right RunError.
 #: AttributeError and LookupError: Jinja's own filters raise them for values of the
-#: wrong kind (``'x' | dictsort``, ``'a'.encode('nope')``).
-RENDER_FAILURES: tuple[type[BaseException], ...] = (
-    TemplateError,
-    OverflowError,
-    TypeError,
-    ValueError,
-    ArithmeticError,
-    RecursionError,
-    AttributeError,
-    LookupError,
-)
+#: wrong kind (``'x' | dictsort``, ``'a'.encode('nope')``). The sandbox's own set, by
+#: design: what a filter may raise as it is is exactly what a render may fail with.
+RENDER_FAILURES: tuple[type[BaseException], ...] = _FILTER_FAILURES
 _SINGLE_EXPRESSION = re.compile(r"\s*\{\{.*\}\}\s*", re.DOTALL)
 
 

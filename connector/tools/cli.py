@@ -185,6 +185,15 @@ def _workers(args: argparse.Namespace) -> int:
     return int(args.workers) if args.workers is not None else default_workers()
 
 
+def _batch_path(args: argparse.Namespace) -> str:
+    """``--batch``'s file (``-``: stdin), refused as a usage error before anything runs
+    when there is no such file."""
+    path: str = args.batch
+    if path != "-" and not Path(path).is_file():
+        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    return path
+
+
 def _run_batch_in_workers(
     registry: Registry,
     args: argparse.Namespace,
@@ -201,9 +210,7 @@ def _run_batch_in_workers(
     from connector.tools.batch_file import open_batch, summary_line
     from connector.tools.batch_workers import run_in_workers
 
-    path = args.batch
-    if path != "-" and not Path(path).is_file():
-        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    path = _batch_path(args)
     with Engine(registry) as checking:  # no client is made: nothing is sent
         BatchPlan(checking, args.module, connection, store=None)
     store_path = None
@@ -274,9 +281,7 @@ def _run_batch(
     summary on stderr. See :mod:`connector.tools.batch_file`."""
     from connector.tools.batch_file import BatchFileRun, open_batch
 
-    path = args.batch
-    if path != "-" and not Path(path).is_file():
-        raise UsageError(f"--batch: no such file {path!r}", field="--batch")
+    path = _batch_path(args)
     engine.registry.get(args.module)  # an unknown module is a usage error, before reading
     progress = not args.no_progress and sys.stderr.isatty()
     with open_batch(path) as stream:

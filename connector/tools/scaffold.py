@@ -303,12 +303,16 @@ def _universal_module(app: str, module: str) -> dict[str, Any]:
     }
 
 
-_ITEM_FIELDS = [
-    {"name": "id", "type": "text", "label": "ID"},
-    {"name": "name", "type": "text", "label": "Name"},
-    {"name": "created_at", "type": "date", "label": "Created at"},
-]
-_ITEM_SAMPLE = {"id": "t-1", "name": "First thing", "created_at": "2026-01-01T00:00:00Z"}
+#: A search's and a polling trigger's output: one bundle per listed thing, as it is.
+_ITEM_OUTPUT = {
+    "bundle": "{{ item }}",
+    "fields": [
+        {"name": "id", "type": "text", "label": "ID"},
+        {"name": "name", "type": "text", "label": "Name"},
+        {"name": "created_at", "type": "date", "label": "Created at"},
+    ],
+    "sample": {"id": "t-1", "name": "First thing", "created_at": "2026-01-01T00:00:00Z"},
+}
 _CURSOR = {
     "query": {"cursor": "{{ response.body.next }}"},
     "condition": "{{ response.body.next }}",
@@ -336,7 +340,7 @@ def _search_module(app: str, module: str) -> dict[str, Any]:
         "request": {"method": "GET", "url": f"/{module}", "query": {"q": "{{ parameters.q }}"}},
         "response": {"iterate": "{{ response.body.data }}", "limit": "{{ parameters.limit }}"},
         "pagination": _CURSOR,
-        "output": {"bundle": "{{ item }}", "fields": _ITEM_FIELDS, "sample": _ITEM_SAMPLE},
+        "output": _ITEM_OUTPUT,
     }
 
 
@@ -354,7 +358,7 @@ def _trigger_module(app: str, module: str) -> dict[str, Any]:
         "response": {"iterate": "{{ response.body.data }}"},
         "pagination": _CURSOR,
         "trigger": {"id": "{{ item.id }}", "date": "{{ item.created_at }}"},
-        "output": {"bundle": "{{ item }}", "fields": _ITEM_FIELDS, "sample": _ITEM_SAMPLE},
+        "output": _ITEM_OUTPUT,
     }
 
 
