@@ -67,6 +67,7 @@ __all__ = [
     "COMPARE_GUARD",
     "CONCAT_GUARD",
     "EXTRA_FILTERS",
+    "FILTER_FAILURES",
     "LOOP_GUARD",
     "MAX_RANGE",
     "OUTPUT_GUARD",
@@ -480,7 +481,7 @@ EXTRA_FILTERS.update(FUNCTIONS)
 
 #: What a filter or test may raise as it is: what callers report as a template fault
 #: (templates.RENDER_FAILURES).
-_FILTER_FAILURES = (
+FILTER_FAILURES = (
     TemplateError,
     OverflowError,
     TypeError,
@@ -537,7 +538,7 @@ def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
                 overrun(budget)
         try:
             result = function(*args, **kwargs)
-        except _FILTER_FAILURES:
+        except FILTER_FAILURES:
             raise
         except Exception as exc:
             # Jinja's filters check some arguments with assert (truncate's length):

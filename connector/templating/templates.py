@@ -28,9 +28,9 @@ from connector.templating.budget import render_budget
 from connector.templating.fastpath import Fallback, FastFunction, expression_function, tree_function
 from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import (
-    _FILTER_FAILURES,
     COMPARE_GUARD,
     CONCAT_GUARD,
+    FILTER_FAILURES,
     LOOP_GUARD,
     OUTPUT_GUARD,
     SIZE_GUARD,
@@ -56,7 +56,7 @@ _ENV = environment()
 #: AttributeError and LookupError: Jinja's own filters raise them for values of the
 #: wrong kind (``'x' | dictsort``, ``'a'.encode('nope')``). The sandbox's own set, by
 #: design: what a filter may raise as it is is exactly what a render may fail with.
-RENDER_FAILURES: tuple[type[BaseException], ...] = _FILTER_FAILURES
+RENDER_FAILURES: tuple[type[BaseException], ...] = FILTER_FAILURES
 _SINGLE_EXPRESSION = re.compile(r"\s*\{\{.*\}\}\s*", re.DOTALL)
 
 
