@@ -342,8 +342,12 @@ def test_a_library_load_writes_nothing_unasked(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert "segment.track" in connector.load().module_ids()
     assert list(tmp_path.rglob("*.pickle")) == []
+    from connector.core import loader
+
+    monkeypatch.setattr(loader, "_POLL", [])  # as in a new process
     connector.load(cache=True)
-    assert len(list((tmp_path / "connector-home" / "cache").glob("*.pickle"))) == len(_files())
+    # One entry a manifest file, and one for the engine's poll parameters.
+    assert len(list((tmp_path / "connector-home" / "cache").glob("*.pickle"))) == len(_files()) + 1
 
 
 @pytest.mark.parametrize(("cache", "stored"), [(None, True), ("off", False)])
@@ -357,7 +361,8 @@ def test_the_command_line_uses_the_cache_unless_turned_off(
     done = run_cli("modules", env=env)
     assert done.returncode == 0, done.stderr
     assert "segment.track" in done.stdout
-    assert len(list((tmp_path / "cache").glob("*.pickle"))) == (len(_files()) if stored else 0)
+    # One entry a manifest file, and one for the engine's poll parameters.
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == (len(_files()) + 1 if stored else 0)
 
 
 def test_no_home_directory_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,3 +376,28 @@ def test_no_home_directory_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     assert default_cache(True) is None
     assert "segment.track" in connector.load().module_ids()
+
+
+def test_the_engines_poll_parameters_are_cached_like_a_manifest(
+    store: ManifestCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every polling trigger gets the engine's poll parameters: validated once, then
+    read from the cache by the next process (building their validator costs ~30 ms)."""
+    from connector.core import loader
+    from connector.format.manifest import POLL_PARAMETERS, Parameter
+
+    monkeypatch.setattr(loader, "_POLL", [])
+    first = loader._poll_parameters(store)
+    assert [p.name for p in first] == [p["name"] for p in POLL_PARAMETERS]
+    assert first == tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
+
+    def no_validation(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(loader, "_POLL", [])  # a new process
+    monkeypatch.setattr(Parameter, "model_validate", no_validation)
+    assert loader._poll_parameters(store) == first
+    # Without a cache (or on a miss) they are validated.
+    monkeypatch.setattr(loader, "_POLL", [])
+    with pytest.raises(AssertionError, match="validated again"):
+        loader._poll_parameters(None)

@@ -9,7 +9,6 @@ input too: any failure while reading one becomes a ManifestError, not a crash.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -79,12 +78,27 @@ _VERIFY_SCOPE = _APP_SCOPE | {"run"}
 _APP_FILTERS: ContextVar[frozenset[str]] = ContextVar("connector_app_filters", default=frozenset())
 
 
-@functools.cache
-def _poll_parameters() -> tuple[Parameter, ...]:
-    """Parameters every polling trigger gets from the engine. (Validated on first use:
-    building a model's validator costs a command's start-up ~30 ms, and a command that
-    loads no polling trigger, or loads it from the cache, never needs it.)"""
-    return tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
+#: The engine's poll parameters, validated (see _poll_parameters).
+_POLL: list[tuple[Parameter, ...]] = []
+
+
+def _poll_parameters(cache: ManifestCache | None) -> tuple[Parameter, ...]:
+    """Parameters every polling trigger gets from the engine, validated once a process,
+    or read from the manifest cache like a manifest (building the Parameter validator
+    costs a start ~30 ms). The cache's key covers the engine's own files, so a change to
+    POLL_PARAMETERS is validated again."""
+    if _POLL:
+        return _POLL[0]
+    key = cache.key(Parameter, b"engine poll parameters") if cache is not None else None
+    hit = cache.get(key) if cache is not None and key is not None else None
+    if type(hit) is tuple and all(type(p) is Parameter for p in hit):
+        parameters: tuple[Parameter, ...] = hit
+    else:
+        parameters = tuple(Parameter.model_validate(p) for p in POLL_PARAMETERS)
+        if cache is not None and key is not None:
+            cache.put(key, parameters)
+    _POLL.append(parameters)
+    return parameters
 
 
 def packaged_manifests_dir() -> Path:
@@ -465,7 +479,7 @@ def _load_module(
         # Where to start and how many items a poll hands over: the engine's parameters,
         # in the module's form like its own (the model refused clashing names).
         manifest = manifest.model_copy(
-            update={"parameters": [*manifest.parameters, *_poll_parameters()]}
+            update={"parameters": [*manifest.parameters, *_poll_parameters(cache)]}
         )
     if not manifest.id.startswith(app.name + "."):
         raise ManifestError(
