@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,11 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(
-    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The ``connector`` command in a real process, as a host scripts it."""
+    """The ``connector`` command in a real process, as a host scripts it (``input`` is
+    its standard input)."""
     return subprocess.run(
         [sys.executable, "-m", "connector", *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -37,6 +45,26 @@ def run_cli(
         cwd=cwd,
         env=env,
     )
+
+
+def kill_cli_after(sink: Sink, requests: int, *args: str, wait: float = 60) -> None:
+    """Start the ``connector`` command and SIGKILL it once ``sink`` has received
+    ``requests`` requests (within ``wait`` seconds): a crash mid-run, for the tests that
+    check what a killed run leaves behind."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + wait
+        while sink.requests_count < requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.requests_count >= requests
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
