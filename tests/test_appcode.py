@@ -97,33 +97,14 @@ def test_editing_the_code_changes_the_cache_key(tmp_path: Path) -> None:
 def test_signer_runs_in_the_cli_too(tmp_path: Path) -> None:
     """The fake API refuses unsigned requests: a CLI run that passes was signed."""
     with FakeAPI() as api:
-        done = run_cli(
-            "run",
-            "fakeapi.upload",
-            "-c",
-            json.dumps(api.connection()),
-            "-p",
-            '{"identity": "u", "name": "n", "when": 0}',
-            "--manifests",
-            str(APP_DIR),
-            "--no-packaged",
-            "--no-store",
-        )
+        upload = ("run", "fakeapi.upload", "-c", json.dumps(api.connection()))
+        upload += ("-p", '{"identity": "u", "name": "n", "when": 0}')
+        upload += ("--manifests", str(APP_DIR), "--no-packaged")
+        done = run_cli(*upload, "--no-store")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)[0]["processed"] == 1
         assert api.sent("/upload")[0].headers["x-signature"]
-        dry = run_cli(
-            "run",
-            "fakeapi.upload",
-            "-c",
-            json.dumps(api.connection()),
-            "-p",
-            '{"identity": "u", "name": "n", "when": 0}',
-            "--manifests",
-            str(APP_DIR),
-            "--no-packaged",
-            "--dry-run",
-        )
+        dry = run_cli(*upload, "--dry-run")
         assert json.loads(dry.stdout)["signer"] == "fakeapi/sign.py:sign"
 
 

@@ -76,8 +76,9 @@ def _check(error: RunError, sent: list[httpx.Request], stream: _Counting) -> Non
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("call", ["run", "arun"])
 def test_an_answer_over_the_limit_is_refused_while_it_streams(
-    registry: connector.Registry, shape: str
+    registry: connector.Registry, call: str, shape: str
 ) -> None:
     stream, sent = _Counting(10_000), []
 
@@ -85,26 +86,15 @@ def test_an_answer_over_the_limit_is_refused_while_it_streams(
         sent.append(request)
         return _reply(shape, stream)
 
-    with (
-        _engine(registry, handler, max_response_bytes=LIMIT) as engine,
-        pytest.raises(RunError) as info,
-    ):
-        engine.run(*TRACK)
-    _check(info.value, sent, stream)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-def test_an_async_answer_over_the_limit_is_refused_too(
-    registry: connector.Registry, shape: str
-) -> None:
-    stream, sent = _Counting(10_000), []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return _reply(shape, stream)
+    engine = _engine(registry, handler, max_response_bytes=LIMIT)
+    if call == "run":
+        with engine, pytest.raises(RunError) as info:
+            engine.run(*TRACK)
+        _check(info.value, sent, stream)
+        return
 
     async def main() -> RunError:
-        async with _engine(registry, handler, max_response_bytes=LIMIT) as engine:
+        async with engine:
             try:
                 await engine.arun(*TRACK)
             except RunError as exc:
