@@ -89,29 +89,14 @@ SHIPPED_MODULES = [
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _own_manifest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The tests, and the CLI processes they start, use a manifest cache of their own,
-    never the user's ~/.connector/cache."""
-    before = os.environ.get("CONNECTOR_CACHE")
-    os.environ["CONNECTOR_CACHE"] = str(tmp_path_factory.mktemp("manifest-cache"))
-    yield
-    if before is None:
-        os.environ.pop("CONNECTOR_CACHE", None)
-    else:
-        os.environ["CONNECTOR_CACHE"] = before
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _own_connector_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The tests, and the CLI processes they start, keep incomplete executions in a home
-    of their own, never the user's ~/.connector (whose store may be another version's)."""
-    before = os.environ.get("CONNECTOR_HOME")
-    os.environ["CONNECTOR_HOME"] = str(tmp_path_factory.mktemp("connector-home"))
-    yield
-    if before is None:
-        os.environ.pop("CONNECTOR_HOME", None)
-    else:
-        os.environ["CONNECTOR_HOME"] = before
+def _own_connector_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests, and the CLI processes they start, use a manifest cache and a home (for
+    incomplete executions) of their own, never the user's ~/.connector/cache or
+    ~/.connector (whose store may be another version's)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONNECTOR_CACHE", str(tmp_path_factory.mktemp("manifest-cache")))
+        patch.setenv("CONNECTOR_HOME", str(tmp_path_factory.mktemp("connector-home")))
+        yield
 
 
 @pytest.fixture(scope="session")
