@@ -16,6 +16,7 @@ from hypothesis import settings
 import connector
 from connector.format.manifest import RetrySpec
 from connector.testing.sink import Sink
+from tests.fakeapi import APP_DIR, FakeAPI
 
 # In CI the property tests draw the same examples every run (a failure there is then
 # reproducible from the log); locally they explore new ones each time.
@@ -102,6 +103,19 @@ def _own_connector_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 @pytest.fixture(scope="session")
 def registry() -> connector.Registry:
     return connector.load()
+
+
+@pytest.fixture(scope="session")
+def fakeapi_registry() -> connector.Registry:
+    """The fixture app tests/apps/fakeapi alone, without the packaged apps."""
+    return connector.load(APP_DIR, packaged=False)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeAPI]:
+    """tests/fakeapi.py's fake of an API, serving on 127.0.0.1 for one test."""
+    with FakeAPI() as running:
+        yield running
 
 
 @pytest.fixture

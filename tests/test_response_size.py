@@ -15,7 +15,7 @@ import pytest
 import connector
 from connector.errors import RunError
 from tests.conftest import FAST_RETRY, WRITE_KEY
-from tests.fakeapi import APP_DIR, FakeAPI
+from tests.fakeapi import FakeAPI
 
 LIMIT = 1000
 CHUNK = 100
@@ -123,13 +123,8 @@ def test_the_default_limit_is_16_mib(registry: connector.Registry) -> None:
 # -- against a real server on 127.0.0.1 ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fakeapi() -> connector.Registry:
-    return connector.load(APP_DIR, packaged=False)
-
-
-def test_a_large_page_from_a_real_server_is_refused(fakeapi: connector.Registry) -> None:
-    with FakeAPI() as api, connector.Engine(fakeapi, max_response_bytes=2000) as engine:
+def test_a_large_page_from_a_real_server_is_refused(fakeapi_registry: connector.Registry) -> None:
+    with FakeAPI() as api, connector.Engine(fakeapi_registry, max_response_bytes=2000) as engine:
         api.state.items = [{"id": f"i{n}", "name": "n" * 5000} for n in range(2)]
         with pytest.raises(RunError) as info:
             engine.run("fakeapi.list_items", api.connection(), {"limit": 10})
@@ -148,9 +143,9 @@ def test_a_large_page_from_a_real_server_is_refused(fakeapi: connector.Registry)
     ],
 )
 def test_the_pages_of_one_search_are_bounded_in_all(
-    fakeapi: connector.Registry, total: int, pages_read: int, refused: bool
+    fakeapi_registry: connector.Registry, total: int, pages_read: int, refused: bool
 ) -> None:
-    with FakeAPI() as api, connector.Engine(fakeapi, max_pages_bytes=total) as engine:
+    with FakeAPI() as api, connector.Engine(fakeapi_registry, max_pages_bytes=total) as engine:
         api.state.items = [{"id": f"i{n}", "name": f"item {n}"} for n in range(7)]
         if refused:
             with pytest.raises(RunError) as info:

@@ -21,6 +21,7 @@ import connector
 from connector.errors import RemoteConnectionError
 from connector.runs.poll import PollResult
 from connector.service import ServiceState, create_app
+from tests.fakeapi import FakeAPI
 from tests.test_service_support import SHARED_SECRET, TOKEN, WRITE_KEY
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -157,26 +158,18 @@ needs_kinds = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def fake_api() -> Iterator[Any]:
-    from tests.fakeapi import FakeAPI
-
-    with FakeAPI() as running:
-        yield running
-
-
 def _record(n: int, ts: int) -> dict[str, Any]:
     return {"id": f"r{n}", "event": "Charged", "ts": ts, "profile": {"identity": f"u{n}"}}
 
 
 @needs_kinds
 def test_poll_options_and_verify_over_http_against_the_fake_api(
-    tmp_path: Path, fake_api: Any
+    tmp_path: Path, fake_api: FakeAPI, fakeapi_registry: connector.Registry
 ) -> None:
-    from tests.fakeapi import APP_DIR, PASSCODE
+    from tests.fakeapi import PASSCODE
     from tests.test_service_support import served
 
-    registry = connector.load(APP_DIR, packaged=False)
+    registry = fakeapi_registry
     data = tmp_path / "data"
     with served(data, registry=registry) as service:
         http = service.client
