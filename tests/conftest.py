@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import settings
 
@@ -27,6 +28,28 @@ if os.environ.get("CI"):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_module(
+    module: str,
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` in a real process, output captured as text (``input``
+    is its standard input)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+        env=env,
+    )
+
+
 def run_cli(
     *args: str,
     cwd: Path = ROOT,
@@ -36,16 +59,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """The ``connector`` command in a real process, as a host scripts it (``input`` is
     its standard input)."""
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-        env=env,
-    )
+    return run_module("connector", *args, cwd=cwd, env=env, timeout=timeout, input=input)
 
 
 def kill_cli_after(sink: Sink, requests: int, *args: str, wait: float = 60) -> None:
@@ -116,6 +130,23 @@ def fake_api() -> Iterator[FakeAPI]:
     """tests/fakeapi.py's fake of an API, serving on 127.0.0.1 for one test."""
     with FakeAPI() as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def counting_engine(
+    registry: connector.Registry,
+) -> Iterator[tuple[connector.Engine, list[httpx.Request]]]:
+    """An engine over the packaged apps whose every request is answered 200 by a mock
+    transport and kept in the list beside it: for tests that check nothing was sent."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with connector.Engine(registry, client=client) as engine:
+        yield engine, sent
 
 
 @pytest.fixture
