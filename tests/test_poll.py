@@ -28,21 +28,6 @@ def record(n: int, ts: int, event: str = "Charged") -> dict[str, Any]:
     return {"id": f"r{n}", "event": event, "ts": ts, "profile": {"identity": f"u{n}"}}
 
 
-def polls(
-    fake_api: FakeAPI,
-    fakeapi_registry: connector.Registry,
-    parameters: dict[str, Any],
-    steps: list[tuple[list[dict[str, Any]], list[str]]],
-) -> None:
-    """Each step: records added before the poll, and the ids the poll must give."""
-    state: dict[str, Any] | None = None
-    with connector.Engine(fakeapi_registry) as engine:
-        for added, expected in steps:
-            fake_api.state.records.extend(added)
-            bundles, state = engine.poll(MODULE, fake_api.connection(), parameters, state)
-            assert [b["id"] for b in bundles] == expected, (added, state)
-
-
 D1, D2, D3 = 20260301090000, 20260301100000, 20260302080000
 
 POLL_CASES = [
@@ -94,7 +79,14 @@ def test_poll_sequences(
     parameters: dict[str, Any],
     steps: list[tuple[list[dict[str, Any]], list[str]]],
 ) -> None:
-    polls(fake_api, fakeapi_registry, {"eventName": "Charged", **parameters}, steps)
+    """Each step: records added before the poll, and the ids the poll must give."""
+    parameters = {"eventName": "Charged", **parameters}
+    state: dict[str, Any] | None = None
+    with connector.Engine(fakeapi_registry) as engine:
+        for added, expected in steps:
+            fake_api.state.records.extend(added)
+            bundles, state = engine.poll(MODULE, fake_api.connection(), parameters, state)
+            assert [b["id"] for b in bundles] == expected, (added, state)
 
 
 def test_poll_requests_and_state(fake_api: FakeAPI, fakeapi_registry: connector.Registry) -> None:
