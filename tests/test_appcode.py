@@ -15,7 +15,7 @@ import connector
 from connector.core.cache import ManifestCache
 from connector.core.loader import load_app
 from tests.conftest import run_cli
-from tests.fakeapi import APP_DIR, FakeAPI
+from tests.fakeapi import APP_DIR, PASSCODE, FakeAPI
 
 
 def _copy(tmp_path: Path, code: dict[str, Any] | None = None) -> Path:
@@ -121,7 +121,7 @@ def test_a_signer_that_fails_is_a_configuration_error(tmp_path: Path) -> None:
         assert api.state.received == []
     assert info.value.type == "InvalidConfigurationError"
     assert "KeyError" in info.value.message
-    assert api.connection()["passcode"] not in info.value.message  # redacted
+    assert PASSCODE not in info.value.message  # redacted
 
 
 def test_load_app_loads_code(tmp_path: Path) -> None:

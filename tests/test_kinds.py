@@ -161,7 +161,7 @@ def test_response_check_maps_errors_in_a_200_body(
         assert info.value.status == 200
         assert "bad event name" in info.value.message
     (sent,) = api.sent("/upload")
-    assert sent.body == {"d": [{"identity": "u1", "ts": 1772323200, "evtName": name}]}
+    assert sent.json() == {"d": [{"identity": "u1", "ts": 1772323200, "evtName": name}]}
 
 
 # -- connections -------------------------------------------------------------------------

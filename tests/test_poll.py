@@ -104,12 +104,15 @@ def test_poll_requests_and_state(fake_api: FakeAPI, fakeapi_registry: connector.
         # The POST opened a cursor; GETs read 3 pages of 2 (mergeWithParent false).
         methods = [(r.method, r.query.get("cursor")) for r in fake_api.sent("/events.json")]
         assert methods == [("POST", None), ("GET", "c-0"), ("GET", "c-1"), ("GET", "c-2")]
-        assert fake_api.sent("/events.json")[0].body == {"event_name": "Charged", "from": 20000101}
+        assert fake_api.sent("/events.json")[0].json() == {
+            "event_name": "Charged",
+            "from": 20000101,
+        }
         fake_api.state.received.clear()
         again = engine.poll(MODULE, fake_api.connection(), {"eventName": "Charged"}, first.state)
         assert again.bundles == [] and again.state == first.state
         # The next poll asks the API from the state's day (state.since in the template).
-        assert fake_api.sent("/events.json")[0].body["from"] == 20260301
+        assert fake_api.sent("/events.json")[0].json()["from"] == 20260301
 
 
 def test_the_state_keeps_ids_as_digests_never_in_clear(

@@ -24,6 +24,8 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: The path as it came on the wire, still percent-encoded (``path`` is decoded).
+    target: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -70,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
             query,
             {k.lower(): v for k, v in self.headers.items()},
             body,
+            parts.path,
         )
         reply = fake.handle(request)
         data = json.dumps(reply.payload).encode()
