@@ -198,11 +198,7 @@ def test_clevertap_to_segment(engine: connector.Engine, sink: Sink) -> None:
             {"Amount": 300, "Currency": "USD", "Payment mode": "Credit Card"},
         )
         clevertap.add_event("Charged", "bob@example.com", now - timedelta(minutes=1), {"Amount": 5})
-        ct_conn = {
-            "accountId": clevertap.account_id,
-            "passcode": clevertap.passcode,
-            "host": clevertap.url,
-        }
+        ct_conn = clevertap.connection()
         segment = {"writeKey": WRITE_KEY, "host": sink.url}
         params = {"eventName": "Charged", "start": "all"}
 
