@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -80,6 +82,26 @@ def kill_cli_after(sink: Sink, requests: int, *args: str, wait: float = 60) -> N
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def write_app(root: Path, name: str, modules: dict[str, dict[str, Any]], **app: Any) -> Path:
+    """An app folder ``root/name`` for a test: its app.json (a label, a base URL and a
+    connection without auth unless ``app`` sets them) listing ``modules``, one manifest
+    file each. Load it with ``connector.load(folder, packaged=False)``."""
+    folder = root / name
+    folder.mkdir()
+    manifest = {
+        "name": name,
+        "label": name.title(),
+        "baseUrl": f"https://{name}.example",
+        "connection": {"auth": {"type": "none"}},
+        **app,
+        "modules": list(modules),
+    }
+    (folder / "app.json").write_text(json.dumps(manifest), encoding="utf-8")
+    for file, module in modules.items():
+        (folder / file).write_text(json.dumps(module), encoding="utf-8")
+    return folder
 
 
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"

@@ -23,7 +23,7 @@ import connector
 from connector.errors import RunError
 from connector.format.manifest import SignatureSpec
 from connector.runs.trigger import receive, sign
-from tests.conftest import WRITE_KEY, run_cli
+from tests.conftest import WRITE_KEY, run_cli, write_app
 from tests.fakes._server import FakeAPI, Reply, Request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,24 +277,16 @@ def test_sign(algorithm: Any, encoding: Any, prefix: str, expected: str) -> None
 
 
 def _app(tmp_path: Path, module: dict[str, Any], secret: bool = True) -> Path:
-    folder = tmp_path / "hooks"
-    folder.mkdir()
-    app = {
-        "name": "hooks",
-        "label": "Hooks",
-        "baseUrl": "https://hooks.example",
-        "connection": {
-            "fields": [
-                {"name": "token", "type": "text", "secret": secret},
-                {"name": "account", "type": "text"},
-            ],
-            "auth": {"type": "none"},
-        },
-        "modules": ["watch.json"],
-    }
-    (folder / "app.json").write_text(json.dumps(app))
-    (folder / "watch.json").write_text(json.dumps(module))
-    return folder
+    fields = [
+        {"name": "token", "type": "text", "secret": secret},
+        {"name": "account", "type": "text"},
+    ]
+    return write_app(
+        tmp_path,
+        "hooks",
+        {"watch.json": module},
+        connection={"fields": fields, "auth": {"type": "none"}},
+    )
 
 
 def _trigger(**changes: Any) -> dict[str, Any]:
