@@ -319,7 +319,8 @@ def test_exit_codes_are_documented() -> None:
 
 def test_run_loads_neither_the_service_nor_other_apps(sink: Sink, tmp_path: Path) -> None:
     """``connector run`` starts without FastAPI (the ``serve`` subcommand's parser is
-    registered, its service is not imported) or httpx's own CLI (click, rich, pygments,
+    registered, its service is not imported), asyncio (a synchronous run needs none) or
+    httpx's own CLI (click, rich, pygments,
     installed here by the dev extra), and loads only its module's app; an unknown
     module is still reported against every module there is."""
     probe = (
@@ -330,7 +331,7 @@ def test_run_loads_neither_the_service_nor_other_apps(sink: Sink, tmp_path: Path
         "loader._load_app_modules = lambda p, s, m, c: seen.append(m.name) or real(p, s, m, c)\n"
         "code = main(['run', 'segment.track', '-c', sys.argv[1], '-p', sys.argv[2]])\n"
         "assert 'httpx' in sys.modules\n"
-        "heavy = ('fastapi', 'uvicorn', 'click', 'rich', 'pygments')\n"
+        "heavy = ('fastapi', 'uvicorn', 'click', 'rich', 'pygments', 'asyncio')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
         "print(seen)\n"
         "sys.exit(code)\n"

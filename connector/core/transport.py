@@ -22,7 +22,6 @@ and the number of attempts. The path an error or log line quotes is redacted too
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import functools
 import random
@@ -60,6 +59,14 @@ __all__ = [
 ]
 
 logger = get_logger("connector.core.transport")
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    """asyncio.sleep, imported when an async run first waits (a synchronous command
+    never imports asyncio: ~12 ms of its start-up)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 @functools.cache
@@ -259,14 +266,14 @@ class Sender:
         *,
         retry: bool = True,
         sleep: Callable[[float], None] = time.sleep,
-        asleep: Callable[[float], Any] = asyncio.sleep,
+        asleep: Callable[[float], Any] | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.policy = policy if retry else policy.model_copy(update={"attempts": 1})
         self.max_response_bytes = max_response_bytes
         self.errors = errors
         self._sleep = sleep
-        self._asleep = asleep
+        self._asleep = asleep if asleep is not None else _asyncio_sleep
 
     def _build(
         self, client: httpx.Client | httpx.AsyncClient, req: PreparedRequest

@@ -51,7 +51,9 @@ from connector.templating.sandbox import (
     COMPARE_GUARD,
     CONCAT_GUARD,
     SIZE_GUARD,
+    UNBUDGETED_LITERALS,
     bounded_concat,
+    is_unguarded,
     materialise,
     sized,
     sized_in,
@@ -184,6 +186,10 @@ class _Generator:
         self.scope_names: set[str] = set()
         #: Whether the expression being written calls anything (and needs a budget).
         self.calls = False
+        #: Whether it calls anything that spends from its budget besides its literals'
+        #: size guard, and how many literals it builds (see UNBUDGETED_LITERALS).
+        self.spends = False
+        self.literals = 0
         #: Whether its value is one materialise leaves as it is (see _READ_CHECK).
         self.plain = True
         self.depth = 0
@@ -280,8 +286,10 @@ class _Generator:
         """A literal through the size guard templates.py puts around it for Jinja."""
         if self.jinja.globals[SIZE_GUARD] is not sized:
             raise _Unsupported("size guard")
-        self.calls = True  # so the function arms a budget, _b, which sized_in spends
-        return f"{self.bind(sized_in)}(_b, {source})"
+        self.calls = True
+        self.literals += 1
+        # _lb: the expression's budget (the function's _b), or None when it needs none.
+        return f"{self.bind(sized_in)}(_lb, {source})"
 
     def _List(self, node: nodes.List) -> str:
         return self._literal("[" + ", ".join(self.expr(i) for i in node.items) + "]")
@@ -312,7 +320,7 @@ class _Generator:
         if any(op.op not in _OPERATORS for op in node.ops):
             raise _Unsupported("compare")
         # The compare guard on the left operand, as templates.py puts it in for Jinja.
-        self.calls = True
+        self.calls = self.spends = True
         guard = self.bind(self.jinja.filters[COMPARE_GUARD])
         parts = [f"{guard}({self.expr(node.expr)})"]
         for op in node.ops:
@@ -322,7 +330,7 @@ class _Generator:
     def _Concat(self, node: nodes.Concat) -> str:
         if self.jinja.globals[CONCAT_GUARD] is not bounded_concat:
             raise _Unsupported("concat guard")
-        self.calls = True
+        self.calls = self.spends = True
         return f"{self.bind(bounded_concat)}(" + ", ".join(self.expr(n) for n in node.nodes) + ")"
 
     def _Test(self, node: nodes.Test) -> str:
@@ -340,6 +348,8 @@ class _Generator:
         if function is None or node.name.startswith("_"):
             raise _Unsupported("unknown filter or test")
         self.calls = True
+        if isinstance(node, nodes.Test) or not is_unguarded(node.name, function):
+            self.spends = True
         if isinstance(node, nodes.Filter) and node.name not in _PLAIN_FILTERS:
             self.plain = False
         parts: list[str] = []
@@ -362,21 +372,35 @@ class _Generator:
 
     def evaluate(self, node: nodes.Node, target: str, depth: int) -> None:
         """Lines that set ``target`` to one expression's result, as Jinja's render of
-        it returns it: within a budget of its own when it calls anything, and through
-        the result check (``materialise``)."""
-        self.calls = False
+        it returns it: within a budget of its own when it calls anything that could
+        exhaust one, and through the result check (``materialise``).
+
+        An expression whose only calls are the size guard of at most
+        UNBUDGETED_LITERALS literals and unguarded (linear) filters cannot exhaust a
+        budget's steps or work, whatever its data: it runs without one (its literals
+        are still refused past the output limit, by the same guard). What it gives up
+        is only the deadline's clock reading, for a run of linear work."""
+        self.calls = self.spends = False
+        self.literals = 0
         self.plain = True
         value = self.expr(node)
         if not self.calls:
             self.emit(f"{target} = {value}", depth)
             self.emit(_READ_CHECK.format(value=target), depth)
             return
-        if self.budgets:
-            # A budget of its own for this template: the function's, re-armed in place
-            # (budget.arm; the first template's is the one the function started with).
-            self.emit(f"_b[0] = {MAX_RENDER_STEPS}; _b[1] = {MAX_RENDER_WORK}", depth)
-            self.emit("_b[2] = _monotonic() + _b[3]", depth)
-        self.budgets += 1
+        if not self.spends and self.literals <= UNBUDGETED_LITERALS:
+            if self.literals:
+                self.emit("_lb = None", depth)
+        else:
+            if self.budgets:
+                # A budget of its own for this template: the function's, re-armed in
+                # place (budget.arm; the first template's is the one the function
+                # started with).
+                self.emit(f"_b[0] = {MAX_RENDER_STEPS}; _b[1] = {MAX_RENDER_WORK}", depth)
+                self.emit("_b[2] = _monotonic() + _b[3]", depth)
+            self.budgets += 1
+            if self.literals:
+                self.emit("_lb = _b", depth)
         self.emit(f"{target} = {value}", depth)
         check = _READ_CHECK if self.plain else _BUILT_CHECK
         for line in check.format(value=target).split("\n"):
@@ -463,21 +487,24 @@ def expression_function(node: nodes.Node, env: SandboxedEnvironment) -> FastFunc
     """A function evaluating one expression with ``env``'s filters and tests, as Jinja
     evaluates it in ``env``, or None when it is outside the subset."""
     generator = _Generator(env, None)
-    try:
-        generator.evaluate(node, "value", 1)
-    except _Unsupported:
-        return None
-    generator.emit("return value", 1)
-    return _finish(generator, generator.lines)
+    return _generated(generator, lambda: generator.evaluate(node, "value", 1), "value")
 
 
 def tree_function(node: Any, env: SandboxedEnvironment, drop: object) -> FastFunction | None:
     """One function rendering a compiled template tree (see templates.TemplateTree), or
     None when a part of it is outside the subset (the tree then renders node by node)."""
     generator = _Generator(env, drop)
+    return _generated(generator, lambda: generator.node(node, "result", 1), "result")
+
+
+def _generated(
+    generator: _Generator, write: Callable[[], None], result: str
+) -> FastFunction | None:
+    """The function ``write`` has the generator write, returning ``result``; None when
+    it meets a part outside the subset."""
     try:
-        generator.node(node, "result", 1)
+        write()
     except _Unsupported:
         return None
-    generator.emit("return result", 1)
+    generator.emit(f"return {result}", 1)
     return _finish(generator, generator.lines)

@@ -40,7 +40,15 @@ from jinja2.utils import _PassArg
 
 from connector.core.jsondata import loads_strict
 from connector.core.types import format_datetime, parse_datetime, utc_now_iso
-from connector.templating.budget import HEAVY, charge, current, overrun, spend
+from connector.templating.budget import (
+    HEAVY,
+    MAX_RENDER_STEPS,
+    MAX_RENDER_WORK,
+    charge,
+    current,
+    overrun,
+    spend,
+)
 from connector.templating.functions import FUNCTIONS
 from connector.templating.limits import (
     MAX_OUTPUT,
@@ -63,9 +71,11 @@ __all__ = [
     "MAX_RANGE",
     "OUTPUT_GUARD",
     "SIZE_GUARD",
+    "UNBUDGETED_LITERALS",
     "bounded_concat",
     "environment",
     "guard_filter",
+    "is_unguarded",
     "materialise",
     "sized",
     "sized_in",
@@ -379,6 +389,15 @@ _FLAT_SIZED = (str, bytes, bytearray, range)
 _WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
 
 
+#: Most literals an expression may build and still spend nothing else of a render's
+#: budget without being able to exhaust it. Each literal is refused past MAX_OUTPUT on
+#: its own, so L literals spend at most L * MAX_OUTPUT work and L steps: under the
+#: budget's MAX_RENDER_WORK and MAX_RENDER_STEPS for L up to this, whatever the data.
+#: (One literal's worth is left for what the result check may walk.) The fast path
+#: leaves such an expression unbudgeted (see fastpath.py).
+UNBUDGETED_LITERALS = min(MAX_RENDER_WORK // MAX_OUTPUT, MAX_RENDER_STEPS) - 1
+
+
 def sized(value: Any) -> Any:
     """A list, tuple or dict literal, if what it stands for is within the limit. (On
     every fast-path render of a literal: a literal holding numbers, booleans, None,
@@ -480,6 +499,12 @@ _FILTER_FAILURES = (
 #: the clock. (Every Segment message body calls them: the guard would be a third of its
 #: fast-path render.)
 _LINEAR_FILTERS = {"merge": _merge, "compact": _compact}
+
+
+def is_unguarded(name: str, function: Callable[..., Any]) -> bool:
+    """Whether ``function``, the filter ``name`` of an environment, runs unguarded
+    (spending nothing of a render's budget): one of the linear filters above."""
+    return _LINEAR_FILTERS.get(name) is function
 
 
 def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:

@@ -216,6 +216,8 @@ def run_in_workers(
 ) -> _Tally:
     """The batch file through ``count`` forked workers; its tally. Output line N still
     answers input line N."""
+    with contextlib.suppress(ImportError):
+        import ctypes  # noqa: F401  (what _die_with uses: imported once, not per worker)
     workers: list[_Worker] = []
     parent_fds: list[int] = []
     parent = os.getpid()
