@@ -88,15 +88,8 @@ def clevertap_to_segment(tmp: Path, segment: Path, store: Path, seen: int) -> No
             "Charged", "bob@example.com", now - timedelta(minutes=10), {"Amount": 5}
         )
         conn = tmp / "clevertap.json"
-        conn.write_text(
-            json.dumps(
-                {
-                    "accountId": clevertap.account_id,
-                    "passcode": clevertap.passcode,
-                    "host": clevertap.url,  # the local fake instead of us1.api.clevertap.com
-                }
-            )
-        )
+        # The local fake's URL as the host, instead of us1.api.clevertap.com.
+        conn.write_text(json.dumps(clevertap.connection()))
         state = tmp / "clevertap-state.json"
         watch = {"eventName": "Charged", "start": "all"}
         print(f"== CleverTap -> Segment (a CleverTap fake on {clevertap.url})")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from hypothesis import settings
 
 import connector
 from connector.format.manifest import RetrySpec
 from connector.testing.sink import Sink
+from tests.fakeapi import APP_DIR, FakeAPI
 
 # In CI the property tests draw the same examples every run (a failure there is then
 # reproducible from the log); locally they explore new ones each time.
@@ -24,12 +30,19 @@ if os.environ.get("CI"):
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(
-    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+def run_module(
+    module: str,
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The ``connector`` command in a real process, as a host scripts it."""
+    """``python -m MODULE ARGS`` in a real process, output captured as text (``input``
+    is its standard input)."""
     return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
+        [sys.executable, "-m", module, *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -37,6 +50,58 @@ def run_cli(
         cwd=cwd,
         env=env,
     )
+
+
+def run_cli(
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The ``connector`` command in a real process, as a host scripts it (``input`` is
+    its standard input)."""
+    return run_module("connector", *args, cwd=cwd, env=env, timeout=timeout, input=input)
+
+
+def kill_cli_after(sink: Sink, requests: int, *args: str, wait: float = 60) -> None:
+    """Start the ``connector`` command and SIGKILL it once ``sink`` has received
+    ``requests`` requests (within ``wait`` seconds): a crash mid-run, for the tests that
+    check what a killed run leaves behind."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + wait
+        while sink.requests_count < requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sink.requests_count >= requests
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def write_app(root: Path, name: str, modules: dict[str, dict[str, Any]], **app: Any) -> Path:
+    """An app folder ``root/name`` for a test: its app.json (a label, a base URL and a
+    connection without auth unless ``app`` sets them) listing ``modules``, one manifest
+    file each. Load it with ``connector.load(folder, packaged=False)``."""
+    folder = root / name
+    folder.mkdir()
+    manifest = {
+        "name": name,
+        "label": name.title(),
+        "baseUrl": f"https://{name}.example",
+        "connection": {"auth": {"type": "none"}},
+        **app,
+        "modules": list(modules),
+    }
+    (folder / "app.json").write_text(json.dumps(manifest), encoding="utf-8")
+    for file, module in modules.items():
+        (folder / file).write_text(json.dumps(module), encoding="utf-8")
+    return folder
 
 
 WRITE_KEY = "wk_Test_9f8e7d6c5b4a"
@@ -61,34 +126,49 @@ SHIPPED_MODULES = [
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _own_manifest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The tests, and the CLI processes they start, use a manifest cache of their own,
-    never the user's ~/.connector/cache."""
-    before = os.environ.get("CONNECTOR_CACHE")
-    os.environ["CONNECTOR_CACHE"] = str(tmp_path_factory.mktemp("manifest-cache"))
-    yield
-    if before is None:
-        os.environ.pop("CONNECTOR_CACHE", None)
-    else:
-        os.environ["CONNECTOR_CACHE"] = before
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _own_connector_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The tests, and the CLI processes they start, keep incomplete executions in a home
-    of their own, never the user's ~/.connector (whose store may be another version's)."""
-    before = os.environ.get("CONNECTOR_HOME")
-    os.environ["CONNECTOR_HOME"] = str(tmp_path_factory.mktemp("connector-home"))
-    yield
-    if before is None:
-        os.environ.pop("CONNECTOR_HOME", None)
-    else:
-        os.environ["CONNECTOR_HOME"] = before
+def _own_connector_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests, and the CLI processes they start, use a manifest cache and a home (for
+    incomplete executions) of their own, never the user's ~/.connector/cache or
+    ~/.connector (whose store may be another version's)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONNECTOR_CACHE", str(tmp_path_factory.mktemp("manifest-cache")))
+        patch.setenv("CONNECTOR_HOME", str(tmp_path_factory.mktemp("connector-home")))
+        yield
 
 
 @pytest.fixture(scope="session")
 def registry() -> connector.Registry:
     return connector.load()
+
+
+@pytest.fixture(scope="session")
+def fakeapi_registry() -> connector.Registry:
+    """The fixture app tests/apps/fakeapi alone, without the packaged apps."""
+    return connector.load(APP_DIR, packaged=False)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeAPI]:
+    """tests/fakeapi.py's fake of an API, serving on 127.0.0.1 for one test."""
+    with FakeAPI() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def counting_engine(
+    registry: connector.Registry,
+) -> Iterator[tuple[connector.Engine, list[httpx.Request]]]:
+    """An engine over the packaged apps whose every request is answered 200 by a mock
+    transport and kept in the list beside it: for tests that check nothing was sent."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with connector.Engine(registry, client=client) as engine:
+        yield engine, sent
 
 
 @pytest.fixture

@@ -8,28 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes import _server
+from tests.fakes._server import Reply, Request
 
 APP_DIR = Path(__file__).resolve().parent / "apps" / "fakeapi"
 ACCOUNT = "acct-7f3a9c21"
 PASSCODE = "pass-Secret-5e8d2b"
 WORKSPACE = "ws-blue"
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
 
 
 @dataclass
@@ -43,66 +33,38 @@ class FakeState:
     check_signature: bool = True
     #: The cursor a POST to /events.json opened: (records, page size).
     cursor: tuple[list[dict[str, Any]], int] = ([], 2)
-    received: list[Received] = field(default_factory=list)
+    received: list[Request] = field(default_factory=list)
     #: Called with each request as it arrives, before it is answered.
-    on_request: Callable[[Received], None] | None = None
+    on_request: Callable[[Request], None] | None = None
 
 
-class FakeAPI:
-    """``with FakeAPI() as api:`` serves until the block ends; ``api.url`` is its base."""
+class FakeAPI(_server.FakeAPI):
+    """``with FakeAPI() as api:`` serves until the block ends; ``api.url`` is its base.
+    Every request goes through :func:`route` after the credential and signature
+    checks, and is kept in ``state.received`` (``request.target`` is its path as sent)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = FakeState()
+
+    def handle(self, request: Request) -> Reply:
         state = self.state
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self) -> None:
-                url = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.loads(raw) if raw else None
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                state.received.append(Received(self.command, url.path, query, headers, body))
-                if state.on_request is not None:
-                    state.on_request(state.received[-1])
-                if url.path == "/echo":
-                    return self._answer(200, {"headers": headers, "query": query})
-                if headers.get("x-account-id") != ACCOUNT or headers.get("x-passcode") != PASSCODE:
-                    return self._answer(401, {"error": "bad credentials"})
-                if state.check_signature:
-                    message = f"{self.command} {url.path}\n".encode() + raw
-                    good = hmac.new(PASSCODE.encode(), message, hashlib.sha256).hexdigest()
-                    if headers.get("x-signature") != good:
-                        return self._answer(401, {"error": "bad signature"})
-                if "x-next" in headers:  # a cursor sent as a header instead
-                    query = {**query, "next": headers["x-next"]}
-                status, answer = route(state, self.command, unquote(url.path), query, body)
-                self._answer(status, answer)
-
-            do_GET = do_POST = _handle
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeAPI:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        state.received.append(request)
+        if state.on_request is not None:
+            state.on_request(request)
+        headers, query = request.headers, request.query
+        if request.target == "/echo":
+            return Reply(200, {"headers": headers, "query": query})
+        if headers.get("x-account-id") != ACCOUNT or headers.get("x-passcode") != PASSCODE:
+            return Reply(401, {"error": "bad credentials"})
+        if state.check_signature:
+            message = f"{request.method} {request.target}\n".encode() + request.body
+            good = hmac.new(PASSCODE.encode(), message, hashlib.sha256).hexdigest()
+            if headers.get("x-signature") != good:
+                return Reply(401, {"error": "bad signature"})
+        if "x-next" in headers:  # a cursor sent as a header instead
+            query = {**query, "next": headers["x-next"]}
+        return Reply(*route(state, request.method, request.path, query, request.json()))
 
     def connection(self, **changes: Any) -> dict[str, Any]:
         values = {
@@ -114,8 +76,9 @@ class FakeAPI:
         values.update(changes)
         return values
 
-    def sent(self, path: str) -> list[Received]:
-        return [r for r in self.state.received if r.path == path]
+    def sent(self, path: str) -> list[Request]:
+        """The requests received on ``path`` as sent (percent-encoded)."""
+        return [r for r in self.state.received if r.target == path]
 
 
 def route(

@@ -15,7 +15,7 @@ import connector
 from connector.core.cache import ManifestCache
 from connector.core.loader import load_app
 from tests.conftest import run_cli
-from tests.fakeapi import APP_DIR, FakeAPI
+from tests.fakeapi import APP_DIR, PASSCODE, FakeAPI
 
 
 def _copy(tmp_path: Path, code: dict[str, Any] | None = None) -> Path:
@@ -97,33 +97,14 @@ def test_editing_the_code_changes_the_cache_key(tmp_path: Path) -> None:
 def test_signer_runs_in_the_cli_too(tmp_path: Path) -> None:
     """The fake API refuses unsigned requests: a CLI run that passes was signed."""
     with FakeAPI() as api:
-        done = run_cli(
-            "run",
-            "fakeapi.upload",
-            "-c",
-            json.dumps(api.connection()),
-            "-p",
-            '{"identity": "u", "name": "n", "when": 0}',
-            "--manifests",
-            str(APP_DIR),
-            "--no-packaged",
-            "--no-store",
-        )
+        upload = ("run", "fakeapi.upload", "-c", json.dumps(api.connection()))
+        upload += ("-p", '{"identity": "u", "name": "n", "when": 0}')
+        upload += ("--manifests", str(APP_DIR), "--no-packaged")
+        done = run_cli(*upload, "--no-store")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)[0]["processed"] == 1
         assert api.sent("/upload")[0].headers["x-signature"]
-        dry = run_cli(
-            "run",
-            "fakeapi.upload",
-            "-c",
-            json.dumps(api.connection()),
-            "-p",
-            '{"identity": "u", "name": "n", "when": 0}',
-            "--manifests",
-            str(APP_DIR),
-            "--no-packaged",
-            "--dry-run",
-        )
+        dry = run_cli(*upload, "--dry-run")
         assert json.loads(dry.stdout)["signer"] == "fakeapi/sign.py:sign"
 
 
@@ -140,7 +121,7 @@ def test_a_signer_that_fails_is_a_configuration_error(tmp_path: Path) -> None:
         assert api.state.received == []
     assert info.value.type == "InvalidConfigurationError"
     assert "KeyError" in info.value.message
-    assert api.connection()["passcode"] not in info.value.message  # redacted
+    assert PASSCODE not in info.value.message  # redacted
 
 
 def test_load_app_loads_code(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def fake() -> Iterator[CleverTapFake]:
 
 @pytest.fixture
 def conn(fake: CleverTapFake) -> dict[str, str]:
-    return {"accountId": ACCOUNT, "passcode": PASSCODE, "host": fake.url}
+    return fake.connection()
 
 
 def _now() -> datetime:

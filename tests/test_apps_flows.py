@@ -16,10 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from connector.errors import DataError, InvalidAccessTokenError, RunError
 from connector.testing.sink import Sink
 from tests.conftest import WRITE_KEY
 from tests.fakes import CleverTapFake, LiveLikeFake
+from tests.fakes._server import FakeAPI, Reply, Request
 
 SHARED_SECRET = "whsec_flow_4f3e2d1c"
 LIVELIKE_TOKEN = "ll_flow_producer_token"
@@ -56,41 +55,32 @@ TO_SEGMENT: dict[str, str] = json.loads(
 )
 
 
-class _Host:
+class _Host(FakeAPI):
     """The host side of a scenario: an HTTP endpoint for Segment's deliveries that runs
     the trigger and then the LiveLike module for each bundle."""
 
     def __init__(self, engine: connector.Engine, segment: dict[str, str], livelike: dict[str, str]):
+        super().__init__()
         self.engine, self.segment, self.livelike = engine, segment, livelike
-        host = self
+        self.route("POST", "/hooks/segment", self._deliver)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+    @property
+    def url(self) -> str:
+        return super().url + "/hooks/segment"
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, answer = host.deliver(dict(self.headers.items()), body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/segment"
-
-    def deliver(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+    def _deliver(self, request: Request, args: dict[str, str]) -> Reply:
         try:
             bundles = self.engine.handle_webhook(
-                "segment.watch_events", self.segment, {"types": ["track"]}, headers, body
+                "segment.watch_events",
+                self.segment,
+                {"types": ["track"]},
+                request.headers,
+                request.body,
             )
         except InvalidAccessTokenError as exc:
-            return 401, exc.to_dict()
+            return Reply(401, exc.to_dict())
         except DataError as exc:
-            return 400, exc.to_dict()
+            return Reply(400, exc.to_dict())
         results: list[Any] = []
         for bundle in bundles:
             try:
@@ -101,15 +91,7 @@ class _Host:
                 )
             except RunError as exc:  # one event's failure is reported, the rest still go
                 results.append({"error": exc.to_dict()})
-        return 200, {"results": results}
-
-    def __enter__(self) -> _Host:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return Reply(200, {"results": results})
 
 
 def _signed(body: bytes, secret: str = SHARED_SECRET) -> dict[str, str]:
@@ -216,11 +198,7 @@ def test_clevertap_to_segment(engine: connector.Engine, sink: Sink) -> None:
             {"Amount": 300, "Currency": "USD", "Payment mode": "Credit Card"},
         )
         clevertap.add_event("Charged", "bob@example.com", now - timedelta(minutes=1), {"Amount": 5})
-        ct_conn = {
-            "accountId": clevertap.account_id,
-            "passcode": clevertap.passcode,
-            "host": clevertap.url,
-        }
+        ct_conn = clevertap.connection()
         segment = {"writeKey": WRITE_KEY, "host": sink.url}
         params = {"eventName": "Charged", "start": "all"}
 

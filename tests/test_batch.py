@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 
 import connector
 from connector.testing.sink import Fault, Sink
-from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
+from tests.conftest import FAST_RETRY, WRITE_KEY, kill_cli_after, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "connector"]
 
 
 def run_batch_cli(sink: Sink, path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -330,7 +329,6 @@ def test_cli_batch_keeps_integers_orjson_would_round(sink: Sink, tmp_path: Path)
 def test_cli_batch_progress_only_on_a_terminal(sink: Sink, tmp_path: Path) -> None:
     import os
     import pty
-    import sys
 
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(track(i)) + "\n" for i in range(3000)))
@@ -875,9 +873,6 @@ def test_a_killed_batch_run_loses_nothing_and_replays_the_same_ids(
 ) -> None:
     """SIGKILL while batch requests are out: every line is either delivered or in the
     store, and `incomplete retry --all` sends the very messageIds written ahead."""
-    import os
-    import signal
-    import sys
     import time
 
     from connector.runs.incomplete import IncompleteStore
@@ -887,30 +882,9 @@ def test_a_killed_batch_run_loses_nothing_and_replays_the_same_ids(
     db = tmp_path / "kill.sqlite"
     conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
     sink.inject(Fault(status=None), Fault(status=503, retry_after="30"))  # 2nd request stalls
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "segment.track",
-            "-c",
-            conn,
-            "--batch",
-            str(path),
-            "--store",
-            str(db),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kill_cli_after(
+        sink, 2, "run", "segment.track", "-c", conn, "--batch", str(path), "--store", str(db)
     )
-    deadline = time.monotonic() + 60
-    while sink.requests_count < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sink.requests_count >= 2
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
     # Its worker processes ended with it: nothing more arrives.
     time.sleep(1)
     seen = sink.requests_count
@@ -1061,13 +1035,10 @@ def test_cli_batch_workers_from_stdin_at_volume(sink: Sink) -> None:
     that waited for answers while it still had lines to deal could wait forever)."""
     data = "".join(json.dumps(track(i)) + "\n" for i in range(20_000))
     conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
-    done = subprocess.run(
-        [*CLI, "run", "segment.track", "-c", conn, "--batch", "-", "--no-store", "--workers", "2"],
+    done = run_cli(
+        *("run", "segment.track", "-c", conn, "--batch", "-", "--no-store", "--workers", "2"),
         input=data,
-        capture_output=True,
-        text=True,
         timeout=180,
-        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

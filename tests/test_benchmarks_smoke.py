@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.cases import ROW_LABELS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import run_module
 
 
 def _official_installed() -> bool:
@@ -35,13 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_smoke_run_prints_every_case(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = run_module("benchmarks", "--smoke", "--json", str(out), timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     for label in ROW_LABELS:

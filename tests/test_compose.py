@@ -4,7 +4,6 @@ differential property test against Engine.prepare, errors included."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -15,45 +14,37 @@ import connector
 from connector.core.compose import compose_request
 from connector.core.prepare import check_parameters
 from connector.errors import RunError
+from tests.conftest import write_app
 
 CONNECTION = {"token": "tok-ABCDEFGHIJ", "ws": "blue", "host": "http://127.0.0.1:9/base"}
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> connector.Registry:
-    folder = tmp_path_factory.mktemp("apps") / "diff"
-    folder.mkdir()
-    (folder / "app.json").write_text(
-        json.dumps(
-            {
-                "name": "diff",
-                "label": "Diff",
-                "baseUrl": "{{ connection.host }}",
-                "connection": {
-                    "fields": [
-                        {"name": "token", "type": "text", "secret": True},
-                        {"name": "ws", "type": "text"},
-                        {"name": "host", "type": "url"},
-                    ],
-                    "auth": {"type": "bearer", "value": "{{ connection.token }}"},
-                },
-                "headers": {"X-Ws": "{{ connection.ws }}"},
-                "query": {"ws": "{{ connection.ws }}"},
-                "modules": ["raw.json"],
-            }
-        )
-    )
     parts = ("method", "url", "headers", "query", "body")
-    (folder / "raw.json").write_text(
-        json.dumps(
-            {
-                "id": "diff.raw",
-                "label": "Raw",
-                "description": "Every part from a parameter.",
-                "parameters": [{"name": p, "type": "any"} for p in parts],
-                "request": {p: "{{ parameters." + p + " }}" for p in parts},
-            }
-        )
+    raw = {
+        "id": "diff.raw",
+        "label": "Raw",
+        "description": "Every part from a parameter.",
+        "parameters": [{"name": p, "type": "any"} for p in parts],
+        "request": {p: "{{ parameters." + p + " }}" for p in parts},
+    }
+    fields = [
+        {"name": "token", "type": "text", "secret": True},
+        {"name": "ws", "type": "text"},
+        {"name": "host", "type": "url"},
+    ]
+    folder = write_app(
+        tmp_path_factory.mktemp("apps"),
+        "diff",
+        {"raw.json": raw},
+        baseUrl="{{ connection.host }}",
+        connection={
+            "fields": fields,
+            "auth": {"type": "bearer", "value": "{{ connection.token }}"},
+        },
+        headers={"X-Ws": "{{ connection.ws }}"},
+        query={"ws": "{{ connection.ws }}"},
     )
     return connector.load(folder, packaged=False)
 

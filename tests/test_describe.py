@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 import connector
 from connector.core.registry import Registry
 from connector.format.manifest import walk_parameters
-from tests.conftest import SHIPPED_MODULES, run_cli
+from tests.conftest import SHIPPED_MODULES, run_cli, write_app
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE_IDS = SHIPPED_MODULES
@@ -286,15 +286,6 @@ def test_describe_unknown_module(registry: Registry) -> None:
 
 
 def test_describe_nested_select_options_and_arrays(tmp_path: Path) -> None:
-    folder = tmp_path / "demo"
-    folder.mkdir()
-    app = {
-        "name": "demo",
-        "label": "Demo",
-        "baseUrl": "https://example.com",
-        "connection": {"auth": {"type": "none"}},
-        "modules": ["m.json"],
-    }
     module = {
         "id": "demo.m",
         "label": "M",
@@ -319,8 +310,7 @@ def test_describe_nested_select_options_and_arrays(tmp_path: Path) -> None:
         ],
         "request": {"url": "/m", "body": {"mode": "{{ parameters.mode }}"}},
     }
-    (folder / "app.json").write_text(json.dumps(app), encoding="utf-8")
-    (folder / "m.json").write_text(json.dumps(module), encoding="utf-8")
+    folder = write_app(tmp_path, "demo", {"m.json": module}, baseUrl="https://example.com")
     described = connector.load(folder, packaged=False).describe("demo.m")
     schema = described["parameters"]
     Draft202012Validator.check_schema(schema)

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 import connector
 from connector.runs.incomplete import IncompleteStore
 from connector.testing.sink import Fault, Sink
-from tests.conftest import FAST_RETRY, WRITE_KEY, run_cli
+from tests.conftest import FAST_RETRY, WRITE_KEY, kill_cli_after, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "connector"]
@@ -249,30 +248,8 @@ def test_sigkill_mid_retry_leaves_the_run_on_disk(sink: Sink, tmp_path: Path) ->
     conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
     # Every attempt fails and asks to wait 30 s: the process sits in its retry sleep.
     sink.inject(*[Fault(status=503, retry_after="30")] * 20)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            "segment.track",
-            "-c",
-            conn,
-            "-p",
-            json.dumps({"event": "Killed", "userId": "u-k"}),
-            "--store",
-            db,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while sink.requests_count < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sink.requests_count >= 1
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    event = json.dumps({"event": "Killed", "userId": "u-k"})
+    kill_cli_after(sink, 1, "run", "segment.track", "-c", conn, "-p", event, "--store", db, wait=30)
 
     with IncompleteStore(db) as store:
         [execution] = store.executions()

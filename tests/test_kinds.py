@@ -21,21 +21,15 @@ from tests.fakeapi import ACCOUNT, APP_DIR, PASSCODE, WORKSPACE, FakeAPI
 ITEMS = [{"id": f"i{n}", "name": f"item {n}"} for n in range(1, 8)]
 
 
-@pytest.fixture(scope="module")
-def registry() -> connector.Registry:
-    return connector.load(APP_DIR, packaged=False)
+@pytest.fixture
+def api(fake_api: FakeAPI) -> FakeAPI:
+    fake_api.state.items = list(ITEMS)
+    return fake_api
 
 
 @pytest.fixture
-def api() -> Iterator[FakeAPI]:
-    with FakeAPI() as running:
-        running.state.items = list(ITEMS)
-        yield running
-
-
-@pytest.fixture
-def engine(registry: connector.Registry) -> Iterator[connector.Engine]:
-    with connector.Engine(registry) as running:
+def engine(fakeapi_registry: connector.Registry) -> Iterator[connector.Engine]:
+    with connector.Engine(fakeapi_registry) as running:
         yield running
 
 
@@ -167,7 +161,7 @@ def test_response_check_maps_errors_in_a_200_body(
         assert info.value.status == 200
         assert "bad event name" in info.value.message
     (sent,) = api.sent("/upload")
-    assert sent.body == {"d": [{"identity": "u1", "ts": 1772323200, "evtName": name}]}
+    assert sent.json() == {"d": [{"identity": "u1", "ts": 1772323200, "evtName": name}]}
 
 
 # -- connections -------------------------------------------------------------------------
@@ -469,8 +463,8 @@ def test_remote_options_unknown_field(api: FakeAPI, engine: connector.Engine) ->
     assert "expected one of: channel" in info.value.message
 
 
-def test_describe_marks_remote_options(registry: connector.Registry) -> None:
-    props = registry.describe("fakeapi.send_message")["parameters"]["properties"]
+def test_describe_marks_remote_options(fakeapi_registry: connector.Registry) -> None:
+    props = fakeapi_registry.describe("fakeapi.send_message")["parameters"]["properties"]
     assert props["channel"]["x-remote-options"] == {
         "command": "connector options fakeapi.send_message channel"
     }
@@ -495,11 +489,11 @@ def test_options_cli(api: FakeAPI, tmp_path: Path) -> None:
     assert json.loads(done.stdout) == [{"label": "#general", "value": "c1"}]
 
 
-def test_async_runs_page_and_check_too(api: FakeAPI, registry: connector.Registry) -> None:
+def test_async_runs_page_and_check_too(api: FakeAPI, fakeapi_registry: connector.Registry) -> None:
     import asyncio
 
     async def main() -> tuple[list[dict[str, Any]], str]:
-        async with connector.Engine(registry) as engine:
+        async with connector.Engine(fakeapi_registry) as engine:
             bundles = await engine.arun("fakeapi.list_items", api.connection(), {"limit": 3})
             try:
                 await engine.arun(
@@ -559,7 +553,7 @@ def test_verify_without_a_verify_request_says_it_checked_fields_only(tmp_path: P
     ],
 )
 def test_request_key_tells_requests_apart_by_their_headers(
-    registry: connector.Registry,
+    fakeapi_registry: connector.Registry,
     first: dict[str, str],
     second: dict[str, str],
     same: bool,
@@ -569,7 +563,7 @@ def test_request_key_tells_requests_apart_by_their_headers(
     from connector.runs.pages import _request_key
 
     values = {"accountId": ACCOUNT, "passcode": "p0", "workspace": WORKSPACE, "host": "http://h"}
-    conn = Connection(registry.apps["fakeapi"], values)
+    conn = Connection(fakeapi_registry.apps["fakeapi"], values)
 
     def key(headers: dict[str, str]) -> str:
         request = PreparedRequest("GET", "http://h/items", headers, {"q": "1"}, None, None, "m")

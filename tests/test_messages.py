@@ -8,7 +8,6 @@ engine, which knows no app, applies them to a universal module's request.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import connector
 from connector.errors import ManifestError
 from connector.testing.sink import Sink
-from tests.conftest import WRITE_KEY
+from tests.conftest import WRITE_KEY, write_app
 
 OK_TRACK = {"type": "track", "event": "E", "userId": "u"}
 
@@ -116,16 +115,6 @@ def test_a_valid_message_through_an_api_call_is_delivered(
 
 def _app(root: Path, messages: dict[str, Any]) -> Path:
     """An app of no known vendor: its own endpoints, type key and limit."""
-    folder = root / "acme"
-    folder.mkdir()
-    app = {
-        "name": "acme",
-        "label": "Acme",
-        "baseUrl": "https://api.acme.example",
-        "connection": {"fields": [], "auth": {"type": "none"}},
-        "messages": messages,
-        "modules": ["call.json"],
-    }
     module = {
         "id": "acme.call",
         "label": "Call",
@@ -138,9 +127,14 @@ def _app(root: Path, messages: dict[str, Any]) -> Path:
             "body": "{{ parameters.body }}",
         },
     }
-    (folder / "app.json").write_text(json.dumps(app), encoding="utf-8")
-    (folder / "call.json").write_text(json.dumps(module), encoding="utf-8")
-    return folder
+    return write_app(
+        root,
+        "acme",
+        {"call.json": module},
+        baseUrl="https://api.acme.example",
+        connection={"fields": [], "auth": {"type": "none"}},
+        messages=messages,
+    )
 
 
 def test_the_checks_come_from_the_manifest_of_any_app(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +26,6 @@ MODULE = "fakeapi.watch_records"
 
 def record(n: int, ts: int, event: str = "Charged") -> dict[str, Any]:
     return {"id": f"r{n}", "event": event, "ts": ts, "profile": {"identity": f"u{n}"}}
-
-
-@pytest.fixture(scope="module")
-def registry() -> connector.Registry:
-    return connector.load(APP_DIR, packaged=False)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAPI]:
-    with FakeAPI() as running:
-        yield running
-
-
-def polls(
-    api: FakeAPI,
-    registry: connector.Registry,
-    parameters: dict[str, Any],
-    steps: list[tuple[list[dict[str, Any]], list[str]]],
-) -> None:
-    """Each step: records added before the poll, and the ids the poll must give."""
-    state: dict[str, Any] | None = None
-    with connector.Engine(registry) as engine:
-        for added, expected in steps:
-            api.state.records.extend(added)
-            bundles, state = engine.poll(MODULE, api.connection(), parameters, state)
-            assert [b["id"] for b in bundles] == expected, (added, state)
 
 
 D1, D2, D3 = 20260301090000, 20260301100000, 20260302080000
@@ -101,18 +74,25 @@ POLL_CASES = [
 
 @pytest.mark.parametrize(("parameters", "steps"), POLL_CASES)
 def test_poll_sequences(
-    api: FakeAPI,
-    registry: connector.Registry,
+    fake_api: FakeAPI,
+    fakeapi_registry: connector.Registry,
     parameters: dict[str, Any],
     steps: list[tuple[list[dict[str, Any]], list[str]]],
 ) -> None:
-    polls(api, registry, {"eventName": "Charged", **parameters}, steps)
+    """Each step: records added before the poll, and the ids the poll must give."""
+    parameters = {"eventName": "Charged", **parameters}
+    state: dict[str, Any] | None = None
+    with connector.Engine(fakeapi_registry) as engine:
+        for added, expected in steps:
+            fake_api.state.records.extend(added)
+            bundles, state = engine.poll(MODULE, fake_api.connection(), parameters, state)
+            assert [b["id"] for b in bundles] == expected, (added, state)
 
 
-def test_poll_requests_and_state(api: FakeAPI, registry: connector.Registry) -> None:
-    api.state.records = [record(n, D1 + n) for n in range(1, 6)]
-    with connector.Engine(registry) as engine:
-        first = engine.poll(MODULE, api.connection(), {"eventName": "Charged", "start": "all"})
+def test_poll_requests_and_state(fake_api: FakeAPI, fakeapi_registry: connector.Registry) -> None:
+    fake_api.state.records = [record(n, D1 + n) for n in range(1, 6)]
+    with connector.Engine(fakeapi_registry) as engine:
+        first = engine.poll(MODULE, fake_api.connection(), {"eventName": "Charged", "start": "all"})
         assert [b["id"] for b in first.bundles] == ["r1", "r2", "r3", "r4", "r5"]
         assert first.bundles[0] == {"id": "r1", "identity": "u1", "at": "2026-03-01T09:00:01.000Z"}
         assert first.state == {
@@ -122,32 +102,35 @@ def test_poll_requests_and_state(api: FakeAPI, registry: connector.Registry) -> 
             "idHash": "sha256",
         }
         # The POST opened a cursor; GETs read 3 pages of 2 (mergeWithParent false).
-        methods = [(r.method, r.query.get("cursor")) for r in api.sent("/events.json")]
+        methods = [(r.method, r.query.get("cursor")) for r in fake_api.sent("/events.json")]
         assert methods == [("POST", None), ("GET", "c-0"), ("GET", "c-1"), ("GET", "c-2")]
-        assert api.sent("/events.json")[0].body == {"event_name": "Charged", "from": 20000101}
-        api.state.received.clear()
-        again = engine.poll(MODULE, api.connection(), {"eventName": "Charged"}, first.state)
+        assert fake_api.sent("/events.json")[0].json() == {
+            "event_name": "Charged",
+            "from": 20000101,
+        }
+        fake_api.state.received.clear()
+        again = engine.poll(MODULE, fake_api.connection(), {"eventName": "Charged"}, first.state)
         assert again.bundles == [] and again.state == first.state
         # The next poll asks the API from the state's day (state.since in the template).
-        assert api.sent("/events.json")[0].body["from"] == 20260301
+        assert fake_api.sent("/events.json")[0].json()["from"] == 20260301
 
 
 def test_the_state_keeps_ids_as_digests_never_in_clear(
-    api: FakeAPI, registry: connector.Registry
+    fake_api: FakeAPI, fakeapi_registry: connector.Registry
 ) -> None:
     # An item id may be an email address or a token: the state keeps only its digest.
     secret_ids = ["ada@example.com", "tok_live_5e8d2b", "plain"]
-    api.state.records = [{**record(n, D1), "id": i} for n, i in enumerate(secret_ids)]
-    with connector.Engine(registry) as engine:
+    fake_api.state.records = [{**record(n, D1), "id": i} for n, i in enumerate(secret_ids)]
+    with connector.Engine(fakeapi_registry) as engine:
         bundles, state = engine.poll(
-            MODULE, api.connection(), {"eventName": "Charged", "start": "all"}
+            MODULE, fake_api.connection(), {"eventName": "Charged", "start": "all"}
         )
         assert sorted(b["id"] for b in bundles) == sorted(secret_ids)
         assert state["idHash"] == "sha256"
         assert state["ids"] == sorted(digest_id(i) for i in secret_ids)
         text = json.dumps(state)
         assert not any(i in text for i in secret_ids)
-        again, same = engine.poll(MODULE, api.connection(), {"eventName": "Charged"}, state)
+        again, same = engine.poll(MODULE, fake_api.connection(), {"eventName": "Charged"}, state)
         assert again == [] and same == state  # the digests keep the comparison exact
 
 
@@ -160,12 +143,17 @@ def test_the_state_keeps_ids_as_digests_never_in_clear(
     ],
 )
 def test_a_state_written_before_with_raw_ids_still_works(
-    api: FakeAPI, registry: connector.Registry, legacy_ids: list[str], expected: list[str]
+    fake_api: FakeAPI,
+    fakeapi_registry: connector.Registry,
+    legacy_ids: list[str],
+    expected: list[str],
 ) -> None:
-    api.state.records = [record(1, D1), record(2, D1), record(3, D1)]
+    fake_api.state.records = [record(1, D1), record(2, D1), record(3, D1)]
     legacy = {"module": MODULE, "since": "2026-03-01T09:00:00Z", "ids": legacy_ids}
-    with connector.Engine(registry) as engine:
-        bundles, state = engine.poll(MODULE, api.connection(), {"eventName": "Charged"}, legacy)
+    with connector.Engine(fakeapi_registry) as engine:
+        bundles, state = engine.poll(
+            MODULE, fake_api.connection(), {"eventName": "Charged"}, legacy
+        )
     assert [b["id"] for b in bundles] == expected
     assert state["ids"] == sorted(digest_id(f"r{n}") for n in (1, 2, 3))
     assert state["idHash"] == "sha256"
@@ -194,27 +182,27 @@ def test_a_state_written_before_with_raw_ids_still_works(
     ],
 )
 def test_poll_bad_input_sends_nothing(
-    api: FakeAPI,
-    registry: connector.Registry,
+    fake_api: FakeAPI,
+    fakeapi_registry: connector.Registry,
     parameters: dict[str, Any],
     state: dict[str, Any] | None,
     error: str,
     field: str,
 ) -> None:
-    with connector.Engine(registry) as engine, pytest.raises(RunError) as info:
-        engine.poll(MODULE, api.connection(), parameters, state)
+    with connector.Engine(fakeapi_registry) as engine, pytest.raises(RunError) as info:
+        engine.poll(MODULE, fake_api.connection(), parameters, state)
     assert (info.value.type, info.value.field) == (error, field)
-    assert api.state.received == []
+    assert fake_api.state.received == []
 
 
-def test_poll_is_not_run(api: FakeAPI, registry: connector.Registry) -> None:
-    with connector.Engine(registry) as engine, pytest.raises(RunError) as info:
-        engine.run(MODULE, api.connection(), {"eventName": "E"})
+def test_poll_is_not_run(fake_api: FakeAPI, fakeapi_registry: connector.Registry) -> None:
+    with connector.Engine(fakeapi_registry) as engine, pytest.raises(RunError) as info:
+        engine.run(MODULE, fake_api.connection(), {"eventName": "E"})
     assert "poll" in info.value.message
 
 
-def test_describe_lists_the_engine_parameters(registry: connector.Registry) -> None:
-    described = registry.describe(MODULE)
+def test_describe_lists_the_engine_parameters(fakeapi_registry: connector.Registry) -> None:
+    described = fakeapi_registry.describe(MODULE)
     props = described["parameters"]["properties"]
     assert props["start"]["enum"] == ["now", "all", "since"]
     assert props["since"]["x-shown-when"] == {"start": "since"}
@@ -222,14 +210,14 @@ def test_describe_lists_the_engine_parameters(registry: connector.Registry) -> N
     assert described["kind"] == "trigger" and "poll" in described
 
 
-def test_poll_cli_state_file(api: FakeAPI, tmp_path: Path) -> None:
-    api.state.records = [record(1, D1), record(2, D2), record(3, D3)]
+def test_poll_cli_state_file(fake_api: FakeAPI, tmp_path: Path) -> None:
+    fake_api.state.records = [record(1, D1), record(2, D2), record(3, D3)]
     state = tmp_path / "state" / "watch.json"
     args = [
         "poll",
         MODULE,
         "-c",
-        json.dumps(api.connection()),
+        json.dumps(fake_api.connection()),
         "-p",
         '{"eventName": "Charged", "start": "all", "limit": 2}',
         "--state",
@@ -248,7 +236,7 @@ def test_poll_cli_state_file(api: FakeAPI, tmp_path: Path) -> None:
     after_second = state.read_text()
     # A failing poll (bad credentials) prints the error and leaves the state as it was.
     bad = list(args)
-    bad[3] = json.dumps(api.connection(passcode="wrong-wrong-wrong"))
+    bad[3] = json.dumps(fake_api.connection(passcode="wrong-wrong-wrong"))
     done = run_cli(*bad)
     assert done.returncode == 1
     assert json.loads(done.stderr)["error"]["type"] == "InvalidAccessTokenError"
@@ -263,7 +251,7 @@ def test_poll_cli_state_file(api: FakeAPI, tmp_path: Path) -> None:
 CONN = {"accountId": "acct-7f3a9c21", "passcode": "pass-Secret-5e8d2b", "workspace": "w"}
 
 
-def _mock_engine(registry: connector.Registry, state: FakeState) -> connector.Engine:
+def _mock_engine(fakeapi_registry: connector.Registry, state: FakeState) -> connector.Engine:
     """The fake API's routes behind httpx's mock transport (no sockets: hundreds of
     polls per example), the signature check left to the end-to-end tests above."""
     import httpx
@@ -275,7 +263,7 @@ def _mock_engine(registry: connector.Registry, state: FakeState) -> connector.En
         return httpx.Response(status, json=answer)
 
     client = httpx.Client(transport=httpx.MockTransport(handle))
-    return connector.Engine(registry, client=client)
+    return connector.Engine(fakeapi_registry, client=client)
 
 
 @settings(
@@ -292,14 +280,14 @@ def _mock_engine(registry: connector.Registry, state: FakeState) -> connector.En
     )
 )
 def test_every_item_once_in_date_order(
-    registry: connector.Registry, waves: list[tuple[list[int], int]]
+    fakeapi_registry: connector.Registry, waves: list[tuple[list[int], int]]
 ) -> None:
     state = FakeState()
     newest = 0  # seconds after 2026-03-01T00:00:00Z
     handed: list[str] = []
     saved: dict[str, Any] | None = None
     params = {"eventName": "Charged", "start": "all"}
-    with _mock_engine(registry, state) as engine:
+    with _mock_engine(fakeapi_registry, state) as engine:
         for steps, limit in waves:
             for step in steps:  # items arrive dated at or after the newest so far
                 newest += step
@@ -323,12 +311,12 @@ def test_every_item_once_in_date_order(
     assert [order[i] for i in handed] == sorted(order[i] for i in handed)  # oldest first
 
 
-def _poll_args(api: FakeAPI, state: Path) -> list[str]:
+def _poll_args(fake_api: FakeAPI, state: Path) -> list[str]:
     return [
         "poll",
         MODULE,
         "-c",
-        json.dumps(api.connection()),
+        json.dumps(fake_api.connection()),
         "-p",
         '{"eventName": "Charged", "start": "all"}',
         "--state",
@@ -351,21 +339,21 @@ def _try_lock(path: Path) -> bool:
     return True
 
 
-def test_a_poll_holds_the_state_lock_while_it_sends(api: FakeAPI, tmp_path: Path) -> None:
-    api.state.records = [record(1, D1)]
+def test_a_poll_holds_the_state_lock_while_it_sends(fake_api: FakeAPI, tmp_path: Path) -> None:
+    fake_api.state.records = [record(1, D1)]
     state = tmp_path / "watch.json"
     free_while_sending: list[bool] = []
-    api.state.on_request = lambda _: free_while_sending.append(_try_lock(state))
-    done = run_cli(*_poll_args(api, state))
+    fake_api.state.on_request = lambda _: free_while_sending.append(_try_lock(state))
+    done = run_cli(*_poll_args(fake_api, state))
     assert done.returncode == 0, done.stderr
     assert free_while_sending and not any(free_while_sending)  # held for every request
     assert _try_lock(state)  # and released at the end
 
 
 def test_a_second_poll_of_the_same_state_fails_and_sends_nothing(
-    api: FakeAPI, tmp_path: Path
+    fake_api: FakeAPI, tmp_path: Path
 ) -> None:
-    api.state.records = [record(1, D1), record(2, D2)]
+    fake_api.state.records = [record(1, D1), record(2, D2)]
     state = tmp_path / "watch.json"
     state.write_text(json.dumps({"module": MODULE, "since": None, "ids": []}))
     before = state.read_text()
@@ -373,14 +361,14 @@ def test_a_second_poll_of_the_same_state_fails_and_sends_nothing(
     descriptor = os.open(lock_path(state), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
-        done = run_cli(*_poll_args(api, state))
+        done = run_cli(*_poll_args(fake_api, state))
     finally:
         os.close(descriptor)
     assert done.returncode == 1
     error = json.loads(done.stderr)["error"]
     assert error["field"] == "--state" and "another poll is using" in error["message"]
-    assert done.stdout == "" and api.state.received == [] and state.read_text() == before
-    done = run_cli(*_poll_args(api, state))  # once the other has finished
+    assert done.stdout == "" and fake_api.state.received == [] and state.read_text() == before
+    done = run_cli(*_poll_args(fake_api, state))  # once the other has finished
     assert done.returncode == 0, done.stderr
     assert [b["id"] for b in json.loads(done.stdout)] == ["r1", "r2"]
 
@@ -396,13 +384,13 @@ def test_a_second_poll_of_the_same_state_fails_and_sends_nothing(
     ],
 )
 def test_an_unreadable_state_file_is_a_usage_error_naming_state(
-    api: FakeAPI, tmp_path: Path, text: str, reason: str
+    fake_api: FakeAPI, tmp_path: Path, text: str, reason: str
 ) -> None:
     state = tmp_path / "watch.json"
     state.write_text(text)
-    done = run_cli(*_poll_args(api, state))
+    done = run_cli(*_poll_args(fake_api, state))
     assert done.returncode == 2, done.stderr
     error = json.loads(done.stderr)["error"]
     assert error["field"] == "--state" and reason in error["message"]
     assert "unexpected" not in error["message"]
-    assert api.state.received == [] and state.read_text() == text
+    assert fake_api.state.received == [] and state.read_text() == text

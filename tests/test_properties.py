@@ -11,7 +11,6 @@ import json
 import math
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -91,20 +90,6 @@ def parameters_for(module: str) -> st.SearchStrategy[dict[str, Any]]:
 
 
 contexts = st.dictionaries(st.sampled_from(["hook", "other"]), json_values, max_size=2)
-
-
-@pytest.fixture(scope="module")
-def counting_engine() -> Any:
-    sent: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200, json={"success": True})
-
-    registry = connector.load()
-    engine = connector.Engine(registry, client=httpx.Client(transport=httpx.MockTransport(answer)))
-    yield engine, sent
-    engine.close()
 
 
 @pytest.mark.parametrize("module", sorted(PARAMETER_NAMES))

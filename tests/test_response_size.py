@@ -15,7 +15,7 @@ import pytest
 import connector
 from connector.errors import RunError
 from tests.conftest import FAST_RETRY, WRITE_KEY
-from tests.fakeapi import APP_DIR, FakeAPI
+from tests.fakeapi import FakeAPI
 
 LIMIT = 1000
 CHUNK = 100
@@ -76,8 +76,9 @@ def _check(error: RunError, sent: list[httpx.Request], stream: _Counting) -> Non
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("call", ["run", "arun"])
 def test_an_answer_over_the_limit_is_refused_while_it_streams(
-    registry: connector.Registry, shape: str
+    registry: connector.Registry, call: str, shape: str
 ) -> None:
     stream, sent = _Counting(10_000), []
 
@@ -85,26 +86,15 @@ def test_an_answer_over_the_limit_is_refused_while_it_streams(
         sent.append(request)
         return _reply(shape, stream)
 
-    with (
-        _engine(registry, handler, max_response_bytes=LIMIT) as engine,
-        pytest.raises(RunError) as info,
-    ):
-        engine.run(*TRACK)
-    _check(info.value, sent, stream)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-def test_an_async_answer_over_the_limit_is_refused_too(
-    registry: connector.Registry, shape: str
-) -> None:
-    stream, sent = _Counting(10_000), []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return _reply(shape, stream)
+    engine = _engine(registry, handler, max_response_bytes=LIMIT)
+    if call == "run":
+        with engine, pytest.raises(RunError) as info:
+            engine.run(*TRACK)
+        _check(info.value, sent, stream)
+        return
 
     async def main() -> RunError:
-        async with _engine(registry, handler, max_response_bytes=LIMIT) as engine:
+        async with engine:
             try:
                 await engine.arun(*TRACK)
             except RunError as exc:
@@ -133,13 +123,8 @@ def test_the_default_limit_is_16_mib(registry: connector.Registry) -> None:
 # -- against a real server on 127.0.0.1 ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fakeapi() -> connector.Registry:
-    return connector.load(APP_DIR, packaged=False)
-
-
-def test_a_large_page_from_a_real_server_is_refused(fakeapi: connector.Registry) -> None:
-    with FakeAPI() as api, connector.Engine(fakeapi, max_response_bytes=2000) as engine:
+def test_a_large_page_from_a_real_server_is_refused(fakeapi_registry: connector.Registry) -> None:
+    with FakeAPI() as api, connector.Engine(fakeapi_registry, max_response_bytes=2000) as engine:
         api.state.items = [{"id": f"i{n}", "name": "n" * 5000} for n in range(2)]
         with pytest.raises(RunError) as info:
             engine.run("fakeapi.list_items", api.connection(), {"limit": 10})
@@ -158,9 +143,9 @@ def test_a_large_page_from_a_real_server_is_refused(fakeapi: connector.Registry)
     ],
 )
 def test_the_pages_of_one_search_are_bounded_in_all(
-    fakeapi: connector.Registry, total: int, pages_read: int, refused: bool
+    fakeapi_registry: connector.Registry, total: int, pages_read: int, refused: bool
 ) -> None:
-    with FakeAPI() as api, connector.Engine(fakeapi, max_pages_bytes=total) as engine:
+    with FakeAPI() as api, connector.Engine(fakeapi_registry, max_pages_bytes=total) as engine:
         api.state.items = [{"id": f"i{n}", "name": f"item {n}"} for n in range(7)]
         if refused:
             with pytest.raises(RunError) as info:

@@ -25,6 +25,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -235,7 +236,12 @@ def test_the_key_never_leaves_in_any_form(
     places: set[str],
 ) -> None:
     for outcome in OUTCOMES:  # each key and mapping through every kind of run
-        outputs = _outputs(registry, echo_url, tmp_path_factory, key, module, places, outcome)
+        connection = {"writeKey": key, "host": echo_url}
+        parameters, context = _parameters(module, key, places, outcome)
+        store = tmp_path_factory.mktemp("store") / "incomplete.sqlite"
+        # The CLI retries with the app's real backoff: not for the run that fails.
+        cli = outcome != "fail-503"
+        outputs = _outputs(registry, store, cli, module, connection, parameters, context)
         for where, text in outputs.items():
             assert_no_leak(key, f"{where} ({outcome} run)", text)
         if outcome == "fail-503" and "[REDACTED]" not in outputs["run"]:
@@ -245,17 +251,15 @@ def test_the_key_never_leaves_in_any_form(
 
 def _outputs(
     registry: connector.Registry,
-    echo_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    key: str,
+    store_path: Path,
+    cli: bool,
     module: str,
-    places: set[str],
-    outcome: str,
+    connection: dict[str, str],
+    parameters: dict[str, Any],
+    context: dict[str, Any],
 ) -> dict[str, str]:
-    """Every text one run of ``module`` emits, by where it went."""
-    store_path = tmp_path_factory.mktemp("store") / "incomplete.sqlite"
-    connection = {"writeKey": key, "host": echo_url}
-    parameters, context = _parameters(module, key, places, outcome)
+    """Every text one run of ``module`` emits, by where it went (with ``cli``, that of
+    a ``connector run`` of it too)."""
     outputs: dict[str, str] = {}
     with _all_logs() as logs:
         store = IncompleteStore(store_path)
@@ -281,7 +285,7 @@ def _outputs(
             outputs[f"incomplete show {execution_id}"] = _cli(
                 "incomplete", "show", execution_id, "--store", str(store_path)
             )
-        if outcome != "fail-503":  # the CLI retries with the app's real backoff
+        if cli:
             outputs["connector run"] = _cli(
                 "run", module, "--no-store", "-c", json.dumps(connection),
                 "-p", json.dumps(parameters), "--context", json.dumps(context),

@@ -4,23 +4,14 @@ asserted, only that every run in both paths succeeded and the report is complete
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import run_module
 
 
 def test_the_serve_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     out = tmp_path / "serve.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.serve", "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=False,
-    )
+    done = run_module("benchmarks.serve", "--smoke", "--json", str(out), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
     for side in ("service", "inProcess", "inProcessDefault"):

@@ -9,24 +9,31 @@ map as everywhere else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 import connector
 from connector.errors import RemoteConnectionError
+from connector.runs.poll import PollResult
 from connector.service import ServiceState, create_app
+from tests.fakeapi import FakeAPI
 from tests.test_service_support import SHARED_SECRET, TOKEN, WRITE_KEY
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-class _PollResult(NamedTuple):
-    bundles: list[dict[str, Any]]
-    state: dict[str, Any]
+def _arguments(method: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by name, bound by the real :class:`connector.Engine`
+    method's signature: the scripted engine takes whatever the engine takes, without a
+    copy of its signatures, and a service calling it the wrong way fails here."""
+    bound = inspect.signature(method).bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 class _KindsEngine(connector.Engine):
@@ -37,31 +44,23 @@ class _KindsEngine(connector.Engine):
         self.polled: list[Any] = []
         self.fail_next = False
 
-    def poll(
-        self,
-        module_id: str,
-        connection: Mapping[str, Any] | None,
-        parameters: Mapping[str, Any] | None,
-        state: Mapping[str, Any] | None = None,
-    ) -> _PollResult:
+    def poll(self, *args: Any, **kwargs: Any) -> PollResult:
+        state = _arguments(connector.Engine.poll, args, kwargs)["state"]
         self.polled.append(state)
         if self.fail_next:
             self.fail_next = False
             raise RemoteConnectionError("the remote did not answer")
         seen = int((state or {}).get("seen", 0))
-        return _PollResult([{"n": seen + 1}], {"seen": seen + 1})
+        return PollResult([{"n": seen + 1}], {"seen": seen + 1})
 
-    def options(
-        self,
-        module_id: str,
-        field: str,
-        connection: Mapping[str, Any] | None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> list[dict[str, Any]]:
+    def options(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        call = _arguments(connector.Engine.options, args, kwargs)
+        connection, field = call["connection"], call["field"]
         assert connection is not None and connection["writeKey"] == WRITE_KEY
         return [{"label": f"{field} one", "value": 1}, {"label": f"{field} two", "value": 2}]
 
-    def verify(self, app: str, connection: Mapping[str, Any] | None) -> dict[str, Any]:
+    def verify(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        connection = _arguments(connector.Engine.verify, args, kwargs)["connection"]
         assert connection is not None and connection["writeKey"] == WRITE_KEY
         return {"ok": True, "account": "acme"}
 
@@ -159,26 +158,18 @@ needs_kinds = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def fake_api() -> Iterator[Any]:
-    from tests.fakeapi import FakeAPI
-
-    with FakeAPI() as running:
-        yield running
-
-
 def _record(n: int, ts: int) -> dict[str, Any]:
     return {"id": f"r{n}", "event": "Charged", "ts": ts, "profile": {"identity": f"u{n}"}}
 
 
 @needs_kinds
 def test_poll_options_and_verify_over_http_against_the_fake_api(
-    tmp_path: Path, fake_api: Any
+    tmp_path: Path, fake_api: FakeAPI, fakeapi_registry: connector.Registry
 ) -> None:
-    from tests.fakeapi import APP_DIR, PASSCODE
+    from tests.fakeapi import PASSCODE
     from tests.test_service_support import served
 
-    registry = connector.load(APP_DIR, packaged=False)
+    registry = fakeapi_registry
     data = tmp_path / "data"
     with served(data, registry=registry) as service:
         http = service.client

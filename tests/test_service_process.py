@@ -7,24 +7,16 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT
+from tests.test_service_support import spawn_service
 
 
 def _start(data: Path) -> tuple[subprocess.Popen[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if k != "CONNECTOR_API_TOKEN"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "connector", "serve", "--port", "0", "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    process = spawn_service(data, env=env)
     assert process.stdout is not None
     return process, [process.stdout.readline(), process.stdout.readline()]
 

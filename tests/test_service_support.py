@@ -98,17 +98,24 @@ def signed(body: bytes, secret: str = SHARED_SECRET) -> dict[str, str]:
     return {"X-Signature": hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()}
 
 
-def start_service(data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    """``connector serve --port 0`` in its own process; its URL once it listens."""
-    env = {**os.environ, "CONNECTOR_API_TOKEN": TOKEN}
-    process = subprocess.Popen(
+def spawn_service(
+    data: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``connector serve --port 0`` in its own process, its output (stderr too) piped
+    to read; ``env`` defaults to this process's with the tests' API token."""
+    return subprocess.Popen(
         [sys.executable, "-m", "connector", "serve", "--port", "0", "--data", str(data), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env={**os.environ, "CONNECTOR_API_TOKEN": TOKEN} if env is None else env,
         cwd=ROOT,
     )
+
+
+def start_service(data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """``connector serve --port 0`` in its own process; its URL once it listens."""
+    process = spawn_service(data, *extra)
     assert process.stdout is not None
     line = process.stdout.readline()
     found = re.search(r"listening on (http://\S+)", line)

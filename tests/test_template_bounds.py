@@ -93,20 +93,8 @@ def render(source: str, scope: dict[str, Any] | None = None) -> Any:
         pytest.param("{{ (s | int(base=16)) > 0 }}", {"s": "f" * 250_000}, id="int-base-16"),
         pytest.param("{{ (s | int(0, 2)) > 0 }}", {"s": "1" * 200_000}, id="int-base-2"),
         pytest.param("{{ (s | int(0, 0)) > 0 }}", {"s": "0x" + "f" * 250_000}, id="int-base-0"),
-    ],
-)
-def test_unbounded_operations_are_refused(source: str, scope: dict[str, Any]) -> None:
-    start = time.monotonic()
-    with pytest.raises(OverflowError):
-        render(source, scope)
-    assert time.monotonic() - start < budget.MAX_RENDER_SECONDS + MARGIN
-
-
-#: Cases the sandbox already refused before the issue (by the loop deadline, the output
-#: cap or the ``*`` check), kept to show they still are.
-@pytest.mark.parametrize(
-    ("source", "scope"),
-    [
+        # Refused before the issue (by the loop deadline, the output cap or the ``*``
+        # check), kept to show they still are.
         pytest.param("{{ 5.5 | round(10**6, 'floor') }}", {}, id="round-floor-huge-precision"),
         pytest.param(
             "{% for i in range(100) %}{% set b = a | sort | reverse | list %}{% endfor %}",
@@ -123,7 +111,7 @@ def test_unbounded_operations_are_refused(source: str, scope: dict[str, Any]) ->
         ),
     ],
 )
-def test_operations_refused_before_still_are(source: str, scope: dict[str, Any]) -> None:
+def test_unbounded_operations_are_refused(source: str, scope: dict[str, Any]) -> None:
     start = time.monotonic()
     with pytest.raises(OverflowError):
         render(source, scope)

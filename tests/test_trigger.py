@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ import connector
 from connector.errors import RunError
 from connector.format.manifest import SignatureSpec
 from connector.runs.trigger import receive, sign
-from tests.conftest import WRITE_KEY, run_cli
+from tests.conftest import WRITE_KEY, run_cli, write_app
+from tests.fakes._server import FakeAPI, Reply, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "segment.watch_events"
@@ -278,24 +277,16 @@ def test_sign(algorithm: Any, encoding: Any, prefix: str, expected: str) -> None
 
 
 def _app(tmp_path: Path, module: dict[str, Any], secret: bool = True) -> Path:
-    folder = tmp_path / "hooks"
-    folder.mkdir()
-    app = {
-        "name": "hooks",
-        "label": "Hooks",
-        "baseUrl": "https://hooks.example",
-        "connection": {
-            "fields": [
-                {"name": "token", "type": "text", "secret": secret},
-                {"name": "account", "type": "text"},
-            ],
-            "auth": {"type": "none"},
-        },
-        "modules": ["watch.json"],
-    }
-    (folder / "app.json").write_text(json.dumps(app))
-    (folder / "watch.json").write_text(json.dumps(module))
-    return folder
+    fields = [
+        {"name": "token", "type": "text", "secret": secret},
+        {"name": "account", "type": "text"},
+    ]
+    return write_app(
+        tmp_path,
+        "hooks",
+        {"watch.json": module},
+        connection={"fields": fields, "auth": {"type": "none"}},
+    )
 
 
 def _trigger(**changes: Any) -> dict[str, Any]:
@@ -459,51 +450,33 @@ def test_module_page_describes_the_webhook(registry: connector.Registry) -> None
 
 # -- a real host --------------------------------------------------------------------------
 
+HOOK_PATH = "/hooks/segment"
 
-class Host:
+
+class Host(FakeAPI):
     """A minimal host: its own HTTP server, the engine behind one webhook URL."""
 
     def __init__(self, engine: connector.Engine, parameters: dict[str, Any]) -> None:
+        super().__init__()
+        self.engine, self.parameters = engine, parameters
         self.bundles: list[dict[str, Any]] = []
-        host = self
+        self.route("POST", HOOK_PATH, self._deliver)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                try:
-                    bundles = engine.handle_webhook(
-                        MODULE, CONNECTION, parameters, self.headers.items(), raw
-                    )
-                except connector.InvalidAccessTokenError as exc:
-                    self._answer(401, exc.to_dict())
-                except connector.DataError as exc:
-                    self._answer(400, exc.to_dict())
-                else:
-                    host.bundles.extend(bundles)
-                    self._answer(200, {"received": len(bundles)})
+    @property
+    def url(self) -> str:
+        return super().url + HOOK_PATH
 
-            def _answer(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/segment"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Host:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _deliver(self, request: Request, args: dict[str, str]) -> Reply:
+        try:
+            bundles = self.engine.handle_webhook(
+                MODULE, CONNECTION, self.parameters, request.headers, request.body
+            )
+        except connector.InvalidAccessTokenError as exc:
+            return Reply(401, exc.to_dict())
+        except connector.DataError as exc:
+            return Reply(400, exc.to_dict())
+        self.bundles.extend(bundles)
+        return Reply(200, {"received": len(bundles)})
 
 
 @pytest.fixture

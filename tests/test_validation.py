@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import connector
@@ -1299,19 +1298,6 @@ def test_redaction_covers_every_fault() -> None:
 
 
 # -- through the engine and the command line --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def counting_engine() -> Any:
-    sent: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200, json={"success": True})
-
-    client = httpx.Client(transport=httpx.MockTransport(answer))
-    with connector.Engine(connector.load(), client=client) as engine:
-        yield engine, sent
 
 
 def test_a_run_reports_every_fault_redacted_and_sends_nothing(counting_engine: Any) -> None:

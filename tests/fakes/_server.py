@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["FakeAPI", "Reply", "Request"]
@@ -24,6 +24,8 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: The path as it came on the wire, still percent-encoded (``path`` is decoded).
+    target: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -70,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
             query,
             {k.lower(): v for k, v in self.headers.items()},
             body,
+            parts.path,
         )
         reply = fake.handle(request)
         data = json.dumps(reply.payload).encode()
@@ -126,7 +129,7 @@ class FakeAPI:
         assert self._server is not None, "the fake is not started"
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> FakeAPI:
+    def start(self) -> Self:
         self._server = _Server(self)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -138,7 +141,7 @@ class FakeAPI:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeAPI:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

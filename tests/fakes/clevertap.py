@@ -49,6 +49,10 @@ class CleverTapFake(FakeAPI):
         self.route("POST", "/1/events.json", self._events_query)
         self.route("GET", "/1/events.json", self._events_page)
 
+    def connection(self) -> dict[str, str]:
+        """The clevertap app's connection values for this fake (its URL as the host)."""
+        return {"accountId": self.account_id, "passcode": self.passcode, "host": self.url}
+
     def add_event(
         self, name: str, identity: str, when: datetime, props: dict[str, Any] | None = None
     ) -> None:

@@ -88,13 +88,24 @@ class ProfilesFake(FakeAPI):
             "next": str(after) if has_more else "",
         }
 
-    def _traits(self, request: Request, args: dict[str, str]) -> Reply:
+    def _page_of(
+        self, request: Request, args: dict[str, str], most: int
+    ) -> tuple[dict[str, Any], int, int] | Reply:
+        """The profile asked for and the page's limit (at most ``most``) and offset, or
+        the error reply for the first of them at fault."""
         profile = self._profile(request, args)
-        limit, offset = _limit(request, 10, 200), _offset(request)
+        limit, offset = _limit(request, 10, most), _offset(request)
         for failed in (profile, limit, offset):
             if isinstance(failed, Reply):
                 return failed
         assert isinstance(profile, dict) and isinstance(limit, int) and isinstance(offset, int)
+        return profile, limit, offset
+
+    def _traits(self, request: Request, args: dict[str, str]) -> Reply:
+        page_of = self._page_of(request, args, 200)
+        if isinstance(page_of, Reply):
+            return page_of
+        profile, limit, offset = page_of
         names = sorted(profile["traits"])
         include = request.query.get("include", "")
         if include:
@@ -106,12 +117,10 @@ class ProfilesFake(FakeAPI):
         return Reply(200, {"traits": traits, "cursor": self._cursor(request, more, offset + limit)})
 
     def _events(self, request: Request, args: dict[str, str]) -> Reply:
-        profile = self._profile(request, args)
-        limit, offset = _limit(request, 10, 100), _offset(request)
-        for failed in (profile, limit, offset):
-            if isinstance(failed, Reply):
-                return failed
-        assert isinstance(profile, dict) and isinstance(limit, int) and isinstance(offset, int)
+        page_of = self._page_of(request, args, 100)
+        if isinstance(page_of, Reply):
+            return page_of
+        profile, limit, offset = page_of
         events = profile["events"]
         page = events[offset : offset + limit]
         more = offset + limit < len(events)
