@@ -17,9 +17,11 @@ Output contract (hosts script against it):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,9 +148,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_transport() -> threading.Thread:
+    """httpx and its TLS roots (transport.tls_context), made in a thread while the
+    manifests load: loading the roots (~25 ms) releases the GIL, so a batch run's
+    start-up does not wait for it. Joined before anything sends, and before the workers
+    of ``run --batch`` fork (they share what it made). A failure is left to the first
+    send, which reports it."""
+
+    def make() -> None:
+        with contextlib.suppress(Exception):
+            from connector.core.transport import tls_context
+
+            tls_context()
+
+    thread = threading.Thread(target=make, name="connector-transport", daemon=True)
+    thread.start()
+    return thread
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from connector.core.engine import Engine
 
+    transport = _prepare_transport() if args.batch and not args.dry_run else None
     registry = _registry(args, args.module)
     connection = _object_arg(args.connection, "--connection")
     parameters = _object_arg(args.parameters, "--parameters")
@@ -158,8 +179,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be 1 or more", field="--workers")
     if args.batch and not args.dry_run and _workers(args) > 1:
-        return _run_batch_in_workers(registry, args, connection, context)
+        assert transport is not None
+        return _run_batch_in_workers(registry, args, connection, context, transport)
     store = None if args.no_store or args.dry_run else _store(args)
+    if transport is not None:
+        transport.join()
     try:
         with Engine(registry, incomplete=store) as engine:
             if args.batch:
@@ -199,10 +223,10 @@ def _run_batch_in_workers(
     args: argparse.Namespace,
     connection: dict[str, Any] | None,
     context: dict[str, Any] | None,
+    transport: threading.Thread,
 ) -> int:
     """``run --batch`` over forked workers (:mod:`connector.tools.batch_workers`); what
     can fail once for all (module, connection, store, file) is checked here first."""
-    import contextlib
     import gc
 
     from connector.core.engine import Engine
@@ -231,10 +255,7 @@ def _run_batch_in_workers(
             if store is not None:
                 store.close()
 
-    from connector.core.transport import tls_context
-
-    tls_context()  # httpx and its TLS roots: loaded once, shared by the workers
-
+    transport.join()  # httpx and its TLS roots: made once, shared by the workers
     gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
     progress = not args.no_progress and sys.stderr.isatty()
     sys.stdout.flush()
