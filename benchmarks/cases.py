@@ -760,9 +760,10 @@ def cold_start(bench: Bench) -> list[Row]:
     """``import connector; connector.load()`` in a fresh interpreter: the time a CLI call
     or a new worker pays before its first run. Timed from inside (import + load) and as
     the subprocess's wall time (interpreter start-up and exit included); best of N.
-    Bytecode is compiled first, as ``pip install`` does for an installed package: an
-    editable checkout under ``PYTHONDONTWRITEBYTECODE=1`` (set on this machine) would
-    otherwise recompile every module of the engine on every start.
+    Bytecode is compiled first (again, for a run of this case alone), as ``pip install``
+    does for an installed package: an editable checkout under
+    ``PYTHONDONTWRITEBYTECODE=1`` (set on this machine) would otherwise recompile every
+    module of the engine on every start.
 
     Measured twice, each in a cache directory of its own: with the manifest cache as the
     CLI, or a host that opts in (here by ``CONNECTOR_CACHE``), has it from its second
