@@ -53,10 +53,10 @@ from connector.templating.sandbox import (
     SIZE_GUARD,
     UNBUDGETED_LITERALS,
     bounded_concat,
-    is_unguarded,
     materialise,
     sized,
     sized_in,
+    unguarded_in,
 )
 
 __all__ = ["Fallback", "FastFunction", "expression_function", "tree_function"]
@@ -187,7 +187,8 @@ class _Generator:
         #: Whether the expression being written calls anything (and needs a budget).
         self.calls = False
         #: Whether it calls anything that spends from its budget besides its literals'
-        #: size guard, and how many literals it builds (see UNBUDGETED_LITERALS).
+        #: size guard and the linear filters, and how many literals, merge operands and
+        #: compact calls it has (see UNBUDGETED_LITERALS).
         self.spends = False
         self.literals = 0
         #: Whether its value is one materialise leaves as it is (see _READ_CHECK).
@@ -348,8 +349,16 @@ class _Generator:
         if function is None or node.name.startswith("_"):
             raise _Unsupported("unknown filter or test")
         self.calls = True
-        if isinstance(node, nodes.Test) or not is_unguarded(node.name, function):
-            self.spends = True
+        linear = unguarded_in(node.name, function) if isinstance(node, nodes.Filter) else None
+        if linear is not None:
+            # merge and compact charge the budget they are given (_lb, as literals do):
+            # one unit of UNBUDGETED_LITERALS per operand.
+            if node.kwargs:
+                raise _Unsupported("call shape")
+            self.literals += 1 + len(node.args)
+            operands = [self.expr(node.node), *(self.expr(arg) for arg in node.args)]
+            return f"{self.bind(linear)}(_lb, {', '.join(operands)})"
+        self.spends = True
         if isinstance(node, nodes.Filter) and node.name not in _PLAIN_FILTERS:
             self.plain = False
         parts: list[str] = []
@@ -375,11 +384,12 @@ class _Generator:
         it returns it: within a budget of its own when it calls anything that could
         exhaust one, and through the result check (``materialise``).
 
-        An expression whose only calls are the size guard of at most
-        UNBUDGETED_LITERALS literals and unguarded (linear) filters cannot exhaust a
-        budget's steps or work, whatever its data: it runs without one (its literals
-        are still refused past the output limit, by the same guard). What it gives up
-        is only the deadline's clock reading, for a run of linear work."""
+        An expression whose only calls are the size guard of literals and the
+        unguarded (linear) filters, at most UNBUDGETED_LITERALS literals, merge
+        operands and compact calls together, cannot exhaust a budget's steps or work,
+        whatever its data: it runs without one (each of them is still refused past the
+        output limit, by the same checks). What it gives up is only the deadline's
+        clock reading, for a run of linear work."""
         self.calls = self.spends = False
         self.literals = 0
         self.plain = True

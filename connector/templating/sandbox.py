@@ -74,12 +74,14 @@ __all__ = [
     "SIZE_GUARD",
     "UNBUDGETED_LITERALS",
     "bounded_concat",
+    "compacted_in",
     "environment",
     "guard_filter",
-    "is_unguarded",
     "materialise",
+    "merged_in",
     "sized",
     "sized_in",
+    "unguarded_in",
 ]
 
 #: Largest ``range()`` a template may iterate over.
@@ -132,24 +134,65 @@ def _base64(value: Any) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _merge(*objects: Any) -> dict[str, Any]:
-    """Shallow-merge mappings left to right; ``None`` arguments are skipped."""
+def merged_in(budget: list[float] | None, *objects: Any) -> dict[str, Any]:
+    """The ``merge`` filter within ``budget`` (the current render's, or None): mappings
+    shallow-merged left to right, ``None`` skipped. Each one's items are charged before
+    it is merged (a merge of a hundred large objects runs out of work, or reads the
+    clock, before it spends seconds), and neither one nor the result may pass the output
+    limit. The fast path passes the budget it armed, as for :func:`sized_in`."""
     out: dict[str, Any] = {}
     for obj in objects:
         if obj is None:
             continue
         if not isinstance(obj, (dict, Mapping)):
             raise TypeError(f"merge expects objects, got {type(obj).__name__}")
+        units = len(obj)
+        if units > MAX_OUTPUT:
+            raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
+        if budget is not None:
+            budget[1] -= units
+            if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
+                overrun(budget)
         out.update(obj)
+        if len(out) > MAX_OUTPUT:
+            raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
     return out
+
+
+def _merge(*objects: Any) -> dict[str, Any]:
+    """Shallow-merge mappings left to right; ``None`` arguments are skipped."""
+    return merged_in(current(), *objects)
 
 
 _SCALARS = frozenset({str, int, float, bool})
 
 
-def _compact(value: Any) -> Any:
+def compacted_in(budget: list[float] | None, value: Any) -> Any:
+    """The ``compact`` filter within ``budget`` (as :func:`merged_in`): ``value`` without
+    ``None``, empty texts and empty objects and lists, recursively. It walks at most the
+    output limit's worth of items (past it, refused: what it would build could be as
+    large), and charges what it walked."""
+    left = [MAX_OUTPUT]
+    out = _compact(value, left)
+    if budget is not None:
+        units = MAX_OUTPUT - left[0]
+        budget[1] -= units
+        if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
+            overrun(budget)
+    return out
+
+
+def _compact_filter(value: Any) -> Any:
     """Drop ``None``, empty text and empty objects/lists, recursively."""
+    return compacted_in(current(), value)
+
+
+def _compact(value: Any, left: list[int]) -> Any:
+    """:func:`compacted_in`'s walk; ``left``: the items it may still walk."""
     if isinstance(value, (dict, Mapping)):
+        left[0] -= len(value)
+        if left[0] < 0:
+            raise OverflowError(f"compact: the value exceeds {MAX_OUTPUT:,} items")
         out = {}
         for k, v in value.items():
             kind = type(v)
@@ -159,12 +202,15 @@ def _compact(value: Any) -> Any:
                 continue
             if v is None:
                 continue
-            v = _compact(v)
+            v = _compact(v, left)
             if not _is_blank(v):
                 out[k] = v
         return out
     if isinstance(value, list):
-        return [v for v in (_compact(v) for v in value) if not _is_blank(v)]
+        left[0] -= len(value)
+        if left[0] < 0:
+            raise OverflowError(f"compact: the value exceeds {MAX_OUTPUT:,} items")
+        return [v for v in (_compact(v, left) for v in value) if not _is_blank(v)]
     return value
 
 
@@ -192,7 +238,7 @@ def _iso(value: Any) -> str:
 EXTRA_FILTERS: dict[str, Callable[..., Any]] = {
     "base64": _base64,
     "merge": _merge,
-    "compact": _compact,
+    "compact": _compact_filter,
     "tojson": _tojson,
     "fromjson": _fromjson,
     "sha256": _sha256,
@@ -390,12 +436,13 @@ _FLAT_SIZED = (str, bytes, bytearray, range)
 _WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
 
 
-#: Most literals an expression may build and still spend nothing else of a render's
-#: budget without being able to exhaust it. Each literal is refused past MAX_OUTPUT on
-#: its own, so L literals spend at most L * MAX_OUTPUT work and L steps: under the
-#: budget's MAX_RENDER_WORK and MAX_RENDER_STEPS for L up to this, whatever the data.
-#: (One literal's worth is left for what the result check may walk.) The fast path
-#: leaves such an expression unbudgeted (see fastpath.py).
+#: Most literals, merge operands and compact calls an expression may have and still
+#: spend nothing else of a render's budget without being able to exhaust it. Each of
+#: them is refused past MAX_OUTPUT on its own and charges at most that, so L of them
+#: spend at most L * MAX_OUTPUT work and L steps: under the budget's MAX_RENDER_WORK and
+#: MAX_RENDER_STEPS for L up to this, whatever the data. (One literal's worth is left
+#: for what the result check may walk.) The fast path leaves such an expression
+#: unbudgeted (see fastpath.py).
 UNBUDGETED_LITERALS = min(MAX_RENDER_WORK // MAX_OUTPUT, MAX_RENDER_STEPS) - 1
 
 
@@ -494,18 +541,22 @@ FILTER_FAILURES = (
 
 
 #: Our own filters whose time is linear in their input and whose result is no larger
-#: than their inputs together, raising only TypeError or RecursionError: there is
-#: nothing to check before or after them, so they run unwrapped. Their inputs were
-#: size-checked when they were made, and the loops and calls around them still read
-#: the clock. (Every Segment message body calls them: the guard would be a third of its
-#: fast-path render.)
-_LINEAR_FILTERS = {"merge": _merge, "compact": _compact}
+#: than the output limit: they check and charge their own work (merged_in,
+#: compacted_in), so they run without the guard, and the fast path calls them with the
+#: budget it armed, or none (see UNBUDGETED_LITERALS). (Every Segment message body
+#: calls them: the guard would be a third of its fast-path render.)
+_LINEAR_FILTERS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+    "merge": (_merge, merged_in),
+    "compact": (_compact_filter, compacted_in),
+}
 
 
-def is_unguarded(name: str, function: Callable[..., Any]) -> bool:
-    """Whether ``function``, the filter ``name`` of an environment, runs unguarded
-    (spending nothing of a render's budget): one of the linear filters above."""
-    return _LINEAR_FILTERS.get(name) is function
+def unguarded_in(name: str, function: Callable[..., Any]) -> Callable[..., Any] | None:
+    """When ``function``, the filter ``name`` of an environment, is one of the linear
+    filters above: the same filter taking the budget it charges as its first argument
+    (as :func:`sized_in`); else None."""
+    pair = _LINEAR_FILTERS.get(name)
+    return pair[1] if pair is not None and pair[0] is function else None
 
 
 def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -513,7 +564,7 @@ def guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     before it runs, and its result checked and charged after. Keeps Jinja's pass_*
     marker, so Jinja and the fast path call it exactly as they would call ``function``.
     (On every fast-path render: written out rather than through charge().)"""
-    if _LINEAR_FILTERS.get(name) is function:
+    if unguarded_in(name, function) is not None:
         return function
     check = filter_check(name)
     cost = filter_cost(name)
