@@ -418,6 +418,8 @@ def _weight(value: Any, seen: dict[int, int], cap: int) -> int:
     if known is not None:
         return known
     total = len(value)
+    if total > cap:
+        return total
     for item in items:
         kind = type(item)
         if kind is str:
@@ -473,6 +475,8 @@ def sized_in(budget: list[float] | None, value: Any) -> Any:
             continue
         elif kind is dict or kind is list:  # one level down, as _weight counts it
             weight += len(item)
+            if weight > MAX_OUTPUT:
+                break
             for inner in item.values() if kind is dict else item:
                 kind = type(inner)
                 if kind is str:
@@ -484,6 +488,10 @@ def sized_in(budget: list[float] | None, value: Any) -> Any:
                 break
         else:
             weight = -1
+            break
+        # Past the limit, counting on would only walk (``[x, x, ...]`` of a long list
+        # repeats its walk for every copy): what was counted is what _weight counts.
+        if weight > MAX_OUTPUT:
             break
     if weight < 0:
         weight = _weight(value, {}, MAX_OUTPUT + 1)
