@@ -210,11 +210,14 @@ def test_permanent_5xx_answers_are_not_retried_nor_stored(
     store.close()
 
 
-def test_engines_load_the_tls_roots_once_a_process(
+def test_batch_clients_load_the_tls_roots_once_a_process(
     registry: connector.Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every engine's own clients, sync and async, share one TLS context (httpx's
-    default roots): loading them costs each new client ~30 ms otherwise."""
+    """``run --batch`` makes its clients (one a worker) with one TLS context a process,
+    made before the fork: loading the roots costs each new client ~25 ms otherwise. An
+    engine's own clients keep a context each, as httpx makes them (httpcore changes a
+    context for every connection, so one shared by clients in several threads would be
+    changed by several at once)."""
     from connector.core import transport
 
     made: list[object] = []
@@ -228,13 +231,16 @@ def test_engines_load_the_tls_roots_once_a_process(
     monkeypatch.setattr(httpx, "create_ssl_context", counting)
     transport.tls_context.cache_clear()
     try:
-        engines = [connector.Engine(registry) for _ in range(3)]
-        for engine in engines:
+        clients = [transport.batch_client() for _ in range(3)]
+        assert len(made) == 1
+        assert made[0].verify_mode.name == "CERT_REQUIRED"  # type: ignore[attr-defined]
+        assert made[0].check_hostname  # type: ignore[attr-defined]
+        for client in clients:
+            client.close()
+        transport.tls_context.cache_clear()  # an engine taking it would make it again
+        with connector.Engine(registry) as engine:
             assert isinstance(engine.client, httpx.Client)
             assert isinstance(engine.async_client, httpx.AsyncClient)
         assert len(made) == 1
-        assert made[0].verify_mode.name == "CERT_REQUIRED"  # type: ignore[attr-defined]
-        for engine in engines:
-            engine.close()
     finally:
         transport.tls_context.cache_clear()

@@ -133,9 +133,7 @@ class Engine:
         if self._client is None:
             import httpx
 
-            from connector.core.transport import tls_context
-
-            self._client = httpx.Client(follow_redirects=False, verify=tls_context())
+            self._client = httpx.Client(follow_redirects=False)
         return self._client
 
     @property
@@ -580,6 +578,4 @@ def _running_loop() -> object | None:
 def _new_async_client() -> httpx.AsyncClient:
     import httpx
 
-    from connector.core.transport import tls_context
-
-    return httpx.AsyncClient(follow_redirects=False, verify=tls_context())
+    return httpx.AsyncClient(follow_redirects=False)

@@ -53,6 +53,7 @@ __all__ = [
     "PERMANENT_STATUSES",
     "PreparedRequest",
     "Sender",
+    "batch_client",
     "error_for_status",
     "retry_delay",
     "tls_context",
@@ -71,11 +72,19 @@ async def _asyncio_sleep(seconds: float) -> None:
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """The TLS settings of the engine's own clients, made once a process: httpx's
-    default (certifi's roots, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``). Loading the roots
-    costs ~30 ms; each new client would pay it again (``run --batch`` makes this before
-    it forks its workers, so they share it)."""
+    """httpx's default TLS settings (certifi's roots, or ``SSL_CERT_FILE`` or
+    ``SSL_CERT_DIR``), made once a process, for a process that makes its one client
+    itself: ``run --batch`` makes it before it forks its workers, which share it, each
+    with one client in one thread. (An engine's own clients each make their own, as
+    httpx does: httpcore sets ALPN on the context for every connection, so a context
+    shared by clients in several threads would be changed by several at once.)"""
     return httpx.create_ssl_context()
+
+
+def batch_client() -> httpx.Client:
+    """The client of a ``run --batch`` process (or worker): the engine's settings, with
+    the process's :func:`tls_context`, so loading the roots (~25 ms) is paid once."""
+    return httpx.Client(follow_redirects=False, verify=tls_context())
 
 
 #: Status -> error class, when the app does not say otherwise.

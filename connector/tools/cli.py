@@ -182,10 +182,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         assert transport is not None
         return _run_batch_in_workers(registry, args, connection, context, transport)
     store = None if args.no_store or args.dry_run else _store(args)
+    client = None
     if transport is not None:
+        from connector.core.transport import batch_client
+
         transport.join()
+        client = batch_client()
     try:
-        with Engine(registry, incomplete=store) as engine:
+        with Engine(registry, incomplete=store, client=client) as engine:
             if args.batch:
                 import gc
 
@@ -198,6 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 _print_json(engine.run(args.module, connection, parameters, context))
     finally:
+        if client is not None:
+            client.close()
         if store is not None:
             store.close()
     return 0
@@ -245,13 +251,16 @@ def _run_batch_in_workers(
 
     @contextlib.contextmanager
     def make_engine() -> Iterator[Engine]:
+        from connector.core.transport import batch_client
         from connector.runs.incomplete import IncompleteStore
 
         store = IncompleteStore(store_path) if store_path is not None else None
+        client = batch_client()  # the TLS context made before the fork
         try:
-            with Engine(registry, incomplete=store) as engine:
+            with Engine(registry, incomplete=store, client=client) as engine:
                 yield engine
         finally:
+            client.close()
             if store is not None:
                 store.close()
 
