@@ -141,10 +141,11 @@ def merged_in(budget: list[float] | None, *objects: Any) -> dict[str, Any]:
     clock, before it spends seconds), and neither one nor the result may pass the output
     limit. The fast path passes the budget it armed, as for :func:`sized_in`."""
     out: dict[str, Any] = {}
+    total = 0  # the operands' items so far: the result has at most as many
     for obj in objects:
         if obj is None:
             continue
-        if not isinstance(obj, (dict, Mapping)):
+        if type(obj) is not dict and not isinstance(obj, Mapping):
             raise TypeError(f"merge expects objects, got {type(obj).__name__}")
         units = len(obj)
         if units > MAX_OUTPUT:
@@ -154,7 +155,8 @@ def merged_in(budget: list[float] | None, *objects: Any) -> dict[str, Any]:
             if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
                 overrun(budget)
         out.update(obj)
-        if len(out) > MAX_OUTPUT:
+        total += units
+        if total > MAX_OUTPUT and len(out) > MAX_OUTPUT:
             raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
     return out
 
