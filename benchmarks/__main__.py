@@ -8,7 +8,6 @@ whole run overran its time limit and was stopped.
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import sys
@@ -18,7 +17,7 @@ import traceback
 from pathlib import Path
 
 import connector
-from benchmarks.cases import BENCH_RETRY, CASES, Bench, Config, Row
+from benchmarks.cases import BENCH_RETRY, CASES, Bench, Config, Row, compile_engine
 from benchmarks.receiver import ROOT, Receiver
 from benchmarks.report import machine_info, render_machine, render_table, to_json
 
@@ -68,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [case for case in CASES if not args.case or case[0] in args.case]
     info = machine_info(ROOT)
     print(render_machine(info, config), flush=True)
-    # The engine's bytecode, as ``pip install`` leaves an installed package: every
-    # process a case starts (the command, cold start) then reads it instead of compiling
-    # the engine's sources, which an editable checkout under PYTHONDONTWRITEBYTECODE=1
-    # (set on the benchmark machine) would do on every start.
-    compileall.compile_dir(str(ROOT / "connector"), quiet=1)
+    compile_engine()  # before any case: every process a case starts reads the bytecode
     rows: list[Row] = []
     started = time.perf_counter()
     receiver = Receiver(max_seconds=TIME_LIMIT[config.mode] + 60)

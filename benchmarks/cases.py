@@ -34,7 +34,7 @@ from benchmarks import workload
 from benchmarks.receiver import ROOT, Receiver
 from connector.format.manifest import RetrySpec
 
-__all__ = ["CASES", "ROW_LABELS", "Bench", "Config", "Row", "official_available"]
+__all__ = ["CASES", "ROW_LABELS", "Bench", "Config", "Row", "compile_engine", "official_available"]
 
 #: Bounded retries: a broken receiver must end the benchmark quickly, not in minutes.
 BENCH_RETRY = RetrySpec(attempts=2, backoff=0.05, max_backoff=0.1)
@@ -756,6 +756,16 @@ def _cold_runs(repeats: int, env: dict[str, str]) -> tuple[float, float, int]:
     return inside, wall, modules
 
 
+def compile_engine() -> None:
+    """The engine's bytecode, as ``pip install`` leaves an installed package: a process a
+    case starts (the command, cold start) then reads it instead of compiling the
+    engine's sources, which an editable checkout under PYTHONDONTWRITEBYTECODE=1 (set on
+    the benchmark machine) would do on every start."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "connector"), quiet=1)
+
+
 def cold_start(bench: Bench) -> list[Row]:
     """``import connector; connector.load()`` in a fresh interpreter: the time a CLI call
     or a new worker pays before its first run. Timed from inside (import + load) and as
@@ -770,10 +780,9 @@ def cold_start(bench: Bench) -> list[Row]:
     start on (filled by one untimed start), and with the cache off, as on the very first
     start or in a host that does not opt in (see connector.core.cache).
     """
-    import compileall
     import tempfile
 
-    compileall.compile_dir(str(ROOT / "connector"), quiet=1)
+    compile_engine()
     repeats = bench.config.cold_repeats
     with tempfile.TemporaryDirectory() as directory:
         cached_env = {**os.environ, "CONNECTOR_CACHE": os.path.join(directory, "cache")}

@@ -59,9 +59,6 @@ class SignerRequest(NamedTuple):
     body: bytes
 
 
-Signer = Callable[[SignerRequest, Mapping[str, Any]], Mapping[str, str]]
-
-
 def packaged_modules_dir() -> Path:
     """The package's own ``modules/`` folder (installed, or in a checkout)."""
     package = Path(__file__).resolve().parent.parent
@@ -104,24 +101,6 @@ def load_code(manifest: AppManifest, app_file: Path) -> AppCodeLoaded | None:
     return AppCodeLoaded(
         signer=signer, signer_name=code.signer, filters=filters, digest=digest.hexdigest()
     )
-
-
-def code_digest(manifest: AppManifest, app_file: Path) -> bytes:
-    """The SHA-256 of the app's code files, for the manifest cache key (empty when the
-    app has no code, so apps without code keep their keys)."""
-    code = manifest.code
-    if code is None:
-        return b""
-    digest = hashlib.sha256()
-    references = ([code.signer] if code.signer else []) + sorted(code.filters.values())
-    for reference in sorted(set(references)):
-        relative = reference.partition(":")[0]
-        try:
-            path = _find(app_file.parent, relative, str(app_file), "$.code")
-            digest.update(relative.encode() + b"\0" + path.read_bytes())
-        except (ManifestError, OSError):
-            digest.update(relative.encode() + b"\0missing")
-    return digest.digest()
 
 
 def _find(app_dir: Path, relative: str, source: str, at: str) -> Path:

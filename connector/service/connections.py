@@ -151,9 +151,6 @@ class ConnectionStore:
             self._values[connection_id] = values
         return values
 
-    def app_of(self, connection_id: str) -> str:
-        return self.get(connection_id).app
-
     def delete(self, connection_id: str) -> None:
         self.get(connection_id)
         with self._db.transaction() as db:
