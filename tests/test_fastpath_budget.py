@@ -2,7 +2,7 @@
 
 An expression whose only calls are the literal size guard and the unguarded linear
 filters (merge, compact) cannot exhaust a budget when it builds at most
-UNBUDGETED_LITERALS literals: each literal is refused past the output limit on its own.
+UNBUDGETED_UNITS literals: each literal is refused past the output limit on its own.
 The fast path then arms no budget; past that count it arms one, as Jinja's render
 always does. Either way, results and errors are Jinja's, at the very edge of the work
 budget too.
@@ -17,7 +17,7 @@ import pytest
 
 from connector.templating import budget
 from connector.templating.limits import MAX_OUTPUT
-from connector.templating.sandbox import UNBUDGETED_LITERALS
+from connector.templating.sandbox import UNBUDGETED_UNITS
 from connector.templating.templates import CompiledTemplate
 
 #: A text that makes ``{'k': X}`` weigh exactly the output limit (1 item + its text).
@@ -44,7 +44,7 @@ def _outcome(render: Any, scope: dict[str, Any]) -> tuple[str, Any]:
 
 @pytest.mark.parametrize(
     "literals",
-    [1, UNBUDGETED_LITERALS, WORK_LIMIT_LITERALS, WORK_LIMIT_LITERALS + 1],
+    [1, UNBUDGETED_UNITS, WORK_LIMIT_LITERALS, WORK_LIMIT_LITERALS + 1],
     ids=["one", "nineteen", "budget-exactly-spent", "budget-overrun"],
 )
 def test_heavy_literals_agree_with_jinja_at_the_work_limit(literals: int) -> None:
@@ -77,7 +77,7 @@ def test_a_literal_over_the_output_limit_is_refused_without_a_budget() -> None:
         ("{{ x | upper }}", True),  # a guarded filter spends
         ("{{ x is string }}", True),  # so does a test
         ("{{ [x] ~ 'a' }}", True),  # and the concat guard
-        (_merged(UNBUDGETED_LITERALS + 1), True),  # too many literals to leave it out
+        (_merged(UNBUDGETED_UNITS + 1), True),  # too many literals to leave it out
     ],
     ids=["linear", "read", "guarded-filter", "test", "concat", "many-literals"],
 )
@@ -93,3 +93,21 @@ def test_which_expressions_run_within_a_budget(source: str, armed: bool) -> None
 
     left = contextvars.Context().run(render)  # an empty context: no budget yet
     assert (left is not None) is armed
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ ([]) | min }}", "{{ x | max }}", "{{ x | first }}", "{{ x | last }}"],
+    ids=["min-literal", "max", "first", "last"],
+)
+def test_an_undefined_result_fails_on_both_paths(source: str) -> None:
+    """first, last, min and max of an empty sequence give an undefined value: the fast
+    path refuses it as Jinja's render does (the differential property test found
+    ``([]) | min`` returned as a value)."""
+    from jinja2.exceptions import UndefinedError
+
+    template = CompiledTemplate(source)
+    assert template._fast is not None
+    for render in (template._fast, template.render_jinja):
+        with pytest.raises(UndefinedError):
+            render({"x": []})

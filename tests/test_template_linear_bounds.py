@@ -20,7 +20,7 @@ import pytest
 
 from connector.templating import budget
 from connector.templating.limits import MAX_OUTPUT
-from connector.templating.sandbox import UNBUDGETED_LITERALS, environment
+from connector.templating.sandbox import UNBUDGETED_UNITS, environment
 from connector.templating.templates import CompiledTemplate
 
 
@@ -93,8 +93,8 @@ def test_compact_charges_what_it_walks() -> None:
     ("source", "armed"),
     [
         ("{{ {'a': x} | compact | merge(y) }}", False),  # a Segment body: 4 of them
-        ("{{ y | merge(" + ", ".join(["y"] * (UNBUDGETED_LITERALS - 1)) + ") }}", False),
-        ("{{ y | merge(" + ", ".join(["y"] * UNBUDGETED_LITERALS) + ") }}", True),
+        ("{{ y | merge(" + ", ".join(["y"] * (UNBUDGETED_UNITS - 1)) + ") }}", False),
+        ("{{ y | merge(" + ", ".join(["y"] * UNBUDGETED_UNITS) + ") }}", True),
         ("{{ {} | merge(" + ", ".join(["y | compact"] * 10) + ") }}", True),
     ],
     ids=["segment-body", "most-operands", "one-operand-too-many", "many-compacts"],
@@ -109,7 +109,7 @@ def test_merge_operands_and_compacts_count_towards_the_unbudgeted_limit(
 def test_the_most_an_unbudgeted_expression_may_do_agrees_with_jinja() -> None:
     """At the unbudgeted limit, every operand the output limit's weight: Jinja's budget,
     charged for each, is not exhausted either."""
-    source = "{{ a | merge(" + ", ".join(["a"] * (UNBUDGETED_LITERALS - 1)) + ") }}"
+    source = "{{ a | merge(" + ", ".join(["a"] * (UNBUDGETED_UNITS - 1)) + ") }}"
     assert not _armed(source, {"a": {"b": 1}})
     assert _both(source, {"a": LIMIT}) == ("value", MAX_OUTPUT)
 

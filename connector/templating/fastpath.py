@@ -51,7 +51,7 @@ from connector.templating.sandbox import (
     COMPARE_GUARD,
     CONCAT_GUARD,
     SIZE_GUARD,
-    UNBUDGETED_LITERALS,
+    UNBUDGETED_UNITS,
     bounded_concat,
     materialise,
     sized,
@@ -87,15 +87,16 @@ _OPERATORS = {
     "notin": "not in",
 }
 #: Filters whose result is *plain* when their input is (see _READ_CHECK): texts,
-#: numbers, booleans, JSON values, or an item of their input. Any other filter (one that
-#: makes an iterator, a generator or tuples, one added later, an app's) sends its
-#: expression's result through materialise.
+#: numbers, booleans or JSON values. Any other filter (one that makes an iterator, a
+#: generator or tuples, one added later, an app's) sends its expression's result
+#: through materialise. (first, last, min and max are not plain: of an empty sequence
+#: they give an undefined value, which materialise refuses as Jinja does.)
 _PLAIN_FILTERS = frozenset(
     {
         *("abs", "base64", "capitalize", "compact", "count", "d", "default", "e", "escape"),
-        *("first", "float", "fromjson", "int", "iso8601", "join", "last", "length", "list"),
-        *("lower", "max", "merge", "min", "replace", "round", "sha256", "sort", "string"),
-        *("sum", "title", "tojson", "trim", "truncate", "upper", "urlencode"),
+        *("float", "fromjson", "int", "iso8601", "join", "length", "list", "lower"),
+        *("merge", "replace", "round", "sha256", "sort", "string", "sum", "title"),
+        *("tojson", "trim", "truncate", "upper", "urlencode"),
     }
 )
 #: The result check of a single expression, as Jinja's ``materialise`` does it. Scope
@@ -188,9 +189,9 @@ class _Generator:
         self.calls = False
         #: Whether it calls anything that spends from its budget besides its literals'
         #: size guard and the linear filters, and how many literals, merge operands and
-        #: compact calls it has (see UNBUDGETED_LITERALS).
+        #: compact calls it has (see UNBUDGETED_UNITS).
         self.spends = False
-        self.literals = 0
+        self.units = 0
         #: Whether its value is one materialise leaves as it is (see _READ_CHECK).
         self.plain = True
         self.depth = 0
@@ -288,7 +289,7 @@ class _Generator:
         if self.jinja.globals[SIZE_GUARD] is not sized:
             raise _Unsupported("size guard")
         self.calls = True
-        self.literals += 1
+        self.units += 1
         # _lb: the expression's budget (the function's _b), or None when it needs none.
         return f"{self.bind(sized_in)}(_lb, {source})"
 
@@ -352,10 +353,10 @@ class _Generator:
         linear = unguarded_in(node.name, function) if isinstance(node, nodes.Filter) else None
         if linear is not None:
             # merge and compact charge the budget they are given (_lb, as literals do):
-            # one unit of UNBUDGETED_LITERALS per operand.
+            # one unit of UNBUDGETED_UNITS per operand.
             if node.kwargs:
                 raise _Unsupported("call shape")
-            self.literals += 1 + len(node.args)
+            self.units += 1 + len(node.args)
             operands = [self.expr(node.node), *(self.expr(arg) for arg in node.args)]
             return f"{self.bind(linear)}(_lb, {', '.join(operands)})"
         self.spends = True
@@ -385,21 +386,21 @@ class _Generator:
         exhaust one, and through the result check (``materialise``).
 
         An expression whose only calls are the size guard of literals and the
-        unguarded (linear) filters, at most UNBUDGETED_LITERALS literals, merge
+        unguarded (linear) filters, at most UNBUDGETED_UNITS literals, merge
         operands and compact calls together, cannot exhaust a budget's steps or work,
         whatever its data: it runs without one (each of them is still refused past the
         output limit, by the same checks). What it gives up is only the deadline's
         clock reading, for a run of linear work."""
         self.calls = self.spends = False
-        self.literals = 0
+        self.units = 0
         self.plain = True
         value = self.expr(node)
         if not self.calls:
             self.emit(f"{target} = {value}", depth)
             self.emit(_READ_CHECK.format(value=target), depth)
             return
-        if not self.spends and self.literals <= UNBUDGETED_LITERALS:
-            if self.literals:
+        if not self.spends and self.units <= UNBUDGETED_UNITS:
+            if self.units:
                 self.emit("_lb = None", depth)
         else:
             if self.budgets:
@@ -409,7 +410,7 @@ class _Generator:
                 self.emit(f"_b[0] = {MAX_RENDER_STEPS}; _b[1] = {MAX_RENDER_WORK}", depth)
                 self.emit("_b[2] = _monotonic() + _b[3]", depth)
             self.budgets += 1
-            if self.literals:
+            if self.units:
                 self.emit("_lb = _b", depth)
         self.emit(f"{target} = {value}", depth)
         check = _READ_CHECK if self.plain else _BUILT_CHECK

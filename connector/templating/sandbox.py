@@ -72,7 +72,7 @@ __all__ = [
     "MAX_RANGE",
     "OUTPUT_GUARD",
     "SIZE_GUARD",
-    "UNBUDGETED_LITERALS",
+    "UNBUDGETED_UNITS",
     "bounded_concat",
     "compacted_in",
     "environment",
@@ -447,7 +447,7 @@ _WEIGHED = (list, tuple, dict, str, bytes, bytearray, range)
 #: MAX_RENDER_STEPS for L up to this, whatever the data. (One literal's worth is left
 #: for what the result check may walk.) The fast path leaves such an expression
 #: unbudgeted (see fastpath.py).
-UNBUDGETED_LITERALS = min(MAX_RENDER_WORK // MAX_OUTPUT, MAX_RENDER_STEPS) - 1
+UNBUDGETED_UNITS = min(MAX_RENDER_WORK // MAX_OUTPUT, MAX_RENDER_STEPS) - 1
 
 
 def sized(value: Any) -> Any:
@@ -553,7 +553,7 @@ FILTER_FAILURES = (
 #: Our own filters whose time is linear in their input and whose result is no larger
 #: than the output limit: they check and charge their own work (merged_in,
 #: compacted_in), so they run without the guard, and the fast path calls them with the
-#: budget it armed, or none (see UNBUDGETED_LITERALS). (Every Segment message body
+#: budget it armed, or none (see UNBUDGETED_UNITS). (Every Segment message body
 #: calls them: the guard would be a third of its fast-path render.)
 _LINEAR_FILTERS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "merge": (_merge, merged_in),
