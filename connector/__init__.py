@@ -24,24 +24,24 @@ Errors are documented in :mod:`connector.errors`.
 from typing import TYPE_CHECKING
 
 from connector._version import __version__
-from connector.core.engine import Engine, Prepared
-from connector.core.loader import load, load_app
-from connector.core.registry import LoadedModule, Registry
-from connector.errors import (
-    ConnectorError,
-    DataError,
-    InvalidAccessTokenError,
-    InvalidConfigurationError,
-    ManifestError,
-    RateLimitError,
-    RemoteConnectionError,
-    RemoteRuntimeError,
-    RunError,
-    UnknownModuleError,
-)
-from connector.format.manifest import AppManifest, ModuleManifest, RetrySpec
 
 if TYPE_CHECKING:
+    from connector.core.engine import Engine, Prepared
+    from connector.core.loader import load, load_app
+    from connector.core.registry import LoadedModule, Registry
+    from connector.errors import (
+        ConnectorError,
+        DataError,
+        InvalidAccessTokenError,
+        InvalidConfigurationError,
+        ManifestError,
+        RateLimitError,
+        RemoteConnectionError,
+        RemoteRuntimeError,
+        RunError,
+        UnknownModuleError,
+    )
+    from connector.format.manifest import AppManifest, ModuleManifest, RetrySpec
     from connector.runs.incomplete import IncompleteStore
 
 __all__ = [
@@ -69,10 +69,49 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # IncompleteStore pulls in sqlite3: imported when first asked for, not at import.
-    if name == "IncompleteStore":
-        from connector.runs.incomplete import IncompleteStore
+#: Where each public name lives. Importing the package imports none of them: the
+#: ``connector`` command starts by reading its arguments, and a run starts its HTTP set-up
+#: in a thread before the engine (pydantic, Jinja) is imported; see
+#: :mod:`connector.tools.cli`. A name is imported when first used, then kept here.
+_HOMES = {
+    "Engine": "connector.core.engine",
+    "Prepared": "connector.core.engine",
+    "load": "connector.core.loader",
+    "load_app": "connector.core.loader",
+    "LoadedModule": "connector.core.registry",
+    "Registry": "connector.core.registry",
+    "AppManifest": "connector.format.manifest",
+    "ModuleManifest": "connector.format.manifest",
+    "RetrySpec": "connector.format.manifest",
+    "IncompleteStore": "connector.runs.incomplete",
+    **dict.fromkeys(
+        (
+            "ConnectorError",
+            "DataError",
+            "InvalidAccessTokenError",
+            "InvalidConfigurationError",
+            "ManifestError",
+            "RateLimitError",
+            "RemoteConnectionError",
+            "RemoteRuntimeError",
+            "RunError",
+            "UnknownModuleError",
+        ),
+        "connector.errors",
+    ),
+}
 
-        return IncompleteStore
-    raise AttributeError(f"module 'connector' has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'connector' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

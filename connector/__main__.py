@@ -1,7 +1,5 @@
 """``python -m connector`` is the ``connector`` command."""
 
-import sys
+from connector.tools.cli import entry
 
-from connector.tools.cli import main
-
-sys.exit(main())
+entry()

@@ -355,3 +355,90 @@ def test_run_loads_neither_the_service_nor_other_apps(sink: Sink, tmp_path: Path
     unknown = error_of(cli("run", "segment.nope", "-c", conn))
     assert "livelike.track_event" in unknown["message"]
     assert "clevertap.upload_events" in unknown["message"]
+
+
+def _probe(code: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()
+
+
+def test_importing_the_package_imports_none_of_the_engine() -> None:
+    """``import connector`` is cheap (the command reads its arguments first); each public
+    name is imported on first use, and every name of ``__all__`` resolves."""
+    lines = _probe(
+        "import sys, connector\n"
+        "heavy = ('pydantic', 'jinja2', 'httpx', 'sqlite3')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+        "print(all(getattr(connector, name) is not None for name in connector.__all__))\n"
+        "print(set(connector.__all__) <= set(dir(connector)))\n"
+        "from connector import Engine, load\n"
+        "from connector.core.engine import Engine as E\n"
+        "print(Engine is E and load is connector.load)\n"
+    )
+    assert lines == ["[]", "True", "True", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import connector
+
+        connector.nope  # noqa: B018
+
+
+def test_a_batch_run_makes_its_tls_context_before_it_imports_the_engine(
+    sink: Sink, tmp_path: Path
+) -> None:
+    """``run --batch`` starts the thread that loads the TLS roots as soon as its command
+    line is read, while the engine is still to be imported (loading the roots releases
+    the GIL); the run joins it before it forks, and uses that context."""
+    probe = (
+        "import sys, json\n"
+        "from connector.tools import cli\n"
+        "seen = []\n"
+        "real = cli._prepare_transport\n"
+        "def spy():\n"
+        "    seen.append('connector.core.engine' in sys.modules or 'pydantic' in sys.modules)\n"
+        "    return real()\n"
+        "cli._prepare_transport = spy\n"
+        "code = cli.main(sys.argv[1:])\n"
+        "from connector.core.tls import tls_context\n"
+        "print(json.dumps([code, seen, tls_context.cache_info().currsize]))\n"
+    )
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"event": "E", "userId": "u"}) + "\n")
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    env = {**os.environ, "CONNECTOR_HOME": str(tmp_path)}
+    args = ["run", "segment.track", "-c", conn, "--batch", str(path), "--workers", "1"]
+    lines = _probe(probe, *args, env=env)
+    code, seen, made = json.loads(lines[-1])
+    assert code == 0 and made == 1
+    assert seen[0] is False  # the first call: before the engine, before pydantic
+    assert len(sink.messages()) == 1
+    # A dry run sends nothing: no thread, no context.
+    lines = _probe(probe, *args, "--dry-run", env=env)
+    assert json.loads(lines[-1]) == [0, [], 0]
+
+
+def test_the_program_exits_with_mains_code_and_everything_printed(tmp_path: Path) -> None:
+    """``python -m connector`` (and the ``connector`` script) end the process without
+    tearing the interpreter down, after flushing what was printed: the exit code is
+    main's, and a long output arrives whole through a pipe."""
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n" * 20_000)
+    done = cli("run", "segment.track", "--dry-run", "--batch", str(path))
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 20_000
+    assert done.stderr.startswith("0 checked, 0 failed, nothing sent, 20,000 blank lines")
+    assert cli("run", "segment.nope", "-c", "{}").returncode == 2
+    assert cli("run", "--workers").returncode == 2  # argparse's own exit
+    from connector.tools import cli as module
+
+    script = ROOT / "pyproject.toml"
+    assert 'connector = "connector.tools.cli:entry"' in script.read_text()
+    assert module.entry.__module__ == "connector.tools.cli"

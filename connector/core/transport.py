@@ -23,9 +23,7 @@ and the number of attempts. The path an error or log line quotes is redacted too
 from __future__ import annotations
 
 import email.utils
-import functools
 import random
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,6 +33,7 @@ import httpx
 
 from connector.core.logs import get_logger
 from connector.core.request import PreparedRequest
+from connector.core.tls import tls_context
 from connector.errors import (
     ERROR_TYPES,
     DataError,
@@ -68,17 +67,6 @@ async def _asyncio_sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """httpx's default TLS settings (certifi's roots, or ``SSL_CERT_FILE`` or
-    ``SSL_CERT_DIR``), made once a process, for a process that makes its one client
-    itself: ``run --batch`` makes it before it forks its workers, which share it, each
-    with one client in one thread. (An engine's own clients each make their own, as
-    httpx does: httpcore sets ALPN on the context for every connection, so a context
-    shared by clients in several threads would be changed by several at once.)"""
-    return httpx.create_ssl_context()
 
 
 def batch_client() -> httpx.Client:
