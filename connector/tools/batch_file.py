@@ -234,8 +234,8 @@ class BatchFileRun:
     def _blanks(self) -> None:
         order, write = self._order, self._out.write
         while order and order[0] < 0:
+            self.tally.blank += 1  # counted before it is written (a worker's block tally)
             write(b'{"line":%d,"blank":true}\n' % -order.popleft())
-            self.tally.blank += 1
 
     def write(self, result: Any, key: bytes = b"bundles") -> None:
         """Write the answer to the next input line (blank lines before it first)."""

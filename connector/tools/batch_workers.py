@@ -2,24 +2,33 @@
 
 Preparing a message is Python work under one GIL; a batch file is many independent
 lines. So the command forks worker processes after loading the manifests (shared, copy
-on write), deals the file to them in chunks of :data:`CHUNK_LINES` lines, round robin,
-and writes their answers in input order. Each worker is a whole batch run of its own
+on write), deals the file to them in blocks of whole lines (:data:`CHUNK_BYTES`), and
+writes their answers in input order. Each worker is a whole batch run of its own
 (:class:`~connector.tools.batch_file.BatchFileRun`): same checks, same packing, its own
 HTTP client and its own connection to the incomplete store (SQLite serialises the
 writers), so every contract of a batch run holds per line. What changes is only that
 two workers' requests are out at once.
 
-Memory stays flat: a worker reads its next chunk only when its batch run asks for more
-input (a batch run reads ahead at most its pending limit), the parent deals chunks
-round robin and so blocks on the slowest worker's pipe (each pipe holds one chunk
-ahead, :data:`PIPE_BYTES`), and answers wait in the parent
-only until the chunks before them are written. The parent never waits for an answer
-while it still has lines to deal: a worker holds a batch's answers until it reads its
-next line, so waiting there could wait forever.
+Dealing. The parent reads the file in blocks, never line by line, and gives each block
+to the worker with the fewest blocks unanswered, so a worker that runs faster (the
+other shares its core with the receiver, say) takes more, and both end together. It
+never waits for an answer while it still has lines to deal: a worker holds a batch's
+answers until it reads its next line, so waiting there could wait forever. What stops
+it is a full pipe: writing to a worker that has :data:`PIPE_BYTES` unread waits until
+that worker reads, and a worker always reads in the end, since its answers are drained
+by a thread of the parent as they come.
 
-Framing: the parent sends ``b"FIRST SIZE\\n"`` and SIZE bytes of raw lines (numbered from
-FIRST); a worker answers each chunk with ``b"SIZE\\n"`` and SIZE bytes of output lines,
-one per input line, in order.
+Memory stays flat: a worker reads its next block only when its batch run asks for more
+input (a batch run reads ahead at most its pending limit); answers wait in the parent
+only until the blocks before them are written, and at most :data:`WINDOW` blocks a
+worker are unwritten: past that the parent deals to the worker whose answer is next
+(its pipe then fills and the parent waits for it), not to the ones that run ahead.
+
+Framing: the parent sends ``b"FIRST SIZE\\n"`` and SIZE bytes of whole lines (numbered
+from FIRST); a worker answers each block with ``b"SIZE SENT KEPT BLANK FAILED\\n"``
+and SIZE bytes of output lines, one per input line, in order. The counts are the
+block's tally (FAILED: the failed lines' numbers, comma separated, or ``-``), so the
+parent adds them up without reading the lines.
 """
 
 from __future__ import annotations
@@ -39,10 +48,15 @@ from connector.tools.batch_file import BatchFileRun, Progress, _Tally
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["CHUNK_LINES", "PIPE_BYTES", "default_workers", "run_in_workers"]
+__all__ = ["CHUNK_BYTES", "PIPE_BYTES", "WINDOW", "default_workers", "run_in_workers"]
 
-#: Lines dealt to a worker at a time.
-CHUNK_LINES = 1000
+#: Bytes of whole lines dealt to a worker at a time (~550 of the benchmark's lines;
+#: more where a line is longer than this).
+CHUNK_BYTES = 256 * 1024
+
+#: Blocks a worker may have unwritten (dealt, or answered and waiting for the blocks
+#: before them) before the parent deals only to the worker whose answer is next.
+WINDOW = 8
 
 
 def default_workers() -> int:
@@ -63,10 +77,9 @@ PIPE_BYTES = 1 << 20
 
 
 def _widen(fd: int) -> None:
-    """Let the pipe hold a whole chunk (~0.5 MB of lines), so that dealing the next
-    chunk to one worker never waits for it to finish the one it is on while the other
-    worker runs dry (round robin would otherwise keep the workers in lock step, each
-    cycle as slow as the slower one). Where that is not allowed, the default stays."""
+    """Let the pipe hold several blocks, so that dealing a worker its next block
+    seldom waits for it to finish the one it is on while the other worker runs dry.
+    Where that is not allowed, the default stays."""
     try:
         import fcntl
 
@@ -81,7 +94,10 @@ class _Worker:
     def __init__(self, pid: int, to_worker: int, from_worker: int) -> None:
         self.pid = pid
         self.input = os.fdopen(to_worker, "wb", buffering=1 << 16)
-        self.answers: queue.Queue[bytes | None] = queue.Queue()
+        self.answers: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()
+        #: Blocks dealt to it, and blocks it has answered (counted by the reader).
+        self.dealt = 0
+        self.answered = 0
         self._reader = threading.Thread(
             target=self._read, args=(from_worker,), name="connector-batch-answers", daemon=True
         )
@@ -90,24 +106,45 @@ class _Worker:
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb", buffering=1 << 16) as answers:
             while header := answers.readline():
-                self.answers.put(answers.read(int(header)))
+                size, _, counts = header.partition(b" ")
+                self.answers.put((counts, answers.read(int(size))))
+                self.answered += 1
         self.answers.put(None)  # the worker ended
 
-    def send(self, first: int, lines: list[bytes]) -> None:
-        data = b"".join(lines)
-        self.input.write(b"%d %d\n" % (first, len(data)))
-        self.input.write(data)
+    def send(self, first: int, block: bytes) -> None:
+        self.input.write(b"%d %d\n" % (first, len(block)))
+        self.input.write(block)
         self.input.flush()
+        self.dealt += 1
 
     def close_input(self) -> None:
         self.input.close()
 
 
-def _numbered(chunks: IO[bytes], sizes: deque[int]) -> Iterator[tuple[int, bytes]]:
-    """A worker's lines with their numbers, chunk after chunk; notes each chunk's size."""
-    while header := chunks.readline():
+def _blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The file as blocks of whole lines, each with its number of lines (the last line
+    may lack its newline). A line longer than a block makes a block of its own."""
+    rest = b""
+    while data := stream.read(CHUNK_BYTES):
+        if rest:
+            data, rest = rest + data, b""
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            rest = data
+            continue
+        if cut < len(data):
+            data, rest = data[:cut], data[cut:]
+        yield data.count(b"\n"), data
+    if rest:
+        yield rest.count(b"\n") + 1, rest
+
+
+def _numbered(blocks: IO[bytes], sizes: deque[int]) -> Iterator[tuple[int, bytes]]:
+    """A worker's lines with their numbers, block after block; notes each block's
+    number of lines."""
+    while header := blocks.readline():
         first_text, size_text = header.split()
-        data = chunks.read(int(size_text))
+        data = blocks.read(int(size_text))
         lines = data.split(b"\n")
         if lines[-1] == b"":
             lines.pop()
@@ -117,13 +154,16 @@ def _numbered(chunks: IO[bytes], sizes: deque[int]) -> Iterator[tuple[int, bytes
             yield first + index, raw
 
 
-class _ChunkWriter:
-    """A worker's output: lines gathered until a chunk is answered, then sent framed."""
+class _BlockWriter:
+    """A worker's output: lines gathered until a block is answered, then sent framed
+    with the block's tally (the run's tally since the block before)."""
 
     def __init__(self, out: IO[bytes], sizes: deque[int]) -> None:
         self._out = out
         self._sizes = sizes
         self._parts: list[bytes] = []
+        self.tally = _Tally()
+        self._before = (0, 0, 0, 0)  # sent, kept, blank, failed, up to the last block
 
     def write(self, data: bytes, /) -> int:
         self._parts.append(data)
@@ -132,9 +172,15 @@ class _ChunkWriter:
             count = sizes.popleft()
             block = b"".join(self._parts[:count])
             del self._parts[:count]
-            self._out.write(b"%d\n" % len(block))
+            tally, (sent, kept, blank, failed) = self.tally, self._before
+            numbers = b",".join(b"%d" % n for n in tally.failed[failed:]) or b"-"
+            self._out.write(
+                b"%d %d %d %d %s\n"
+                % (len(block), tally.sent - sent, tally.kept - kept, tally.blank - blank, numbers)
+            )
             self._out.write(block)
             self._out.flush()
+            self._before = (tally.sent, tally.kept, tally.blank, len(tally.failed))
         return len(data)
 
     def flush(self) -> None:
@@ -155,13 +201,11 @@ def _work(
         os.fdopen(to_worker, "rb", buffering=1 << 16) as chunks,
         os.fdopen(from_worker, "wb", buffering=1 << 16) as out,
     ):
+        writer = _BlockWriter(out, sizes)
         run = BatchFileRun(
-            _numbered(chunks, sizes),
-            _ChunkWriter(out, sizes),
-            sys.stderr,
-            progress=False,
-            numbered=True,
+            _numbered(chunks, sizes), writer, sys.stderr, progress=False, numbered=True
         )
+        writer.tally = run.tally  # counted before each line is written
         with make_engine() as engine:
             run.run(engine, module, connection, context)
         run.finish()
@@ -243,11 +287,12 @@ def run_in_workers(
     pending: deque[_Worker] = deque()  # whose answer comes next, in input order
     read = 0
 
-    def take(block: bytes | None) -> None:
-        if block is None:
+    def take(answer: tuple[bytes, bytes] | None) -> None:
+        if answer is None:
             raise RuntimeError("a batch worker ended before answering every line")
+        counts, block = answer
         out.write(block)
-        _count(block, tally)
+        _add(counts, tally)
         if bar is not None:
             bar.show(read, tally)
 
@@ -255,28 +300,22 @@ def run_in_workers(
         while pending:
             worker = pending[0]
             try:
-                block = worker.answers.get(block=wait)
+                answer = worker.answers.get(block=wait)
             except queue.Empty:
                 return
             pending.popleft()
-            take(block)
+            take(answer)
             wait = False
 
     try:
-        chunk: list[bytes] = []
-        first, turn = 1, 0
-        for read, raw in enumerate(stream, start=1):
-            chunk.append(raw)
-            if len(chunk) == CHUNK_LINES:
-                worker = workers[turn % count]
-                worker.send(first, chunk)
-                pending.append(worker)
-                first, chunk, turn = read + 1, [], turn + 1
-                drain(wait=False)
-        if chunk:
-            worker = workers[turn % count]
-            worker.send(first, chunk)
+        first = 1
+        for lines, block in _blocks(stream):
+            worker = _next_worker(workers, pending)
+            worker.send(first, block)
             pending.append(worker)
+            first += lines
+            read = first - 1
+            drain(wait=False)
         for worker in workers:
             worker.close_input()
         while pending:
@@ -296,18 +335,20 @@ def run_in_workers(
     return tally
 
 
-def _count(block: bytes, tally: _Tally) -> None:
-    """Tally a block of output lines by the key after ``{"line":N,``."""
-    for line in block.split(b"\n"):
-        if not line:
-            continue
-        comma = line.index(b",")
-        kind = line[comma + 2 : comma + 5]
-        if kind == b"bun" or kind == b"req":
-            tally.sent += 1
-        elif kind == b"err":
-            tally.failed.append(int(line[8:comma]))
-            if b'"incompleteId":' in line:
-                tally.kept += 1
-        else:
-            tally.blank += 1
+def _next_worker(workers: list[_Worker], pending: deque[_Worker]) -> _Worker:
+    """Who gets the next block: the worker with the fewest blocks unanswered (the first
+    of them on a tie); but once :data:`WINDOW` blocks a worker are unwritten, the worker
+    whose answer is next, so that no worker runs further ahead of it."""
+    if len(pending) >= WINDOW * len(workers):
+        return pending[0]
+    return min(workers, key=lambda w: w.dealt - w.answered)
+
+
+def _add(counts: bytes, tally: _Tally) -> None:
+    """Add a block's tally, ``b"SENT KEPT BLANK FAILED"``, to the run's."""
+    sent, kept, blank, failed = counts.split()
+    tally.sent += int(sent)
+    tally.kept += int(kept)
+    tally.blank += int(blank)
+    if failed != b"-":
+        tally.failed.extend(int(n) for n in failed.split(b","))

@@ -1,0 +1,156 @@
+"""``run --batch`` over worker processes: how the parent cuts the file into blocks, whom
+it deals each block to, and how the workers' tallies come back (the end-to-end runs are
+in test_batch.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import connector
+from connector.testing.sink import Sink
+from connector.tools import batch_workers
+from connector.tools.batch_file import _Tally
+from tests.conftest import WRITE_KEY
+
+
+def _blocks(data: bytes, size: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
+    monkeypatch.setattr(batch_workers, "CHUNK_BYTES", size)
+    return list(batch_workers._blocks(io.BytesIO(data)))
+
+
+@pytest.mark.parametrize(
+    ("data", "size", "expected"),
+    [
+        (b"", 8, []),
+        (b"a\n", 8, [(1, b"a\n")]),
+        (b"a", 8, [(1, b"a")]),  # the last line without its newline
+        (b"a\nb\nc\n", 4, [(2, b"a\nb\n"), (1, b"c\n")]),
+        (b"a\nb\nc", 4, [(2, b"a\nb\n"), (1, b"c")]),
+        # A line longer than a block is a block of its own, whole.
+        (b"0123456789\nab\n", 4, [(1, b"0123456789\n"), (1, b"ab\n")]),
+        (b"x\n0123456789", 4, [(1, b"x\n"), (1, b"0123456789")]),
+        # Blank lines are lines: they keep their numbers.
+        (b"\n\n\n", 2, [(2, b"\n\n"), (1, b"\n")]),
+        (b"a\r\nb\r\n", 64, [(2, b"a\r\nb\r\n")]),
+    ],
+)
+def test_blocks_are_whole_lines_with_their_count(
+    data: bytes, size: int, expected: list[tuple[int, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = _blocks(data, size, monkeypatch)
+    assert blocks == expected
+    assert b"".join(block for _, block in blocks) == data
+
+
+def test_blocks_number_every_line_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [b"x" * (i % 37) for i in range(2000)]
+    data = b"\n".join(lines) + b"\n"
+    for size in (1, 50, 4096, 1 << 20):
+        blocks = _blocks(data, size, monkeypatch)
+        assert sum(count for count, _ in blocks) == len(lines)
+        assert b"".join(block for _, block in blocks) == data
+
+
+def _worker(dealt: int, answered: int) -> Any:
+    return SimpleNamespace(dealt=dealt, answered=answered)
+
+
+def test_the_next_block_goes_to_the_worker_with_fewest_unanswered() -> None:
+    a, b, c = _worker(5, 1), _worker(4, 2), _worker(3, 0)
+    assert batch_workers._next_worker([a, b, c], deque([a, b, c])) is b
+    # A tie goes to the first, so the first blocks go round.
+    idle = [_worker(0, 0), _worker(0, 0)]
+    assert batch_workers._next_worker(idle, deque()) is idle[0]
+
+
+def test_no_worker_runs_a_window_ahead_of_the_answer_that_is_next() -> None:
+    slow, fast = _worker(3, 0), _worker(40, 38)
+    window = deque([slow] + [fast] * (batch_workers.WINDOW * 2 - 1))
+    assert batch_workers._next_worker([slow, fast], window) is slow
+    window.pop()
+    assert batch_workers._next_worker([slow, fast], window) is fast
+
+
+@pytest.mark.parametrize(
+    ("counts", "sent", "kept", "blank", "failed"),
+    [
+        (b"3 0 1 -", 3, 0, 1, []),
+        (b"0 2 0 17,902", 0, 2, 0, [17, 902]),
+    ],
+)
+def test_a_blocks_tally_adds_up(
+    counts: bytes, sent: int, kept: int, blank: int, failed: list[int]
+) -> None:
+    tally = _Tally(sent=1, failed=[4], kept=1, blank=1)
+    batch_workers._add(counts, tally)
+    assert (tally.sent, tally.kept, tally.blank) == (1 + sent, 1 + kept, 1 + blank)
+    assert tally.failed == [4, *failed]
+
+
+def test_a_worker_frames_each_block_with_its_own_tally() -> None:
+    out = io.BytesIO()
+    sizes: deque[int] = deque([2, 1])
+    writer = batch_workers._BlockWriter(out, sizes)
+    tally = writer.tally
+    tally.sent += 1
+    writer.write(b"one\n")
+    tally.failed.append(2)
+    writer.write(b"two\n")  # the first block is answered
+    tally.blank += 1
+    writer.write(b"three\n")
+    assert out.getvalue() == b"8 1 0 0 2\none\ntwo\n6 0 0 1 -\nthree\n"
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of ~300 bytes: a short file crosses many block borders."""
+    monkeypatch.setattr(batch_workers, "CHUNK_BYTES", 300)
+    monkeypatch.setattr(batch_workers, "WINDOW", 2)
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_many_small_blocks_answer_in_order_with_the_run_tally(
+    registry: connector.Registry, sink: Sink, tmp_path: Path
+) -> None:
+    """Lines over many blocks and three workers (in this process, forked): every line is
+    answered once, in order, and the tally the parent adds up is the lines' own."""
+    lines = [json.dumps({"event": f"E{i}", "userId": f"u{i}"}) for i in range(400)]
+    for bad in (0, 7, 8, 199, 399):
+        lines[bad] = json.dumps({"event": f"bad {bad}"})
+    for blank in (3, 4, 200, 398):
+        lines[blank] = ""
+    data = ("\n".join(lines) + "\n").encode()
+
+    @contextlib.contextmanager
+    def make_engine() -> Iterator[connector.Engine]:
+        with connector.Engine(registry) as engine:
+            yield engine
+
+    out = io.BytesIO()
+    tally = batch_workers.run_in_workers(
+        3,
+        make_engine,  # type: ignore[arg-type]
+        "segment.track",
+        {"writeKey": WRITE_KEY, "host": sink.url},
+        None,
+        io.BytesIO(data),
+        out,
+        io.StringIO(),
+        progress=False,
+    )
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [a["line"] for a in answers] == list(range(1, 401))
+    assert [a["line"] for a in answers if "error" in a] == [1, 8, 9, 200, 400]
+    assert [a["line"] for a in answers if "blank" in a] == [4, 5, 201, 399]
+    assert (tally.sent, tally.failed, tally.blank, tally.kept) == (391, [1, 8, 9, 200, 400], 4, 0)
+    assert tally.read == 400
+    assert len(sink.messages()) == 391
