@@ -31,7 +31,10 @@ header checks. The database file is opened only when it is this user's alone (ow
 mode, no symbolic or hard links), as the manifest cache is (:mod:`connector.core.cache`).
 
 SQLite in WAL mode with ``synchronous=NORMAL``: durable against a process crash or
-kill; a power cut may lose the last transactions.
+kill; a power cut may lose the last transactions. ``secure_delete=FAST``: a deleted
+row's content is zeroed where that costs no extra write, and its freed pages hold it
+until the next row reuses them (the write-ahead log keeps page images until it is
+checkpointed anyway), in a file that is this user's alone.
 """
 
 from __future__ import annotations
@@ -280,6 +283,10 @@ class IncompleteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        # Some builds (Debian's) zero every deleted page: a delivered batch's ~500 KB
+        # written a second time, and the store's CPU nearly doubled. FAST zeroes what
+        # costs no extra write; freed pages are reused by the next request's row.
+        self._db.execute("PRAGMA secure_delete=FAST")
         columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS[:12])
         self._db.execute(f"CREATE TABLE IF NOT EXISTS executions ({columns})")
         have = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
