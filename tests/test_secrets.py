@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import connector
 from connector.testing.sink import Fault, Sink
@@ -428,3 +430,38 @@ def test_the_http_clients_own_loggers_are_redacted(
     logging.getLogger(name).debug("GET /x?k=%s %r", WRITE_KEY, {"auth": FORMS[1]})
     assert_clean(caplog.text)
     assert "[REDACTED]" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("anchors", "expected"),
+    [
+        ((), ()),
+        (("abcdefghijklmnopq",), ("abcdefghijklmnopq",)),
+        # A key's base64 forms with and without ':' share all but their end.
+        (
+            ("QmFzaWMgZDJ0ZlltVnVZMmhmPQ", "QmFzaWMgZDJ0ZlltVnVZMmhmPTo"),
+            ("QmFzaWMgZDJ0ZlltVnVZMmhmP",),
+        ),
+        # A shared start shorter than twelve characters is not worth the false hits.
+        (("abcdefghijkXX", "abcdefghijkYY"), ("abcdefghijkXX", "abcdefghijkYY")),
+        # One that holds another is found by the other.
+        (("0123456789", "xx0123456789yy"), ("0123456789",)),
+    ],
+)
+def test_fewest_anchors_table(anchors: tuple[str, ...], expected: tuple[str, ...]) -> None:
+    from connector.core.redaction import fewest_anchors
+
+    assert sorted(fewest_anchors(anchors)) == sorted(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(st.text(alphabet="abcAB0123", min_size=4, max_size=30), max_size=8))
+def test_fewest_anchors_find_whatever_the_anchors_find(anchors: set[str]) -> None:
+    """Each given anchor holds one of the fewer anchors, so text that holds any given
+    anchor holds a fewer one: the pre-check lets through all it let through before."""
+    from connector.core.redaction import fewest_anchors
+
+    fewer = fewest_anchors(anchors)
+    assert len(fewer) <= len(anchors)
+    for anchor in anchors:
+        assert any(small in anchor for small in fewer), (anchor, fewer)
