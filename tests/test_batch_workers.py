@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +59,26 @@ def test_blocks_number_every_line_once(monkeypatch: pytest.MonkeyPatch) -> None:
         blocks = _blocks(data, size, monkeypatch)
         assert sum(count for count, _ in blocks) == len(lines)
         assert b"".join(block for _, block in blocks) == data
+
+
+def test_a_line_of_many_blocks_costs_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line much longer than a block (a minified array on one line, say) is gathered
+    from its pieces once. Copying and searching it again for every piece read is
+    quadratic: a 128 MB line took the parent 20 s before it dealt a byte. Here 65,536
+    pieces of one 16 MiB line: linear work is milliseconds, quadratic work is hours, so
+    the bound below tells them apart with a margin of orders of magnitude either way."""
+    monkeypatch.setattr(batch_workers, "CHUNK_BYTES", 256)
+    data = b"x" * (16 << 20) + b"\nab\n"
+    found: list[list[tuple[int, bytes]]] = []
+    thread = threading.Thread(
+        target=lambda: found.append(list(batch_workers._blocks(io.BytesIO(data)))),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout=60)
+    assert found, "cutting one long line into blocks did not end within 60 s"
+    assert sum(count for count, _ in found[0]) == 2
+    assert b"".join(block for _, block in found[0]) == data
 
 
 def _worker(dealt: int, answered: int) -> Any:

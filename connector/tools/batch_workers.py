@@ -123,20 +123,25 @@ class _Worker:
 
 def _blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """The file as blocks of whole lines, each with its number of lines (the last line
-    may lack its newline). A line longer than a block makes a block of its own."""
-    rest = b""
+    may lack its newline). A line longer than a block makes a block of its own: its
+    pieces are kept apart until its end is read, so that each byte is searched and
+    copied once (joining them at every read would be quadratic in the line's length)."""
+    rest: list[bytes] = []  # the start of a line whose end is not read yet
     while data := stream.read(CHUNK_BYTES):
-        if rest:
-            data, rest = rest + data, b""
         cut = data.rfind(b"\n") + 1
         if cut == 0:
-            rest = data
+            rest.append(data)
             continue
-        if cut < len(data):
-            data, rest = data[:cut], data[cut:]
-        yield data.count(b"\n"), data
+        if rest:
+            rest.append(data[:cut])
+            block = b"".join(rest)
+        else:
+            block = data[:cut] if cut < len(data) else data
+        rest = [data[cut:]] if cut < len(data) else []
+        yield block.count(b"\n"), block
     if rest:
-        yield rest.count(b"\n") + 1, rest
+        block = b"".join(rest)
+        yield block.count(b"\n") + 1, block
 
 
 def _numbered(blocks: IO[bytes], sizes: deque[int]) -> Iterator[tuple[int, bytes]]:
