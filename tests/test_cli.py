@@ -391,6 +391,28 @@ def test_importing_the_package_imports_none_of_the_engine() -> None:
         connector.nope  # noqa: B018
 
 
+def test_type_checkers_see_the_packages_names_and_no_others(tmp_path: Path) -> None:
+    """The lazy package's ``__getattr__`` is for the interpreter only: a type checker
+    that saw it would type every name of ``connector`` as what it returns, so a
+    misspelt ``from connector import Enginee`` would pass ``mypy --strict``."""
+    from mypy import api
+
+    user = tmp_path / "user.py"
+    user.write_text(
+        "import connector\n"
+        "from connector import Engine, Enginee\n"
+        "registry: connector.Registry = connector.load()\n"
+        "connector.Registryy\n"
+    )
+    report, _, status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", os.devnull, str(user)]
+    )
+    assert status == 1, report
+    assert 'Module "connector" has no attribute "Enginee"' in report
+    assert 'Module has no attribute "Registryy"' in report
+    assert report.count("error:") == 2, report
+
+
 def test_a_batch_run_makes_its_tls_context_before_it_imports_the_engine(
     sink: Sink, tmp_path: Path
 ) -> None:
