@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -81,13 +82,17 @@ def test_a_line_of_many_blocks_costs_linear_work(monkeypatch: pytest.MonkeyPatch
     assert b"".join(block for _, block in found[0]) == data
 
 
-def _worker(dealt: int, answered: int) -> Any:
-    return SimpleNamespace(dealt=dealt, answered=answered)
+def _worker(dealt: int, answered: int, ended: bool = False) -> Any:
+    return SimpleNamespace(dealt=dealt, answered=answered, ended=ended)
+
+
+def _pending(*workers: Any) -> deque[Any]:
+    return deque((worker, 1, 1) for worker in workers)
 
 
 def test_the_next_block_goes_to_the_worker_with_fewest_unanswered() -> None:
     a, b, c = _worker(5, 1), _worker(4, 2), _worker(3, 0)
-    assert batch_workers._next_worker([a, b, c], deque([a, b, c])) is b
+    assert batch_workers._next_worker([a, b, c], _pending(a, b, c)) is b
     # A tie goes to the first, so the first blocks go round.
     idle = [_worker(0, 0), _worker(0, 0)]
     assert batch_workers._next_worker(idle, deque()) is idle[0]
@@ -95,10 +100,20 @@ def test_the_next_block_goes_to_the_worker_with_fewest_unanswered() -> None:
 
 def test_no_worker_runs_a_window_ahead_of_the_answer_that_is_next() -> None:
     slow, fast = _worker(3, 0), _worker(40, 38)
-    window = deque([slow] + [fast] * (batch_workers.WINDOW * 2 - 1))
+    window = _pending(slow, *[fast] * (batch_workers.WINDOW * 2 - 1))
     assert batch_workers._next_worker([slow, fast], window) is slow
     window.pop()
     assert batch_workers._next_worker([slow, fast], window) is fast
+
+
+def test_a_worker_that_ended_is_dealt_nothing() -> None:
+    ended, live = _worker(1, 0, ended=True), _worker(9, 0)
+    assert batch_workers._next_worker([ended, live], _pending(ended)) is live
+    # Not even when its answer is the one the others wait for.
+    full = _pending(ended, *[live] * (batch_workers.WINDOW * 2))
+    assert batch_workers._next_worker([ended, live], full) is live
+    with pytest.raises(RuntimeError, match="every batch worker ended"):
+        batch_workers._next_worker([ended], _pending(ended))
 
 
 @pytest.mark.parametrize(
@@ -175,3 +190,56 @@ def test_many_small_blocks_answer_in_order_with_the_run_tally(
     assert (tally.sent, tally.failed, tally.blank, tally.kept) == (391, [1, 8, 9, 200, 400], 4, 0)
     assert tally.read == 400
     assert len(sink.messages()) == 391
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_worker_that_ends_leaves_no_line_unanswered(
+    registry: connector.Registry,
+    sink: Sink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One of two workers dies right after it has read its first block (as a killed
+    worker would): each line it was dealt gets an error line saying it may have been
+    sent, the other worker answers the rest (the blocks the dead one could not take
+    are dealt again), the output still answers every line in order, the tally adds up,
+    and stderr says what happened."""
+    real = batch_workers._numbered
+    first_to_die = tmp_path / "dies"
+
+    def numbered(blocks: Any, sizes: deque[int]) -> Iterator[tuple[int, bytes]]:
+        for item in real(blocks, sizes):
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(first_to_die, os.O_CREAT | os.O_EXCL))
+                os._exit(3)  # this worker read one block and answers none of it
+            yield item
+
+    monkeypatch.setattr(batch_workers, "_numbered", numbered)
+    lines = [json.dumps({"event": f"E{i}", "userId": f"u{i}"}) for i in range(400)]
+    data = ("\n".join(lines) + "\n").encode()
+
+    @contextlib.contextmanager
+    def make_engine() -> Iterator[connector.Engine]:
+        with connector.Engine(registry) as engine:
+            yield engine
+
+    out, err = io.BytesIO(), io.StringIO()
+    tally = batch_workers.run_in_workers(
+        2,
+        make_engine,  # type: ignore[arg-type]
+        "segment.track",
+        {"writeKey": WRITE_KEY, "host": sink.url},
+        None,
+        io.BytesIO(data),
+        out,
+        err,
+        progress=False,
+    )
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [a["line"] for a in answers] == list(range(1, 401))
+    ended = [a for a in answers if "error" in a]
+    assert ended and all("batch worker ended" in a["error"]["message"] for a in ended)
+    assert all(a["error"]["message"].startswith(f"line {a['line']}:") for a in ended)
+    assert tally.failed == [a["line"] for a in ended]
+    assert tally.sent == 400 - len(ended) == len(sink.messages())
+    assert f"ended before answering {len(ended):,} line(s)" in err.getvalue()

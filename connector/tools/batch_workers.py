@@ -24,6 +24,13 @@ only until the blocks before them are written, and at most :data:`WINDOW` blocks
 worker are unwritten: past that the parent deals to the worker whose answer is next
 (its pipe then fills and the parent waits for it), not to the ones that run ahead.
 
+A worker that ends before answering (killed, or out of memory) costs only its own
+lines: each line of the blocks it was dealt and did not answer gets an error line
+saying it may have been sent (what it wrote ahead stays in the incomplete store,
+claimed by a process that has ended, so the next retry takes it); a block it could not
+take (its pipe closed) goes to another worker; the others go on, and the summary
+counts those lines as failed.
+
 Framing: the parent sends ``b"FIRST SIZE\\n"`` and SIZE bytes of whole lines (numbered
 from FIRST); a worker answers each block with ``b"SIZE SENT KEPT BLANK FAILED\\n"``
 and SIZE bytes of output lines, one per input line, in order. The counts are the
@@ -43,7 +50,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from connector.tools.batch_file import BatchFileRun, Progress, _Tally
+from connector.tools.batch_file import BatchFileRun, Progress, _dumps, _Tally
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
@@ -98,6 +105,8 @@ class _Worker:
         #: Blocks dealt to it, and blocks it has answered (counted by the reader).
         self.dealt = 0
         self.answered = 0
+        #: Its answers have ended (set by the reader): it is dealt nothing more.
+        self.ended = False
         self._reader = threading.Thread(
             target=self._read, args=(from_worker,), name="connector-batch-answers", daemon=True
         )
@@ -105,11 +114,15 @@ class _Worker:
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb", buffering=1 << 16) as answers:
-            while header := answers.readline():
+            while (header := answers.readline()).endswith(b"\n"):
                 size, _, counts = header.partition(b" ")
-                self.answers.put((counts, answers.read(int(size))))
+                block = answers.read(int(size))
+                if len(block) != int(size):
+                    break  # the worker ended while it wrote: that block is unanswered
+                self.answers.put((counts, block))
                 self.answered += 1
-        self.answers.put(None)  # the worker ended
+        self.ended = True
+        self.answers.put(None)  # the worker ended: every block not answered yet never will be
 
     def send(self, first: int, block: bytes) -> None:
         self.input.write(b"%d %d\n" % (first, len(block)))
@@ -289,40 +302,59 @@ def run_in_workers(
 
     tally = _Tally()
     bar = Progress(err) if progress else None
-    pending: deque[_Worker] = deque()  # whose answer comes next, in input order
+    #: Whose answer comes next, in input order, with the block's first line and count.
+    pending: deque[tuple[_Worker, int, int]] = deque()
+    unanswered = 0  # lines of the blocks of workers that ended before answering them
     read = 0
 
-    def take(answer: tuple[bytes, bytes] | None) -> None:
+    def take(worker: _Worker, first: int, lines: int, answer: tuple[bytes, bytes] | None) -> None:
+        nonlocal unanswered
         if answer is None:
-            raise RuntimeError("a batch worker ended before answering every line")
-        counts, block = answer
-        out.write(block)
-        _add(counts, tally)
+            worker.answers.put(None)  # for its next block too
+            out.write(_unanswered(first, lines))
+            tally.failed.extend(range(first, first + lines))
+            unanswered += lines
+        else:
+            counts, block = answer
+            out.write(block)
+            _add(counts, tally)
         if bar is not None:
             bar.show(read, tally)
 
     def drain(wait: bool) -> None:
         while pending:
-            worker = pending[0]
+            worker, first, lines = pending[0]
             try:
                 answer = worker.answers.get(block=wait)
             except queue.Empty:
                 return
             pending.popleft()
-            take(answer)
+            take(worker, first, lines, answer)
             wait = False
+
+    def deal(first: int, lines: int, block: bytes) -> None:
+        while True:
+            worker = _next_worker(workers, pending)
+            try:
+                worker.send(first, block)
+            except BrokenPipeError:
+                # It ended before it could read the whole block, so it answered none of
+                # it: the block goes to another worker.
+                worker.ended = True
+                continue
+            pending.append((worker, first, lines))
+            return
 
     try:
         first = 1
         for lines, block in _blocks(stream):
-            worker = _next_worker(workers, pending)
-            worker.send(first, block)
-            pending.append(worker)
+            deal(first, lines, block)
             first += lines
             read = first - 1
             drain(wait=False)
         for worker in workers:
-            worker.close_input()
+            with contextlib.suppress(BrokenPipeError):
+                worker.close_input()
         while pending:
             drain(wait=True)
         tally.read = read
@@ -335,18 +367,48 @@ def run_in_workers(
         out.flush()
         if bar is not None:
             bar.close(read, tally)
-    if failed:
+    if unanswered:
+        err.write(
+            f"{len(failed)} batch worker(s) ended before answering {unanswered:,} line(s): "
+            "each has an error line; it may have been sent before the worker ended "
+            "(a request written ahead is in `connector incomplete list`)\n"
+        )
+    elif failed:
         raise RuntimeError(f"{len(failed)} batch worker(s) failed")
     return tally
 
 
-def _next_worker(workers: list[_Worker], pending: deque[_Worker]) -> _Worker:
+def _next_worker(workers: list[_Worker], pending: deque[tuple[_Worker, int, int]]) -> _Worker:
     """Who gets the next block: the worker with the fewest blocks unanswered (the first
     of them on a tie); but once :data:`WINDOW` blocks a worker are unwritten, the worker
-    whose answer is next, so that no worker runs further ahead of it."""
-    if len(pending) >= WINDOW * len(workers):
-        return pending[0]
-    return min(workers, key=lambda w: w.dealt - w.answered)
+    whose answer is next, so that no worker runs further ahead of it. A worker that
+    ended gets nothing; when all have, the run cannot go on."""
+    live = [w for w in workers if not w.ended]
+    if not live:
+        raise RuntimeError("every batch worker ended before the file was read")
+    if len(pending) >= WINDOW * len(live) and not pending[0][0].ended:
+        return pending[0][0]
+    return min(live, key=lambda w: w.dealt - w.answered)
+
+
+def _unanswered(first: int, lines: int) -> bytes:
+    """The output lines of a block whose worker ended before answering it."""
+    return b"".join(
+        _dumps(
+            {
+                "line": number,
+                "error": {
+                    "type": "RuntimeError",
+                    "message": f"line {number}: its batch worker ended before answering it; "
+                    "it may have been sent (a request written ahead is kept for retry)",
+                    "field": None,
+                    "line": number,
+                },
+            }
+        )
+        + b"\n"
+        for number in range(first, first + lines)
+    )
 
 
 def _add(counts: bytes, tally: _Tally) -> None:
