@@ -478,3 +478,34 @@ def test_the_program_exits_with_mains_code_and_everything_printed(tmp_path: Path
     script = ROOT / "pyproject.toml"
     assert 'connector = "connector.tools.cli:entry"' in script.read_text()
     assert module.entry.__module__ == "connector.tools.cli"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_closed_output_is_reported_once_without_a_traceback(
+    sink: Sink, tmp_path: Path, workers: str
+) -> None:
+    """``connector run --batch ... | head -1``: the reader goes away; the command says
+    on stderr, once and as JSON, that the answers after that point are lost, and exits
+    1 (no traceback, no 'Exception ignored' at exit)."""
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        "".join(json.dumps({"event": "E", "userId": f"u{i}"}) + "\n" for i in range(30_000))
+    )
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    env = {**os.environ, "CONNECTOR_HOME": str(tmp_path)}
+    args = ["run", "segment.track", "-c", conn, "--batch", str(path), "--workers", workers]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["line"] == 1
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    error = json.loads(err)["error"]
+    assert error["type"] == "RuntimeError"
+    assert error["message"].startswith("the output was closed before every answer was written")

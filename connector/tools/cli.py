@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from connector.core.engine import Engine
     from connector.core.registry import Registry
     from connector.runs.incomplete import IncompleteExecution, IncompleteStore
+    from connector.tools.batch_file import BatchFileRun
 
 __all__ = ["entry", "main"]
 
@@ -61,6 +62,15 @@ def _print_json(value: Any, stream: Any = None) -> None:
     stream = stream or sys.stdout
     stream.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
     stream.flush()
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at the null device, so that nothing left in its buffer is
+    written to a pipe that has closed (which would raise again at exit)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())  # type: ignore[union-attr]
+        os.close(devnull)
 
 
 def _error(kind: str, message: str, field: str | None = None, **extra: Any) -> None:
@@ -333,11 +343,18 @@ def _run_batch(
                 run.dry_run(engine, args.module, connection, context)
             else:
                 run.run(engine, args.module, connection, context)
-        finally:
-            summary = run.finish(dry_run=args.dry_run)
-            sys.stderr.write(summary + "\n")
-            sys.stderr.flush()
+        except BrokenPipeError:
+            raise  # the output is gone (_main says so): a summary would count only what it got
+        except BaseException:
+            _summary(run, args.dry_run)
+            raise
+        _summary(run, args.dry_run)
     return EXIT_RUN_ERROR if run.tally.failed else 0
+
+
+def _summary(run: BatchFileRun, dry_run: bool) -> None:
+    sys.stderr.write(run.finish(dry_run=dry_run) + "\n")
+    sys.stderr.flush()
 
 
 def cmd_incomplete(args: argparse.Namespace) -> int:
@@ -777,6 +794,17 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read the output went away (``| head``, say): the answers not written
+        # are lost to it, and it is told once, on stderr, without a traceback.
+        _quiet_stdout()
+        _error(
+            "RuntimeError",
+            "the output was closed before every answer was written: the answers after "
+            "that point are lost (what was sent is delivered; what failed with a "
+            "retryable error is kept: connector incomplete list)",
+        )
+        return EXIT_RUN_ERROR
     except Exception as exc:
         if args.verbose:
             logging.getLogger("connector").exception("unexpected error")
