@@ -23,6 +23,7 @@ Errors are documented in :mod:`connector.errors`.
 
 from typing import TYPE_CHECKING
 
+from connector._lazy import lazy_names
 from connector._version import __version__
 
 if TYPE_CHECKING:
@@ -69,11 +70,10 @@ __all__ = [
 ]
 
 
-#: Where each public name lives. Importing the package imports none of them: the
-#: ``connector`` command starts by reading its arguments, and a run starts its HTTP set-up
-#: in a thread before the engine (pydantic, Jinja) is imported; see
-#: :mod:`connector.tools.cli`. A name is imported when first used, then kept here.
+#: Where each public name lives; every error class is in :mod:`connector.errors`.
+#: Importing the package imports none of them (see :mod:`connector._lazy`).
 _HOMES = {
+    **{name: "connector.errors" for name in __all__ if name.endswith("Error")},
     "Engine": "connector.core.engine",
     "Prepared": "connector.core.engine",
     "load": "connector.core.loader",
@@ -84,35 +84,10 @@ _HOMES = {
     "ModuleManifest": "connector.format.manifest",
     "RetrySpec": "connector.format.manifest",
     "IncompleteStore": "connector.runs.incomplete",
-    **dict.fromkeys(
-        (
-            "ConnectorError",
-            "DataError",
-            "InvalidAccessTokenError",
-            "InvalidConfigurationError",
-            "ManifestError",
-            "RateLimitError",
-            "RemoteConnectionError",
-            "RemoteRuntimeError",
-            "RunError",
-            "UnknownModuleError",
-        ),
-        "connector.errors",
-    ),
 }
 
-
 if not TYPE_CHECKING:  # type checkers see the imports above, and no other name
-
-    def __getattr__(name: str) -> object:
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module 'connector' has no attribute {name!r}")
-        import importlib
-
-        value = getattr(importlib.import_module(home), name)
-        globals()[name] = value
-        return value
+    __getattr__ = lazy_names(__name__, _HOMES)
 
 
 def __dir__() -> list[str]:

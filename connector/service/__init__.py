@@ -16,8 +16,9 @@ routes), :mod:`~connector.service.errors` (the status mapping),
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from connector._lazy import lazy_names
 
 if TYPE_CHECKING:
     from connector.service.app import create_app
@@ -35,9 +36,5 @@ _HOMES = {
     "create_app": "connector.service.app",
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+if not TYPE_CHECKING:
+    __getattr__ = lazy_names(__name__, _HOMES)
