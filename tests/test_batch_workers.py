@@ -174,7 +174,7 @@ def test_many_small_blocks_answer_in_order_with_the_run_tally(
     out = io.BytesIO()
     tally = batch_workers.run_in_workers(
         3,
-        make_engine,  # type: ignore[arg-type]
+        make_engine,
         "segment.track",
         {"writeKey": WRITE_KEY, "host": sink.url},
         None,
@@ -226,7 +226,7 @@ def test_a_worker_that_ends_leaves_no_line_unanswered(
     out, err = io.BytesIO(), io.StringIO()
     tally = batch_workers.run_in_workers(
         2,
-        make_engine,  # type: ignore[arg-type]
+        make_engine,
         "segment.track",
         {"writeKey": WRITE_KEY, "host": sink.url},
         None,

@@ -218,7 +218,7 @@ def test_batch_clients_load_the_tls_roots_once_a_process(
     engine's own clients keep a context each, as httpx makes them (httpcore changes a
     context for every connection, so one shared by clients in several threads would be
     changed by several at once)."""
-    from connector.core import transport
+    from connector.core import tls
 
     made: list[object] = []
     real = httpx.create_ssl_context
@@ -229,18 +229,18 @@ def test_batch_clients_load_the_tls_roots_once_a_process(
         return context
 
     monkeypatch.setattr(httpx, "create_ssl_context", counting)
-    transport.tls_context.cache_clear()
+    tls.tls_context.cache_clear()
     try:
-        clients = [transport.batch_client() for _ in range(3)]
+        clients = [tls.batch_client() for _ in range(3)]
         assert len(made) == 1
         assert made[0].verify_mode.name == "CERT_REQUIRED"  # type: ignore[attr-defined]
         assert made[0].check_hostname  # type: ignore[attr-defined]
         for client in clients:
             client.close()
-        transport.tls_context.cache_clear()  # an engine taking it would make it again
+        tls.tls_context.cache_clear()  # an engine taking it would make it again
         with connector.Engine(registry) as engine:
             assert isinstance(engine.client, httpx.Client)
             assert isinstance(engine.async_client, httpx.AsyncClient)
         assert len(made) == 1
     finally:
-        transport.tls_context.cache_clear()
+        tls.tls_context.cache_clear()

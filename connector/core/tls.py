@@ -1,4 +1,4 @@
-"""The TLS context of a ``run --batch`` process: made once, shared by its clients.
+"""The TLS context of a ``run --batch`` process, made once, and the clients sharing it.
 
 Loading the trusted roots costs ~25 ms, most of it with the GIL released, so the command
 makes the context in a thread from its first moment, while the engine is imported
@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["tls_context"]
+    import httpx
+
+__all__ = ["batch_client", "tls_context"]
 
 
 @functools.cache
@@ -28,3 +30,11 @@ def tls_context() -> ssl.SSLContext:
     import httpx
 
     return httpx.create_ssl_context()
+
+
+def batch_client() -> httpx.Client:
+    """The client of a ``run --batch`` process (or worker): the engine's settings, with
+    the process's :func:`tls_context`, so loading the roots (~25 ms) is paid once."""
+    import httpx
+
+    return httpx.Client(follow_redirects=False, verify=tls_context())

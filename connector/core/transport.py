@@ -33,7 +33,6 @@ import httpx
 
 from connector.core.logs import get_logger
 from connector.core.request import PreparedRequest
-from connector.core.tls import tls_context
 from connector.errors import (
     ERROR_TYPES,
     DataError,
@@ -52,10 +51,8 @@ __all__ = [
     "PERMANENT_STATUSES",
     "PreparedRequest",
     "Sender",
-    "batch_client",
     "error_for_status",
     "retry_delay",
-    "tls_context",
 ]
 
 logger = get_logger("connector.core.transport")
@@ -67,12 +64,6 @@ async def _asyncio_sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
-
-
-def batch_client() -> httpx.Client:
-    """The client of a ``run --batch`` process (or worker): the engine's settings, with
-    the process's :func:`tls_context`, so loading the roots (~25 ms) is paid once."""
-    return httpx.Client(follow_redirects=False, verify=tls_context())
 
 
 #: Status -> error class, when the app does not say otherwise.

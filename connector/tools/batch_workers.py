@@ -48,6 +48,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
 from connector.tools.batch_file import BatchFileRun, Progress, _dumps, _Tally
@@ -208,7 +209,7 @@ class _BlockWriter:
 def _work(
     to_worker: int,
     from_worker: int,
-    make_engine: Callable[[], Engine],
+    make_engine: Callable[[], AbstractContextManager[Engine]],
     module: str,
     connection: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
@@ -266,7 +267,7 @@ def _child(parent: int, fds: list[int], work: Callable[[], int]) -> None:
 
 def run_in_workers(
     count: int,
-    make_engine: Callable[[], Engine],
+    make_engine: Callable[[], AbstractContextManager[Engine]],
     module: str,
     connection: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,

@@ -190,8 +190,6 @@ def _sends_batch(args: argparse.Namespace) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     transport = _prepare_transport() if _sends_batch(args) else None
-    from connector.core.engine import Engine
-
     registry = _registry(args, args.module)
     connection = _object_arg(args.connection, "--connection")
     parameters = _object_arg(args.parameters, "--parameters")
@@ -204,31 +202,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         assert transport is not None
         return _run_batch_in_workers(registry, args, connection, context, transport)
     store = None if args.no_store or args.dry_run else _store(args)
-    client = None
     if transport is not None:
-        from connector.core.transport import batch_client
-
         transport.join()
-        client = batch_client()
-    try:
-        with Engine(registry, incomplete=store, client=client) as engine:
-            if args.batch:
-                import gc
+    with _engine(registry, store, batch=transport is not None) as engine:
+        if args.batch:
+            import gc
 
-                # This process is ours: the loaded manifests live as long as it does, so
-                # the garbage collector need not keep walking them during a long batch.
-                gc.freeze()
-                return _run_batch(engine, args, connection, context)
-            if args.dry_run:
-                _print_json(engine.dry_run(args.module, connection, parameters, context))
-            else:
-                _print_json(engine.run(args.module, connection, parameters, context))
+            # This process is ours: the loaded manifests live as long as it does, so
+            # the garbage collector need not keep walking them during a long batch.
+            gc.freeze()
+            return _run_batch(engine, args, connection, context)
+        if args.dry_run:
+            _print_json(engine.dry_run(args.module, connection, parameters, context))
+        else:
+            _print_json(engine.run(args.module, connection, parameters, context))
+    return 0
+
+
+@contextlib.contextmanager
+def _engine(registry: Registry, store: IncompleteStore | None, *, batch: bool) -> Iterator[Engine]:
+    """An engine over ``registry`` that closes ``store`` when it is done. With ``batch``
+    (a batch run that sends, in this process or a worker) its client shares the
+    process's TLS context (:mod:`connector.core.tls`); else it makes its own."""
+    from connector.core.engine import Engine
+
+    client = None
+    try:
+        if batch:
+            from connector.core.tls import batch_client
+
+            client = batch_client()
+        with Engine(registry, incomplete=store, client=client) as engine:
+            yield engine
     finally:
         if client is not None:
             client.close()
         if store is not None:
             store.close()
-    return 0
 
 
 def _workers(args: argparse.Namespace) -> int:
@@ -271,20 +281,13 @@ def _run_batch_in_workers(
         store_path = opened.path
         opened.close()
 
-    @contextlib.contextmanager
-    def make_engine() -> Iterator[Engine]:
-        from connector.core.transport import batch_client
+    def make_engine() -> contextlib.AbstractContextManager[Engine]:
+        """A worker's engine, made after the fork: its own store connection, and a
+        client over the TLS context made before it."""
         from connector.runs.incomplete import IncompleteStore
 
         store = IncompleteStore(store_path) if store_path is not None else None
-        client = batch_client()  # the TLS context made before the fork
-        try:
-            with Engine(registry, incomplete=store, client=client) as engine:
-                yield engine
-        finally:
-            client.close()
-            if store is not None:
-                store.close()
+        return _engine(registry, store, batch=True)
 
     transport.join()  # httpx and its TLS roots: made once, shared by the workers
     gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
@@ -293,7 +296,7 @@ def _run_batch_in_workers(
     with open_batch(path) as stream:
         tally = run_in_workers(
             _workers(args),
-            make_engine,  # type: ignore[arg-type]
+            make_engine,
             args.module,
             connection,
             context,
