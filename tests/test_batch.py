@@ -1088,7 +1088,7 @@ def test_worker_pipes_hold_several_blocks() -> None:
             allowed = int(limit.read())
         assert size >= min(batch_workers.PIPE_BYTES, allowed)
         # Several blocks fit: the next block is dealt while the worker is on one.
-        assert batch_workers.PIPE_BYTES >= 2 * batch_workers.CHUNK_BYTES
+        assert batch_workers.PIPE_BYTES >= 2 * batch_workers.BLOCK_BYTES
     finally:
         os.close(read)
         os.close(write)

@@ -25,7 +25,7 @@ from tests.conftest import WRITE_KEY
 
 
 def _blocks(data: bytes, size: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
-    monkeypatch.setattr(batch_workers, "CHUNK_BYTES", size)
+    monkeypatch.setattr(batch_workers, "BLOCK_BYTES", size)
     return list(batch_workers._blocks(io.BytesIO(data)))
 
 
@@ -68,7 +68,7 @@ def test_a_line_of_many_blocks_costs_linear_work(monkeypatch: pytest.MonkeyPatch
     quadratic: a 128 MB line took the parent 20 s before it dealt a byte. Here 65,536
     pieces of one 16 MiB line: linear work is milliseconds, quadratic work is hours, so
     the bound below tells them apart with a margin of orders of magnitude either way."""
-    monkeypatch.setattr(batch_workers, "CHUNK_BYTES", 256)
+    monkeypatch.setattr(batch_workers, "BLOCK_BYTES", 256)
     data = b"x" * (16 << 20) + b"\nab\n"
     found: list[list[tuple[int, bytes]]] = []
     thread = threading.Thread(
@@ -149,7 +149,7 @@ def test_a_worker_frames_each_block_with_its_own_tally() -> None:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of ~300 bytes: a short file crosses many block borders."""
-    monkeypatch.setattr(batch_workers, "CHUNK_BYTES", 300)
+    monkeypatch.setattr(batch_workers, "BLOCK_BYTES", 300)
     monkeypatch.setattr(batch_workers, "WINDOW", 2)
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from connector.core.engine import Engine
     from connector.runs.batch import BatchInput
 
-__all__ = ["BatchFileRun", "Progress", "summary_line"]
+__all__ = ["BatchFileRun", "Progress", "error_line", "summary_line"]
 
 #: Integers orjson reads as floats (over 64 bits) have 19 digits or more: a line with
 #: 19 digits in a row is read by the standard library. Found by mapping every digit to
@@ -265,13 +265,7 @@ class BatchFileRun:
         tally.failed.append(number)
         if result.incomplete_id is not None:
             tally.kept += 1
-        error = result.to_dict()
-        prefix = f"line {number}"
-        message = error["message"]
-        if not message.startswith((prefix + ":", prefix + " ")):
-            error["message"] = f"{prefix}: {message}"
-        error["line"] = number
-        self._out.write(_dumps({"line": number, "error": error}) + b"\n")
+        self._out.write(error_line(number, result))
 
     def _refresh(self) -> None:
         assert self._bar is not None
@@ -323,6 +317,18 @@ class BatchFileRun:
                 except Exception as exc:  # as a batch run reports it: that line fails
                     result = unprepared(exc)
             self.write(result, b"request")
+
+
+def error_line(number: int, error: RunError) -> bytes:
+    """The output line of input line ``number`` that failed with ``error``: its message
+    starts with ``line N``, and the error names the line too."""
+    record = error.to_dict()
+    prefix = f"line {number}"
+    message = record["message"]
+    if not message.startswith((prefix + ":", prefix + " ")):
+        record["message"] = f"{prefix}: {message}"
+    record["line"] = number
+    return _dumps({"line": number, "error": record}) + b"\n"
 
 
 def _dumps(value: Any) -> bytes:

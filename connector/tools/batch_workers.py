@@ -2,7 +2,7 @@
 
 Preparing a message is Python work under one GIL; a batch file is many independent
 lines. So the command forks worker processes after loading the manifests (shared, copy
-on write), deals the file to them in blocks of whole lines (:data:`CHUNK_BYTES`), and
+on write), deals the file to them in blocks of whole lines (:data:`BLOCK_BYTES`), and
 writes their answers in input order. Each worker is a whole batch run of its own
 (:class:`~connector.tools.batch_file.BatchFileRun`): same checks, same packing, its own
 HTTP client and its own connection to the incomplete store (SQLite serialises the
@@ -51,16 +51,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
-from connector.tools.batch_file import BatchFileRun, Progress, _dumps, _Tally
+from connector.errors import RemoteRuntimeError
+from connector.tools.batch_file import BatchFileRun, Progress, _Tally, error_line
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["CHUNK_BYTES", "PIPE_BYTES", "WINDOW", "default_workers", "run_in_workers"]
+__all__ = ["BLOCK_BYTES", "PIPE_BYTES", "WINDOW", "default_workers", "run_in_workers"]
 
 #: Bytes of whole lines dealt to a worker at a time (~550 of the benchmark's lines;
 #: more where a line is longer than this).
-CHUNK_BYTES = 256 * 1024
+BLOCK_BYTES = 256 * 1024
 
 #: Blocks a worker may have unwritten (dealt, or answered and waiting for the blocks
 #: before them) before the parent deals only to the worker whose answer is next.
@@ -116,9 +117,10 @@ class _Worker:
     def _read(self, fd: int) -> None:
         with os.fdopen(fd, "rb", buffering=1 << 16) as answers:
             while (header := answers.readline()).endswith(b"\n"):
-                size, _, counts = header.partition(b" ")
-                block = answers.read(int(size))
-                if len(block) != int(size):
+                size_text, _, counts = header.partition(b" ")
+                size = int(size_text)
+                block = answers.read(size)
+                if len(block) != size:
                     break  # the worker ended while it wrote: that block is unanswered
                 self.answers.put((counts, block))
                 self.answered += 1
@@ -141,7 +143,7 @@ def _blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     pieces are kept apart until its end is read, so that each byte is searched and
     copied once (joining them at every read would be quadratic in the line's length)."""
     rest: list[bytes] = []  # the start of a line whose end is not read yet
-    while data := stream.read(CHUNK_BYTES):
+    while data := stream.read(BLOCK_BYTES):
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             rest.append(data)
@@ -217,12 +219,12 @@ def _work(
     """A worker's whole life, in the forked child."""
     sizes: deque[int] = deque()
     with (
-        os.fdopen(to_worker, "rb", buffering=1 << 16) as chunks,
+        os.fdopen(to_worker, "rb", buffering=1 << 16) as blocks,
         os.fdopen(from_worker, "wb", buffering=1 << 16) as out,
     ):
         writer = _BlockWriter(out, sizes)
         run = BatchFileRun(
-            _numbered(chunks, sizes), writer, sys.stderr, progress=False, numbered=True
+            _numbered(blocks, sizes), writer, sys.stderr, progress=False, numbered=True
         )
         writer.tally = run.tally  # counted before each line is written
         with make_engine() as engine:
@@ -394,22 +396,11 @@ def _next_worker(workers: list[_Worker], pending: deque[tuple[_Worker, int, int]
 
 def _unanswered(first: int, lines: int) -> bytes:
     """The output lines of a block whose worker ended before answering it."""
-    return b"".join(
-        _dumps(
-            {
-                "line": number,
-                "error": {
-                    "type": "RuntimeError",
-                    "message": f"line {number}: its batch worker ended before answering it; "
-                    "it may have been sent (a request written ahead is kept for retry)",
-                    "field": None,
-                    "line": number,
-                },
-            }
-        )
-        + b"\n"
-        for number in range(first, first + lines)
+    ended = RemoteRuntimeError(
+        "its batch worker ended before answering it; it may have been sent (a request "
+        "written ahead is kept for retry)"
     )
+    return b"".join(error_line(number, ended) for number in range(first, first + lines))
 
 
 def _add(counts: bytes, tally: _Tally) -> None:
