@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from connector.core.connection import REDACTED, Connection
-from connector.core.prepare import ENGINE_INFO, Prepared, output_bundles, prepare_run
+from connector.core.prepare import ENGINE_INFO, Prepared, output_bundles, prepare_run, run_scope
 from connector.core.registry import LoadedModule, Registry
 from connector.core.request import PreparedRequest
 from connector.errors import InvalidConfigurationError, RunError
@@ -404,11 +404,7 @@ class Engine:
         conn = prepared.connection
         view = self.response_view(response)
         scope = {
-            "parameters": prepared.parameters,
-            "connection": conn.public,
-            "run": prepared.run,
-            "engine": ENGINE_INFO,
-            "app": prepared.module.app.info,
+            **run_scope(prepared),
             "request": _request_view(prepared),
             "response": {**view, "body": lenient(view["body"])},
         }

@@ -47,6 +47,7 @@ __all__ = [
     "prepare_run",
     "prepared_from",
     "render_part",
+    "run_scope",
 ]
 
 #: What templates see as ``engine`` (and Segment as ``context.library``).
@@ -174,6 +175,19 @@ def _check_messages(
         content,
         module.part_fields.get("body"),
     )
+
+
+def run_scope(prepared: Prepared) -> dict[str, Any]:
+    """What a prepared run's later templates see before any answer (a search's or
+    polling trigger's pages, a response check): the module's scope, which callers
+    extend with the request and response they are about."""
+    return {
+        "parameters": prepared.parameters,
+        "connection": prepared.connection.public,
+        "run": prepared.run,
+        "engine": ENGINE_INFO,
+        "app": prepared.module.app.info,
+    }
 
 
 def prepared_from(module: LoadedModule, conn: Connection, message: Message) -> Prepared:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.core.compose import compose_request, request_view
 from connector.core.connection import Connection
-from connector.core.prepare import ENGINE_INFO, Prepared, render_part
+from connector.core.prepare import render_part
 from connector.core.registry import LoadedModule, Paging
 from connector.core.request import PreparedRequest
 from connector.core.response_check import check_response
@@ -36,19 +36,7 @@ from connector.runs.trigger import lenient
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["first_scope", "pages"]
-
-
-def first_scope(prepared: Prepared) -> dict[str, Any]:
-    """What a search's or polling trigger's templates see before the first page: the
-    module's scope, which :func:`pages` extends with each page's request and response."""
-    return {
-        "parameters": prepared.parameters,
-        "connection": prepared.connection.public,
-        "run": prepared.run,
-        "engine": ENGINE_INFO,
-        "app": prepared.module.app.info,
-    }
+__all__ = ["pages"]
 
 
 def pages(

@@ -38,10 +38,11 @@ from connector.core.prepare import (
     prepare_message,
     prepared_from,
     render_part,
+    run_scope,
 )
 from connector.core.types import parse_datetime
 from connector.errors import InvalidConfigurationError, RemoteRuntimeError
-from connector.runs.pages import first_scope, pages
+from connector.runs.pages import pages
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
@@ -97,7 +98,7 @@ def poll(
     prepared = prepared_from(module, conn, message)
     paging = module.paging
     assert paging is not None and paging.item_id is not None and paging.item_date is not None
-    scope = first_scope(prepared)
+    scope = run_scope(prepared)
     scope["state"] = since
     fresh: dict[str, _Item] = {}
     for page_scope, items in pages(engine, module, conn, scope, prepared.request):

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from connector.core.prepare import Prepared, render_part
+from connector.core.prepare import Prepared, render_part, run_scope
 from connector.errors import DataError
-from connector.runs.pages import first_scope, pages
+from connector.runs.pages import pages
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
@@ -29,7 +29,7 @@ def run_search(engine: Engine, prepared: Prepared) -> list[dict[str, Any]]:
     module, conn = prepared.module, prepared.connection
     paging = module.paging
     assert paging is not None
-    scope = first_scope(prepared)
+    scope = run_scope(prepared)
     limit = _limit(prepared, scope)
     bundles: list[Any] = []
     for page_scope, items in pages(engine, module, conn, scope, prepared.request):
