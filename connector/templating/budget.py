@@ -34,6 +34,7 @@ __all__ = [
     "MAX_RENDER_WORK",
     "arm",
     "charge",
+    "charge_in",
     "current",
     "disarm",
     "enter",
@@ -129,6 +130,15 @@ def overrun(budget: list[float]) -> NoReturn:
             f"the template ran over {MAX_RENDER_WORK:,} characters and items of work"
         )
     raise _late(budget)
+
+
+def charge_in(budget: list[float], units: int) -> None:
+    """``units`` of linear work spent from ``budget`` (a render's, handed over by its
+    caller): refused when over; the clock is read only before heavy work (past
+    :data:`HEAVY`), as light calls are many only in loops, which read it anyway."""
+    budget[1] -= units
+    if budget[1] < 0 or (units > HEAVY and time.monotonic() > budget[2]):
+        overrun(budget)
 
 
 def spend() -> None:

@@ -45,6 +45,7 @@ from connector.templating.budget import (
     MAX_RENDER_STEPS,
     MAX_RENDER_WORK,
     charge,
+    charge_in,
     current,
     overrun,
     spend,
@@ -151,9 +152,7 @@ def merged_in(budget: list[float] | None, *objects: Any) -> dict[str, Any]:
         if units > MAX_OUTPUT:
             raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
         if budget is not None:
-            budget[1] -= units
-            if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
-                overrun(budget)
+            charge_in(budget, units)
         out.update(obj)
         total += units
         if total > MAX_OUTPUT and len(out) > MAX_OUTPUT:
@@ -177,10 +176,7 @@ def compacted_in(budget: list[float] | None, value: Any) -> Any:
     left = [MAX_OUTPUT]
     out = _compact(value, left)
     if budget is not None:
-        units = MAX_OUTPUT - left[0]
-        budget[1] -= units
-        if budget[1] < 0 or (units > HEAVY and monotonic() > budget[2]):
-            overrun(budget)
+        charge_in(budget, MAX_OUTPUT - left[0])
     return out
 
 
@@ -500,9 +496,7 @@ def sized_in(budget: list[float] | None, value: Any) -> Any:
     if weight > MAX_OUTPUT:
         raise OverflowError(f"result would exceed {MAX_OUTPUT:,} items")
     if budget is not None:
-        budget[1] -= weight
-        if budget[1] < 0 or (weight > HEAVY and monotonic() > budget[2]):
-            overrun(budget)
+        charge_in(budget, weight)
     return value
 
 
