@@ -146,6 +146,32 @@ def test_a_worker_frames_each_block_with_its_own_tally() -> None:
     assert out.getvalue() == b"8 1 0 0 2\none\ntwo\n6 0 0 1 -\nthree\n"
 
 
+def _in_workers(
+    count: int, registry: connector.Registry, sink: Sink, data: bytes
+) -> tuple[_Tally, list[dict[str, Any]], str]:
+    """``data`` through ``count`` workers forked from this process (segment.track to the
+    sink, no store): the tally, the output lines read back, and what went to stderr."""
+
+    @contextlib.contextmanager
+    def make_engine() -> Iterator[connector.Engine]:
+        with connector.Engine(registry) as engine:
+            yield engine
+
+    out, err = io.BytesIO(), io.StringIO()
+    tally = batch_workers.run_in_workers(
+        count,
+        make_engine,
+        "segment.track",
+        {"writeKey": WRITE_KEY, "host": sink.url},
+        None,
+        io.BytesIO(data),
+        out,
+        err,
+        progress=False,
+    )
+    return tally, [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
+
+
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of ~300 bytes: a short file crosses many block borders."""
@@ -166,24 +192,7 @@ def test_many_small_blocks_answer_in_order_with_the_run_tally(
         lines[blank] = ""
     data = ("\n".join(lines) + "\n").encode()
 
-    @contextlib.contextmanager
-    def make_engine() -> Iterator[connector.Engine]:
-        with connector.Engine(registry) as engine:
-            yield engine
-
-    out = io.BytesIO()
-    tally = batch_workers.run_in_workers(
-        3,
-        make_engine,
-        "segment.track",
-        {"writeKey": WRITE_KEY, "host": sink.url},
-        None,
-        io.BytesIO(data),
-        out,
-        io.StringIO(),
-        progress=False,
-    )
-    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    tally, answers, _ = _in_workers(3, registry, sink, data)
     assert [a["line"] for a in answers] == list(range(1, 401))
     assert [a["line"] for a in answers if "error" in a] == [1, 8, 9, 200, 400]
     assert [a["line"] for a in answers if "blank" in a] == [4, 5, 201, 399]
@@ -218,28 +227,11 @@ def test_a_worker_that_ends_leaves_no_line_unanswered(
     lines = [json.dumps({"event": f"E{i}", "userId": f"u{i}"}) for i in range(400)]
     data = ("\n".join(lines) + "\n").encode()
 
-    @contextlib.contextmanager
-    def make_engine() -> Iterator[connector.Engine]:
-        with connector.Engine(registry) as engine:
-            yield engine
-
-    out, err = io.BytesIO(), io.StringIO()
-    tally = batch_workers.run_in_workers(
-        2,
-        make_engine,
-        "segment.track",
-        {"writeKey": WRITE_KEY, "host": sink.url},
-        None,
-        io.BytesIO(data),
-        out,
-        err,
-        progress=False,
-    )
-    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    tally, answers, err = _in_workers(2, registry, sink, data)
     assert [a["line"] for a in answers] == list(range(1, 401))
     ended = [a for a in answers if "error" in a]
     assert ended and all("batch worker ended" in a["error"]["message"] for a in ended)
     assert all(a["error"]["message"].startswith(f"line {a['line']}:") for a in ended)
     assert tally.failed == [a["line"] for a in ended]
     assert tally.sent == 400 - len(ended) == len(sink.messages())
-    assert f"ended before answering {len(ended):,} line(s)" in err.getvalue()
+    assert f"ended before answering {len(ended):,} line(s)" in err

@@ -317,6 +317,20 @@ def test_exit_codes_are_documented() -> None:
     assert (module.EXIT_RUN_ERROR, module.EXIT_USAGE, module.EXIT_MANIFEST) == (1, 2, 3)
 
 
+def _probe(code: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()
+
+
 def test_run_loads_neither_the_service_nor_other_apps(sink: Sink, tmp_path: Path) -> None:
     """``connector run`` starts without FastAPI (the ``serve`` subcommand's parser is
     registered, its service is not imported), asyncio (a synchronous run needs none) or
@@ -339,36 +353,12 @@ def test_run_loads_neither_the_service_nor_other_apps(sink: Sink, tmp_path: Path
     conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
     params = json.dumps({"event": "E", "userId": "u"})
     env = {**os.environ, "CONNECTOR_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", probe, conn, params],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
+    lines = _probe(probe, conn, params, env=env)
     assert lines[-2:] == ["[]", "['segment']"]
     assert len(sink.messages()) == 1
     unknown = error_of(cli("run", "segment.nope", "-c", conn))
     assert "livelike.track_event" in unknown["message"]
     assert "clevertap.upload_events" in unknown["message"]
-
-
-def _probe(code: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()
 
 
 def test_importing_the_package_imports_none_of_the_engine() -> None:

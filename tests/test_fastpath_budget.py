@@ -34,7 +34,9 @@ def _merged(literals: int) -> str:
     return "{{ " + parts[0] + " | merge(" + ", ".join(parts[1:]) + ") }}"
 
 
-def _outcome(render: Any, scope: dict[str, Any]) -> tuple[str, Any]:
+def render_outcome(render: Any, scope: dict[str, Any]) -> tuple[str, Any]:
+    """A render's outcome, comparable between the fast path and Jinja: the length of
+    what it made, or its OverflowError's message."""
     try:
         value = render(scope)
     except OverflowError as exc:
@@ -53,8 +55,8 @@ def test_heavy_literals_agree_with_jinja_at_the_work_limit(literals: int) -> Non
     # Each literal one under the output limit's weight, and one item as merge's operand:
     # each spends exactly the limit's worth.
     scope = {"x": HEAVY_TEXT[1:]}
-    fast = _outcome(template._fast, scope)
-    jinja = _outcome(template.render_jinja, scope)
+    fast = render_outcome(template._fast, scope)
+    jinja = render_outcome(template.render_jinja, scope)
     assert fast == jinja
     if literals > WORK_LIMIT_LITERALS:
         assert fast[0] == "error" and "characters and items of work" in fast[1]
@@ -65,8 +67,8 @@ def test_heavy_literals_agree_with_jinja_at_the_work_limit(literals: int) -> Non
 def test_a_literal_over_the_output_limit_is_refused_without_a_budget() -> None:
     template = CompiledTemplate("{{ {'a': x} | compact }}")
     scope = {"x": HEAVY_TEXT + "y"}
-    assert _outcome(template._fast, scope) == _outcome(template.render_jinja, scope)
-    assert _outcome(template._fast, scope)[0] == "error"
+    assert render_outcome(template._fast, scope) == render_outcome(template.render_jinja, scope)
+    assert render_outcome(template._fast, scope)[0] == "error"
 
 
 @pytest.mark.parametrize(

@@ -22,21 +22,14 @@ from connector.templating import budget
 from connector.templating.limits import MAX_OUTPUT
 from connector.templating.sandbox import UNBUDGETED_UNITS, environment
 from connector.templating.templates import CompiledTemplate
-
-
-def _outcome(render: Any, scope: dict[str, Any]) -> tuple[str, Any]:
-    try:
-        value = render(scope)
-    except OverflowError as exc:
-        return "error", str(exc)
-    return "value", len(value)
+from tests.test_fastpath_budget import render_outcome
 
 
 def _both(source: str, scope: dict[str, Any]) -> tuple[str, Any]:
     template = CompiledTemplate(source)
     assert template._fast is not None
-    fast = _outcome(template._fast, scope)
-    assert fast == _outcome(template.render_jinja, scope)
+    fast = render_outcome(template._fast, scope)
+    assert fast == render_outcome(template.render_jinja, scope)
     return fast
 
 
