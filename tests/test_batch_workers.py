@@ -16,6 +16,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import connector
 from connector.testing.sink import Sink
@@ -235,3 +237,32 @@ def test_a_worker_that_ends_leaves_no_line_unanswered(
     assert tally.failed == [a["line"] for a in ended]
     assert tally.sent == 400 - len(ended) == len(sink.messages())
     assert f"ended before answering {len(ended):,} line(s)" in err
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=40),
+    st.booleans(),
+    st.integers(min_value=1, max_value=64),
+)
+def test_workers_number_lines_as_one_process_does(
+    lines: list[bytes], final_newline: bool, size: int
+) -> None:
+    """One semantics for the two ways a file becomes numbered lines: cut into blocks by
+    the parent and split by a worker (``_blocks`` then ``_numbered``), or read line by
+    line in one process (``enumerate`` over the file, as BatchFileRun does). Same
+    numbers, same bytes (the one-process line keeps its newline, which JSON ignores)."""
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    one_process = [
+        (number, raw.removesuffix(b"\n")) for number, raw in enumerate(io.BytesIO(data), start=1)
+    ]
+    framed, first = io.BytesIO(), 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_workers, "BLOCK_BYTES", size)
+        for count, block in batch_workers._blocks(io.BytesIO(data)):
+            framed.write(b"%d %d\n" % (first, len(block)) + block)
+            first += count
+    framed.seek(0)
+    sizes: deque[int] = deque()
+    assert list(batch_workers._numbered(framed, sizes)) == one_process
+    assert sum(sizes) == len(one_process) == first - 1
