@@ -1078,7 +1078,7 @@ def test_worker_pipes_hold_several_blocks() -> None:
     fcntl = pytest.importorskip("fcntl")
     if not hasattr(fcntl, "F_GETPIPE_SZ"):
         pytest.skip("no pipe sizes on this system")
-    from connector.tools import batch_workers
+    from connector.tools import batch_file, batch_workers
 
     read, write = os.pipe()
     try:
@@ -1088,7 +1088,7 @@ def test_worker_pipes_hold_several_blocks() -> None:
             allowed = int(limit.read())
         assert size >= min(batch_workers.PIPE_BYTES, allowed)
         # Several blocks fit: the next block is dealt while the worker is on one.
-        assert batch_workers.PIPE_BYTES >= 2 * batch_workers.BLOCK_BYTES
+        assert batch_workers.PIPE_BYTES >= 2 * batch_file.BLOCK_BYTES
     finally:
         os.close(read)
         os.close(write)

@@ -1,6 +1,6 @@
-"""``run --batch`` over worker processes: how the parent cuts the file into blocks, whom
-it deals each block to, and how the workers' tallies come back (the end-to-end runs are
-in test_batch.py)."""
+"""``run --batch`` over worker processes: whom the parent deals each block to, and how
+the workers' tallies come back (cutting the file into blocks is in test_batch_file.py,
+the end-to-end runs are in test_batch.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import os
-import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,72 +15,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import connector
 from connector.testing.sink import Sink
-from connector.tools import batch_workers
+from connector.tools import batch_file, batch_workers
 from connector.tools.batch_file import _Tally
 from tests.conftest import WRITE_KEY
-
-
-def _blocks(data: bytes, size: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
-    monkeypatch.setattr(batch_workers, "BLOCK_BYTES", size)
-    return list(batch_workers._blocks(io.BytesIO(data)))
-
-
-@pytest.mark.parametrize(
-    ("data", "size", "expected"),
-    [
-        (b"", 8, []),
-        (b"a\n", 8, [(1, b"a\n")]),
-        (b"a", 8, [(1, b"a")]),  # the last line without its newline
-        (b"a\nb\nc\n", 4, [(2, b"a\nb\n"), (1, b"c\n")]),
-        (b"a\nb\nc", 4, [(2, b"a\nb\n"), (1, b"c")]),
-        # A line longer than a block is a block of its own, whole.
-        (b"0123456789\nab\n", 4, [(1, b"0123456789\n"), (1, b"ab\n")]),
-        (b"x\n0123456789", 4, [(1, b"x\n"), (1, b"0123456789")]),
-        # Blank lines are lines: they keep their numbers.
-        (b"\n\n\n", 2, [(2, b"\n\n"), (1, b"\n")]),
-        (b"a\r\nb\r\n", 64, [(2, b"a\r\nb\r\n")]),
-    ],
-)
-def test_blocks_are_whole_lines_with_their_count(
-    data: bytes, size: int, expected: list[tuple[int, bytes]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocks = _blocks(data, size, monkeypatch)
-    assert blocks == expected
-    assert b"".join(block for _, block in blocks) == data
-
-
-def test_blocks_number_every_line_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    lines = [b"x" * (i % 37) for i in range(2000)]
-    data = b"\n".join(lines) + b"\n"
-    for size in (1, 50, 4096, 1 << 20):
-        blocks = _blocks(data, size, monkeypatch)
-        assert sum(count for count, _ in blocks) == len(lines)
-        assert b"".join(block for _, block in blocks) == data
-
-
-def test_a_line_of_many_blocks_costs_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A line much longer than a block (a minified array on one line, say) is gathered
-    from its pieces once. Copying and searching it again for every piece read is
-    quadratic: a 128 MB line took the parent 20 s before it dealt a byte. Here 65,536
-    pieces of one 16 MiB line: linear work is milliseconds, quadratic work is hours, so
-    the bound below tells them apart with a margin of orders of magnitude either way."""
-    monkeypatch.setattr(batch_workers, "BLOCK_BYTES", 256)
-    data = b"x" * (16 << 20) + b"\nab\n"
-    found: list[list[tuple[int, bytes]]] = []
-    thread = threading.Thread(
-        target=lambda: found.append(list(batch_workers._blocks(io.BytesIO(data)))),
-        daemon=True,
-    )
-    thread.start()
-    thread.join(timeout=60)
-    assert found, "cutting one long line into blocks did not end within 60 s"
-    assert sum(count for count, _ in found[0]) == 2
-    assert b"".join(block for _, block in found[0]) == data
 
 
 def _worker(dealt: int, answered: int, ended: bool = False) -> Any:
@@ -177,7 +116,7 @@ def _in_workers(
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of ~300 bytes: a short file crosses many block borders."""
-    monkeypatch.setattr(batch_workers, "BLOCK_BYTES", 300)
+    monkeypatch.setattr(batch_file, "BLOCK_BYTES", 300)
     monkeypatch.setattr(batch_workers, "WINDOW", 2)
 
 
@@ -215,17 +154,17 @@ def test_a_worker_that_ends_leaves_no_line_unanswered(
     sent, the other worker answers the rest (the blocks the dead one could not take
     are dealt again), the output still answers every line in order, the tally adds up,
     and stderr says what happened."""
-    real = batch_workers._numbered
+    real = batch_workers._received
     first_to_die = tmp_path / "dies"
 
-    def numbered(blocks: Any, sizes: deque[int]) -> Iterator[tuple[int, bytes]]:
+    def received(blocks: Any, sizes: deque[int]) -> Iterator[batch_file.Block]:
         for item in real(blocks, sizes):
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(first_to_die, os.O_CREAT | os.O_EXCL))
                 os._exit(3)  # this worker read one block and answers none of it
             yield item
 
-    monkeypatch.setattr(batch_workers, "_numbered", numbered)
+    monkeypatch.setattr(batch_workers, "_received", received)
     lines = [json.dumps({"event": f"E{i}", "userId": f"u{i}"}) for i in range(400)]
     data = ("\n".join(lines) + "\n").encode()
 
@@ -237,32 +176,3 @@ def test_a_worker_that_ends_leaves_no_line_unanswered(
     assert tally.failed == [a["line"] for a in ended]
     assert tally.sent == 400 - len(ended) == len(sink.messages())
     assert f"ended before answering {len(ended):,} line(s)" in err
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=40),
-    st.booleans(),
-    st.integers(min_value=1, max_value=64),
-)
-def test_workers_number_lines_as_one_process_does(
-    lines: list[bytes], final_newline: bool, size: int
-) -> None:
-    """One semantics for the two ways a file becomes numbered lines: cut into blocks by
-    the parent and split by a worker (``_blocks`` then ``_numbered``), or read line by
-    line in one process (``enumerate`` over the file, as BatchFileRun does). Same
-    numbers, same bytes (the one-process line keeps its newline, which JSON ignores)."""
-    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
-    one_process = [
-        (number, raw.removesuffix(b"\n")) for number, raw in enumerate(io.BytesIO(data), start=1)
-    ]
-    framed, first = io.BytesIO(), 1
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(batch_workers, "BLOCK_BYTES", size)
-        for count, block in batch_workers._blocks(io.BytesIO(data)):
-            framed.write(b"%d %d\n" % (first, len(block)) + block)
-            first += count
-    framed.seek(0)
-    sizes: deque[int] = deque()
-    assert list(batch_workers._numbered(framed, sizes)) == one_process
-    assert sum(sizes) == len(one_process) == first - 1

@@ -2,8 +2,9 @@
 
 Preparing a message is Python work under one GIL; a batch file is many independent
 lines. So the command forks worker processes after loading the manifests (shared, copy
-on write), deals the file to them in blocks of whole lines (:data:`BLOCK_BYTES`), and
-writes their answers in input order. Each worker is a whole batch run of its own
+on write), deals the file to them in blocks of whole lines (as one process reads it:
+:func:`~connector.tools.batch_file.read_blocks`), and writes their answers in input
+order. Each worker is a whole batch run of its own
 (:class:`~connector.tools.batch_file.BatchFileRun`): same checks, same packing, its own
 HTTP client and its own connection to the incomplete store (SQLite serialises the
 writers), so every contract of a batch run holds per line. What changes is only that
@@ -31,8 +32,8 @@ claimed by a process that has ended, so the next retry takes it); a block it cou
 take (its pipe closed) goes to another worker; the others go on, and the summary
 counts those lines as failed.
 
-Framing: the parent sends ``b"FIRST SIZE\\n"`` and SIZE bytes of whole lines (numbered
-from FIRST); a worker answers each block with ``b"SIZE SENT KEPT BLANK FAILED\\n"``
+Framing: the parent sends ``b"FIRST COUNT SIZE\\n"`` and SIZE bytes of COUNT whole
+lines (numbered from FIRST); a worker answers each block with ``b"SIZE SENT KEPT BLANK FAILED\\n"``
 and SIZE bytes of output lines, one per input line, in order. The counts are the
 block's tally (FAILED: the failed lines' numbers, comma separated, or ``-``), so the
 parent adds them up without reading the lines.
@@ -52,16 +53,19 @@ from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
 from connector.errors import RemoteRuntimeError
-from connector.tools.batch_file import BatchFileRun, Progress, _Tally, error_line
+from connector.tools.batch_file import (
+    BatchFileRun,
+    Block,
+    Progress,
+    _Tally,
+    error_line,
+    numbered_blocks,
+)
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
 
-__all__ = ["BLOCK_BYTES", "PIPE_BYTES", "WINDOW", "default_workers", "run_in_workers"]
-
-#: Bytes of whole lines dealt to a worker at a time (~550 of the benchmark's lines;
-#: more where a line is longer than this).
-BLOCK_BYTES = 256 * 1024
+__all__ = ["PIPE_BYTES", "WINDOW", "default_workers", "run_in_workers"]
 
 #: Blocks a worker may have unwritten (dealt, or answered and waiting for the blocks
 #: before them) before the parent deals only to the worker whose answer is next.
@@ -127,8 +131,8 @@ class _Worker:
         self.ended = True
         self.answers.put(None)  # the worker ended: every block not answered yet never will be
 
-    def send(self, first: int, block: bytes) -> None:
-        self.input.write(b"%d %d\n" % (first, len(block)))
+    def send(self, first: int, lines: int, block: bytes) -> None:
+        self.input.write(b"%d %d %d\n" % (first, lines, len(block)))
         self.input.write(block)
         self.input.flush()
         self.dealt += 1
@@ -137,42 +141,14 @@ class _Worker:
         self.input.close()
 
 
-def _blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    """The file as blocks of whole lines, each with its number of lines (the last line
-    may lack its newline). A line longer than a block makes a block of its own: its
-    pieces are kept apart until its end is read, so that each byte is searched and
-    copied once (joining them at every read would be quadratic in the line's length)."""
-    rest: list[bytes] = []  # the start of a line whose end is not read yet
-    while data := stream.read(BLOCK_BYTES):
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            rest.append(data)
-            continue
-        if rest:
-            rest.append(data[:cut])
-            block = b"".join(rest)
-        else:
-            block = data[:cut] if cut < len(data) else data
-        rest = [data[cut:]] if cut < len(data) else []
-        yield block.count(b"\n"), block
-    if rest:
-        block = b"".join(rest)
-        yield block.count(b"\n") + 1, block
-
-
-def _numbered(blocks: IO[bytes], sizes: deque[int]) -> Iterator[tuple[int, bytes]]:
-    """A worker's lines with their numbers, block after block; notes each block's
-    number of lines."""
+def _received(blocks: IO[bytes], sizes: deque[int]) -> Iterator[Block]:
+    """A worker's blocks, as the parent framed them; notes each block's number of
+    lines (its answer is framed when that many lines are answered)."""
     while header := blocks.readline():
-        first_text, size_text = header.split()
-        data = blocks.read(int(size_text))
-        lines = data.split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()
-        sizes.append(len(lines))
-        first = int(first_text)
-        for index, raw in enumerate(lines):
-            yield first + index, raw
+        first, count, size = header.split()
+        lines = int(count)
+        sizes.append(lines)
+        yield int(first), lines, blocks.read(int(size))
 
 
 class _BlockWriter:
@@ -223,9 +199,7 @@ def _work(
         os.fdopen(from_worker, "wb", buffering=1 << 16) as out,
     ):
         writer = _BlockWriter(out, sizes)
-        run = BatchFileRun(
-            _numbered(blocks, sizes), writer, sys.stderr, progress=False, numbered=True
-        )
+        run = BatchFileRun(_received(blocks, sizes), writer, sys.stderr, progress=False)
         writer.tally = run.tally  # counted before each line is written
         with make_engine() as engine:
             run.run(engine, module, connection, context)
@@ -339,7 +313,7 @@ def run_in_workers(
         while True:
             worker = _next_worker(workers, pending)
             try:
-                worker.send(first, block)
+                worker.send(first, lines, block)
             except BrokenPipeError:
                 # It ended before it could read the whole block, so it answered none of
                 # it: the block goes to another worker.
@@ -349,11 +323,9 @@ def run_in_workers(
             return
 
     try:
-        first = 1
-        for lines, block in _blocks(stream):
+        for first, lines, block in numbered_blocks(stream):
             deal(first, lines, block)
-            first += lines
-            read = first - 1
+            read = first + lines - 1
             drain(wait=False)
         for worker in workers:
             with contextlib.suppress(BrokenPipeError):

@@ -334,13 +334,15 @@ def _run_batch(
 ) -> int:
     """One JSON line per input line on stdout, in order; progress (on a terminal) and a
     summary on stderr. See :mod:`connector.tools.batch_file`."""
-    from connector.tools.batch_file import BatchFileRun, open_batch
+    from connector.tools.batch_file import BatchFileRun, numbered_blocks, open_batch
 
     path = _batch_path(args)
     engine.registry.get(args.module)  # an unknown module is a usage error, before reading
     progress = not args.no_progress and sys.stderr.isatty()
     with open_batch(path) as stream:
-        run = BatchFileRun(stream, sys.stdout.buffer, sys.stderr, progress=progress)
+        run = BatchFileRun(
+            numbered_blocks(stream), sys.stdout.buffer, sys.stderr, progress=progress
+        )
         try:
             if args.dry_run:
                 run.dry_run(engine, args.module, connection, context)
