@@ -111,6 +111,11 @@ class Message(NamedTuple):
     by_orjson: bool
 
 
+#: Makes a Message from a tuple of its fields without the generated ``__new__`` (a
+#: Python function): every message of a batch is made once.
+_tuple_new = tuple.__new__
+
+
 def prepare_message(
     module: LoadedModule,
     conn: Connection,
@@ -139,7 +144,7 @@ def prepare_message(
             _check_messages(module, conn, scope, head[1], json_body, content)
     except RecursionError:
         raise DataError("the parameters are nested too deeply") from None
-    return Message(values, run, head, headers, json_body, content, by_orjson)
+    return _tuple_new(Message, (values, run, head, headers, json_body, content, by_orjson))
 
 
 def _check_messages(

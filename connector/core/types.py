@@ -437,8 +437,10 @@ _ISO_4217 = frozenset(
 
 
 def _currency(value: Any) -> str | None:
-    if isinstance(value, str) and value.upper() in _ISO_4217:
-        return value.upper()
+    if isinstance(value, str):
+        code = value.upper()
+        if code in _ISO_4217:
+            return code
     return None
 
 

@@ -438,7 +438,8 @@ def _check_constraint(
     each of them is valid on its own: one with a fault already has its message."""
     names = constraint.one_of_required
     for name in names:
-        if not _is_empty(values.get(name)):
+        value = values.get(name)
+        if value is not None and value != "" and value != []:  # _is_empty, inlined
             return None
     faulty = {_top_name(fault.field) for fault in faults}
     if faulty.intersection(names):

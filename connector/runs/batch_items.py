@@ -63,6 +63,8 @@ _PER_BATCH = frozenset({"response", "connection", "engine", "app"})
 _UNREAD: Mapping[str, Any] = MappingProxyType({})
 #: A slot's body is in its content's bytes (see PendingItem).
 _IN_CONTENT: Any = object()
+#: Makes a BundlesJSON without its generated ``__new__`` (one per item).
+_tuple_new = tuple.__new__
 
 
 @dataclass(slots=True)
@@ -198,15 +200,22 @@ class BundleMaker:
             parts[-1] = b"]]"
             joined = b"".join(parts)
             if self.conn.redact.clean_bytes(joined) and self.as_json:
+                keys: tuple[bytes, ...] = ()
+                last_view = None
                 for (slot, content, view), own in zip(from_bytes, pieces, strict=True):
                     data = b"".join((b"[", *own, b"]"))
-                    self._merged_object(view)  # its keys, for the check below
-                    if any(key in content for key in self._merged_keys):
-                        # A key of both would be written twice: parsed, it is the
-                        # merge's own result (first place, last value), written once.
-                        slot.result = orjson.loads(data)
+                    if view is not last_view:
+                        last_view = view
+                        self._merged_object(view)  # X's keys, for the check below
+                        keys = self._merged_keys
+                    for key in keys:
+                        if key in content:
+                            # A key of both would be written twice: parsed, it is the
+                            # merge's own result (first place, last value), written once.
+                            slot.result = orjson.loads(data)
+                            break
                     else:
-                        slot.result = BundlesJSON(data)
+                        slot.result = _tuple_new(BundlesJSON, (data,))
             elif self.conn.redact.clean_bytes(joined):
                 for (slot, _, _), bundles in zip(from_bytes, orjson.loads(joined), strict=True):
                     slot.result = bundles

@@ -185,6 +185,9 @@ class _Generator:
         self.context = env.context_class(env, {}, None, {})
         #: Scope names the expressions read: bound once, at the top of the function.
         self.scope_names: set[str] = set()
+        #: Scope names whose keys are read: each also gets its ``get`` bound once when
+        #: it holds the engine's Values (see _lookup).
+        self.read_names: set[str] = set()
         #: Whether the expression being written calls anything (and needs a budget).
         self.calls = False
         #: Whether it calls anything that spends from its budget besides its literals'
@@ -256,10 +259,17 @@ class _Generator:
             )
         # The engine's Values (checked parameters, the usual case) read an absent field
         # as None through their __missing__: tested first, then any dict.
-        return (
+        read = (
             f"({t}.get({key!r}) if type({t} := {target}) is _Values else {t}[{key!r}] "
             f"if isinstance({t}, _dict) and {key!r} in {t} else _missing({t}, {key!r}))"
         )
+        name = target.removeprefix("_s_")
+        if target != f"_s_{name}" or name not in self.scope_names:
+            return read
+        # A scope name's own key (``parameters.event``): whether it holds Values was
+        # tested once, at the top, where its ``get`` was bound (None if not).
+        self.read_names.add(name)
+        return f"(_v_{name}({key!r}) if _v_{name} is not None else {read})"
 
     def _Getattr(self, node: nodes.Getattr) -> str:
         return self._lookup(self.expr(node.node), node.attr)
@@ -483,6 +493,9 @@ def _finish(generator: _Generator, body: list[str]) -> FastFunction:
         # A name the scope lacks: Jinja decides (and reports) on the ordinary path.
         prologue.append(f"    if {name!r} not in scope: raise Fallback({name!r})")
         prologue.append(f"    {generator.local(name)} = scope[{name!r}]")
+        if name in generator.read_names:
+            local = generator.local(name)
+            prologue.append(f"    _v_{name} = {local}.get if type({local}) is _Values else None")
     if generator.budgets:
         body = [
             "    _b = _arm()",
