@@ -60,22 +60,24 @@ class KeyRules:
         if accepted is None:
             return None
         out: dict[str, Any] = {}
-        for item in items:
-            if type(item) is not dict:
-                return None
-            key: Any = item.get("key")
-            value: Any = item.get("value")
-            kind = type(value)
-            if (
-                type(key) is str
-                and key in accepted
-                and key not in out
-                and "{" not in key
-                and (kind in PLAIN and not (kind is str and "{" in value))
-            ):
-                out[key] = value
-            else:
-                return None
+        try:
+            for item in items:
+                if type(item) is not dict:
+                    return None
+                key: Any = item["key"]  # absent: KeyError, the full checks say so
+                value: Any = item["value"]  # absent: the full checks read None
+                kind = type(value)
+                if kind is str:
+                    if "{" in value:
+                        return None
+                elif kind not in PLAIN:
+                    return None
+                if type(key) is str and key in accepted and key not in out and "{" not in key:
+                    out[key] = value
+                else:
+                    return None
+        except KeyError:
+            return None
         return out
 
     def remember(self, key: str) -> None:
