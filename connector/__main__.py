@@ -1,5 +1,5 @@
 """``python -m connector`` is the ``connector`` command."""
 
-from connector.tools.cli import entry
+from connector._program import main
 
-entry()
+main()

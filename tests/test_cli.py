@@ -466,8 +466,82 @@ def test_the_program_exits_with_mains_code_and_everything_printed(tmp_path: Path
     from connector.tools import cli as module
 
     script = ROOT / "pyproject.toml"
-    assert 'connector = "connector.tools.cli:entry"' in script.read_text()
+    assert 'connector = "connector._program:main"' in script.read_text()
     assert module.entry.__module__ == "connector.tools.cli"
+
+
+_COLLECTOR_PROBE = """
+import gc, json, sys
+from connector import _program
+from connector.core.engine import Engine
+from connector.tools import batch_workers, cli
+
+def record(tag):
+    print(json.dumps([tag, gc.isenabled()]), flush=True)
+
+def spy(tag, real):
+    def wrapper(*args, **kwargs):
+        record(tag)
+        return real(*args, **kwargs)
+    return wrapper
+
+cli._registry = spy("load", cli._registry)
+cli.cmd_modules = spy("modules", cli.cmd_modules)
+Engine.run = spy("run", Engine.run)
+batch_workers.run_in_workers = spy("fork", batch_workers.run_in_workers)
+cli._run_batch = spy("batch", cli._run_batch)
+sys.argv = ["connector", *sys.argv[1:]]
+_program.main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["modules"], [["modules", True], ["load", True]]),
+        (
+            ["run", "segment.track", "-p", '{"event": "E", "userId": "u"}'],
+            [["load", False], ["run", True]],
+        ),
+        (
+            ["run", "segment.track", "--batch", "IN", "--workers", "1"],
+            [["load", False], ["batch", True]],
+        ),
+        (
+            ["run", "segment.track", "--batch", "IN", "--workers", "2"],
+            [["load", False], ["fork", True]],
+        ),
+    ],
+)
+def test_the_program_starts_with_the_collector_off_and_turns_it_on(
+    sink: Sink, tmp_path: Path, args: list[str], expected: list[list[Any]]
+) -> None:
+    """Start-up (imports, the manifests' load) runs without the cyclic collector; each
+    command turns it on before its work: another command at once, ``run`` once it has
+    loaded its module (before a batch's workers fork, so they have it on too)."""
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"event": "E", "userId": "u"}) + "\n")
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    argv = [str(path) if a == "IN" else a for a in args]
+    if argv[0] == "run":
+        argv += ["-c", conn]
+    env = {**os.environ, "CONNECTOR_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _COLLECTOR_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('["')]
+    assert seen == expected
+    # main() called in a host's own process leaves the host's collector alone.
+    from connector.tools import cli as module
+
+    assert module._collector_deferred is False
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

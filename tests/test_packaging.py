@@ -50,7 +50,7 @@ def test_wheel_contains_manifests_schemas_and_entry_point(wheel: Path) -> None:
     assert "connector/_manifests/segment/tests/track.json" in names  # the modules' examples
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "connector = connector.tools.cli:entry" in text
+    assert "connector = connector._program:main" in text
     assert not any(n.startswith("tests/") for n in names)
     # App code ships inside the package, where the loader looks for it; never as a
     # generic top-level "modules" package in site-packages.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -206,12 +207,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         transport.join()
     with _engine(registry, store, batch=transport is not None) as engine:
         if args.batch:
-            import gc
-
             # This process is ours: the loaded manifests live as long as it does, so
             # the garbage collector need not keep walking them during a long batch.
             gc.freeze()
+            _started()
             return _run_batch(engine, args, connection, context)
+        _started()
         if args.dry_run:
             _print_json(engine.dry_run(args.module, connection, parameters, context))
         else:
@@ -265,8 +266,6 @@ def _run_batch_in_workers(
 ) -> int:
     """``run --batch`` over forked workers (:mod:`connector.tools.batch_workers`); what
     can fail once for all (module, connection, store, file) is checked here first."""
-    import gc
-
     from connector.core.engine import Engine
     from connector.runs.batch import BatchPlan
     from connector.tools.batch_file import open_batch, summary_line
@@ -291,6 +290,7 @@ def _run_batch_in_workers(
 
     transport.join()  # httpx and its TLS roots: made once, shared by the workers
     gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
+    _started()
     progress = not args.no_progress and sys.stderr.isatty()
     sys.stdout.flush()
     with open_batch(path) as stream:
@@ -754,12 +754,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout, sys.stderr = stdout, stderr
 
 
-def entry() -> None:
-    """The ``connector`` command as a program (``python -m connector`` too): :func:`main`,
+#: Whether this process started with the collector off, for the command to turn it on
+#: once it has loaded what it runs (see connector._program).
+_collector_deferred = False
+
+
+def _started() -> None:
+    """The command has imported and loaded what it runs: what start-up made is frozen
+    (it lives as long as the process) and the collector is on again, if the program
+    turned it off (:mod:`connector._program`); else nothing changes."""
+    global _collector_deferred
+    if _collector_deferred:
+        _collector_deferred = False
+        gc.freeze()
+        gc.enable()
+
+
+def entry(*, collector_off: bool = False) -> None:
+    """The ``connector`` command as a program (:mod:`connector._program`): :func:`main`,
     then the process ends without tearing the interpreter down (~10-45 ms of freeing
     modules that a command never uses again). Everything it opened is closed by then,
     and what it printed is flushed here; where flushing fails, the interpreter's own
-    exit reports it as usual."""
+    exit reports it as usual. ``collector_off``: the program started with the garbage
+    collector off, for the command to turn on once started (:func:`_started`)."""
+    global _collector_deferred
+    _collector_deferred = collector_off and not gc.isenabled()
     code = main()
     try:
         sys.stdout.flush()
@@ -772,6 +791,8 @@ def entry() -> None:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is not cmd_run:
+        _started()  # any other command: its work starts here (run: once loaded)
     if _sends_batch(args):
         _prepare_transport()  # before the engine is imported: see its docstring
     if args.verbose:
