@@ -340,12 +340,16 @@ class BatchPlan:
         """The batch request for ``contents`` (or a stored ``body`` sent as it is)."""
         if body is None:
             body = b"".join((self.envelope, b",".join(contents), self._tail()))
-        headers = {"Content-Type": "application/json", **self.connection.auth_headers}
+        conn = self.connection
+        # The app's own headers and query go with its batch endpoint too, as with every
+        # request of the app; the body is JSON whatever they say.
+        app = {k: v for k, v in conn.app_headers.items() if k.lower() != "content-type"}
+        headers = {**app, "Content-Type": "application/json", **conn.auth_headers}
         return PreparedRequest(
             method=self.spec.method,
             url=self.url,
             headers=headers,
-            query={},
+            query=dict(conn.app_query),
             content=body,
             json_body=None,
             module_id=self.module_id,
