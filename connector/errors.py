@@ -11,7 +11,8 @@ The hierarchy::
         │                           ``faults``. Nothing was sent.
         ├── InvalidConfigurationError
         │                           the connection or a manifest template is unusable
-        │                           (bad base URL, a template that fails at run time)
+        │                           (bad base URL, a template that fails at run time;
+        │                           a connection's faulty fields listed in ``faults``)
         ├── InvalidAccessTokenError the remote refused the credentials (401/403)
         ├── RateLimitError          the remote said 429 and retries ran out
         ├── RemoteConnectionError   network failure or timeout ("ConnectionError")
@@ -80,62 +81,6 @@ class UnknownModuleError(ConnectorError, LookupError):
         super().__init__(f"unknown module {module_id!r}, expected one of: {expected}")
 
 
-class RunError(ConnectorError):
-    """A module run failed. ``field`` names the parameter at fault, when there is one."""
-
-    type: ClassVar[str] = "RuntimeError"
-    #: Whether sending the same request again later may succeed (a class default; an
-    #: instance may say otherwise, such as a 501 answer, which is a RuntimeError too).
-    retryable: bool = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        field: str | None = None,
-        status: int | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.message = message
-        self.field = redact_text(field) if field else field
-        self.status = status
-        self.attempts = attempts
-        #: Set when the run was stored as an incomplete execution to retry later.
-        self.incomplete_id: str | None = None
-
-    @property
-    def message(self) -> str:
-        """The message, redacted (see the module docstring); ``str(error)`` too."""
-        return self._message
-
-    @message.setter
-    def message(self, text: str) -> None:
-        self._message = redact_text(str(text))
-        self.args = (self._message,)
-
-    def __str__(self) -> str:
-        return self._message
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``{"type", "message", "field"}`` object hosts and the CLI report."""
-        out: dict[str, Any] = {
-            "type": self.type,
-            "message": redact_text(self.message),
-            "field": self.field,
-        }
-        if self.status is not None:
-            out["status"] = self.status
-        if self.attempts is not None:
-            out["attempts"] = self.attempts
-        if self.incomplete_id is not None:
-            out["incompleteId"] = self.incomplete_id
-        return out
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r}, field={self.field!r})"
-
-
 @dataclass(frozen=True, slots=True)
 class Fault:
     """One fault of the input: the field's path (``traits.address.city``,
@@ -157,6 +102,84 @@ class Fault:
         return {"field": self.field, "rule": self.rule, "message": self.message}
 
 
+class RunError(ConnectorError):
+    """A module run failed. ``field`` names the parameter at fault, when there is one;
+    ``faults`` lists every field at fault where there are several (a DataError always
+    has at least one; a connection whose fields break rules lists them too)."""
+
+    type: ClassVar[str] = "RuntimeError"
+    #: Whether sending the same request again later may succeed (a class default; an
+    #: instance may say otherwise, such as a 501 answer, which is a RuntimeError too).
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status: int | None = None,
+        attempts: int | None = None,
+        faults: Sequence[Fault] = (),
+    ) -> None:
+        super().__init__()
+        self.message = message
+        self.field = redact_text(field) if field else field
+        self.status = status
+        self.attempts = attempts
+        self.faults = list(faults)
+        #: Set when the run was stored as an incomplete execution to retry later.
+        self.incomplete_id: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The message, redacted (see the module docstring); ``str(error)`` too."""
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._message = redact_text(str(text))
+        self.args = (self._message,)
+
+    @property
+    def faults(self) -> list[Fault]:
+        """Every fault, each redacted like the message (see the module docstring)."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Sequence[Fault]) -> None:
+        self._faults = [_redacted(fault) for fault in faults]
+
+    def redact(self, redact: Callable[[str], str]) -> None:
+        """Pass the message, and every fault's, through ``redact`` (mapped text may
+        quote anything, a secret included)."""
+        self.message = redact(self.message)
+        self.faults = [Fault(f.field, f.rule, redact(f.message)) for f in self.faults]
+
+    def __str__(self) -> str:
+        return self._message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"type", "message", "field"}`` object hosts and the CLI report, and
+        ``faults`` (``[{field, rule, message}]``) where there are any."""
+        out: dict[str, Any] = {
+            "type": self.type,
+            "message": redact_text(self.message),
+            "field": self.field,
+        }
+        if self.status is not None:
+            out["status"] = self.status
+        if self.attempts is not None:
+            out["attempts"] = self.attempts
+        if self.incomplete_id is not None:
+            out["incompleteId"] = self.incomplete_id
+        if self.faults:
+            out["faults"] = [_redacted(fault).to_dict() for fault in self.faults]
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, field={self.field!r})"
+
+
 class DataError(RunError):
     """Bad input. Raised before anything is sent (or for a remote 400/413/422).
 
@@ -176,36 +199,15 @@ class DataError(RunError):
         status: int | None = None,
         attempts: int | None = None,
     ) -> None:
-        super().__init__(message, field=field, status=status, attempts=attempts)
+        faults = list(faults) or [Fault(field, rule, message)]
+        super().__init__(message, field=field, status=status, attempts=attempts, faults=faults)
         self.rule = rule
-        self.faults = list(faults) or [Fault(field, rule, message)]
-
-    @property
-    def faults(self) -> list[Fault]:
-        """Every fault, each redacted like the message (see the module docstring)."""
-        return self._faults
-
-    @faults.setter
-    def faults(self, faults: Sequence[Fault]) -> None:
-        self._faults = [_redacted(fault) for fault in faults]
 
     @classmethod
     def of(cls, faults: Sequence[Fault]) -> DataError:
         """The error of several faults, named after the first."""
         first = faults[0]
         return cls(first.message, field=first.field, rule=first.rule, faults=faults)
-
-    def redact(self, redact: Callable[[str], str]) -> None:
-        """Pass the message, and every fault's, through ``redact`` (mapped text may
-        quote anything, a secret included)."""
-        self.message = redact(self.message)
-        self.faults = [Fault(f.field, f.rule, redact(f.message)) for f in self.faults]
-
-    def to_dict(self) -> dict[str, Any]:
-        """As :meth:`RunError.to_dict`, plus ``faults``: ``[{field, rule, message}]``."""
-        out = super().to_dict()
-        out["faults"] = [_redacted(fault).to_dict() for fault in self.faults]
-        return out
 
 
 def _redacted(fault: Fault) -> Fault:

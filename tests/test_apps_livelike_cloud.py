@@ -259,6 +259,84 @@ def test_batch_unwrap_refuses_a_body_without_its_list(tmp_path: Any) -> None:
     assert isinstance(result, DataError) and "'events': [...]" in result.message
 
 
+def _two_item_app(tmp_path: Path, max_items: int) -> connector.Registry:
+    """An unwrap app whose module body brings two items a run."""
+    app = tmp_path / "acme"
+    app.mkdir()
+    batch = {"url": "/events", "itemsKey": "events", "unwrap": True, "maxItems": max_items}
+    (app / "app.json").write_text(
+        json.dumps(
+            {
+                "name": "acme",
+                "label": "Acme",
+                "baseUrl": "http://127.0.0.1:9",
+                "connection": {"auth": {"type": "none"}},
+                "batch": batch,
+                "modules": ["send.json"],
+            }
+        )
+    )
+    body = {"events": [{"a": "{{ parameters.x }}"}, {"b": "{{ parameters.x }}"}]}
+    module = {
+        "id": "acme.send",
+        "label": "Send",
+        "description": "d",
+        "parameters": [{"name": "x", "type": "text"}],
+        "request": {"url": "/events", "body": body},
+        "batchable": True,
+    }
+    (app / "send.json").write_text(json.dumps(module))
+    return connector.load(str(app), packaged=False)
+
+
+@pytest.mark.parametrize(("max_items", "per_request"), [(3, [2, 2, 2]), (4, [4, 2]), (6, [6])])
+def test_batch_unwrap_counts_items_not_inputs(
+    tmp_path: Path, max_items: int, per_request: list[int]
+) -> None:
+    """maxItems is the API's limit on items a request: inputs that bring two items each
+    are packed so that no request holds more, and the write-ahead row counts them."""
+    sent: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(len(json.loads(request.content)["events"]))
+        return httpx.Response(200, json={})
+
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with connector.Engine(_two_item_app(tmp_path, max_items), client=client) as engine:
+        results = list(engine.run_batch("acme.send", {}, [{"x": str(i)} for i in range(3)]))
+    assert all(isinstance(result, list) for result in results), results
+    assert sent == per_request
+
+
+def test_batch_unwrap_rows_count_the_messages_they_hold(tmp_path: Path) -> None:
+    """A write-ahead row of an unwrap batch counts the items its body holds (what
+    ``incomplete list`` shows and ``retry`` recovers), not the inputs."""
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503)))
+    store = connector.IncompleteStore(tmp_path / "store.sqlite")
+    registry = _two_item_app(tmp_path, 4)
+    once = connector.RetrySpec(attempts=1)
+    with connector.Engine(registry, client=client, incomplete=store, retry=once) as engine:
+        results = list(engine.run_batch("acme.send", {}, [{"x": str(i)} for i in range(3)]))
+    assert all(isinstance(result, RunError) and result.incomplete_id for result in results)
+    rows = sorted(store.executions(), key=lambda row: row.items)
+    assert [(row.items, len(row.messages())) for row in rows] == [(2, 2), (4, 4)]
+    store.close()
+
+
+def test_batch_unwrap_refuses_an_input_over_the_item_limit(tmp_path: Path) -> None:
+    """An input whose body alone holds more items than a request may: that input's
+    DataError, nothing sent for it."""
+    sent: list[bytes] = []
+    client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: sent.append(r.content) or httpx.Response(200))
+    )
+    with connector.Engine(_two_item_app(tmp_path, 1), client=client) as engine:
+        (result,) = list(engine.run_batch("acme.send", {}, [{"x": "1"}]))
+    assert isinstance(result, DataError)
+    assert "holds 2 items under 'events', over the batch limit of 1" in result.message
+    assert sent == []
+
+
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 _VALUE = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _TEXT
 _EVENT = st.fixed_dictionaries(

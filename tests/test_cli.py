@@ -526,22 +526,28 @@ def test_the_program_starts_with_the_collector_off_and_turns_it_on(
     if argv[0] == "run":
         argv += ["-c", conn]
     env = {**os.environ, "CONNECTOR_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", _COLLECTOR_PROBE, *argv],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('["')]
-    assert seen == expected
-    # main() called in a host's own process leaves the host's collector alone.
+    lines = _probe(_COLLECTOR_PROBE, *argv, env=env)
+    assert [json.loads(line) for line in lines if line.startswith('["')] == expected
+
+
+def test_main_in_a_hosts_process_leaves_its_collector_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only the program defers the collector: ``main()`` called by a host neither
+    turns it on where the host turned it off nor off where it is on."""
+    import gc
+
     from connector.tools import cli as module
 
-    assert module._collector_deferred is False
+    was = gc.isenabled()
+    try:
+        for enabled in (False, True):
+            (gc.enable if enabled else gc.disable)()
+            assert module.main(["modules"]) == 0
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert "segment.track" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,26 @@ def test_two_secret_headers_app_headers_query_and_signer(
     assert len(sent.headers["x-signature"]) == 64
 
 
+def test_a_batch_request_carries_the_apps_headers_and_query(tmp_path: Path, api: FakeAPI) -> None:
+    """The app's own headers and query go with its batch endpoint as with its single
+    requests (and the signer signs it): a batch of three uploads is one request."""
+
+    def batched(app: dict[str, Any]) -> None:
+        app["batch"] = {"url": "/upload", "itemsKey": "d", "unwrap": True, "maxBytes": 4096}
+
+    folder = _copy_app(tmp_path, batched)
+    upload = json.loads((folder / "upload.json").read_text())
+    (folder / "upload.json").write_text(json.dumps({**upload, "batchable": True}))
+    events = [{"identity": f"u{i}", "name": "n", "when": 0} for i in range(3)]
+    with connector.Engine(connector.load(folder, packaged=False)) as engine:
+        results = list(engine.run_batch("fakeapi.upload", api.connection(), events))
+    assert all(isinstance(result, list) for result in results), results
+    (sent,) = api.sent("/upload")
+    assert sent.headers["x-workspace"] == WORKSPACE
+    assert sent.query == {"ws": WORKSPACE}
+    assert len(sent.json()["d"]) == 3
+
+
 def test_dry_run_shows_signer_and_redacts_every_secret(
     api: FakeAPI, engine: connector.Engine
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import logging
 from typing import Any
 
@@ -114,6 +115,40 @@ def test_invalid_connection_error_is_clean(engine: connector.Engine) -> None:
             {"event": "E", "userId": "u"},
         )
     assert_clean(str(info.value))
+    assert_clean(json.dumps(info.value.to_dict()))
+
+
+def test_a_connection_error_names_every_faulty_field(engine: connector.Engine) -> None:
+    """A form shows every connection field at fault at once, as for parameters: the
+    error names the first, and ``faults`` lists each with its rule, secrets redacted
+    (the bad host quotes the write key)."""
+    cases = [
+        ({"region": "mars"}, [("writeKey", "required"), ("region", "enum")]),
+        (
+            {"writeKey": WRITE_KEY, "region": "mars", "host": f"ftp://{WRITE_KEY}"},
+            [("region", "enum"), ("host", "format")],
+        ),
+    ]
+    for values, expected in cases:
+        with pytest.raises(connector.InvalidConfigurationError) as info:
+            engine.dry_run("segment.track", values, {"event": "E", "userId": "u"})
+        error = info.value.to_dict()
+        assert [(f["field"], f["rule"]) for f in error["faults"]] == expected
+        assert error["field"] == expected[0][0]
+        assert error["message"] == error["faults"][0]["message"]
+        assert all(f["message"].startswith("connection: field ") for f in error["faults"])
+        assert_clean(json.dumps(error))
+
+
+def test_other_run_errors_list_no_faults(engine: connector.Engine) -> None:
+    """Only errors about fields carry ``faults``: the shape of the others is unchanged."""
+    error = connector.RemoteRuntimeError("the remote failed", status=500).to_dict()
+    assert error == {
+        "type": "RuntimeError",
+        "message": "the remote failed",
+        "field": None,
+        "status": 500,
+    }
 
 
 def test_inputs_are_never_mutated(engine: connector.Engine, sink: Sink, connection: dict) -> None:

@@ -331,6 +331,18 @@ def test_bad_connections_are_refused_naming_the_field(
     assert service.client.get("/v1/connections").json()["connections"] == []
 
 
+def test_a_bad_connection_lists_every_faulty_field(service: Served) -> None:
+    values = {"region": "mars", "host": "ftp://x"}
+    answer = service.client.post("/v1/connections", json={"app": "segment", "values": values})
+    assert answer.status_code == 422, answer.text
+    faults = answer.json()["error"]["faults"]
+    assert [(f["field"], f["rule"]) for f in faults] == [
+        ("writeKey", "required"),
+        ("region", "enum"),
+        ("host", "format"),
+    ]
+
+
 def test_a_connection_used_by_a_hook_cannot_be_deleted(service: Served, sink: Sink) -> None:
     connection = service.connection(sink.url)
     hook = service.client.post(

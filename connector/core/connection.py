@@ -20,7 +20,7 @@ from connector.core.redaction import REDACTED, Redactor
 from connector.core.registry import LoadedApp
 from connector.core.validation import validate_parameters
 from connector.core.values import Values
-from connector.errors import DataError, InvalidConfigurationError
+from connector.errors import DataError, Fault, InvalidConfigurationError
 from connector.templating.templates import RENDER_FAILURES, describe_error
 
 __all__ = ["REDACTED", "Connection", "Redactor", "RequestHead"]
@@ -62,8 +62,13 @@ class Connection:
         try:
             validated = validate_parameters(spec.fields, [], values or {})
         except DataError as exc:
+            redact = Redactor(secret_values)
+            faults = [
+                Fault(fault.field, fault.rule, f"connection: {redact(fault.message)}")
+                for fault in exc.faults
+            ]
             raise InvalidConfigurationError(
-                f"connection: {Redactor(secret_values)(exc.message)}", field=exc.field
+                f"connection: {redact(exc.message)}", field=exc.field, faults=faults
             ) from None
         self.public = Values((k, v) for k, v in validated.items() if k not in app.secret_fields)
         try:

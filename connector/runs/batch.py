@@ -37,7 +37,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast, overload
 
 from connector.core.jsondata import dumps
 from connector.core.prepare import prepare_message
@@ -121,6 +121,36 @@ class _Packer:
         taken = self.items, self.contents
         self.items, self.contents, self.size = [], [], 0
         return taken
+
+
+class _Items(bytes):
+    """An input's items under ``unwrap``: their JSON, comma-joined, and their number."""
+
+    number: int
+
+
+@dataclass
+class _ItemsPacker(_Packer):
+    """The packer of an ``unwrap`` app: an input brings any number of items, and
+    ``maxItems`` counts the items, not the inputs."""
+
+    count: int = 0
+
+    def fits(self, content: bytes) -> bool:
+        if not self.items:
+            return True
+        return (
+            self.count + cast("_Items", content).number <= self.max_items
+            and self.overhead + self.size + len(self.items) + len(content) <= self.max_bytes
+        )
+
+    def add(self, slot: PendingItem, content: bytes) -> None:
+        super().add(slot, content)
+        self.count += cast("_Items", content).number
+
+    def take(self) -> tuple[list[PendingItem], list[bytes]]:
+        self.count = 0
+        return super().take()
 
 
 class _Answer(NamedTuple):
@@ -255,7 +285,8 @@ class BatchPlan:
         self.head: tuple[str, str, dict[str, str]] | None = None
 
     def packer(self) -> _Packer:
-        return _Packer(self.spec.max_items, self.spec.max_bytes, self.overhead)
+        packer = _ItemsPacker if self.spec.unwrap else _Packer
+        return packer(self.spec.max_items, self.spec.max_bytes, self.overhead)
 
     def admit(
         self,
@@ -293,6 +324,14 @@ class BatchPlan:
                 field=module.part_fields.get("body"),
             )
             return None
+        if type(content) is _Items and content.number > self.spec.max_items:
+            slot.result = DataError(
+                f"the message body holds {content.number:,} items under "
+                f"{self.spec.items_key!r}, over the batch limit of {self.spec.max_items:,} "
+                "items a request",
+                field=module.part_fields.get("body"),
+            )
+            return None
         limit = self.spec.max_item_bytes
         if len(content) > limit:
             slot.result = DataError(
@@ -316,13 +355,22 @@ class BatchPlan:
             slot.head = (method, url, headers)
         return content
 
-    def _unwrapped(self, body: Any) -> bytes | None:
+    def _messages(self, contents: list[bytes]) -> int:
+        """How many messages a batch of ``contents`` sends (what its row counts)."""
+        if not self.spec.unwrap:
+            return len(contents)
+        return sum(cast("_Items", content).number for content in contents)
+
+    def _unwrapped(self, body: Any) -> _Items | None:
         """``unwrap``: the items of the body's ``{itemsKey: [...]}``, as the batch's
-        items (comma-joined JSON), or None when the body is not of that shape."""
+        items (comma-joined JSON) with their number, or None when the body is not of
+        that shape."""
         items = body.get(self.spec.items_key) if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             return None
-        return b",".join(dumps(item) for item in items)
+        content = _Items(b",".join(dumps(item) for item in items))
+        content.number = len(items)
+        return content
 
     def _tail(self) -> bytes:
         """``],<extras>}``: what follows the items, with the extras rendered now."""
@@ -340,12 +388,16 @@ class BatchPlan:
         """The batch request for ``contents`` (or a stored ``body`` sent as it is)."""
         if body is None:
             body = b"".join((self.envelope, b",".join(contents), self._tail()))
-        headers = {"Content-Type": "application/json", **self.connection.auth_headers}
+        conn = self.connection
+        # The app's own headers and query go with its batch endpoint too, as with every
+        # request of the app; the body is JSON whatever they say.
+        app = {k: v for k, v in conn.app_headers.items() if k.lower() != "content-type"}
+        headers = {**app, "Content-Type": "application/json", **conn.auth_headers}
         return PreparedRequest(
             method=self.spec.method,
             url=self.url,
             headers=headers,
-            query={},
+            query=dict(conn.app_query),
             content=body,
             json_body=None,
             module_id=self.module_id,
@@ -385,8 +437,9 @@ class BatchPlan:
                 store.failed(execution_id, kept_error)
             else:
                 assert kept_error is not None
-                body = self.request([contents[i] for i in kept]).content or b""
-                store.keep_only(execution_id, body, len(kept), kept_error)
+                left = [contents[i] for i in kept]
+                body = self.request(left).content or b""
+                store.keep_only(execution_id, body, self._messages(left), kept_error)
         for lo, hi, response, error, _ in answers:
             if error is None:
                 assert response is not None
@@ -408,7 +461,7 @@ class BatchPlan:
     def send(self, items: list[PendingItem], contents: list[bytes]) -> None:
         """Send one batch (split as :func:`deliver` does) and settle it."""
         request = self.request(contents)
-        execution_id = self.begin(request, len(items))
+        execution_id = self.begin(request, self._messages(contents))
         send = self.channel.send
 
         def one(part: list[bytes], first: bool) -> tuple[httpx.Response, int]:
@@ -419,7 +472,7 @@ class BatchPlan:
     async def asend(self, items: list[PendingItem], contents: list[bytes]) -> None:
         """:meth:`send` over the async client."""
         request = self.request(contents)
-        execution_id = self.begin(request, len(items))
+        execution_id = self.begin(request, self._messages(contents))
         send = self.channel.asend
 
         async def one(part: list[bytes], first: bool) -> tuple[httpx.Response, int]:

@@ -62,6 +62,15 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
 
+class FaultOut(BaseModel):
+    field: str | None = Field(description="The field's path, e.g. traits.address.city.")
+    rule: str = Field(
+        description="The rule it broke: a JSON Schema keyword (required, type, format, "
+        "maxLength, enum, ...) or oneOfRequired, reserved, uniqueKeys, mapping, invalid."
+    )
+    message: str
+
+
 class ErrorDetail(BaseModel):
     type: str = Field(description="Make's error type, e.g. DataError, InvalidAccessTokenError.")
     message: str
@@ -73,6 +82,11 @@ class ErrorDetail(BaseModel):
         default=None, description="Set when the run was kept as an incomplete execution."
     )
     retryable: bool | None = None
+    faults: list[FaultOut] | None = Field(
+        default=None,
+        description="Every field at fault, for a form to show at once: always for a "
+        "DataError, and for an InvalidConfigurationError about a connection's fields.",
+    )
 
 
 class ErrorOut(BaseModel):
