@@ -360,6 +360,39 @@ def test_cli_batch_progress_only_on_a_terminal(sink: Sink, tmp_path: Path) -> No
     assert piped.stderr == "3,000 sent, 0 failed, 0 kept for retry\n"  # no progress
 
 
+@pytest.mark.parametrize(
+    "args", [["--dry-run"], ["--workers", "1"], ["--workers", "2"]], ids=["dry", "one", "workers"]
+)
+def test_cli_batch_typed_on_a_terminal_ends_at_one_ctrl_d(sink: Sink, args: list[str]) -> None:
+    """``--batch -`` on a terminal: lines typed, then Ctrl-D at a line's start ends the
+    input, as it ends any command reading a terminal. (A read of a whole block returns
+    at that Ctrl-D, and the next read would wait for another one.)"""
+    import os
+    import pty
+
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    command = [sys.executable, "-m", "connector", "run", "segment.track", "-c", conn]
+    command += ["--batch", "-", "--no-store", *args]
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    os.close(secondary)
+    try:
+        os.write(primary, (json.dumps(track(0)) + "\n" + json.dumps(track(1)) + "\n").encode())
+        os.write(primary, b"\x04")  # Ctrl-D
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.write(primary, b"\x04")
+            proc.communicate(timeout=30)
+            pytest.fail("the command waited for a second Ctrl-D")
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0, err
+    assert [json.loads(line)["line"] for line in out.splitlines()] == [1, 2]
+
+
 def test_an_input_that_breaks_a_limit_of_python_is_its_own_error(
     engine: connector.Engine, sink: Sink, connection: dict
 ) -> None:

@@ -550,6 +550,34 @@ def test_main_in_a_hosts_process_leaves_its_collector_alone(
     assert "segment.track" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "args", [["--dry-run"], ["--workers", "1"], ["--workers", "2"]], ids=["dry", "one", "workers"]
+)
+def test_main_in_a_hosts_process_freezes_none_of_its_objects(
+    sink: Sink, tmp_path: Path, args: list[str], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """``run --batch`` called as ``cli.main`` in a host's own process: the host's
+    objects are not frozen (a frozen object is never collected again, garbage cycles of
+    the host's included). Freezing what start-up made is the program's (see
+    connector._program), not a library call's."""
+    import gc
+
+    from connector.tools import cli as module
+
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"event": "E", "userId": "u"}) + "\n")
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    argv = ["run", "segment.track", "-c", conn, "--batch", str(path), "--no-store", *args]
+    frozen = gc.get_freeze_count()
+    try:
+        assert module.main(argv) == 0
+        assert gc.get_freeze_count() == frozen
+    finally:
+        if gc.get_freeze_count() != frozen:
+            gc.unfreeze()  # leave the test process as it was
+    assert capsysbinary.readouterr().out.count(b'{"line":1,') == 1
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_closed_output_is_reported_once_without_a_traceback(
     sink: Sink, tmp_path: Path, workers: str

@@ -12,8 +12,12 @@ render is Jinja's by definition, so only the cases it evaluates itself are compa
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
@@ -225,3 +229,98 @@ def test_most_generated_expressions_take_the_fast_path() -> None:
 
     collect()
     assert sum(taken) > 0.5 * len(taken)
+
+
+# -- reading a scope name's keys -----------------------------------------------------------
+
+
+class _Holder(Mapping[str, Any]):
+    """A mapping that is no dict: the fast path leaves its reads to Jinja."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class _Fields(Values):
+    """Values of a subclass: not the engine's own type."""
+
+
+_HELD = st.dictionaries(
+    st.sampled_from(KEYS),
+    scalars
+    | st.dictionaries(st.sampled_from(KEYS), scalars, max_size=2).map(Values)
+    | st.dictionaries(st.sampled_from(KEYS), scalars, max_size=2),
+    max_size=4,
+)
+#: Every kind of value a scope name may hold, each over the same keys, as how to make
+#: it (a defaultdict grows when read: each evaluation is given one of its own). The
+#: engine's Values, the usual case, most often.
+_MAPPINGS = st.tuples(
+    st.sampled_from(
+        [
+            *(Values, Values, Values, dict, _Fields),
+            *(MappingProxyType, OrderedDict, lambda data: defaultdict(int, data), _Holder),
+        ]
+    ),
+    _HELD,
+)
+holders = st.one_of(
+    _MAPPINGS,
+    _MAPPINGS,
+    _MAPPINGS,
+    st.tuples(st.just(copy.copy), scalars | st.lists(scalars, max_size=2)),
+)
+
+
+@st.composite
+def _reads(draw: Any) -> str:
+    """Reads of scope names' keys (``p.a``, ``p['items']``, ``q.x.a``), several in one
+    expression: the names' holders are tested once for all of their reads."""
+    reads = []
+    for _ in range(draw(st.integers(1, 3))):
+        node = draw(st.sampled_from(["p", "q"] * 6 + ["n", "missing"]))
+        for _ in range(draw(st.sampled_from([1, 1, 1, 2]))):
+            key = draw(st.sampled_from(KEYS))
+            node = f"{node}.{key}" if draw(st.booleans()) else f"{node}[{_literal_text(key)}]"
+        reads.append(node)
+    joiner = draw(st.sampled_from([" or ", " or ", " and ", " ~ ", ", "]))
+    joined = joiner.join(reads)
+    return f"[{joined}]" if joiner == ", " else joined
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=_reads(), p=holders, q=holders)
+def test_reading_scope_names_agrees_with_jinja(source: str, p: Any, q: Any) -> None:
+    """A scope name whose keys are read (``parameters.event``) is tested once for the
+    engine's Values, its ``get`` bound for all of its reads: over every kind of holder
+    (Values, a Values subclass, dicts, dicts with ``__missing__``, mappings that are no
+    dict, scalars, lists), names the scope lacks, and keys that are dict attributes, the
+    fast path gives Jinja's result or Jinja's error."""
+
+    def scope() -> dict[str, Any]:
+        return {"p": p[0](copy.deepcopy(p[1])), "q": q[0](copy.deepcopy(q[1])), "n": 1}
+
+    template = CompiledTemplate("{{ " + source + " }}")
+    fast = template._fast
+    assert fast is not None, source
+    try:
+        got = _outcome(fast, scope())
+    except Fallback:
+        event("deferred to Jinja at run time")
+        return
+    event(f"fast path: {got[0]}")
+    expected = _outcome(template.render_jinja, scope())
+    assert got[0] == expected[0], (source, scope(), got, expected)
+    if got[0] == "error":
+        assert got[1] is expected[1], (source, scope(), got, expected)
+    else:
+        assert _same(got[1], expected[1]), (source, scope(), got, expected)

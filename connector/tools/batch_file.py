@@ -79,7 +79,15 @@ def read_blocks(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """The file as blocks of whole lines, each with its number of lines (the last line
     may lack its newline). A line longer than a block makes a block of its own: its
     pieces are kept apart until its end is read, so that each byte is searched and
-    copied once (joining them at every read would be quadratic in the line's length)."""
+    copied once (joining them at every read would be quadratic in the line's length).
+
+    A terminal (``--batch -`` typed in) is read a line at a time: a read of a block
+    returns only at a Ctrl-D, and the next read would wait for another one, where one
+    Ctrl-D at a line's start ends the input of any command reading a terminal."""
+    if stream.isatty():
+        for line in stream:
+            yield 1, line
+        return
     rest: list[bytes] = []  # the start of a line whose end is not read yet
     while data := stream.read(BLOCK_BYTES):
         cut = data.rfind(b"\n") + 1

@@ -207,9 +207,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         transport.join()
     with _engine(registry, store, batch=transport is not None) as engine:
         if args.batch:
-            # This process is ours: the loaded manifests live as long as it does, so
-            # the garbage collector need not keep walking them during a long batch.
-            gc.freeze()
+            # The program's process: the loaded manifests live as long as it does, so
+            # they are frozen (_started) and the collector never walks them during a
+            # long batch. A host's own process (main called in it) is left as it is.
             _started()
             return _run_batch(engine, args, connection, context)
         _started()
@@ -289,8 +289,7 @@ def _run_batch_in_workers(
         return _engine(registry, store, batch=True)
 
     transport.join()  # httpx and its TLS roots: made once, shared by the workers
-    gc.freeze()  # before the fork: the loaded manifests stay shared, never walked
-    _started()
+    _started()  # the program: frozen before the fork, the manifests stay shared, unwalked
     progress = not args.no_progress and sys.stderr.isatty()
     sys.stdout.flush()
     with open_batch(path) as stream:
