@@ -8,16 +8,18 @@ import contextlib
 import io
 import json
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
 import connector
-from connector.testing.sink import Sink
+from connector.testing.sink import Fault, Sink
 from connector.tools import batch_file, batch_workers
 from connector.tools.batch_file import _Tally
 from tests.conftest import WRITE_KEY
@@ -88,10 +90,15 @@ def test_a_worker_frames_each_block_with_its_own_tally() -> None:
 
 
 def _in_workers(
-    count: int, registry: connector.Registry, sink: Sink, data: bytes
+    count: int,
+    registry: connector.Registry,
+    sink: Sink,
+    data: bytes,
+    stream: IO[bytes] | None = None,
 ) -> tuple[_Tally, list[dict[str, Any]], str]:
-    """``data`` through ``count`` workers forked from this process (segment.track to the
-    sink, no store): the tally, the output lines read back, and what went to stderr."""
+    """``data`` (or ``stream``) through ``count`` workers forked from this process
+    (segment.track to the sink, no store): the tally, the output lines read back, and
+    what went to stderr."""
 
     @contextlib.contextmanager
     def make_engine() -> Iterator[connector.Engine]:
@@ -105,7 +112,7 @@ def _in_workers(
         "segment.track",
         {"writeKey": WRITE_KEY, "host": sink.url},
         None,
-        io.BytesIO(data),
+        stream if stream is not None else io.BytesIO(data),
         out,
         err,
         progress=False,
@@ -176,3 +183,83 @@ def test_a_worker_that_ends_leaves_no_line_unanswered(
     assert tally.failed == [a["line"] for a in ended]
     assert tally.sent == 400 - len(ended) == len(sink.messages())
     assert f"ended before answering {len(ended):,} line(s)" in err
+
+
+class _Interrupted(io.BytesIO):
+    """A file whose ``at``-th read comes with a Ctrl-C: SIGINT to this process and to
+    the workers (``pids``), as a terminal sends it to the whole process group."""
+
+    def __init__(self, data: bytes, at: int, pids: list[int]) -> None:
+        super().__init__(data)
+        self.at, self.pids, self.reads = at, pids, 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        if self.reads == self.at:
+            for pid in [*self.pids, os.getpid()]:
+                os.kill(pid, signal.SIGINT)
+        return super().read(size)
+
+
+@pytest.fixture
+def worker_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the workers the next run forks."""
+    pids: list[int] = []
+    real = batch_workers._Worker.__init__
+
+    def spy(self: Any, pid: int, *args: Any) -> None:
+        pids.append(pid)
+        real(self, pid, *args)
+
+    monkeypatch.setattr(batch_workers._Worker, "__init__", spy)
+    return pids
+
+
+def _lines(count: int) -> bytes:
+    return "".join(
+        json.dumps({"event": "E", "userId": f"u{i}"}) + "\n" for i in range(count)
+    ).encode()
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_ctrl_c_stops_reading_and_answers_every_line_dealt(
+    registry: connector.Registry, sink: Sink, worker_pids: list[int]
+) -> None:
+    """The first Ctrl-C stops the reading: the workers (which ignore it) still answer
+    every block they were dealt, the output answers lines 1..N in order with nothing
+    lost, and the summary says where the run stopped."""
+    data = _lines(300)
+    stream = _Interrupted(data, at=10, pids=worker_pids)
+    tally, answers, _ = _in_workers(2, registry, sink, data, stream)
+    assert tally.interrupted
+    assert 0 < tally.read < 300
+    assert [a["line"] for a in answers] == list(range(1, tally.read + 1))
+    assert all("bundles" in a for a in answers)  # no worker ended: each answered its own
+    assert tally.sent == tally.read == len(sink.messages())
+    summary = batch_file.summary_line(tally)
+    assert f"interrupted after line {tally.read:,}: the lines after it have no answer" in summary
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_second_ctrl_c_ends_the_workers_and_each_line_gets_its_answer(
+    registry: connector.Registry, sink: Sink, worker_pids: list[int]
+) -> None:
+    """The second Ctrl-C does not wait for a slow remote: the workers are ended, and
+    every line they had not answered gets an error line saying it may have been sent."""
+    sink.inject(Fault(status=None, delay=5), Fault(status=None, delay=5))
+    second = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    data = _lines(300)
+
+    class _Twice(_Interrupted):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.reads + 1 == self.at:
+                second.start()  # the workers' batches are then out, held by the sink
+            return super().read(size)
+
+    tally, answers, err = _in_workers(2, registry, sink, data, _Twice(data, 10, worker_pids))
+    second.cancel()
+    assert tally.interrupted
+    assert [a["line"] for a in answers] == list(range(1, tally.read + 1))
+    ended = [a for a in answers if "error" in a]
+    assert ended and all("batch worker ended" in a["error"]["message"] for a in ended)
+    assert "ended before answering" in err

@@ -26,13 +26,18 @@ its lines are not searched one by one.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
+import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -47,11 +52,14 @@ __all__ = [
     "BLOCK_BYTES",
     "BatchFileRun",
     "Block",
+    "Interrupts",
     "Progress",
     "error_line",
     "numbered_blocks",
+    "raise_interrupt",
     "read_blocks",
     "summary_line",
+    "whole_writes",
 ]
 
 #: Bytes of whole lines read at a time (~550 of the benchmark's lines; more where a
@@ -176,6 +184,8 @@ class _Tally:
     kept: int = 0
     blank: int = 0
     read: int = 0
+    #: The run was interrupted (Ctrl-C) before it read the whole file.
+    interrupted: bool = False
 
 
 def summary_line(tally: _Tally, dry_run: bool = False) -> str:
@@ -193,6 +203,12 @@ def summary_line(tally: _Tally, dry_run: bool = False) -> str:
         text = f"{tally.sent:,} sent, {len(failed):,} failed{lines}, {tally.kept:,} kept for retry"
     if tally.blank:
         text += f", {tally.blank:,} blank line{'s' if tally.blank > 1 else ''}"
+    if tally.interrupted:
+        answered = tally.sent + len(failed) + tally.blank  # output lines 1..answered
+        text += (
+            f"; interrupted after line {answered:,}: the lines after it have no answer "
+            "(a request that was out is kept for retry: connector incomplete list)"
+        )
     return text
 
 
@@ -236,6 +252,42 @@ class Progress:
         self._bar.close()
 
 
+class Interrupts:
+    """SIGINT (Ctrl-C) during a batch run, in two steps. The first asks the run to stop
+    reading: what it has read is still answered, and the summary says where it stopped.
+    The second calls ``force``: it ends the run now (the workers are ended, or one
+    process raises KeyboardInterrupt). Only the main thread takes signals: a run in
+    another thread (a host's) leaves SIGINT as it was."""
+
+    def __init__(self, force: Callable[[], None]) -> None:
+        self.asked = False
+        self.forced = False
+        self._force = force
+
+    def _take(self, signum: int, frame: object) -> None:
+        again, self.asked = self.asked, True
+        if again and not self.forced:
+            self.forced = True
+            self._force()
+
+    @contextlib.contextmanager
+    def handled(self) -> Iterator[None]:
+        """SIGINT taken by these steps within the block."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = signal.signal(signal.SIGINT, self._take)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, before)
+
+
+def raise_interrupt() -> None:
+    """One process's second interrupt: stop where it is."""
+    raise KeyboardInterrupt
+
+
 class BatchFileRun:
     """One ``run --batch``: reads the file lazily, writes one line per input line."""
 
@@ -246,10 +298,13 @@ class BatchFileRun:
         err: IO[str],
         *,
         progress: bool,
+        interrupts: Interrupts | None = None,
     ) -> None:
         """``blocks``: the file's (:func:`numbered_blocks`), or a worker's share of
-        them (see :mod:`connector.tools.batch_workers`)."""
+        them (see :mod:`connector.tools.batch_workers`). With ``interrupts``, a first
+        Ctrl-C stops the reading at the next block."""
         self._blocks = blocks
+        self._interrupts = interrupts
         self._out = out
         self._err = err
         #: Line numbers of the inputs handed on, and of blank lines between them, in
@@ -267,7 +322,11 @@ class BatchFileRun:
         append = self._order.append
         loads, digits, table, wrapped = orjson.loads, _LONG_DIGITS, _DIGITS_AS_D, "parameters"
         number = 0
+        stop = self._interrupts
         for first, count, block in self._blocks:
+            if stop is not None and stop.asked:
+                self.tally.interrupted = True  # what was read is still answered
+                break
             lines = block.split(b"\n")
             if len(lines) > count:
                 lines.pop()  # after the block's last newline: no line
@@ -398,6 +457,39 @@ def _dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # an integer over 64 bits: the standard library writes it exactly
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+class _WholeWrites:
+    """An unbuffered output whose every write is finished. A raw stream's write may
+    write only part of its bytes, and say so, when a signal interrupts it (Ctrl-C during
+    a run, say); a buffered one writes the rest itself. ``PYTHONUNBUFFERED`` makes
+    stdout raw, so a run that ignored the count would lose the rest of its output."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+
+    def write(self, data: bytes, /) -> int:
+        view = memoryview(data)
+        while view:
+            written = self._raw.write(view)
+            if written is None:  # a non-blocking output that would block
+                raise BlockingIOError(errno.EAGAIN, "the output would block")
+            view = view[written:]
+        return len(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def whole_writes(stream: IO[bytes]) -> IO[bytes]:
+    """``stream``, or where it is unbuffered, the same with every write finished (see
+    :class:`_WholeWrites`)."""
+    if isinstance(stream, io.BufferedIOBase):
+        return stream
+    return cast("IO[bytes]", _WholeWrites(stream))
 
 
 def open_batch(path: str) -> IO[bytes]:

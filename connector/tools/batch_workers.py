@@ -32,6 +32,15 @@ claimed by a process that has ended, so the next retry takes it); a block it cou
 take (its pipe closed) goes to another worker; the others go on, and the summary
 counts those lines as failed.
 
+Interrupts. The first Ctrl-C (SIGINT) stops the reading: the blocks already dealt are
+still answered and written, then the summary says where the run stopped, and the
+command exits 130. A second one ends the workers at once: each line they had not
+answered gets its error line (it may have been sent), as for a worker that ended.
+Workers ignore SIGINT themselves (a terminal sends it to the whole process group), so
+that the parent decides (:class:`~connector.tools.batch_file.Interrupts`): with a flag
+it checks between blocks, never with an exception that could land between dealing a
+block and noting whose it is.
+
 Framing: the parent sends ``b"FIRST COUNT SIZE\\n"`` and SIZE bytes of COUNT whole
 lines (numbered from FIRST); a worker answers each block with ``b"SIZE SENT KEPT BLANK FAILED\\n"``
 and SIZE bytes of output lines, one per input line, in order. The counts are the
@@ -45,6 +54,7 @@ import contextlib
 import functools
 import os
 import queue
+import signal
 import sys
 import threading
 from collections import deque
@@ -56,6 +66,7 @@ from connector.errors import RemoteRuntimeError
 from connector.tools.batch_file import (
     BatchFileRun,
     Block,
+    Interrupts,
     Progress,
     _Tally,
     error_line,
@@ -213,7 +224,6 @@ def _die_with(parent: int) -> None:
     the store, claimed by a process that has ended: the next retry takes them."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -226,6 +236,7 @@ def _child(parent: int, fds: list[int], work: Callable[[], int]) -> None:
     """Run ``work`` in the forked child and end it there, whatever happens."""
     code = 1
     try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (see above)
         _die_with(parent)
         for fd in fds:
             os.close(fd)
@@ -309,8 +320,10 @@ def run_in_workers(
             take(worker, first, lines, answer)
             wait = False
 
-    def deal(first: int, lines: int, block: bytes) -> None:
-        while True:
+    def deal(first: int, lines: int, block: bytes) -> bool:
+        """Give the block to a worker; False when the workers were ended (a second
+        interrupt) before one took it."""
+        while not stop.forced:
             worker = _next_worker(workers, pending)
             try:
                 worker.send(first, lines, block)
@@ -320,19 +333,29 @@ def run_in_workers(
                 worker.ended = True
                 continue
             pending.append((worker, first, lines))
-            return
+            return True
+        return False
 
-    try:
-        for first, lines, block in numbered_blocks(stream):
-            deal(first, lines, block)
-            read = first + lines - 1
-            drain(wait=False)
+    def end_workers() -> None:  # the second interrupt: their lines get error lines
         for worker in workers:
-            with contextlib.suppress(BrokenPipeError):
-                worker.close_input()
-        while pending:
-            drain(wait=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGKILL)
+
+    stop = Interrupts(end_workers)
+    try:
+        with stop.handled():
+            for first, lines, block in numbered_blocks(stream):
+                if stop.asked or not deal(first, lines, block):
+                    break
+                read = first + lines - 1
+                drain(wait=False)
+            for worker in workers:
+                with contextlib.suppress(BrokenPipeError):
+                    worker.close_input()
+            while pending:
+                drain(wait=True)
         tally.read = read
+        tally.interrupted = stop.asked
     finally:
         for worker in workers:
             if not worker.input.closed:

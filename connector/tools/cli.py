@@ -48,6 +48,7 @@ __all__ = ["entry", "main"]
 EXIT_RUN_ERROR = 1
 EXIT_USAGE = 2
 EXIT_MANIFEST = 3
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(ConnectorError):
@@ -268,7 +269,7 @@ def _run_batch_in_workers(
     can fail once for all (module, connection, store, file) is checked here first."""
     from connector.core.engine import Engine
     from connector.runs.batch import BatchPlan
-    from connector.tools.batch_file import open_batch, summary_line
+    from connector.tools.batch_file import open_batch, summary_line, whole_writes
     from connector.tools.batch_workers import run_in_workers
 
     path = _batch_path(args)
@@ -300,12 +301,14 @@ def _run_batch_in_workers(
             connection,
             context,
             stream,
-            sys.stdout.buffer,
+            whole_writes(sys.stdout.buffer),
             sys.stderr,
             progress=progress,
         )
     sys.stderr.write(summary_line(tally) + "\n")
     sys.stderr.flush()
+    if tally.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_RUN_ERROR if tally.failed else 0
 
 
@@ -333,14 +336,26 @@ def _run_batch(
 ) -> int:
     """One JSON line per input line on stdout, in order; progress (on a terminal) and a
     summary on stderr. See :mod:`connector.tools.batch_file`."""
-    from connector.tools.batch_file import BatchFileRun, numbered_blocks, open_batch
+    from connector.tools.batch_file import (
+        BatchFileRun,
+        Interrupts,
+        numbered_blocks,
+        open_batch,
+        raise_interrupt,
+        whole_writes,
+    )
 
     path = _batch_path(args)
     engine.registry.get(args.module)  # an unknown module is a usage error, before reading
     progress = not args.no_progress and sys.stderr.isatty()
-    with open_batch(path) as stream:
+    stop = Interrupts(raise_interrupt)
+    with open_batch(path) as stream, stop.handled():
         run = BatchFileRun(
-            numbered_blocks(stream), sys.stdout.buffer, sys.stderr, progress=progress
+            numbered_blocks(stream),
+            whole_writes(sys.stdout.buffer),
+            sys.stderr,
+            progress=progress,
+            interrupts=stop,
         )
         try:
             if args.dry_run:
@@ -349,10 +364,14 @@ def _run_batch(
                 run.run(engine, args.module, connection, context)
         except BrokenPipeError:
             raise  # the output is gone (_main says so): a summary would count only what it got
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                run.tally.interrupted = True
             _summary(run, args.dry_run)
             raise
         _summary(run, args.dry_run)
+    if run.tally.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_RUN_ERROR if run.tally.failed else 0
 
 
@@ -818,7 +837,7 @@ def _main(argv: Sequence[str] | None) -> int:
         _error("DataError", exc.message, exc.field)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # Whoever read the output went away (``| head``, say): the answers not written
         # are lost to it, and it is told once, on stderr, without a traceback.
