@@ -142,3 +142,31 @@ def test_a_long_digit_run_in_a_block_is_read_exactly() -> None:
     big = 123456789012345678901234567890
     data = b'{"n": 1}\n{"n": %d}\n{"n": 2}\n' % big
     assert _inputs(data, 1 << 16) == ([{"n": 1}, {"n": big}, {"n": 2}], [1, 2, 3])
+
+
+class _ShortWrites(io.RawIOBase):
+    """A raw output that writes at most 7 bytes a call, as a write a signal interrupted
+    may, and says how many it wrote."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        chunk = bytes(b[:7])
+        self.data += chunk
+        return len(chunk)
+
+
+def test_an_unbuffered_output_gets_every_byte_written() -> None:
+    """With PYTHONUNBUFFERED stdout is raw: a write cut short by a signal says how much
+    it wrote, and the rest is written, not lost."""
+    raw = _ShortWrites()
+    out = batch_file.whole_writes(raw)  # type: ignore[arg-type]
+    data = b"".join(b'{"line":%d}\n' % i for i in range(1000))
+    assert out.write(data) == len(data)
+    assert bytes(raw.data) == data
+    buffered = io.BytesIO()
+    assert batch_file.whole_writes(buffered) is buffered  # a buffered one finishes its own
