@@ -170,3 +170,43 @@ def test_an_unbuffered_output_gets_every_byte_written() -> None:
     assert bytes(raw.data) == data
     buffered = io.BytesIO()
     assert batch_file.whole_writes(buffered) is buffered  # a buffered one finishes its own
+
+
+class _InterruptedAt(io.BytesIO):
+    """An output whose write number ``at`` is interrupted before it writes anything:
+    a second Ctrl-C landing while the run is blocked on a full stdout pipe."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self._left = at
+
+    def write(self, b: Any, /) -> int:
+        self._left -= 1
+        if self._left == 0:
+            raise KeyboardInterrupt
+        return super().write(b)
+
+
+@pytest.mark.parametrize(
+    ("data", "answer"),
+    [
+        (b'{"a": 1}\n{"a": 2}\n{"a": 3}\n', [{"ok": True}]),
+        (b'{"a": 1}\n{"a": 2}\n{"a": 3}\n', RunError("refused")),
+        (b'{"a": 1}\n{"a": 2}\n\n{"a": 3}\n', [{"ok": True}]),  # the blank line is cut
+    ],
+)
+def test_a_line_an_interrupt_kept_from_the_output_is_not_counted(data: bytes, answer: Any) -> None:
+    """The summary of an interrupted run says which line the output answers last: a
+    line whose write the interrupt stopped is not counted as answered."""
+    out = _InterruptedAt(3)
+    run = batch_file.BatchFileRun(
+        [(1, data.count(b"\n"), data)], out, io.StringIO(), progress=False
+    )
+    inputs = run.inputs()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in inputs:
+            run.write(answer)
+    run.tally.interrupted = True
+    written = out.getvalue().splitlines()
+    assert len(written) == 2
+    assert "interrupted after line 2:" in batch_file.summary_line(run.tally)

@@ -356,7 +356,11 @@ class BatchFileRun:
         order, write = self._order, self._out.write
         while order and order[0] < 0:
             self.tally.blank += 1  # counted before it is written (a worker's block tally)
-            write(b'{"line":%d,"blank":true}\n' % -order.popleft())
+            try:
+                write(b'{"line":%d,"blank":true}\n' % -order.popleft())
+            except BaseException:
+                self.tally.blank -= 1  # not written (see write)
+                raise
 
     def write(self, result: Any, key: bytes = b"bundles") -> None:
         """Write the answer to the next input line (blank lines before it first)."""
@@ -375,7 +379,13 @@ class BatchFileRun:
                     data = orjson.dumps(result)
                 except TypeError:
                     data = _dumps(result)
-            self._out.write(b'{"line":%d,"%s":%s}\n' % (number, key, data))
+            try:
+                self._out.write(b'{"line":%d,"%s":%s}\n' % (number, key, data))
+            except BaseException:
+                # A second Ctrl-C that stopped the write (on a full pipe, say): the line
+                # is not in the output, so the summary must not count it as answered.
+                tally.sent -= 1
+                raise
         else:
             self._write_error(number, result)
         if self._bar is not None and (tally.sent + len(tally.failed)) % _PROGRESS_EVERY == 0:
@@ -384,9 +394,14 @@ class BatchFileRun:
     def _write_error(self, number: int, result: RunError) -> None:
         tally = self.tally
         tally.failed.append(number)
-        if result.incomplete_id is not None:
-            tally.kept += 1
-        self._out.write(error_line(number, result))
+        kept = result.incomplete_id is not None
+        tally.kept += kept
+        try:
+            self._out.write(error_line(number, result))
+        except BaseException:
+            tally.failed.pop()  # not written (see write)
+            tally.kept -= kept
+            raise
 
     def _refresh(self) -> None:
         assert self._bar is not None
