@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -210,3 +213,41 @@ def test_a_line_an_interrupt_kept_from_the_output_is_not_counted(data: bytes, an
     written = out.getvalue().splitlines()
     assert len(written) == 2
     assert "interrupted after line 2:" in batch_file.summary_line(run.tally)
+
+
+class _PressesAt(io.BytesIO):
+    """An output on which Ctrl-C is pressed ``presses`` times while the run writes its
+    line number ``at`` (the signal as taken in the run's own write)."""
+
+    def __init__(self, at: int, stop: batch_file.Interrupts, presses: int) -> None:
+        super().__init__()
+        self._left, self._stop, self._presses = at, stop, presses
+
+    def write(self, b: Any, /) -> int:
+        self._left -= 1
+        if self._left == 0:
+            writing = sys._getframe(1)  # the run's write, where the signal lands
+            for _ in range(self._presses):
+                self._stop._take(signal.SIGINT, writing)
+        return super().write(b)
+
+
+@pytest.mark.parametrize("presses", [2, 3])
+def test_a_second_ctrl_c_during_a_write_stops_the_run_after_the_line(presses: int) -> None:
+    """Two Ctrl-C while a line is written: the line is finished and counted, and the run
+    stops just after it. A third one stops it at once, the line not written nor
+    counted. Either way the summary counts exactly the lines in the output."""
+    stop = batch_file.one_process_interrupts()
+    out = _PressesAt(3, stop, presses)
+    data = b'{"a": 1}\n' * 5
+    run = batch_file.BatchFileRun(
+        [(1, 5, data)], out, io.StringIO(), progress=False, interrupts=stop
+    )
+    with stop.handled(), pytest.raises(KeyboardInterrupt):
+        for _ in run.inputs():
+            run.write([{"ok": True}])
+        time.sleep(5)  # the retry's timer ends it here
+    assert stop.forced
+    written = len(out.getvalue().splitlines())
+    assert written == (5 if presses == 2 else 2)
+    assert run.tally.sent == written

@@ -35,8 +35,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import CodeType, FrameType
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
@@ -56,6 +57,7 @@ __all__ = [
     "Progress",
     "error_line",
     "numbered_blocks",
+    "one_process_interrupts",
     "raise_interrupt",
     "read_blocks",
     "summary_line",
@@ -257,18 +259,37 @@ class Interrupts:
     reading: what it has read is still answered, and the summary says where it stopped.
     The second calls ``force``: it ends the run now (the workers are ended, or one
     process raises KeyboardInterrupt). Only the main thread takes signals: a run in
-    another thread (a host's) leaves SIGINT as it was."""
+    another thread (a host's) leaves SIGINT as it was.
 
-    def __init__(self, force: Callable[[], None]) -> None:
+    ``finishing``: the code of functions that write an output line. A second Ctrl-C that
+    lands in one is taken as soon as the run is out of it (a timer retries), since an
+    exception there could cut the line, or leave it written and not counted; a third
+    one is taken at once (a write that never ends, to a pipe nobody reads)."""
+
+    def __init__(self, force: Callable[[], None], finishing: Collection[CodeType] = ()) -> None:
         self.asked = False
         self.forced = False
         self._force = force
+        self._finishing = frozenset(finishing) if hasattr(signal, "setitimer") else frozenset()
+        self._presses = 0
 
-    def _take(self, signum: int, frame: object) -> None:
-        again, self.asked = self.asked, True
-        if again and not self.forced:
-            self.forced = True
-            self._force()
+    def _take(self, signum: int, frame: FrameType | None) -> None:
+        self._presses += 1
+        self.asked = True
+        if self._presses > 1:
+            self._end(frame)
+
+    def _end(self, frame: FrameType | None) -> None:
+        if self.forced:
+            return
+        if self._presses == 2 and frame is not None and frame.f_code in self._finishing:
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)  # once the line is out
+            return
+        self.forced = True
+        self._force()
+
+    def _retry(self, signum: int, frame: FrameType | None) -> None:
+        self._end(frame)
 
     @contextlib.contextmanager
     def handled(self) -> Iterator[None]:
@@ -277,15 +298,29 @@ class Interrupts:
             yield
             return
         before = signal.signal(signal.SIGINT, self._take)
+        alarm = signal.signal(signal.SIGALRM, self._retry) if self._finishing else None
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, before)
+            if alarm is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, alarm)
+
+
+#: How soon a second Ctrl-C that landed while a line was written is taken again.
+_RETRY_SECONDS = 0.01
 
 
 def raise_interrupt() -> None:
     """One process's second interrupt: stop where it is."""
     raise KeyboardInterrupt
+
+
+def one_process_interrupts() -> Interrupts:
+    """A run in this process: a second Ctrl-C raises KeyboardInterrupt, never in the
+    middle of writing a line (see :class:`Interrupts`)."""
+    return Interrupts(raise_interrupt, _LINE_WRITES)
 
 
 class BatchFileRun:
@@ -505,6 +540,18 @@ def whole_writes(stream: IO[bytes]) -> IO[bytes]:
     if isinstance(stream, io.BufferedIOBase):
         return stream
     return cast("IO[bytes]", _WholeWrites(stream))
+
+
+#: Where a line is being written (see :class:`Interrupts`).
+_LINE_WRITES = frozenset(
+    f.__code__
+    for f in (
+        BatchFileRun.write,
+        BatchFileRun._write_error,
+        BatchFileRun._blanks,
+        _WholeWrites.write,
+    )
+)
 
 
 def open_batch(path: str) -> IO[bytes]:

@@ -338,17 +338,16 @@ def _run_batch(
     summary on stderr. See :mod:`connector.tools.batch_file`."""
     from connector.tools.batch_file import (
         BatchFileRun,
-        Interrupts,
         numbered_blocks,
+        one_process_interrupts,
         open_batch,
-        raise_interrupt,
         whole_writes,
     )
 
     path = _batch_path(args)
     engine.registry.get(args.module)  # an unknown module is a usage error, before reading
     progress = not args.no_progress and sys.stderr.isatty()
-    stop = Interrupts(raise_interrupt)
+    stop = one_process_interrupts()
     with open_batch(path) as stream, stop.handled():
         run = BatchFileRun(
             numbered_blocks(stream),
