@@ -264,7 +264,10 @@ class Interrupts:
     ``finishing``: the code of functions that write an output line. A second Ctrl-C that
     lands in one is taken as soon as the run is out of it (a timer retries), since an
     exception there could cut the line, or leave it written and not counted; a third
-    one is taken at once (a write that never ends, to a pipe nobody reads)."""
+    one is taken at once (a write that never ends, to a pipe nobody reads).
+
+    SIGTERM (``docker stop``, a supervisor) is taken as a second Ctrl-C: the run ends
+    soon, as asked, and its output still ends with a whole line and the summary."""
 
     def __init__(self, force: Callable[[], None], finishing: Collection[CodeType] = ()) -> None:
         self.asked = False
@@ -278,6 +281,11 @@ class Interrupts:
         self.asked = True
         if self._presses > 1:
             self._end(frame)
+
+    def _terminate(self, signum: int, frame: FrameType | None) -> None:
+        self.asked = True
+        self._presses = max(self._presses, 1) + 1
+        self._end(frame)
 
     def _end(self, frame: FrameType | None) -> None:
         if self.forced:
@@ -293,16 +301,18 @@ class Interrupts:
 
     @contextlib.contextmanager
     def handled(self) -> Iterator[None]:
-        """SIGINT taken by these steps within the block."""
+        """SIGINT and SIGTERM taken by these steps within the block."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
         before = signal.signal(signal.SIGINT, self._take)
+        term = signal.signal(signal.SIGTERM, self._terminate)
         alarm = signal.signal(signal.SIGALRM, self._retry) if self._finishing else None
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, before)
+            signal.signal(signal.SIGTERM, term)
             if alarm is not None:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, alarm)
