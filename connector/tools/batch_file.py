@@ -256,16 +256,19 @@ class Interrupts:
     """SIGINT (Ctrl-C) during a batch run, in two steps. The first asks the run to stop
     reading: what it has read is still answered, and the summary says where it stopped.
     The second calls ``force``: it ends the run now (the workers are ended, or one
-    process raises KeyboardInterrupt). Only the main thread takes signals: a run in
-    another thread (a host's) leaves SIGINT as it was."""
+    process raises KeyboardInterrupt). ``at_once``: the first is the second (lines typed
+    on a terminal: the reading waits for the next line, so a flag would wait with it).
+    Only the main thread takes signals: a run in another thread (a host's) leaves SIGINT
+    as it was."""
 
-    def __init__(self, force: Callable[[], None]) -> None:
+    def __init__(self, force: Callable[[], None], *, at_once: bool = False) -> None:
         self.asked = False
         self.forced = False
         self._force = force
+        self._at_once = at_once
 
     def _take(self, signum: int, frame: object) -> None:
-        again, self.asked = self.asked, True
+        again, self.asked = self.asked or self._at_once, True
         if again and not self.forced:
             self.forced = True
             self._force()
