@@ -394,6 +394,47 @@ def test_cli_batch_typed_on_a_terminal_ends_at_one_ctrl_d(sink: Sink, args: list
     assert [json.loads(line)["line"] for line in out.splitlines()] == [1, 2]
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_batch_typed_on_a_terminal_stops_at_one_ctrl_c(sink: Sink, workers: str) -> None:
+    """``--batch -`` typed on a terminal, and one Ctrl-C while the command waits for the
+    next line: it stops at once (the reading would wait for a line, so the interrupt is
+    not left for later), with its summary, exit 130. Typed input is read in one
+    process whatever ``--workers`` says."""
+    import os
+    import pty
+    import time
+
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    command = [sys.executable, "-m", "connector", "run", "segment.track", "-c", conn]
+    command += ["--batch", "-", "--no-store", "--workers", workers]
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    try:
+        os.write(primary, (json.dumps(track(0)) + "\n").encode())
+        time.sleep(1.5)  # past its start-up, waiting for the next line
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+            pytest.fail("one Ctrl-C did not stop the command")
+    finally:
+        os.close(primary)
+    assert proc.returncode == 130, err
+    assert b"interrupted after line" in err, err
+    assert b"Traceback" not in err
+    assert all(json.loads(line)["line"] for line in out.splitlines())  # whole lines only
+
+
 def test_an_input_that_breaks_a_limit_of_python_is_its_own_error(
     engine: connector.Engine, sink: Sink, connection: dict
 ) -> None:

@@ -258,8 +258,10 @@ class Interrupts:
     """SIGINT (Ctrl-C) during a batch run, in two steps. The first asks the run to stop
     reading: what it has read is still answered, and the summary says where it stopped.
     The second calls ``force``: it ends the run now (the workers are ended, or one
-    process raises KeyboardInterrupt). Only the main thread takes signals: a run in
-    another thread (a host's) leaves SIGINT as it was.
+    process raises KeyboardInterrupt). ``at_once``: the first is the second (lines typed
+    on a terminal: the reading waits for the next line, so a flag would wait with it).
+    Only the main thread takes signals: a run in another thread (a host's) leaves SIGINT
+    as it was.
 
     ``finishing``: the code of functions that write an output line. A second Ctrl-C that
     lands in one is taken as soon as the run is out of it (a timer retries), since an
@@ -269,15 +271,22 @@ class Interrupts:
     SIGTERM (``docker stop``, a supervisor) is taken as a second Ctrl-C: the run ends
     soon, as asked, and its output still ends with a whole line and the summary."""
 
-    def __init__(self, force: Callable[[], None], finishing: Collection[CodeType] = ()) -> None:
+    def __init__(
+        self,
+        force: Callable[[], None],
+        finishing: Collection[CodeType] = (),
+        *,
+        at_once: bool = False,
+    ) -> None:
         self.asked = False
         self.forced = False
         self._force = force
+        self._at_once = at_once
         self._finishing = frozenset(finishing) if hasattr(signal, "setitimer") else frozenset()
         self._presses = 0
 
     def _take(self, signum: int, frame: FrameType | None) -> None:
-        self._presses += 1
+        self._presses += 2 if self._at_once and not self._presses else 1
         self.asked = True
         if self._presses > 1:
             self._end(frame)
@@ -327,10 +336,10 @@ def raise_interrupt() -> None:
     raise KeyboardInterrupt
 
 
-def one_process_interrupts() -> Interrupts:
+def one_process_interrupts(*, at_once: bool = False) -> Interrupts:
     """A run in this process: a second Ctrl-C raises KeyboardInterrupt, never in the
     middle of writing a line (see :class:`Interrupts`)."""
-    return Interrupts(raise_interrupt, _LINE_WRITES)
+    return Interrupts(raise_interrupt, _LINE_WRITES, at_once=at_once)
 
 
 class BatchFileRun:

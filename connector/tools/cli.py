@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--batch reads the parameters from its file", field="--parameters")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be 1 or more", field="--workers")
-    if args.batch and not args.dry_run and _workers(args) > 1:
+    if args.batch and not args.dry_run and _workers(args) > 1 and not _typed(args):
         assert transport is not None
         return _run_batch_in_workers(registry, args, connection, context, transport)
     store = None if args.no_store or args.dry_run else _store(args)
@@ -247,6 +247,12 @@ def _workers(args: argparse.Namespace) -> int:
     from connector.tools.batch_workers import default_workers
 
     return int(args.workers) if args.workers is not None else default_workers()
+
+
+def _typed(args: argparse.Namespace) -> bool:
+    """``--batch -`` typed on a terminal: one process reads it (a person types slower
+    than one process runs, and Ctrl-C must stop the reading at once)."""
+    return bool(args.batch == "-" and sys.stdin.isatty())
 
 
 def _batch_path(args: argparse.Namespace) -> str:
@@ -347,8 +353,9 @@ def _run_batch(
     path = _batch_path(args)
     engine.registry.get(args.module)  # an unknown module is a usage error, before reading
     progress = not args.no_progress and sys.stderr.isatty()
-    stop = one_process_interrupts()
-    with open_batch(path) as stream, stop.handled():
+    with open_batch(path) as stream:
+        # Typed on a terminal, Ctrl-C stops at once: the reading waits for a line.
+        stop = one_process_interrupts(at_once=stream.isatty())
         run = BatchFileRun(
             numbered_blocks(stream),
             whole_writes(sys.stdout.buffer),
@@ -357,10 +364,11 @@ def _run_batch(
             interrupts=stop,
         )
         try:
-            if args.dry_run:
-                run.dry_run(engine, args.module, connection, context)
-            else:
-                run.run(engine, args.module, connection, context)
+            with stop.handled():
+                if args.dry_run:
+                    run.dry_run(engine, args.module, connection, context)
+                else:
+                    run.run(engine, args.module, connection, context)
         except BrokenPipeError:
             raise  # the output is gone (_main says so): a summary would count only what it got
         except BaseException as exc:
