@@ -251,3 +251,23 @@ def test_a_second_ctrl_c_during_a_write_stops_the_run_after_the_line(presses: in
     written = len(out.getvalue().splitlines())
     assert written == (5 if presses == 2 else 2)
     assert run.tally.sent == written
+
+
+@pytest.mark.parametrize(
+    ("at_once", "dry_run", "says", "never"),
+    [
+        (False, False, "kept for retry", "may have been sent"),
+        (True, False, "may have been sent", "nothing of"),
+        (False, True, "interrupted after line 3", "kept for retry: connector"),
+        (True, True, "interrupted after line 3", "may have been sent"),
+    ],
+)
+def test_an_interrupted_summary_says_what_the_lines_after_may_be(
+    at_once: bool, dry_run: bool, says: str, never: str
+) -> None:
+    """A run stopped where it was (a second Ctrl-C in one process) may have sent lines
+    it did not answer yet: its batch was out, or answered and not written. A dry run
+    sends and keeps nothing, so its summary does not send anyone to the store."""
+    tally = batch_file._Tally(sent=3, interrupted=True, at_once=at_once)
+    text = batch_file.summary_line(tally, dry_run=dry_run)
+    assert says in text and never not in text, text

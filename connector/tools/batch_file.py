@@ -188,6 +188,10 @@ class _Tally:
     read: int = 0
     #: The run was interrupted (Ctrl-C) before it read the whole file.
     interrupted: bool = False
+    #: It stopped where it was (a second Ctrl-C in one process), not between blocks:
+    #: lines after its last answer may have been sent (their batch was out, or answered
+    #: and not written yet).
+    at_once: bool = False
 
 
 def summary_line(tally: _Tally, dry_run: bool = False) -> str:
@@ -207,10 +211,16 @@ def summary_line(tally: _Tally, dry_run: bool = False) -> str:
         text += f", {tally.blank:,} blank line{'s' if tally.blank > 1 else ''}"
     if tally.interrupted:
         answered = tally.sent + len(failed) + tally.blank  # output lines 1..answered
-        text += (
-            f"; interrupted after line {answered:,}: the lines after it have no answer "
-            "(a request that was out is kept for retry: connector incomplete list)"
-        )
+        text += f"; interrupted after line {answered:,}: the lines after it have no answer"
+        if dry_run:
+            pass  # nothing was sent nor kept
+        elif tally.at_once:
+            text += (
+                ", and may have been sent (a batch was out, or answered and not written "
+                "yet; one that failed is kept for retry: connector incomplete list)"
+            )
+        else:
+            text += " (a request that was out is kept for retry: connector incomplete list)"
     return text
 
 

@@ -373,7 +373,7 @@ def _run_batch(
             raise  # the output is gone (_main says so): a summary would count only what it got
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
-                run.tally.interrupted = True
+                run.tally.interrupted = run.tally.at_once = True
             _summary(run, args.dry_run)
             raise
         _summary(run, args.dry_run)
