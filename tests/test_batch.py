@@ -1201,3 +1201,39 @@ def test_cli_batch_ctrl_c_ends_with_a_summary_and_exit_130(
     assert answered == list(range(1, len(answered) + 1))
     assert 0 < len(answered) < 80_000
     assert f"interrupted after line {len(answered):,}" in err, err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_batch_sigterm_ends_at_once_with_whole_lines_and_a_summary(
+    sink: Sink, tmp_path: Path, workers: str
+) -> None:
+    """SIGTERM to the command alone (as ``docker stop`` or a supervisor sends it): it
+    stops as a second Ctrl-C does, so the output still ends with a whole line, answers
+    lines 1..N in order, and the summary says so. It used to end the process where it
+    was: no summary, and with workers the last line cut in the middle."""
+    sink.inject(Fault(status=None, delay=1.5), Fault(status=None, delay=1.5))
+    path = tmp_path / "in.jsonl"
+    pad = {"pad": "x" * 40}
+    line = json.dumps({"event": "Order Completed", "userId": "u", "customProperties": pad})
+    path.write_text((line + "\n") * 80_000)
+    conn = json.dumps({"writeKey": WRITE_KEY, "host": sink.url})
+    args = ["run", "segment.track", "-c", conn, "--batch", str(path), "--no-store"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", *args, "--workers", workers],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # the first answer: the run is under way
+    os.kill(proc.pid, signal.SIGTERM)
+    rest = proc.stdout.read()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 130, err
+    output = first + rest
+    assert output.endswith(b"\n")
+    answered = [json.loads(x)["line"] for x in output.splitlines()]
+    assert answered == list(range(1, len(answered) + 1))
+    assert 0 < len(answered) < 80_000
+    assert f"interrupted after line {len(answered):,}" in err, err

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -170,3 +173,101 @@ def test_an_unbuffered_output_gets_every_byte_written() -> None:
     assert bytes(raw.data) == data
     buffered = io.BytesIO()
     assert batch_file.whole_writes(buffered) is buffered  # a buffered one finishes its own
+
+
+class _InterruptedAt(io.BytesIO):
+    """An output whose write number ``at`` is interrupted before it writes anything:
+    a second Ctrl-C landing while the run is blocked on a full stdout pipe."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self._left = at
+
+    def write(self, b: Any, /) -> int:
+        self._left -= 1
+        if self._left == 0:
+            raise KeyboardInterrupt
+        return super().write(b)
+
+
+@pytest.mark.parametrize(
+    ("data", "answer"),
+    [
+        (b'{"a": 1}\n{"a": 2}\n{"a": 3}\n', [{"ok": True}]),
+        (b'{"a": 1}\n{"a": 2}\n{"a": 3}\n', RunError("refused")),
+        (b'{"a": 1}\n{"a": 2}\n\n{"a": 3}\n', [{"ok": True}]),  # the blank line is cut
+    ],
+)
+def test_a_line_an_interrupt_kept_from_the_output_is_not_counted(data: bytes, answer: Any) -> None:
+    """The summary of an interrupted run says which line the output answers last: a
+    line whose write the interrupt stopped is not counted as answered."""
+    out = _InterruptedAt(3)
+    run = batch_file.BatchFileRun(
+        [(1, data.count(b"\n"), data)], out, io.StringIO(), progress=False
+    )
+    inputs = run.inputs()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in inputs:
+            run.write(answer)
+    run.tally.interrupted = True
+    written = out.getvalue().splitlines()
+    assert len(written) == 2
+    assert "interrupted after line 2:" in batch_file.summary_line(run.tally)
+
+
+class _PressesAt(io.BytesIO):
+    """An output on which Ctrl-C is pressed ``presses`` times while the run writes its
+    line number ``at`` (the signal as taken in the run's own write)."""
+
+    def __init__(self, at: int, stop: batch_file.Interrupts, presses: int) -> None:
+        super().__init__()
+        self._left, self._stop, self._presses = at, stop, presses
+
+    def write(self, b: Any, /) -> int:
+        self._left -= 1
+        if self._left == 0:
+            writing = sys._getframe(1)  # the run's write, where the signal lands
+            for _ in range(self._presses):
+                self._stop._take(signal.SIGINT, writing)
+        return super().write(b)
+
+
+@pytest.mark.parametrize("presses", [2, 3])
+def test_a_second_ctrl_c_during_a_write_stops_the_run_after_the_line(presses: int) -> None:
+    """Two Ctrl-C while a line is written: the line is finished and counted, and the run
+    stops just after it. A third one stops it at once, the line not written nor
+    counted. Either way the summary counts exactly the lines in the output."""
+    stop = batch_file.one_process_interrupts()
+    out = _PressesAt(3, stop, presses)
+    data = b'{"a": 1}\n' * 5
+    run = batch_file.BatchFileRun(
+        [(1, 5, data)], out, io.StringIO(), progress=False, interrupts=stop
+    )
+    with stop.handled(), pytest.raises(KeyboardInterrupt):
+        for _ in run.inputs():
+            run.write([{"ok": True}])
+        time.sleep(5)  # the retry's timer ends it here
+    assert stop.forced
+    written = len(out.getvalue().splitlines())
+    assert written == (5 if presses == 2 else 2)
+    assert run.tally.sent == written
+
+
+@pytest.mark.parametrize(
+    ("at_once", "dry_run", "says", "never"),
+    [
+        (False, False, "kept for retry", "may have been sent"),
+        (True, False, "may have been sent", "nothing of"),
+        (False, True, "interrupted after line 3", "kept for retry: connector"),
+        (True, True, "interrupted after line 3", "may have been sent"),
+    ],
+)
+def test_an_interrupted_summary_says_what_the_lines_after_may_be(
+    at_once: bool, dry_run: bool, says: str, never: str
+) -> None:
+    """A run stopped where it was (a second Ctrl-C in one process) may have sent lines
+    it did not answer yet: its batch was out, or answered and not written. A dry run
+    sends and keeps nothing, so its summary does not send anyone to the store."""
+    tally = batch_file._Tally(sent=3, interrupted=True, at_once=at_once)
+    text = batch_file.summary_line(tally, dry_run=dry_run)
+    assert says in text and never not in text, text

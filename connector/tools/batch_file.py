@@ -35,8 +35,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import CodeType, FrameType
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
@@ -56,6 +57,7 @@ __all__ = [
     "Progress",
     "error_line",
     "numbered_blocks",
+    "one_process_interrupts",
     "raise_interrupt",
     "read_blocks",
     "summary_line",
@@ -186,6 +188,10 @@ class _Tally:
     read: int = 0
     #: The run was interrupted (Ctrl-C) before it read the whole file.
     interrupted: bool = False
+    #: It stopped where it was (a second Ctrl-C in one process), not between blocks:
+    #: lines after its last answer may have been sent (their batch was out, or answered
+    #: and not written yet).
+    at_once: bool = False
 
 
 def summary_line(tally: _Tally, dry_run: bool = False) -> str:
@@ -205,10 +211,16 @@ def summary_line(tally: _Tally, dry_run: bool = False) -> str:
         text += f", {tally.blank:,} blank line{'s' if tally.blank > 1 else ''}"
     if tally.interrupted:
         answered = tally.sent + len(failed) + tally.blank  # output lines 1..answered
-        text += (
-            f"; interrupted after line {answered:,}: the lines after it have no answer "
-            "(a request that was out is kept for retry: connector incomplete list)"
-        )
+        text += f"; interrupted after line {answered:,}: the lines after it have no answer"
+        if dry_run:
+            pass  # nothing was sent nor kept
+        elif tally.at_once:
+            text += (
+                ", and may have been sent (a batch was out, or answered and not written "
+                "yet; one that failed is kept for retry: connector incomplete list)"
+            )
+        else:
+            text += " (a request that was out is kept for retry: connector incomplete list)"
     return text
 
 
@@ -259,36 +271,85 @@ class Interrupts:
     process raises KeyboardInterrupt). ``at_once``: the first is the second (lines typed
     on a terminal: the reading waits for the next line, so a flag would wait with it).
     Only the main thread takes signals: a run in another thread (a host's) leaves SIGINT
-    as it was."""
+    as it was.
 
-    def __init__(self, force: Callable[[], None], *, at_once: bool = False) -> None:
+    ``finishing``: the code of functions that write an output line. A second Ctrl-C that
+    lands in one is taken as soon as the run is out of it (a timer retries), since an
+    exception there could cut the line, or leave it written and not counted; a third
+    one is taken at once (a write that never ends, to a pipe nobody reads).
+
+    SIGTERM (``docker stop``, a supervisor) is taken as a second Ctrl-C: the run ends
+    soon, as asked, and its output still ends with a whole line and the summary."""
+
+    def __init__(
+        self,
+        force: Callable[[], None],
+        finishing: Collection[CodeType] = (),
+        *,
+        at_once: bool = False,
+    ) -> None:
         self.asked = False
         self.forced = False
         self._force = force
         self._at_once = at_once
+        self._finishing = frozenset(finishing) if hasattr(signal, "setitimer") else frozenset()
+        self._presses = 0
 
-    def _take(self, signum: int, frame: object) -> None:
-        again, self.asked = self.asked or self._at_once, True
-        if again and not self.forced:
-            self.forced = True
-            self._force()
+    def _take(self, signum: int, frame: FrameType | None) -> None:
+        self._presses += 2 if self._at_once and not self._presses else 1
+        self.asked = True
+        if self._presses > 1:
+            self._end(frame)
+
+    def _terminate(self, signum: int, frame: FrameType | None) -> None:
+        self.asked = True
+        self._presses = max(self._presses, 1) + 1
+        self._end(frame)
+
+    def _end(self, frame: FrameType | None) -> None:
+        if self.forced:
+            return
+        if self._presses == 2 and frame is not None and frame.f_code in self._finishing:
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)  # once the line is out
+            return
+        self.forced = True
+        self._force()
+
+    def _retry(self, signum: int, frame: FrameType | None) -> None:
+        self._end(frame)
 
     @contextlib.contextmanager
     def handled(self) -> Iterator[None]:
-        """SIGINT taken by these steps within the block."""
+        """SIGINT and SIGTERM taken by these steps within the block."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
         before = signal.signal(signal.SIGINT, self._take)
+        term = signal.signal(signal.SIGTERM, self._terminate)
+        alarm = signal.signal(signal.SIGALRM, self._retry) if self._finishing else None
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, before)
+            signal.signal(signal.SIGTERM, term)
+            if alarm is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, alarm)
+
+
+#: How soon a second Ctrl-C that landed while a line was written is taken again.
+_RETRY_SECONDS = 0.01
 
 
 def raise_interrupt() -> None:
     """One process's second interrupt: stop where it is."""
     raise KeyboardInterrupt
+
+
+def one_process_interrupts(*, at_once: bool = False) -> Interrupts:
+    """A run in this process: a second Ctrl-C raises KeyboardInterrupt, never in the
+    middle of writing a line (see :class:`Interrupts`)."""
+    return Interrupts(raise_interrupt, _LINE_WRITES, at_once=at_once)
 
 
 class BatchFileRun:
@@ -359,7 +420,11 @@ class BatchFileRun:
         order, write = self._order, self._out.write
         while order and order[0] < 0:
             self.tally.blank += 1  # counted before it is written (a worker's block tally)
-            write(b'{"line":%d,"blank":true}\n' % -order.popleft())
+            try:
+                write(b'{"line":%d,"blank":true}\n' % -order.popleft())
+            except BaseException:
+                self.tally.blank -= 1  # not written (see write)
+                raise
 
     def write(self, result: Any, key: bytes = b"bundles") -> None:
         """Write the answer to the next input line (blank lines before it first)."""
@@ -378,7 +443,13 @@ class BatchFileRun:
                     data = orjson.dumps(result)
                 except TypeError:
                     data = _dumps(result)
-            self._out.write(b'{"line":%d,"%s":%s}\n' % (number, key, data))
+            try:
+                self._out.write(b'{"line":%d,"%s":%s}\n' % (number, key, data))
+            except BaseException:
+                # A second Ctrl-C that stopped the write (on a full pipe, say): the line
+                # is not in the output, so the summary must not count it as answered.
+                tally.sent -= 1
+                raise
         else:
             self._write_error(number, result)
         if self._bar is not None and (tally.sent + len(tally.failed)) % _PROGRESS_EVERY == 0:
@@ -387,9 +458,14 @@ class BatchFileRun:
     def _write_error(self, number: int, result: RunError) -> None:
         tally = self.tally
         tally.failed.append(number)
-        if result.incomplete_id is not None:
-            tally.kept += 1
-        self._out.write(error_line(number, result))
+        kept = result.incomplete_id is not None
+        tally.kept += kept
+        try:
+            self._out.write(error_line(number, result))
+        except BaseException:
+            tally.failed.pop()  # not written (see write)
+            tally.kept -= kept
+            raise
 
     def _refresh(self) -> None:
         assert self._bar is not None
@@ -493,6 +569,18 @@ def whole_writes(stream: IO[bytes]) -> IO[bytes]:
     if isinstance(stream, io.BufferedIOBase):
         return stream
     return cast("IO[bytes]", _WholeWrites(stream))
+
+
+#: Where a line is being written (see :class:`Interrupts`).
+_LINE_WRITES = frozenset(
+    f.__code__
+    for f in (
+        BatchFileRun.write,
+        BatchFileRun._write_error,
+        BatchFileRun._blanks,
+        _WholeWrites.write,
+    )
+)
 
 
 def open_batch(path: str) -> IO[bytes]:

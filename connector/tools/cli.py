@@ -344,10 +344,9 @@ def _run_batch(
     summary on stderr. See :mod:`connector.tools.batch_file`."""
     from connector.tools.batch_file import (
         BatchFileRun,
-        Interrupts,
         numbered_blocks,
+        one_process_interrupts,
         open_batch,
-        raise_interrupt,
         whole_writes,
     )
 
@@ -356,7 +355,7 @@ def _run_batch(
     progress = not args.no_progress and sys.stderr.isatty()
     with open_batch(path) as stream:
         # Typed on a terminal, Ctrl-C stops at once: the reading waits for a line.
-        stop = Interrupts(raise_interrupt, at_once=stream.isatty())
+        stop = one_process_interrupts(at_once=stream.isatty())
         run = BatchFileRun(
             numbered_blocks(stream),
             whole_writes(sys.stdout.buffer),
@@ -374,7 +373,7 @@ def _run_batch(
             raise  # the output is gone (_main says so): a summary would count only what it got
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
-                run.tally.interrupted = True
+                run.tally.interrupted = run.tally.at_once = True
             _summary(run, args.dry_run)
             raise
         _summary(run, args.dry_run)
