@@ -22,6 +22,7 @@ from connector.errors import (
     RemoteRuntimeError,
     RunError,
 )
+from tests.conftest import write_app
 from tests.fakes import LiveLikeFake
 from tests.fakes._server import Reply
 
@@ -225,58 +226,8 @@ def test_batch_mode_matches_single_runs(
     assert batched == single
 
 
-def test_batch_unwrap_refuses_a_body_without_its_list(tmp_path: Any) -> None:
-    """An unwrap app whose module body has no list under itemsKey: that item's DataError."""
-    app = Path(tmp_path) / "acme"
-    app.mkdir()
-    (app / "app.json").write_text(
-        json.dumps(
-            {
-                "name": "acme",
-                "label": "Acme",
-                "baseUrl": "https://acme.example",
-                "connection": {"auth": {"type": "none"}},
-                "batch": {"url": "/events", "itemsKey": "events", "unwrap": True},
-                "modules": ["send.json"],
-            }
-        )
-    )
-    (app / "send.json").write_text(
-        json.dumps(
-            {
-                "id": "acme.send",
-                "label": "Send",
-                "description": "d",
-                "parameters": [{"name": "x", "type": "text"}],
-                "request": {"url": "/events", "body": {"event": "{{ parameters.x }}"}},
-                "batchable": True,
-            }
-        )
-    )
-    registry = connector.load(str(app), packaged=False)
-    with connector.Engine(registry) as engine:
-        (result,) = list(engine.run_batch("acme.send", {}, [{"x": "1"}]))
-    assert isinstance(result, DataError) and "'events': [...]" in result.message
-
-
-def _two_item_app(tmp_path: Path, max_items: int) -> connector.Registry:
-    """An unwrap app whose module body brings two items a run."""
-    app = tmp_path / "acme"
-    app.mkdir()
-    batch = {"url": "/events", "itemsKey": "events", "unwrap": True, "maxItems": max_items}
-    (app / "app.json").write_text(
-        json.dumps(
-            {
-                "name": "acme",
-                "label": "Acme",
-                "baseUrl": "http://127.0.0.1:9",
-                "connection": {"auth": {"type": "none"}},
-                "batch": batch,
-                "modules": ["send.json"],
-            }
-        )
-    )
-    body = {"events": [{"a": "{{ parameters.x }}"}, {"b": "{{ parameters.x }}"}]}
+def _acme(tmp_path: Path, body: dict[str, Any], **batch: Any) -> connector.Registry:
+    """An unwrap app of one batchable module whose request body is ``body``."""
     module = {
         "id": "acme.send",
         "label": "Send",
@@ -285,8 +236,22 @@ def _two_item_app(tmp_path: Path, max_items: int) -> connector.Registry:
         "request": {"url": "/events", "body": body},
         "batchable": True,
     }
-    (app / "send.json").write_text(json.dumps(module))
-    return connector.load(str(app), packaged=False)
+    batch = {"url": "/events", "itemsKey": "events", "unwrap": True, **batch}
+    folder = write_app(tmp_path, "acme", {"send.json": module}, batch=batch)
+    return connector.load(str(folder), packaged=False)
+
+
+def test_batch_unwrap_refuses_a_body_without_its_list(tmp_path: Path) -> None:
+    """An unwrap app whose module body has no list under itemsKey: that item's DataError."""
+    with connector.Engine(_acme(tmp_path, {"event": "{{ parameters.x }}"})) as engine:
+        (result,) = list(engine.run_batch("acme.send", {}, [{"x": "1"}]))
+    assert isinstance(result, DataError) and "'events': [...]" in result.message
+
+
+def _two_item_app(tmp_path: Path, max_items: int) -> connector.Registry:
+    """An unwrap app whose module body brings two items a run."""
+    body = {"events": [{"a": "{{ parameters.x }}"}, {"b": "{{ parameters.x }}"}]}
+    return _acme(tmp_path, body, maxItems=max_items)
 
 
 @pytest.mark.parametrize(("max_items", "per_request"), [(3, [2, 2, 2]), (4, [4, 2]), (6, [6])])
