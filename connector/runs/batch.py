@@ -316,22 +316,13 @@ class BatchPlan:
             slot.result = unprepared(exc)
             return None
         own = message.content or b"null"  # a module with no body: null
-        content = own if not self.spec.unwrap else self._unwrapped(message.json_body)
-        if content is None:
-            slot.result = DataError(
-                f"the message body is not {{{self.spec.items_key!r}: [...]}} with at least "
-                "one item, so the batch (unwrap) has nothing to send for it",
-                field=module.part_fields.get("body"),
-            )
-            return None
-        if type(content) is _Items and content.number > self.spec.max_items:
-            slot.result = DataError(
-                f"the message body holds {content.number:,} items under "
-                f"{self.spec.items_key!r}, over the batch limit of {self.spec.max_items:,} "
-                "items a request",
-                field=module.part_fields.get("body"),
-            )
-            return None
+        content: bytes = own
+        if self.spec.unwrap:
+            unwrapped = self._unwrapped(message.json_body, module.part_fields.get("body"))
+            if isinstance(unwrapped, DataError):
+                slot.result = unwrapped
+                return None
+            content = unwrapped
         limit = self.spec.max_item_bytes
         if len(content) > limit:
             slot.result = DataError(
@@ -361,13 +352,24 @@ class BatchPlan:
             return len(contents)
         return sum(cast("_Items", content).number for content in contents)
 
-    def _unwrapped(self, body: Any) -> _Items | None:
+    def _unwrapped(self, body: Any, field: str | None) -> _Items | DataError:
         """``unwrap``: the items of the body's ``{itemsKey: [...]}``, as the batch's
-        items (comma-joined JSON) with their number, or None when the body is not of
-        that shape."""
-        items = body.get(self.spec.items_key) if isinstance(body, dict) else None
+        items (comma-joined JSON) with their number; the input's DataError when the
+        body is not of that shape, or holds more items than a request may."""
+        key, most = self.spec.items_key, self.spec.max_items
+        items = body.get(key) if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
-            return None
+            return DataError(
+                f"the message body is not {{{key!r}: [...]}} with at least one item, so "
+                "the batch (unwrap) has nothing to send for it",
+                field=field,
+            )
+        if len(items) > most:
+            return DataError(
+                f"the message body holds {len(items):,} items under {key!r}, over the "
+                f"batch limit of {most:,} items a request",
+                field=field,
+            )
         content = _Items(b",".join(dumps(item) for item in items))
         content.number = len(items)
         return content
