@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from connector.core.engine import Engine
     from connector.core.registry import Registry
     from connector.runs.incomplete import IncompleteExecution, IncompleteStore
-    from connector.tools.batch_file import BatchFileRun
+    from connector.tools.batch_file import BatchFileRun, _Tally
 
 __all__ = ["entry", "main"]
 
@@ -207,13 +207,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if transport is not None:
         transport.join()
     with _engine(registry, store, batch=transport is not None) as engine:
-        if args.batch:
-            # The program's process: the loaded manifests live as long as it does, so
-            # they are frozen (_started) and the collector never walks them during a
-            # long batch. A host's own process (main called in it) is left as it is.
-            _started()
-            return _run_batch(engine, args, connection, context)
+        # The program's process: the loaded manifests live as long as it does, so they
+        # are frozen and the collector never walks them, during a long batch say. A
+        # host's own process (main called in it) is left as it is.
         _started()
+        if args.batch:
+            return _run_batch(engine, args, connection, context)
         if args.dry_run:
             _print_json(engine.dry_run(args.module, connection, parameters, context))
         else:
@@ -313,9 +312,7 @@ def _run_batch_in_workers(
         )
     sys.stderr.write(summary_line(tally) + "\n")
     sys.stderr.flush()
-    if tally.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_RUN_ERROR if tally.failed else 0
+    return _batch_exit(tally)
 
 
 def _store(args: argparse.Namespace) -> IncompleteStore:
@@ -377,9 +374,14 @@ def _run_batch(
             _summary(run, args.dry_run)
             raise
         _summary(run, args.dry_run)
-    if run.tally.interrupted:
+    return _batch_exit(run.tally)
+
+
+def _batch_exit(tally: _Tally) -> int:
+    """A batch run's exit code: interrupted, a line failed, or every line went through."""
+    if tally.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_RUN_ERROR if run.tally.failed else 0
+    return EXIT_RUN_ERROR if tally.failed else 0
 
 
 def _summary(run: BatchFileRun, dry_run: bool) -> None:
