@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from connector.errors import RunError
 from connector.tools import batch_file
+from connector.tools.interrupts import Interrupts
 
 
 def _blocks(data: bytes, size: int, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bytes]]:
@@ -219,7 +220,7 @@ class _PressesAt(io.BytesIO):
     """An output on which Ctrl-C is pressed ``presses`` times while the run writes its
     line number ``at`` (the signal as taken in the run's own write)."""
 
-    def __init__(self, at: int, stop: batch_file.Interrupts, presses: int) -> None:
+    def __init__(self, at: int, stop: Interrupts, presses: int) -> None:
         super().__init__()
         self._left, self._stop, self._presses = at, stop, presses
 

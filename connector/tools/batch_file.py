@@ -26,24 +26,21 @@ its lines are not searched one by one.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import json
-import signal
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import CodeType, FrameType
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
 from connector.errors import DataError, RunError
 from connector.runs.batch_items import BundlesJSON
+from connector.tools.interrupts import Interrupts, raise_interrupt
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
@@ -53,12 +50,10 @@ __all__ = [
     "BLOCK_BYTES",
     "BatchFileRun",
     "Block",
-    "Interrupts",
     "Progress",
     "error_line",
     "numbered_blocks",
     "one_process_interrupts",
-    "raise_interrupt",
     "read_blocks",
     "summary_line",
     "whole_writes",
@@ -213,8 +208,8 @@ def summary_line(tally: _Tally, dry_run: bool = False) -> str:
         answered = tally.sent + len(failed) + tally.blank  # output lines 1..answered
         text += f"; interrupted after line {answered:,}: the lines after it have no answer"
         if dry_run:
-            pass  # nothing was sent nor kept
-        elif tally.at_once:
+            return text  # nothing was sent nor kept
+        if tally.at_once:
             text += (
                 ", and may have been sent (a batch was out, or answered and not written "
                 "yet; one that failed is kept for retry: connector incomplete list)"
@@ -262,88 +257,6 @@ class Progress:
         self.show(read, tally)
         self._bar.refresh()  # the final figures are drawn once, however fast the run
         self._bar.close()
-
-
-class Interrupts:
-    """SIGINT (Ctrl-C) during a batch run, in two steps. The first asks the run to stop
-    reading: what it has read is still answered, and the summary says where it stopped.
-    The second calls ``force``: it ends the run now (the workers are ended, or one
-    process raises KeyboardInterrupt). ``at_once``: the first is the second (lines typed
-    on a terminal: the reading waits for the next line, so a flag would wait with it).
-    Only the main thread takes signals: a run in another thread (a host's) leaves SIGINT
-    as it was.
-
-    ``finishing``: the code of functions that write an output line. A second Ctrl-C that
-    lands in one is taken as soon as the run is out of it (a timer retries), since an
-    exception there could cut the line, or leave it written and not counted; a third
-    one is taken at once (a write that never ends, to a pipe nobody reads).
-
-    SIGTERM (``docker stop``, a supervisor) is taken as a second Ctrl-C: the run ends
-    soon, as asked, and its output still ends with a whole line and the summary."""
-
-    def __init__(
-        self,
-        force: Callable[[], None],
-        finishing: Collection[CodeType] = (),
-        *,
-        at_once: bool = False,
-    ) -> None:
-        self.asked = False
-        self.forced = False
-        self._force = force
-        self._at_once = at_once
-        self._finishing = frozenset(finishing) if hasattr(signal, "setitimer") else frozenset()
-        self._presses = 0
-
-    def _take(self, signum: int, frame: FrameType | None) -> None:
-        self._presses += 2 if self._at_once and not self._presses else 1
-        self.asked = True
-        if self._presses > 1:
-            self._end(frame)
-
-    def _terminate(self, signum: int, frame: FrameType | None) -> None:
-        self.asked = True
-        self._presses = max(self._presses, 1) + 1
-        self._end(frame)
-
-    def _end(self, frame: FrameType | None) -> None:
-        if self.forced:
-            return
-        if self._presses == 2 and frame is not None and frame.f_code in self._finishing:
-            signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)  # once the line is out
-            return
-        self.forced = True
-        self._force()
-
-    def _retry(self, signum: int, frame: FrameType | None) -> None:
-        self._end(frame)
-
-    @contextlib.contextmanager
-    def handled(self) -> Iterator[None]:
-        """SIGINT and SIGTERM taken by these steps within the block."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        before = signal.signal(signal.SIGINT, self._take)
-        term = signal.signal(signal.SIGTERM, self._terminate)
-        alarm = signal.signal(signal.SIGALRM, self._retry) if self._finishing else None
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, before)
-            signal.signal(signal.SIGTERM, term)
-            if alarm is not None:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, alarm)
-
-
-#: How soon a second Ctrl-C that landed while a line was written is taken again.
-_RETRY_SECONDS = 0.01
-
-
-def raise_interrupt() -> None:
-    """One process's second interrupt: stop where it is."""
-    raise KeyboardInterrupt
 
 
 def one_process_interrupts(*, at_once: bool = False) -> Interrupts:

@@ -37,7 +37,7 @@ still answered and written, then the summary says where the run stopped, and the
 command exits 130. A second one ends the workers at once: each line they had not
 answered gets its error line (it may have been sent), as for a worker that ended.
 Workers ignore SIGINT themselves (a terminal sends it to the whole process group), so
-that the parent decides (:class:`~connector.tools.batch_file.Interrupts`): with a flag
+that the parent decides (:class:`~connector.tools.interrupts.Interrupts`): with a flag
 it checks between blocks, never with an exception that could land between dealing a
 block and noting whose it is.
 
@@ -66,12 +66,12 @@ from connector.errors import RemoteRuntimeError
 from connector.tools.batch_file import (
     BatchFileRun,
     Block,
-    Interrupts,
     Progress,
     _Tally,
     error_line,
     numbered_blocks,
 )
+from connector.tools.interrupts import Interrupts
 
 if TYPE_CHECKING:
     from connector.core.engine import Engine
